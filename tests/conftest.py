@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny SavedModels and Keras backbones built here, no network."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tlkit.testing import make_image_savedmodel, make_text_savedmodel, tiny_cnn  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def image_savedmodel(tmp_path_factory):
+    return make_image_savedmodel(tmp_path_factory.mktemp("hub") / "tiny_cnn")
+
+
+@pytest.fixture(scope="session")
+def text_savedmodel(tmp_path_factory):
+    return make_text_savedmodel(tmp_path_factory.mktemp("hub") / "tiny_text")
+
+
+@pytest.fixture
+def tiny_cnn_model():
+    keras.utils.set_random_seed(0)
+    return tiny_cnn()
+
+
+@pytest.fixture
+def image_batch():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    return x, y

@@ -1,0 +1,135 @@
+"""The TF-Hub backbone is a real Keras 3 layer: trains, freezes, saves and reloads."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tlkit
+from tlkit.backbones import HubBackbone, HubHandleError, InputInfo, from_hub
+
+
+def _snapshot(layer):
+    return {v.name: v.numpy().copy() for v in layer.weights}
+
+
+def test_hub_backbone_goes_into_sequential_and_trains(image_savedmodel, image_batch):
+    backbone = from_hub(image_savedmodel, trainable=True)
+    model = keras.Sequential(
+        [keras.Input((16, 16, 3)), backbone, keras.layers.Dense(3, activation="softmax")]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = _snapshot(backbone)
+    x, y = image_batch
+    model.fit(x / 255.0, y, epochs=1, batch_size=8, verbose=0)
+    after = _snapshot(backbone)
+    for name, value in before.items():
+        if "moving" in name:
+            # BN statistics of the SavedModel stay put under the default BN policy.
+            np.testing.assert_array_equal(value, after[name], err_msg=name)
+        else:
+            assert not np.array_equal(value, after[name]), f"{name} did not train"
+
+
+def test_frozen_hub_backbone_stays_bit_identical(image_savedmodel, image_batch):
+    model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
+    backbone = tlkit.groups.find_backbone(model)
+    before = _snapshot(backbone)
+    head_before = [v.numpy().copy() for v in tlkit.heads.find_head(model).weights]
+    x, y = image_batch
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for name, value in _snapshot(backbone).items():
+        np.testing.assert_array_equal(before[name], value, err_msg=name)
+    head_after = [v.numpy() for v in tlkit.heads.find_head(model).weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(head_before, head_after))
+
+
+def test_trainable_patterns_train_only_matching_variables(image_savedmodel, image_batch):
+    backbone = from_hub(image_savedmodel, trainable_patterns=["block_2/.*"])
+    trainable = {n for n, v in zip(backbone.variable_names, backbone.weights) if v.trainable}
+    names = dict(zip(backbone.variable_names, backbone._hub_variables))
+    trainable = {n for n, v in names.items() if v.trainable}
+    assert trainable == {"block_2/conv/kernel", "block_2/bn/gamma", "block_2/bn/beta"}
+    model = keras.Sequential([keras.Input((16, 16, 3)), backbone, keras.layers.Dense(3)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = {n: v.numpy().copy() for n, v in names.items()}
+    x, y = image_batch
+    model.fit(x / 255.0, y, epochs=1, verbose=0)
+    for n, v in names.items():
+        changed = not np.array_equal(before[n], v.numpy())
+        assert changed == (n in trainable), n
+
+
+def test_training_flag_passed_to_savedmodel(image_savedmodel, image_batch):
+    x, _ = image_batch
+    frozen_bn = from_hub(image_savedmodel, trainable=True)  # default bn_policy="frozen"
+    updating = from_hub(image_savedmodel, trainable=True, bn_policy="update")
+    a = frozen_bn(x / 255.0, training=True).numpy()
+    b = frozen_bn(x / 255.0, training=False).numpy()
+    np.testing.assert_allclose(a, b)  # inference mode while BN statistics are frozen
+    c = updating(x / 255.0, training=True).numpy()  # batch statistics → different output
+    assert not np.allclose(c, b)
+    mean = next(v for n, v in zip(updating.variable_names, updating._hub_variables)
+                if n == "block_1/bn/moving_mean")
+    assert np.abs(mean.numpy()).sum() > 0  # the SavedModel updated its statistics
+
+
+def test_regularization_losses_are_added(image_savedmodel, image_batch):
+    x, _ = image_batch
+    backbone = from_hub(image_savedmodel, trainable=True)
+    backbone(x / 255.0)
+    assert len(backbone.losses) == 1 and float(backbone.losses[0]) > 0
+    frozen = from_hub(image_savedmodel, trainable=False)
+    frozen(x / 255.0)
+    assert frozen.losses == []
+
+
+def test_save_and_reload_gives_same_outputs(image_savedmodel, image_batch, tmp_path):
+    model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
+    tlkit.unfreeze_all(model)
+    x, y = image_batch
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    expected = model.predict(x, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)  # safe_mode=True (default)
+    assert [v.trainable for v in tlkit.groups.find_backbone(reloaded).weights] == [
+        v.trainable for v in tlkit.groups.find_backbone(model).weights
+    ]
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    backbone = tlkit.groups.find_backbone(reloaded)
+    assert isinstance(backbone, HubBackbone) and backbone.handle == image_savedmodel
+
+
+def test_text_encoder_with_string_inputs_and_dict_outputs(text_savedmodel, tmp_path):
+    backbone = from_hub(text_savedmodel, trainable=True, input_info=InputInfo(kind="text", dtype="string"))
+    model = tlkit.build_model(backbone, num_classes=2, freeze_backbone=False)
+    texts = tf.constant(["a good movie", "bad plot", "great acting", "awful"])
+    labels = np.array([1, 0, 1, 0])
+    table_before = backbone.weights[0].numpy().copy()
+    model.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(2), epochs=2, verbose=0)
+    assert not np.array_equal(table_before, backbone.weights[0].numpy())
+    model.save(tmp_path / "text.keras")
+    reloaded = keras.models.load_model(tmp_path / "text.keras")
+    np.testing.assert_allclose(reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6)
+    seq = from_hub(text_savedmodel, output_key="sequence_output")
+    assert len(seq(texts).shape) == 3
+    with pytest.raises(ValueError, match="not an output"):
+        from_hub(text_savedmodel, output_key="nope")(texts)
+
+
+def test_missing_folder_and_unreachable_handle_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SavedModel folder not found"):
+        from_hub(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a SavedModel folder"):
+        from_hub(str(tmp_path / "empty"))
+    with pytest.raises(HubHandleError, match="offline"):
+        from_hub("https://tfhub.invalid/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
+
+
+def test_hub_groups_by_name_scope(image_savedmodel):
+    backbone = from_hub(image_savedmodel)
+    assert [g.name for g in backbone.layer_groups()] == ["block_1", "block_2", "top"]
+    custom = from_hub(image_savedmodel, group_rules=[(r"block_\d", "convs"), (r"top", "top")])
+    assert [g.name for g in custom.layer_groups()] == ["convs", "top"]
