@@ -23,7 +23,7 @@ quickstart: $(STAMP)
 	$(BIN)/tlkit train recipes/quickstart.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check tlkit tests benchmarks
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q tests
 
 clean:
