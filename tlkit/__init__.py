@@ -3,7 +3,7 @@
 Importing tlkit configures nothing globally (no device, logging or dtype policy changes).
 """
 
-from tlkit import backbones, groups, heads
+from tlkit import backbones, groups, heads, pretrained  # pretrained: registers its layers
 from tlkit.groups import (
     format_summary,
     freeze_backbone,
@@ -25,6 +25,7 @@ __all__ = [
     "freeze_backbone",
     "groups",
     "heads",
+    "pretrained",
     "layer_groups",
     "set_trainable",
     "trainable_summary",

@@ -64,13 +64,15 @@ def _size(variable) -> int:
 
 
 def leaf_layers(layer) -> list:
-    """Layers that own weights, flattened through nested models, in model order."""
-    out = []
-    sublayers = getattr(layer, "layers", None)
-    if sublayers is None:
-        sublayers = [sl for sl in layer._layers] if hasattr(layer, "_layers") else []
+    """The units of a model that own weights, flattened through nested models, in model order.
+
+    Nested `keras.Model`s are opened; any other layer (a Conv2D, or a composite layer such as a
+    transformer block) is one unit, named by its own name.
+    """
+    sublayers = getattr(layer, "layers", None) if isinstance(layer, keras.Model) else None
     if not sublayers:
         return [layer] if layer.weights else []
+    out = []
     if layer._trainable_variables or layer._non_trainable_variables:
         out.append(layer)
     for sl in sublayers:
@@ -162,8 +164,13 @@ def layer_groups(model) -> list[LayerGroup]:
     return groups + ([head] if head.variables else [])
 
 
-def _is_batch_norm(layer) -> bool:
-    return isinstance(layer, keras.layers.BatchNormalization)
+def _batch_norms(layer) -> list:
+    """BatchNormalization layers in `layer` (itself or inside a composite layer)."""
+    return [
+        sl
+        for sl in layer._flatten_layers(include_self=True, recursive=True)
+        if isinstance(sl, keras.layers.BatchNormalization)
+    ]
 
 
 BN_POLICIES = ("frozen", "train_affine", "update")
@@ -204,15 +211,13 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
         layer_vars = set()
         for layer in group.layers:
             layer_vars.update(id(v) for v in layer.weights)
-            if _is_batch_norm(layer):
-                bn_trainable = flag and bn_policy == "update"
-                layer.trainable = bn_trainable
+            layer.trainable = flag
+            for bn in _batch_norms(layer):
+                bn.trainable = flag and bn_policy == "update"
                 if bn_policy == "train_affine":
-                    for v in (layer.gamma, layer.beta):
+                    for v in (bn.gamma, bn.beta):
                         if v is not None:
                             v.trainable = True
-            else:
-                layer.trainable = flag
         for v in group.variables:
             if id(v) not in layer_vars:  # loose variables (SavedModel backbones)
                 v.trainable = flag and not getattr(v, "_tlkit_always_frozen", False)

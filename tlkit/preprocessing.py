@@ -17,7 +17,8 @@ class ImagePreprocessing(keras.layers.Layer):
     """Raw `[0, 255]` pixels → what the backbone expects (`InputInfo`).
 
     Steps: grey → RGB when the backbone needs 3 channels, resize to `image_size` (when set),
-    rescale to `value_range`, subtract `mean` / divide by `std`, flip RGB → BGR if needed.
+    rescale to `value_range`, flip RGB → BGR if needed, subtract `mean` / divide by `std`
+    (both in the backbone's channel order).
     """
 
     def __init__(self, input_info=None, **kwargs):
@@ -42,12 +43,12 @@ class ImagePreprocessing(keras.layers.Layer):
         low, high = info.value_range
         if (low, high) != (0.0, 255.0):
             x = x * ((high - low) / 255.0) + low
+        if info.channel_order == "bgr":  # first: `mean`/`std` are given in the backbone's order
+            x = ops.flip(x, axis=-1)
         if info.mean is not None:
             x = x - ops.convert_to_tensor(info.mean, "float32")
         if info.std is not None:
             x = x / ops.convert_to_tensor(info.std, "float32")
-        if info.channel_order == "bgr":
-            x = ops.flip(x, axis=-1)
         return x
 
     def compute_output_shape(self, input_shape):
