@@ -1,0 +1,119 @@
+"""Train the head on cached features while the backbone is frozen.
+
+A frozen backbone (BatchNorm in inference mode) computes the same features every epoch, so the
+head phase can run the backbone once per example (`tlkit.data.extract_features`) and then train
+only the head on the features: the same updates as the full pipeline, at a fraction of the cost.
+This is not possible with augmentation (each epoch sees new images), so it refuses then.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tlkit import heads as heads_lib
+from tlkit.data import extract_feature_arrays
+
+
+def feature_model(model) -> keras.Model:
+    """The part of a tlkit model that runs before its head: raw input → pooled features."""
+    head = heads_lib.find_head(model)
+    if head is None:
+        raise ValueError("The model has no tlkit head; build it with `tlkit.build_model`.")
+    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def head_model(model) -> keras.Model:
+    """A model over the head alone (features in, predictions out), sharing the head's weights."""
+    head = heads_lib.find_head(model)
+    features = keras.Input(shape=tuple(head.input.shape[1:]), name="features")
+    return keras.Model(features, head(features), name=f"{model.name}_head")
+
+
+def has_augmentation(model) -> bool:
+    """Whether the model has Keras random preprocessing layers (augmentation) before its head."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer).__name__.startswith("Random") or layer.name == "augmentation":
+            return True
+    return False
+
+
+def _unbatch(ds):
+    spec = ds.element_spec
+    first = spec[0] if isinstance(spec, tuple) else spec
+    return ds.unbatch() if first.shape.rank and first.shape[0] is None else ds
+
+
+def train_head_on_features(
+    model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset | None = None,
+    epochs: int = 5,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    shuffle: bool = True,
+    seed: int = 0,
+    cache_dir=None,
+    callbacks=None,
+    verbose="auto",
+):
+    """Trains `model`'s head on features of its frozen backbone, computed once.
+
+    Args:
+        model: a model from `tlkit.build_model` whose backbone is frozen (only the head trains).
+        train, validation: `(x, y)` datasets, batched or not, in a fixed order.
+        epochs: head epochs.
+        learning_rate: Adam learning rate of the head.
+        batch_size: batch size for training the head on the features.
+        shuffle: shuffle the cached features each epoch (seeded).
+        cache_dir: keep the features as `.npy` files there (reused by a later call).
+        callbacks, verbose: passed to the head's `fit`.
+
+    Returns:
+        The `keras.callbacks.History` of the head training; `model`'s head holds the new weights.
+
+    Example:
+    ```python
+    model = tlkit.build_model("efficientnet_lite0", num_classes=10, input_shape=(64, 64, 1))
+    train_head_on_features(model, data.pipeline("train", 64, training=False), epochs=10)
+    ```
+    """
+    if has_augmentation(model):
+        raise ValueError(
+            "Feature caching needs a model without augmentation (each epoch would see new "
+            "images); train the head with `fit` instead, or drop `augmentation`."
+        )
+    trainable_outside_head = [
+        v for v in model.trainable_variables
+        if not any(v is w for w in heads_lib.find_head(model).weights)
+    ]
+    if trainable_outside_head:
+        raise ValueError(
+            "Feature caching needs a frozen backbone, but these variables train: "
+            f"{[v.path for v in trainable_outside_head[:3]]}. Call tlkit.freeze_backbone(model)."
+        )
+    extractor = feature_model(model)
+    x_train, y_train = extract_feature_arrays(
+        extractor, _unbatch(train), batch_size=batch_size, cache_dir=cache_dir, cache_name="train",
+        progress=verbose != 0,
+    )
+    train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    if shuffle:
+        train_ds = train_ds.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+    train_ds = train_ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    val_ds = None
+    if validation is not None:
+        x_val, y_val = extract_feature_arrays(
+            extractor, _unbatch(validation), batch_size=batch_size, cache_dir=cache_dir,
+            cache_name="val", progress=verbose != 0,
+        )
+        val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
+    head = head_model(model)
+    layer = heads_lib.find_head(model)
+    head.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=layer.default_loss(),
+        metrics=layer.default_metrics(),
+    )
+    return head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+                    verbose=verbose)
