@@ -301,12 +301,26 @@ def _symbolic_build_from_local_batch(self, iterator=None, data_batch=None):
         self._symbolic_build(data_batch=data_batch)
 
 
+def _with_leading_axis(step):
+    def wrapped(data):
+        return tf.nest.map_structure(
+            lambda v: tf.reshape(v, [1]) if isinstance(v, tf.Tensor) and v.shape.rank == 0 else v,
+            step(data),
+        )
+
+    return wrapped
+
+
 def apply_keras_fixes(model):
     """Works around known Keras 3 + tf.distribute failures on `model` (instance-level, no globals).
 
     - MultiWorkerMirroredStrategy: `fit()` fails in Keras's symbolic build (see
-      `_symbolic_build_from_local_batch`); covered by tests/test_multiworker_resume.py so a Keras
-      fix or regression shows.
+      `_symbolic_build_from_local_batch`); and after each step Keras reduces the (scalar) metric
+      results with a hard-coded `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
+      ("Invalid reduction dimension 0 for input with 0 dimensions"). The step outputs are given
+      a leading axis of length 1, so that MEAN over axis 0 gives back the scalar (metric results
+      are equal on every worker: sync-on-read variables). Both covered by
+      tests/test_multiworker_resume.py, so a Keras fix or regression shows.
 
     Returns the model.
     """
@@ -315,4 +329,6 @@ def apply_keras_fixes(model):
         import types
 
         model._maybe_symbolic_build = types.MethodType(_symbolic_build_from_local_batch, model)
+        for name in ("train_step", "test_step"):
+            setattr(model, name, _with_leading_axis(getattr(model, name)))
     return model

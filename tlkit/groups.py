@@ -173,6 +173,18 @@ def _batch_norms(layer) -> list:
     ]
 
 
+def _set_flag(layer, value: bool) -> None:
+    """`layer.trainable = value` for `layer` and every sublayer, even where already equal.
+
+    Keras 3's TensorFlow layers skip assigning an attribute its current object
+    (`KerasAutoTrackable.__setattr__` short-circuits `self.x = self.x`), so `layer.trainable =
+    True` on a layer that is already `True` neither recurses into sublayers nor resets variable
+    flags. Calling the property setter on every layer avoids that.
+    """
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        type(sublayer).trainable.fset(sublayer, value)
+
+
 BN_POLICIES = ("frozen", "train_affine", "update")
 
 
@@ -204,16 +216,16 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
             f"{[g.name for g in groups]}."
         )
     # Containers first (their setter recurses), then the exact per-layer / per-variable state.
-    model.trainable = True
+    _set_flag(model, True)
     backbone = find_backbone(model)
     for group in groups:
         flag = group.name in wanted
         layer_vars = set()
         for layer in group.layers:
             layer_vars.update(id(v) for v in layer.weights)
-            layer.trainable = flag
+            _set_flag(layer, flag)
             for bn in _batch_norms(layer):
-                bn.trainable = flag and bn_policy == "update"
+                _set_flag(bn, flag and bn_policy == "update")
                 if bn_policy == "train_affine":
                     for v in (bn.gamma, bn.beta):
                         if v is not None:

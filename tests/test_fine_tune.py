@@ -1,0 +1,187 @@
+"""fine_tune: head phase then unfreezing in ONE fit(), LR drop, history, early stopping, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tlkit
+from tlkit.backbones import InputInfo, from_keras
+from tlkit.fine_tune import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
+from tlkit.optimizers import LayerwiseAdamW
+from tlkit.testing import tiny_cnn
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return tlkit.build_model(
+        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
+        num_classes=3,
+        input_shape=(16, 16, 3),
+        dropout=0.0,
+    )
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (n, 16, 16, 3)).astype("float32")
+    y = (x[..., 0].mean(axis=(1, 2)) > 127).astype("int32") + (x.mean(axis=(1, 2, 3)) > 127)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8), x, y
+
+
+class _Probe(keras.callbacks.Callback):
+    """Per epoch: LR at the epoch's first step, trainable groups, weights; fit() count."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_begins, self.lrs, self.groups, self.weights = 0, [], [], []
+
+    def on_train_begin(self, logs=None):
+        self.train_begins += 1
+        self.weights.append({v.path: v.numpy().copy() for v in self.model.weights})
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.lrs.append(float(self.model.optimizer.learning_rate))
+            self.groups.append(
+                sorted(
+                    {
+                        v.path.split("_")[0] if v.path.startswith("block") else "head"
+                        for v in self.model.trainable_weights
+                    }
+                )
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append({v.path: v.numpy().copy() for v in self.model.weights})
+
+
+def test_gradual_fine_tune_in_one_fit():
+    train, _, _ = _data()
+    model = _model()
+    probe = _Probe()
+    result = fine_tune(
+        model,
+        train,
+        validation=train,
+        epochs=(1, 2),
+        head_lr=1e-2,
+        lr=1e-3,
+        lr_schedule="constant",
+        early_stopping_patience=None,
+        callbacks=[probe],
+        verbose=0,
+    )
+    assert isinstance(result, FineTuneResult) and result.model is model
+    assert probe.train_begins == 1  # one fit(): callbacks and optimizer continue
+    assert int(model.optimizer.iterations) == 6
+    # 3 groups over 2 fine epochs: 2 then all 3.
+    assert probe.groups == [
+        ["head"],
+        ["block2", "block3", "head"],
+        ["block1", "block2", "block3", "head"],
+    ]
+    assert result.unfreeze_epochs == [1, 2]
+    assert result.history.history["unfrozen_groups"] == [0, 2, 3]
+    assert probe.lrs == pytest.approx([1e-2, 1e-3, 1e-3])
+    assert set(result.history.history) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+    assert len(result.history.history["val_loss"]) == 3
+    # The head phase leaves the backbone bit-identical.
+    head_phase = [
+        p for p in probe.weights[0] if not np.array_equal(probe.weights[0][p], probe.weights[1][p])
+    ]
+    assert head_phase == ["head/out/kernel", "head/out/bias"]
+
+
+def test_unfreeze_all_cosine_and_layerwise_adamw():
+    train, x, y = _data()
+    model = _model()
+    probe = _Probe()
+    result = fine_tune(
+        model,
+        (x, y),
+        epochs=(1, 2),
+        head_lr=1e-2,
+        lr=1e-3,
+        unfreeze="all",
+        layerwise_decay=2.6,
+        optimizer=keras.optimizers.AdamW(weight_decay=0.01),
+        batch_size=8,
+        callbacks=[probe],
+        verbose=0,
+    )
+    assert isinstance(model.optimizer, LayerwiseAdamW)
+    assert model.optimizer.lr_multipliers["block1_conv/kernel"] == pytest.approx(1 / 2.6**3)
+    assert result.unfreeze_epochs == [1]
+    assert probe.groups[1] == ["block1", "block2", "block3", "head"]
+    # Cosine within the fine phase: starts at lr, then decays.
+    assert probe.lrs[1] == pytest.approx(1e-3) and probe.lrs[2] < 1e-3
+    assert model.loss == "sparse_categorical_crossentropy"  # the model's own loss is kept
+
+
+def test_unfreeze_top_n_and_one_cycle():
+    train, _, _ = _data()
+    model = _model()
+    probe = _Probe()
+    fine_tune(
+        model,
+        train,
+        epochs=(0, 2),
+        lr=1e-3,
+        unfreeze=1,
+        lr_schedule="one_cycle",
+        early_stopping_patience=None,
+        callbacks=[probe],
+        verbose=0,
+    )
+    assert probe.groups == [["block3", "head"], ["block3", "head"]]
+    assert type(model.optimizer.beta_1) is float  # momentum scheduling cleaned up
+
+
+def test_early_stopping_waits_for_fine_tuning():
+    model = _model()
+    stopper = _PhaseAwareEarlyStopping(3, monitor="val_loss", patience=1, restore_best_weights=True)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    for epoch, loss in enumerate([1.0, 2.0, 3.0]):  # worse and worse during the head phase
+        stopper.on_epoch_begin(epoch)
+        stopper.on_epoch_end(epoch, {"val_loss": loss})
+        assert not model.stop_training
+    stopper.on_epoch_begin(3)  # patience restarts when fine-tuning begins
+    stopper.on_epoch_end(3, {"val_loss": 4.0})
+    assert model.stop_training and stopper.best_epoch == 0  # best weights may be head-only
+
+
+def test_early_stopping_restores_best_weights():
+    train, _, _ = _data()
+    model = _model()
+    result = fine_tune(
+        model,
+        train,
+        validation=train,
+        epochs=(1, 3),
+        head_lr=1e-2,
+        lr=50.0,
+        lr_schedule="constant",
+        early_stopping_patience=1,
+        verbose=0,
+    )
+    assert result.best_epoch is not None
+    best = result.history.history["val_loss"][result.best_epoch]
+    assert model.evaluate(train, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        best, rel=1e-4
+    )
+
+
+def test_errors():
+    train, _, _ = _data()
+    model = _model()
+    with pytest.raises(ValueError, match=r"\(head_epochs, fine_epochs\)"):
+        fine_tune(model, train, epochs=(1, 2, 3))
+    with pytest.raises(ValueError, match="`unfreeze`"):
+        fine_tune(model, train, unfreeze="half")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fine_tune(model, train, lr_schedule="linear")
+    unknown = train.filter(lambda x, y: True)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        fine_tune(model, unknown)
