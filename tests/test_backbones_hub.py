@@ -69,8 +69,11 @@ def test_training_flag_passed_to_savedmodel(image_savedmodel, image_batch):
     np.testing.assert_allclose(a, b)  # inference mode while BN statistics are frozen
     c = updating(x / 255.0, training=True).numpy()  # batch statistics → different output
     assert not np.allclose(c, b)
-    mean = next(v for n, v in zip(updating.variable_names, updating._hub_variables)
-                if n == "block_1/bn/moving_mean")
+    mean = next(
+        v
+        for n, v in zip(updating.variable_names, updating._hub_variables)
+        if n == "block_1/bn/moving_mean"
+    )
     assert np.abs(mean.numpy()).sum() > 0  # the SavedModel updated its statistics
 
 
@@ -102,7 +105,9 @@ def test_save_and_reload_gives_same_outputs(image_savedmodel, image_batch, tmp_p
 
 
 def test_text_encoder_with_string_inputs_and_dict_outputs(text_savedmodel, tmp_path):
-    backbone = from_hub(text_savedmodel, trainable=True, input_info=InputInfo(kind="text", dtype="string"))
+    backbone = from_hub(
+        text_savedmodel, trainable=True, input_info=InputInfo(kind="text", dtype="string")
+    )
     model = tlkit.build_model(backbone, num_classes=2, freeze_backbone=False)
     texts = tf.constant(["a good movie", "bad plot", "great acting", "awful"])
     labels = np.array([1, 0, 1, 0])
@@ -111,7 +116,9 @@ def test_text_encoder_with_string_inputs_and_dict_outputs(text_savedmodel, tmp_p
     assert not np.array_equal(table_before, backbone.weights[0].numpy())
     model.save(tmp_path / "text.keras")
     reloaded = keras.models.load_model(tmp_path / "text.keras")
-    np.testing.assert_allclose(reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6
+    )
     seq = from_hub(text_savedmodel, output_key="sequence_output")
     assert len(seq(texts).shape) == 3
     with pytest.raises(ValueError, match="not an output"):

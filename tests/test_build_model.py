@@ -19,8 +19,9 @@ from tlkit.testing import tiny_cnn
     ],
 )
 def test_heads_build_and_fit(tiny_cnn_model, head, num_classes, loss):
-    model = tlkit.build_model(from_keras(tiny_cnn_model), head=head, num_classes=num_classes,
-                              input_shape=(16, 16, 3))
+    model = tlkit.build_model(
+        from_keras(tiny_cnn_model), head=head, num_classes=num_classes, input_shape=(16, 16, 3)
+    )
     assert model.output_shape == (None, num_classes)
     assert model.loss == loss
     rng = np.random.default_rng(0)
@@ -68,8 +69,9 @@ def test_preprocessing_rescales_to_backbone_range():
     inputs = keras.Input((2, 2, 3))
     identity = keras.Model(inputs, keras.layers.Identity()(inputs))
     info = InputInfo(value_range=(-1, 1), image_size=(2, 2))
-    model = tlkit.build_model(from_keras(identity, input_info=info), num_classes=2,
-                              input_shape=(4, 4, 1), compile=False)
+    model = tlkit.build_model(
+        from_keras(identity, input_info=info), num_classes=2, input_shape=(4, 4, 1), compile=False
+    )
     sub = keras.Model(model.input, model.get_layer("preprocessing").output)
     out = sub(np.full((1, 4, 4, 1), 255.0)).numpy()
     assert out.shape == (1, 2, 2, 3)
@@ -79,14 +81,20 @@ def test_preprocessing_rescales_to_backbone_range():
 
 
 def test_keras_backbone_save_reload(tiny_cnn_model, image_batch, tmp_path):
-    model = tlkit.build_model(from_keras(tiny_cnn_model), num_classes=3, input_shape=(16, 16, 3),
-                              class_names=["a", "b", "c"])
+    model = tlkit.build_model(
+        from_keras(tiny_cnn_model),
+        num_classes=3,
+        input_shape=(16, 16, 3),
+        class_names=["a", "b", "c"],
+    )
     tlkit.unfreeze_all(model)
     x, y = image_batch
     model.fit(x, y, epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
     assert tlkit.heads.find_head(reloaded).class_names == ["a", "b", "c"]
     assert tlkit.groups.group_names(reloaded) == ["block1", "block2", "block3", "head"]
 

@@ -13,8 +13,9 @@ from tlkit.testing import tiny_cnn
 
 def _model():
     keras.utils.set_random_seed(0)
-    return tlkit.build_model(tlkit.backbones.from_keras(tiny_cnn()), num_classes=3,
-                             input_shape=(16, 16, 3), dropout=0.0)
+    return tlkit.build_model(
+        tlkit.backbones.from_keras(tiny_cnn()), num_classes=3, input_shape=(16, 16, 3), dropout=0.0
+    )
 
 
 class _Crash(Exception):
@@ -40,8 +41,13 @@ def test_crash_during_backup_keeps_previous_backup(tmp_path, image_batch, monkey
 
     monkeypatch.setattr(keras.Model, "save_weights", dying_save)
     with pytest.raises(_Crash):
-        model.fit(x, y, epochs=4, verbose=0, callbacks=[AtomicBackupAndRestore(
-            str(tmp_path / "b"), delete_checkpoint=False)])
+        model.fit(
+            x,
+            y,
+            epochs=4,
+            verbose=0,
+            callbacks=[AtomicBackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)],
+        )
     monkeypatch.setattr(keras.Model, "save_weights", real_save)
     meta = json.loads((tmp_path / "b" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2 and meta["weights"] in files_before  # the commit never happened
@@ -57,12 +63,19 @@ def test_crash_during_backup_keeps_previous_backup(tmp_path, image_batch, monkey
 def test_old_backups_are_removed_and_per_worker_dirs(tmp_path, image_batch, monkeypatch):
     x, y = image_batch
     model = _model()
-    model.fit(x, y, epochs=3, verbose=0, callbacks=[AtomicBackupAndRestore(
-        str(tmp_path / "b"), delete_checkpoint=False)])
+    model.fit(
+        x,
+        y,
+        epochs=3,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)],
+    )
     h5 = [p for p in (tmp_path / "b").iterdir() if p.suffix == ".h5"]
     assert len(h5) == 1
-    monkeypatch.setenv("TF_CONFIG", json.dumps(
-        {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}),
+    )
     assert worker_backup_dir("ckpt").endswith("worker-1")
     monkeypatch.delenv("TF_CONFIG")
     assert worker_backup_dir("ckpt") == "ckpt"

@@ -17,17 +17,30 @@ def test_auto_is_default_strategy_on_a_plain_cpu(monkeypatch):
     strategy = distribute.get_strategy("auto")
     assert strategy is tf.distribute.get_strategy()
     plan = distribute.plan(strategy, per_replica_batch=32)
-    assert (plan.device, plan.replicas, plan.global_batch, plan.dtype_policy) == ("cpu", 1, 32, "float32")
+    assert (plan.device, plan.replicas, plan.global_batch, plan.dtype_policy) == (
+        "cpu",
+        1,
+        32,
+        "float32",
+    )
     assert plan.steps_per_execution == 1 and not plan.drop_remainder
 
 
 def test_auto_picks_multiworker_when_tf_config_has_a_cluster(monkeypatch):
     monkeypatch.setattr(distribute, "_tpu_hinted", lambda: False)
-    monkeypatch.setenv("TF_CONFIG", json.dumps(
-        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
-    ))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {
+                "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                "task": {"type": "worker", "index": 0},
+            }
+        ),
+    )
     created = []
-    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", lambda: created.append(1) or "mwms")
+    monkeypatch.setattr(
+        tf.distribute, "MultiWorkerMirroredStrategy", lambda: created.append(1) or "mwms"
+    )
     assert distribute.get_strategy("auto") == "mwms" and created == [1]
 
 
@@ -63,13 +76,20 @@ def test_tpu_plan_and_preflight_checks(monkeypatch):
     ragged = tf.data.Dataset.range(10).batch(3)
     with pytest.raises(distribute.StrategyError, match="drop_remainder=True"):
         distribute.check_tpu_ready(strategy, paths=["gs://b/x"], dataset=ragged)
-    distribute.check_tpu_ready(strategy, paths=["gs://b/x"], dataset=tf.data.Dataset.range(10).batch(3, drop_remainder=True))
+    distribute.check_tpu_ready(
+        strategy,
+        paths=["gs://b/x"],
+        dataset=tf.data.Dataset.range(10).batch(3, drop_remainder=True),
+    )
 
 
 def test_mixed_precision_choices():
     strategy = tf.distribute.get_strategy()
     assert distribute.plan(strategy, 8, mixed_precision=True).dtype_policy == "mixed_bfloat16"
-    assert distribute.plan(strategy, 8, mixed_precision="mixed_float16").dtype_policy == "mixed_float16"
+    assert (
+        distribute.plan(strategy, 8, mixed_precision="mixed_float16").dtype_policy
+        == "mixed_float16"
+    )
     with pytest.raises(ValueError, match="mixed_precision"):
         distribute.plan(strategy, 8, mixed_precision="fp8")
 
@@ -85,7 +105,10 @@ def test_dtype_policy_context_restores_global_policy():
 
 def test_shard_policy_is_set_on_dataset():
     ds = distribute.distribute_dataset(tf.data.Dataset.range(4), "file")
-    assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.FILE
+    assert (
+        ds.options().experimental_distribute.auto_shard_policy
+        == tf.data.experimental.AutoShardPolicy.FILE
+    )
     with pytest.raises(ValueError, match="shard_policy"):
         distribute.distribute_dataset(tf.data.Dataset.range(4), "rows")
 
@@ -94,7 +117,9 @@ def test_mirrored_over_two_logical_cpus_matches_one_device():
     # keras#21069: fit under MirroredStrategy. Two replicas must train like one device.
     out = subprocess.run(
         [sys.executable, "-m", "tlkit.testing.mirrored_check"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -36,8 +36,13 @@ def test_mixed_float16_with_loss_scaling_trains_on_gpu(jit):
     x, y = _data()
     strategy = distribute.get_strategy("mirrored" if len(GPUS) > 1 else "gpu")
     with distribute.dtype_policy("mixed_float16"), strategy.scope():
-        model = tlkit.build_model(tlkit.backbones.from_keras(tiny_cnn()), num_classes=3,
-                                  input_shape=(16, 16, 3), freeze_backbone=False, compile=False)
+        model = tlkit.build_model(
+            tlkit.backbones.from_keras(tiny_cnn()),
+            num_classes=3,
+            input_shape=(16, 16, 3),
+            freeze_backbone=False,
+            compile=False,
+        )
         tlkit.compile_model(model, jit_compile=jit)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.output.dtype == "float32"  # the head's output stays float32

@@ -12,9 +12,18 @@ from tlkit.testing import tiny_cnn
 
 def _model(augment=False):
     keras.utils.set_random_seed(0)
-    aug = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augmentation") if augment else None
-    return tlkit.build_model(tlkit.backbones.from_keras(tiny_cnn()), num_classes=3,
-                             input_shape=(16, 16, 3), dropout=0.0, augmentation=aug)
+    aug = (
+        keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augmentation")
+        if augment
+        else None
+    )
+    return tlkit.build_model(
+        tlkit.backbones.from_keras(tiny_cnn()),
+        num_classes=3,
+        input_shape=(16, 16, 3),
+        dropout=0.0,
+        augmentation=aug,
+    )
 
 
 def test_cached_head_training_matches_uncached(image_batch, tmp_path):
@@ -22,8 +31,9 @@ def test_cached_head_training_matches_uncached(image_batch, tmp_path):
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     cached = _model()
     backbone_before = [v.numpy().copy() for v in tlkit.groups.find_backbone(cached).weights]
-    history = train_head_on_features(cached, ds, ds, epochs=3, batch_size=8, shuffle=False,
-                                     cache_dir=tmp_path, verbose=0)
+    history = train_head_on_features(
+        cached, ds, ds, epochs=3, batch_size=8, shuffle=False, cache_dir=tmp_path, verbose=0
+    )
     assert set(history.history) >= {"loss", "val_loss", "accuracy"}
     assert any(p.suffix == ".npy" for p in tmp_path.rglob("*"))  # features cached on disk
 

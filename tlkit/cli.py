@@ -1,64 +1,321 @@
-"""The `tlkit` command line (minimal first version: `tlkit train RECIPE`)."""
+"""The `tlkit` command line.
+
+```
+tlkit train RECIPE [--set key=value ...] [--output DIR] [--force]
+tlkit evaluate RUN
+tlkit predict RUN INPUT [INPUT ...] [--top K] [--json]
+tlkit lr-find RECIPE [--set key=value ...] [--output DIR]
+tlkit tune RECIPE [--set key=value ...] [--output DIR]
+tlkit audit DATA [--set key=value ...] [--json]
+tlkit export RUN --format {keras,savedmodel,tflite,tflite-dynamic,hub} [...] [--output DIR]
+tlkit bench [NAME ...] [--list] [--full]
+```
+
+Exit codes: 0 on success; 1 with one line `tlkit: error: <reason>` for bad input (missing
+file, invalid recipe, unknown key, missing feature); 2 for bad command-line usage (argparse);
+130 when interrupted (re-run the same `train` command to resume). `--debug` shows tracebacks.
+Heavy modules (TensorFlow, Keras) are imported inside the subcommands, not at parse time.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import subprocess
 import sys
-import tempfile
+
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
 
 
+class CommandError(Exception):
+    """Bad input to a subcommand, reported as one line."""
+
+
+def _verbose():
+    return 1 if sys.stderr.isatty() else 2
+
+
+def _recipe(args):
+    from tlkit.recipes import load_recipe
+
+    return load_recipe(args.recipe, overrides=args.set)
+
+
+# -- subcommands -----------------------------------------------------------------------------------
 def _train(args) -> int:
-    import numpy as np
-    import yaml
+    from tlkit import train
 
-    with open(args.recipe, encoding="utf-8") as f:
-        recipe = yaml.safe_load(f) or {}
-    import keras
-
-    import tlkit
-    from tlkit.testing import make_image_savedmodel
-
-    out_dir = args.output or recipe.get("output", "runs/quickstart")
-    os.makedirs(out_dir, exist_ok=True)
-    backbone = recipe.get("backbone", "tiny")
-    if backbone == "tiny":
-        backbone = make_image_savedmodel(os.path.join(tempfile.mkdtemp(), "tiny_cnn"))
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = (digits.images[..., None] * (255.0 / 16.0)).astype("float32")
-    y = digits.target
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(x))
-    x, y = x[order], y[order]
-    split = int(0.8 * len(x))
-    keras.utils.set_random_seed(0)
-    model = tlkit.build_model(backbone, num_classes=10, input_shape=(8, 8, 1))
-    epochs = int(recipe.get("epochs", 3))
-    model.fit(x[:split], y[:split], validation_data=(x[split:], y[split:]), epochs=epochs, verbose=2)
-    tlkit.unfreeze_all(model)
-    tlkit.compile_model(model, learning_rate=float(recipe.get("fine_tune_lr", 1e-4)))
-    history = model.fit(x[:split], y[:split], validation_data=(x[split:], y[split:]),
-                        epochs=epochs, verbose=2)
-    metrics = {k: float(v[-1]) for k, v in history.history.items()}
-    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    model.save(os.path.join(out_dir, "model.keras"))
-    print(f"results in {out_dir}: {metrics}")
+    run_dir = train.train_recipe(
+        _recipe(args), output=args.output, force=args.force, verbose=_verbose()
+    )
+    _print_results(run_dir)
     return 0
 
 
+def _print_results(run_dir):
+    from tlkit.runs import RunDir
+
+    run = RunDir(run_dir)
+    metrics = run.read_json("metrics.json", {})
+    print(f"run: {run.path}")
+    if metrics:
+        print(
+            f"{metrics.get('split', 'test')} accuracy {metrics['accuracy']:.4f}, macro F1 "
+            f"{metrics['macro_f1']:.4f} ({metrics['num_examples']} examples)"
+        )
+        for warning in metrics.get("warnings", []):
+            print(f"warning: {warning}")
+    for name in (
+        "metrics.json",
+        "model.keras",
+        "reports/model_card.md",
+        "reports/confusion_matrix.png",
+        "reports/learning_curves.png",
+        "export",
+    ):
+        if os.path.exists(run.file(name)):
+            print(f"  {run.file(name)}")
+
+
+def _evaluate(args) -> int:
+    from tlkit import train
+    from tlkit.reports import format_report
+
+    metrics = train.evaluate_run(args.run, verbose=_verbose())
+    print(format_report(metrics))
+    print(f"reports: {os.path.join(args.run, 'reports')}")
+    return 0
+
+
+def _predict(args) -> int:
+    from tlkit import predict, train
+    from tlkit.runs import open_run
+
+    run = open_run(args.run)
+    model = train.load_run_model(run)
+    results = predict.predict(model, args.inputs, run.class_names(), top=args.top)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
+        print(f"{r['input']}\t{ranked}")
+    return 0
+
+
+def _lr_find(args) -> int:
+    from tlkit import train
+
+    result = train.lr_find_recipe(_recipe(args), output=args.output, verbose=_verbose())
+    print(f"suggested learning rate: {result.suggestion:.3g}")
+    return 0
+
+
+def _tune(args) -> int:
+    from tlkit import _wiring
+
+    recipe = _recipe(args)
+    if recipe.tune is None:
+        raise CommandError(f"{args.recipe}: no 'tune' section (search space) in the recipe")
+    result = _wiring.tune(recipe, output=args.output, verbose=_verbose())
+    print(f"best: {result.best_hyperparameters}")
+    for name, path in sorted(result.paths.items()):
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _audit(args) -> int:
+    from tlkit import _wiring
+
+    data = args.data
+    if data.endswith((".yaml", ".yml")):
+        from tlkit.recipes import load_recipe
+
+        recipe = load_recipe(data, overrides=args.set)
+        target = _wiring.load_data(recipe.data, recipe.seed)
+    elif os.path.isdir(data):
+        target = data
+    elif os.path.exists(data):
+        raise CommandError(f"{data}: expected a recipe (.yaml) or an image folder")
+    else:
+        raise FileNotFoundError(f"data not found: {data}")
+    report = _wiring.audit(target)
+    print(report.to_json() if args.json else report.to_text())
+    return 0
+
+
+def _export(args) -> int:
+    from tlkit import train
+
+    results = train.export_run(args.run, args.format, output=args.output)
+    for fmt, info in results.items():
+        line = info.get("path") or f"skipped ({info.get('skipped')})"
+        parity = info.get("parity")
+        if parity:
+            line += (
+                f"  parity: max |diff| {parity['max_abs_diff']:.2e}, top-1 agreement "
+                f"{parity['top1_agreement']:.3f} on {parity['num_examples']} inputs"
+            )
+        print(f"{fmt}: {line}")
+    return 0
+
+
+def _bench(args) -> int:
+    folder = args.dir
+    scripts = []
+    if os.path.isdir(folder):
+        scripts = sorted(
+            f[:-3]
+            for f in os.listdir(folder)
+            if f.endswith(".py") and not f.startswith("_") and f != "run_all.py"
+        )
+    if not scripts:
+        raise CommandError(f"no benchmark scripts (*.py) in {folder}")
+    if args.list:
+        print("\n".join(scripts))
+        return 0
+    unknown = [n for n in args.names if n not in scripts]
+    if unknown:
+        raise CommandError(f"unknown benchmark {unknown[0]!r} (available: {', '.join(scripts)})")
+    runner = os.path.join(folder, "run_all.py")
+    if os.path.exists(runner):  # the folder's own runner: --quick flags, summary JSON
+        command = [sys.executable, runner] + (["--only", *args.names] if args.names else [])
+        if subprocess.call(command + (["--full"] if args.full else [])):
+            raise CommandError("benchmark(s) failed; see the summary above")
+        return 0
+    failed = []
+    for name in args.names or scripts:
+        print(f"== {name}", flush=True)
+        if subprocess.call([sys.executable, os.path.join(folder, f"{name}.py")]):
+            failed.append(name)
+    if failed:
+        raise CommandError(f"benchmark(s) failed: {', '.join(failed)}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tlkit` (no heavy imports)."""
+    parser = argparse.ArgumentParser(
+        prog="tlkit", description="Transfer learning and fine-tuning for Keras 3 / TensorFlow."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def overrides(p):
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a recipe value, e.g. --set optimizer.lr=3e-4 (repeatable)",
+        )
+
+    p = add("train", _train, "train a recipe into a run folder (resumes an interrupted run)")
+    p.add_argument("recipe", help="recipe YAML file")
+    overrides(p)
+    p.add_argument("--output", help="run folder (default: output.dir or runs/<recipe name>)")
+    p.add_argument(
+        "--force", action="store_true", help="retrain from scratch, replacing the run folder"
+    )
+
+    p = add("evaluate", _evaluate, "re-evaluate a run and rewrite its reports")
+    p.add_argument("run", help="run folder")
+
+    p = add("predict", _predict, "classify image files / folders or texts with a run's model")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="image files or folders (image models), or texts")
+    p.add_argument("--top", type=int, default=1, help="classes to show per input")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("lr-find", _lr_find, "learning-rate range test on a recipe's model")
+    p.add_argument("recipe")
+    overrides(p)
+    p.add_argument("--output", help="folder for lr_find.png")
+
+    p = add("tune", _tune, "hyperparameter search over the recipe's tune.space")
+    p.add_argument("recipe")
+    overrides(p)
+    p.add_argument("--output", help="folder for the search")
+
+    p = add("audit", _audit, "audit a data set (a recipe's data, or an image folder)")
+    p.add_argument("data", help="recipe YAML or image folder")
+    overrides(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("export", _export, "export a run's model")
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--format",
+        action="append",
+        required=True,
+        choices=EXPORT_FORMATS,
+        help="export format (repeatable)",
+    )
+    p.add_argument("--output", help="folder (default: RUN/export)")
+
+    p = add("bench", _bench, "run the benchmark scripts in benchmarks/")
+    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    p.add_argument("--dir", default="benchmarks", help="benchmark folder")
+    p.add_argument("--list", action="store_true", help="list benchmarks")
+    p.add_argument("--full", action="store_true", help="full-size runs (run_all.py's --full)")
+    return parser
+
+
+def _expected_errors() -> tuple:
+    """Error types that mean bad input: reported as one line (no traceback)."""
+    errors = [CommandError, ValueError, OSError, ImportError]
+    from tlkit._wiring import FeatureUnavailableError
+
+    errors.append(FeatureUnavailableError)
+    try:
+        from tlkit.distribute import StrategyError
+    except ImportError:
+        pass
+    else:
+        errors.append(StrategyError)
+    return tuple(errors)
+
+
+def _one_line(err) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def _setup_logging(quiet: bool):
+    logger = logging.getLogger("tlkit")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False  # the CLI prints tlkit's messages once, whatever root logs
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tlkit", description="Transfer learning for Keras 3.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train from a recipe")
-    train.add_argument("recipe")
-    train.add_argument("--output", default=None)
-    train.set_defaults(func=_train)
+    """Entry point of the `tlkit` command; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _setup_logging(args.quiet)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug or not isinstance(err, _expected_errors()):
+            raise
+        print(f"tlkit: error: {_one_line(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""Reports: metrics against hand-computed values, slicing, the overfitting rule, PNGs, card."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tlkit import reports
+from tlkit.reports import (
+    classification_metrics,
+    model_card,
+    overfitting_warning,
+    plot_confusion_matrix,
+    plot_learning_curves,
+    sliced_metrics,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+Y = np.array([0, 0, 1, 1, 2, 2])
+PROBS = np.eye(3)[[0, 1, 1, 1, 2, 0]]  # predictions 0 1 1 1 2 0
+
+
+def test_classification_metrics_by_hand():
+    m = classification_metrics(Y, PROBS, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["b"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    )
+    assert m["per_class"]["a"]["precision"] == pytest.approx(0.5)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert m["num_examples"] == 6
+    json.dumps(m)  # plain JSON types
+
+
+def test_metrics_shape_error():
+    with pytest.raises(ValueError, match="Expected probs of shape"):
+        classification_metrics(Y, PROBS[:3], ["a", "b", "c"])
+
+
+def test_sliced_metrics_per_group():
+    groups = np.array(["x", "x", "y", "y", "y", "x"])
+    s = sliced_metrics(Y, PROBS, groups, name="source")
+    assert s["column"] == "source"
+    assert s["slices"]["x"] == {"accuracy": pytest.approx(1 / 3), "count": 3}
+    assert s["slices"]["y"] == {"accuracy": 1.0, "count": 3}
+    assert s["worst"] == "x"
+    with pytest.raises(ValueError, match="has 2 values for 6 examples"):
+        sliced_metrics(Y, PROBS, groups[:2])
+
+
+def _history(train_acc, val_acc, loss, val_loss, stage="fine"):
+    return [
+        {"epoch": i, "stage": stage, "accuracy": a, "val_accuracy": va, "loss": lo, "val_loss": vl}
+        for i, (a, va, lo, vl) in enumerate(zip(train_acc, val_acc, loss, val_loss))
+    ]
+
+
+def test_overfitting_rule_accuracy_gap():
+    h = _history([0.8, 0.99], [0.8, 0.85], [0.5, 0.1], [0.5, 0.45])
+    assert "exceeds validation accuracy" in overfitting_warning(h)
+    assert overfitting_warning(h, gap=0.2) is None
+
+
+def test_overfitting_rule_rising_validation_loss():
+    h = _history([0.8] * 5, [0.78] * 5, [1.0, 0.8, 0.6, 0.4, 0.3], [0.9, 0.7, 0.8, 0.85, 0.9])
+    assert "validation loss rose from 0.7000" in overfitting_warning(h)
+    # Training loss not falling any more: not flagged by the loss rule.
+    flat = _history([0.8] * 5, [0.78] * 5, [1.0, 0.6, 0.7, 0.8, 0.9], [0.9, 0.7, 0.8, 0.85, 0.9])
+    assert overfitting_warning(flat) is None
+
+
+def test_no_warning_on_healthy_or_missing_validation():
+    h = _history([0.7, 0.8, 0.85], [0.7, 0.78, 0.82], [0.9, 0.6, 0.5], [0.9, 0.7, 0.6])
+    assert overfitting_warning(h) is None
+    assert overfitting_warning([{"epoch": 0, "loss": 1.0}]) is None
+
+
+def test_pngs_are_written(tmp_path):
+    names = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
+    matrix = np.random.default_rng(0).integers(0, 30, (10, 10))
+    path = plot_confusion_matrix(matrix, names, str(tmp_path / "cm.png"))
+    history = _history(
+        [0.5, 0.7, 0.8, 0.9], [0.5, 0.6, 0.7, 0.75], [1.2, 0.9, 0.6, 0.4], [1.2, 1.0, 0.8, 0.7]
+    )
+    stages = [
+        {"name": "s0", "short": "head", "start": 0, "end": 2},
+        {"name": "s1", "short": "top 2", "start": 2, "end": 4},
+    ]
+    curves = plot_learning_curves(history, str(tmp_path / "lc.png"), stages=stages)
+    for p in (path, curves):
+        with open(p, "rb") as f:
+            assert f.read(8) == PNG_MAGIC
+        assert os.path.getsize(p) > 10_000
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], str(tmp_path / "cm.png"))
+    assert matplotlib.get_backend() == before
+
+
+def test_model_card_sections():
+    m = classification_metrics(Y, PROBS, ["a", "b", "c"])
+    card = model_card(
+        "demo",
+        m,
+        ["a", "b", "c"],
+        backbone="tiny",
+        data={"description": "digits", "splits": {"train": 10, "test": 6}},
+        stages=[{"name": "s0", "label": "head only", "start": 0, "end": 2}],
+        warnings=["possible overfitting: ..."],
+        slices=sliced_metrics(Y, PROBS, np.array(list("xxyyyx")), "source"),
+    )
+    for text in (
+        "# Model card: demo",
+        "## Data",
+        "- train: 10 examples",
+        "## Training",
+        "epochs 1-2: head only",
+        "## Metrics (test split, 6 examples)",
+        "| b | 0.667 | 1.000 | 0.800 | 2 |",
+        "### By `source`",
+        "## Warnings",
+        "## Limitations",
+        "out-of-distribution",
+    ):
+        assert text in card
+
+
+def test_write_reports(tmp_path):
+    history = _history([0.8, 0.99], [0.8, 0.85], [0.5, 0.1], [0.5, 0.45])
+    m = reports.write_reports(
+        str(tmp_path),
+        Y,
+        PROBS,
+        ["a", "b", "c"],
+        history=history,
+        slice_column="source",
+        slice_values=np.array(list("xxyyyx")),
+        card={"name": "demo"},
+    )
+    assert m["warnings"] and m["slices"]["worst"] == "x"
+    for key in ("report_json", "report_txt", "confusion_matrix", "learning_curves", "model_card"):
+        assert os.path.exists(m["files"][key]), key
+    with open(m["files"]["report_json"]) as f:
+        assert json.load(f)["accuracy"] == pytest.approx(4 / 6)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp files left

@@ -1,0 +1,92 @@
+"""Predictions of a trained run on raw inputs: image files, folders of images, or texts."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def expand_image_inputs(inputs) -> list[str]:
+    """Image file paths from files and folders (folders: their image files, recursively, sorted).
+
+    Raises:
+        FileNotFoundError: an input that does not exist, or no image file at all.
+    """
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(root, f)
+                for root, _, files in os.walk(item)
+                for f in files
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {item}")
+            paths.extend(found)
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"input not found: {item}")
+    return paths
+
+
+def load_images(paths, model) -> np.ndarray:
+    """Decodes image files into the model's raw input: float32 `[0, 255]`, its size and channels.
+
+    Raises:
+        ValueError: a file that is not a decodable image (the path is named).
+    """
+    import tensorflow as tf
+
+    _, height, width, channels = model.inputs[0].shape
+    images = []
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        except tf.errors.InvalidArgumentError:
+            raise ValueError(f"{path}: not a decodable image (JPEG, PNG, GIF or BMP)") from None
+        image = tf.cast(image, tf.float32)
+        if height is not None and width is not None:
+            image = tf.image.resize(image, (height, width))
+        images.append(image.numpy())
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images of different sizes {sorted(shapes)[:3]} for a model without a fixed input "
+            "size; resize them first"
+        )
+    return np.stack(images)
+
+
+def predict(model, inputs, class_names, top: int = 1, batch_size: int = 32) -> list[dict]:
+    """Top-`top` classes with probabilities for each input.
+
+    Args:
+        model: a trained tlkit model (raw inputs).
+        inputs: image file paths / folders (image models) or strings (text models).
+        class_names: names of the model's classes.
+        top: how many classes per input.
+        batch_size: prediction batch size.
+
+    Returns:
+        `[{"input", "class", "probability", "top": [{"class", "probability"}, ...]}]`.
+    """
+    if model.inputs[0].dtype == "string":
+        sources = [str(t) for t in inputs]
+        x = np.asarray(sources, dtype=object)
+    else:
+        sources = expand_image_inputs(inputs)
+        x = load_images(sources, model)
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    results = []
+    for source, p in zip(sources, probs):
+        order = np.argsort(-p)[: max(1, top)]
+        ranked = [{"class": class_names[i], "probability": float(p[i])} for i in order]
+        results.append({"input": source, **ranked[0], "top": ranked})
+    return results

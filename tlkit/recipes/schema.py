@@ -1,0 +1,506 @@
+"""Typed recipe sections (dataclasses) and their validation.
+
+A recipe is plain data: YAML in, these dataclasses after validation, YAML out again
+(`Recipe.to_dict`). Validation walks the dataclass type hints, so every error names the key
+path (`data.splits.val_fraction`), what was expected and what was received. Unknown keys are
+errors too, with a `difflib` suggestion (`unknown key 'optimiser' at top level; did you mean
+'optimizer'?`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from typing import Any, Literal, Union
+
+SOURCES = ("tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets")
+HEAD_KINDS = ("classification", "multilabel", "mlp")
+SCHEDULES = ("gradual", "all", "table")
+BN_POLICIES = ("frozen", "train_affine", "update")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
+TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
+SPLITS = ("train", "val", "test")
+TINY_BACKBONES = ("tiny", "tiny_text")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used: unknown key, wrong type or bad value (message names the key)."""
+
+
+def _where(path: str) -> str:
+    return path or "top level"
+
+
+def _fail(path: str, expected: str, value) -> typing.NoReturn:
+    raise RecipeError(f"{_where(path)}: expected {expected}, got {value!r}")
+
+
+# -- sections ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class BackboneConfig:
+    """Which pretrained backbone, and how to build it.
+
+    Exactly one of `name` (a tlkit pretrained name such as `efficientnet_lite0`, a
+    `keras.applications` name, `keras_hub:<preset>`, or `tiny` / `tiny_text` for a tiny
+    SavedModel made on the fly), `handle` (TF-Hub / Kaggle) or `path` (local SavedModel folder).
+    `options` go to the backbone's constructor (e.g. `image_size`, `output_key`,
+    `trainable_patterns`); `input_info` describes the input of a SavedModel backbone.
+    """
+
+    name: str | None = None
+    handle: str | None = None
+    path: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    input_info: dict[str, Any] | None = None
+
+    def check(self, path):
+        given = [k for k in ("name", "handle", "path") if getattr(self, k)]
+        if len(given) != 1:
+            raise RecipeError(
+                f"{path}: expected exactly one of 'name', 'handle' or 'path', got {given or 'none'}"
+            )
+
+    @property
+    def spec(self) -> str:
+        """The string given to `tlkit.backbones.get`."""
+        return self.name or self.handle or self.path
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """The new head: `kind` (classification | multilabel | mlp), dropout, hidden layers, pooling."""
+
+    kind: Literal["classification", "multilabel", "mlp"] = "classification"
+    dropout: float = 0.2
+    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [256])
+    pooling: Literal["avg", "max"] = "avg"
+
+    def check(self, path):
+        if not 0.0 <= self.dropout < 1.0:
+            _fail(f"{path}.dropout", "a float in [0, 1)", self.dropout)
+        for i, units in enumerate(self.hidden_units):
+            if units < 1:
+                _fail(f"{path}.hidden_units[{i}]", "an int >= 1", units)
+
+
+@dataclasses.dataclass
+class SplitsConfig:
+    """Where the splits come from.
+
+    `train` / `val` / `test` are split names of the source (TFDS split strings such as
+    `"train[:80%]"`); a missing `val` / `test` is carved out of train with `val_fraction` /
+    `test_fraction` (stratified, seeded).
+    """
+
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def check(self, path):
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                _fail(f"{path}.{key}", "a float in [0, 1)", value)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            _fail(
+                f"{path}.val_fraction + test_fraction",
+                "a sum < 1",
+                (self.val_fraction + self.test_fraction),
+            )
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """The labelled data.
+
+    Args (YAML keys):
+        source: tfds | folder | csv | numpy | fashion_mnist | digits | tweets.
+        name: TFDS data set name (`source: tfds`).
+        path: folder, CSV file or `.npz` file (`folder`, `csv`, `numpy`).
+        x_col, y_col, kind: CSV columns and what `x_col` holds (`image` or `text`).
+        splits: see `SplitsConfig`.
+        image_size: resize images when loading (int or `[height, width]`); the model resizes
+            to the backbone's size itself, so this only makes batches uniform.
+        per_class: examples kept per class: an int (train split) or `{split: int}`.
+        augmentation: `{name: value}` for `tlkit.data.augmentation` (e.g. `flip: horizontal`,
+            `rotation: 0.1`, `zoom: 0.1`); images only; not used on cached features.
+        batch_size: examples per batch.
+        cache_features: train the head on features extracted once from the frozen backbone.
+        slice_by: metadata column to slice test metrics by (e.g. `source`).
+        class_names: optional class list (label order).
+        options: extra keyword arguments for the loader.
+    """
+
+    source: Literal["tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets"] = (
+        "digits"
+    )
+    name: str | None = None
+    path: str | None = None
+    x_col: str | None = None
+    y_col: str | None = None
+    kind: Literal["image", "text"] | None = None
+    splits: SplitsConfig = dataclasses.field(default_factory=SplitsConfig)
+    image_size: int | list[int] | None = None
+    per_class: int | dict[str, int] | None = None
+    augmentation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch_size: int = 32
+    cache_features: bool = False
+    slice_by: str | None = None
+    class_names: list[str] | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def check(self, path):
+        needs = {"tfds": "name", "folder": "path", "csv": "path", "numpy": "path"}
+        key = needs.get(self.source)
+        if key and not getattr(self, key):
+            raise RecipeError(f"{path}.{key}: required when {path}.source is {self.source!r}")
+        if self.source == "csv" and not (self.x_col and self.y_col):
+            raise RecipeError(f"{path}.x_col / {path}.y_col: required when {path}.source is 'csv'")
+        if self.batch_size < 1:
+            _fail(f"{path}.batch_size", "an int >= 1", self.batch_size)
+        if isinstance(self.image_size, list) and (
+            len(self.image_size) != 2 or min(self.image_size) < 1
+        ):
+            _fail(
+                f"{path}.image_size", "an int or [height, width] of positive ints", self.image_size
+            )
+        if isinstance(self.image_size, int) and self.image_size < 1:
+            _fail(f"{path}.image_size", "a positive int", self.image_size)
+        if isinstance(self.per_class, int) and self.per_class < 1:
+            _fail(f"{path}.per_class", "an int >= 1", self.per_class)
+        if isinstance(self.per_class, dict):
+            for split, n in self.per_class.items():
+                if split not in SPLITS:
+                    _unknown(f"{path}.per_class", split, SPLITS)
+                if n < 1:
+                    _fail(f"{path}.per_class.{split}", "an int >= 1", n)
+
+
+@dataclasses.dataclass
+class PhasesConfig:
+    """Training phases: the head alone, then fine-tuning with an unfreezing schedule.
+
+    Args (YAML keys):
+        head_epochs: epochs of phase 1 (backbone frozen; on cached features when
+            `data.cache_features`).
+        fine_epochs: epochs of phase 2 (0: no fine-tuning).
+        schedule: `gradual` (top `first` groups at the start of phase 2, `per_step` more every
+            `every` epochs), `all` (everything at once) or `table` (`{phase-2 epoch: groups or
+            "all"}`).
+        bn_policy: frozen | train_affine | update (see `tlkit.set_trainable`).
+        patience: early stopping patience on `val_loss`, counted from the start of phase 2;
+            the best epoch's weights are restored (`null`: off).
+    """
+
+    head_epochs: int = 5
+    fine_epochs: int = 5
+    schedule: Literal["gradual", "all", "table"] = "gradual"
+    first: int = 1
+    every: int = 1
+    per_step: int = 1
+    table: dict[int, int | str] | None = None
+    bn_policy: Literal["frozen", "train_affine", "update"] = "frozen"
+    patience: int | None = None
+
+    def check(self, path):
+        for key, low in (
+            ("head_epochs", 0),
+            ("fine_epochs", 0),
+            ("first", 0),
+            ("every", 1),
+            ("per_step", 0),
+        ):
+            if getattr(self, key) < low:
+                _fail(f"{path}.{key}", f"an int >= {low}", getattr(self, key))
+        if self.head_epochs + self.fine_epochs < 1:
+            raise RecipeError(f"{path}: expected head_epochs + fine_epochs >= 1, got 0")
+        if self.schedule == "table":
+            if not self.table:
+                raise RecipeError(f"{path}.table: required when {path}.schedule is 'table'")
+            for epoch, count in self.table.items():
+                if epoch < 0:
+                    _fail(f"{path}.table", "epochs >= 0 as keys", epoch)
+                if isinstance(count, str) and count != "all":
+                    _fail(f"{path}.table.{epoch}", "an int >= 0 or 'all'", count)
+        if self.patience is not None and self.patience < 1:
+            _fail(f"{path}.patience", "an int >= 1 or null", self.patience)
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """Optimizer of both phases.
+
+    Args (YAML keys):
+        name: adam | adamw | sgd | rmsprop.
+        lr: learning rate of fine-tuning (phase 2), for the top group.
+        head_lr: learning rate of the head phase (default: `10 * lr`).
+        layerwise_decay: discriminative rates: each group below the top one trains at
+            `1 / decay` of the rate of the group above (ULMFiT: 2.6; `null`: one rate).
+        schedule: shape of the fine-tuning learning rate: cosine (to `lr / 100`), constant or
+            one_cycle; the head phase uses `head_lr`, constant.
+        weight_decay: for `adamw` (and `sgd` / `adam` when the optimizer supports it).
+    """
+
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = 1e-4
+    head_lr: float | None = None
+    layerwise_decay: float | None = None
+    schedule: Literal["constant", "cosine", "one_cycle"] = "cosine"
+    weight_decay: float | None = None
+
+    def check(self, path):
+        for key in ("lr", "head_lr"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                _fail(f"{path}.{key}", "a float > 0", value)
+        if self.layerwise_decay is not None and not self.layerwise_decay >= 1:
+            _fail(
+                f"{path}.layerwise_decay", "a float >= 1 (e.g. 2.6) or null", self.layerwise_decay
+            )
+        if self.weight_decay is not None and self.weight_decay < 0:
+            _fail(f"{path}.weight_decay", "a float >= 0 or null", self.weight_decay)
+
+    @property
+    def resolved_head_lr(self) -> float:
+        return self.head_lr if self.head_lr is not None else 10.0 * self.lr
+
+
+@dataclasses.dataclass
+class DistributeConfig:
+    """Where to train: `strategy` auto | cpu | gpu | mirrored | multiworker | tpu; mixed precision."""
+
+    strategy: Literal["auto", "cpu", "gpu", "mirrored", "multiworker", "tpu"] = "auto"
+    mixed_precision: bool = False
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    """Hyperparameter search (`tlkit tune`, run by `tlkit.tuning.tune_recipe`).
+
+    `space` maps a tunable parameter (short name such as `lr`, or the recipe key it sets, such
+    as `optimizer.lr`) to its range: `{min, max, log: true}` / `{min, max, step}` /
+    `{choice: [...]}`; see `tlkit.tuning.space` (which validates it) for the parameters.
+    """
+
+    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    max_trials: int = 10
+    objective: str = "val_accuracy"
+    space: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def check(self, path):
+        if self.max_trials < 1:
+            _fail(f"{path}.max_trials", "an int >= 1", self.max_trials)
+        if self.space:
+            from tlkit.tuning.space import SearchSpace
+
+            try:
+                SearchSpace.from_config(self.space)
+            except ValueError as err:
+                message = str(err).removeprefix("tune space: ")
+                raise RecipeError(f"{path}.space: {message}") from None
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """Where results go: `dir` (default `runs/<recipe name>`), export formats, TensorBoard."""
+
+    dir: str | None = None
+    export: list[Literal["keras", "savedmodel", "tflite", "tflite-dynamic", "hub"]] = (
+        dataclasses.field(default_factory=lambda: ["keras"])
+    )
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A complete transfer-learning run, as data.
+
+    Example:
+    ```python
+    recipe = tlkit.recipes.load_recipe("recipes/smoke.yaml", overrides=["optimizer.lr=3e-4"])
+    print(tlkit.recipes.dump_recipe(recipe))
+    ```
+    """
+
+    name: str = "recipe"
+    description: str = ""
+    seed: int = 0
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    phases: PhasesConfig = dataclasses.field(default_factory=PhasesConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+    tune: TuneConfig | None = None
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    def check(self, path):
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
+            _fail("name", "letters, digits, '_', '.' or '-' (it names the run folder)", self.name)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        """Validates a plain dict (e.g. from `yaml.safe_load`) into a `Recipe`."""
+        return _convert(data, cls, "")
+
+    def to_dict(self) -> dict:
+        """Plain data (dicts, lists, scalars) that `from_dict` turns back into an equal recipe."""
+        return _plain(dataclasses.asdict(self))
+
+
+# -- generic conversion ----------------------------------------------------------------------------
+def _unknown(path, key, allowed) -> typing.NoReturn:
+    where = f"in '{path}'" if path else "at top level"
+    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise RecipeError(
+        f"unknown key '{key}' {where}{hint} (allowed: {', '.join(map(str, allowed))})"
+    )
+
+
+def _number(value):
+    """`value` as a float when it is a number or a numeric string (YAML 1.1 reads `3e-4` as str)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(
+        r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value
+    ):
+        return float(value)
+    return None
+
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return (
+            f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}"
+        )
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {str: "a string", int: "an int", float: "a float", bool: "a bool", Any: "a value"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value, tp, path):
+    """Checks `value` against type `tp` and returns it converted (dataclasses built)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is not None:
+            _fail(path, "null", value)
+        return None
+    if origin in (Union, types.UnionType):
+        return _convert_union(value, tp, path)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed or isinstance(value, bool):
+            _fail(path, "one of " + ", ".join(repr(a) for a in allowed), value)
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(value, tp, path)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            _fail(path, _describe(tp), value)
+        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            _fail(path, _describe(tp), value)
+        out = {}
+        for k, v in value.items():
+            key = _convert(k, key_tp, f"{path} key {k!r}")
+            out[key] = _convert(v, value_tp, f"{path}.{k}")
+        return out
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(path, "a bool (true / false)", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+                return int(value)
+            _fail(path, "an int", value)
+        return value
+    if tp is float:
+        number = _number(value)
+        if number is None:
+            _fail(path, "a float", value)
+        return number
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(path, "a string", value)
+        return value
+    raise TypeError(f"Unsupported type in recipe schema: {tp!r}")  # a bug in the schema
+
+
+def _convert_union(value, tp, path):
+    options = [o for o in typing.get_args(tp) if o is not type(None)]
+    if value is None:
+        if len(options) < len(typing.get_args(tp)):
+            return None
+        _fail(path, _describe(tp), value)
+    # A mapping or list goes to the one container option that takes it, so that errors
+    # inside it keep their precise key path.
+    if isinstance(value, (dict, list)):
+        kind = dict if isinstance(value, dict) else list
+        for option in options:
+            container = dict if dataclasses.is_dataclass(option) else typing.get_origin(option)
+            if container is kind:
+                return _convert(value, option, path)
+        _fail(path, _describe(tp), value)
+    for option in options:
+        try:
+            return _convert(value, option, path)
+        except RecipeError:
+            continue
+    _fail(path, _describe(tp), value)
+
+
+def _convert_dataclass(value, cls, path):
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        _fail(path, "a mapping", value)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, item in value.items():
+        if key not in names:
+            _unknown(path, key, names)
+        kwargs[key] = _convert(item, hints[key], f"{path}.{key}" if path else str(key))
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check(path or "recipe")
+    return obj
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

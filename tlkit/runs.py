@@ -1,0 +1,267 @@
+"""The run directory: everything one training run writes, in one folder.
+
+```
+runs/<recipe name>/
+  recipe.yaml          the resolved recipe (after --set overrides)
+  state.json           which stages are done; "complete" at the end
+  checkpoints/         keras BackupAndRestore backups per stage + weights after each stage
+  logs/                TensorBoard
+  history.json         per-epoch metrics of every stage, with the stage and phase names
+  model.keras          the trained model (reloads with keras.models.load_model, safe mode)
+  class_names.json
+  metrics.json         test (or validation) metrics
+  reports/             classification report, confusion matrix, learning curves, model card
+  export/              exported models (savedmodel/, model.tflite, hub/, parity.json)
+```
+
+Files tlkit writes itself are written atomically (temporary file + `os.replace`), so an
+interrupted run never leaves a half-written `state.json` or `model.keras`. A folder that holds a
+run is never deleted or overwritten unless the caller asks (`force=True`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+
+STATE_FILE = "state.json"
+RECIPE_FILE = "recipe.yaml"
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked (e.g. it holds a different recipe)."""
+
+
+def temp_name(path) -> str:
+    """A unique hidden name next to `path` for a temporary file or folder."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_text(path, text: str) -> str:
+    """Writes `text` to `path` through a temporary file in the same folder and `os.replace`.
+
+    The file gets the usual permissions (umask), unlike `tempfile.mkstemp`'s 0600.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path, data) -> str:
+    """`atomic_write_text` of `data` as indented JSON."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path next to `path` (same extension); on success it replaces `path`.
+
+    For writers that take a file name (`model.save`, `save_weights`, PNGs).
+    """
+    path = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = _split_ext(base)
+    tmp = os.path.join(folder, f".{stem}.tmp{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _split_ext(base):
+    for ext in (".weights.h5", ".keras", ".tflite", ".json", ".png", ".md", ".yaml"):
+        if base.endswith(ext):
+            return base[: -len(ext)], ext
+    return os.path.splitext(base)
+
+
+def read_json(path, default=None):
+    """JSON content of `path`, or `default` when the file does not exist."""
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class RunDir:
+    """Paths and state of one run folder.
+
+    Args:
+        path: the folder (created by `prepare`).
+
+    Example:
+    ```python
+    run = RunDir("runs/smoke")
+    run.prepare(recipe_yaml)          # new run, or resume the same recipe
+    if run.stage_done("head"): ...
+    run.mark_stage_done("head")
+    ```
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return f"RunDir({self.path!r})"
+
+    # -- paths -----------------------------------------------------------------------------------
+    def file(self, *parts) -> str:
+        return os.path.join(self.path, *parts)
+
+    @property
+    def recipe_path(self) -> str:
+        return self.file(RECIPE_FILE)
+
+    @property
+    def model_path(self) -> str:
+        return self.file("model.keras")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.file("checkpoints")
+
+    @property
+    def logs(self) -> str:
+        return self.file("logs")
+
+    @property
+    def reports(self) -> str:
+        return self.file("reports")
+
+    @property
+    def export_dir(self) -> str:
+        return self.file("export")
+
+    def backup_dir(self, stage: str) -> str:
+        """The `BackupAndRestore` folder of `stage` (one per `fit` call)."""
+        return os.path.join(self.checkpoints, f"backup_{stage}")
+
+    def stage_weights(self, stage: str) -> str:
+        """Model weights saved when `stage` finished."""
+        return os.path.join(self.checkpoints, f"{stage}.weights.h5")
+
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def state(self) -> dict:
+        return read_json(self.file(STATE_FILE), default={"stages_done": [], "complete": False})
+
+    def _write_state(self, state):
+        atomic_write_json(self.file(STATE_FILE), state)
+
+    def update_state(self, **items):
+        """Adds `items` to `state.json` (e.g. the training segments, for reports)."""
+        state = self.state
+        state.update(items)
+        self._write_state(state)
+
+    @property
+    def exists(self) -> bool:
+        return os.path.exists(self.recipe_path) or os.path.exists(self.file(STATE_FILE))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state.get("complete")) and os.path.exists(self.model_path)
+
+    def stage_done(self, stage: str) -> bool:
+        return stage in self.state.get("stages_done", [])
+
+    @property
+    def last_stage_done(self) -> str | None:
+        done = self.state.get("stages_done", [])
+        return done[-1] if done else None
+
+    def mark_stage_done(self, stage: str):
+        state = self.state
+        if stage not in state["stages_done"]:
+            state["stages_done"].append(stage)
+        self._write_state(state)
+
+    def mark_complete(self, **info):
+        state = self.state
+        state["complete"] = True
+        state.update(info)
+        self._write_state(state)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def prepare(self, recipe_yaml: str, force: bool = False) -> str:
+        """Creates the folder for a new run, or checks it for resuming.
+
+        Returns:
+            `"new"`, `"resume"` (same recipe, unfinished) or `"complete"` (same recipe, done).
+
+        Raises:
+            RunError: the folder holds a run of a *different* recipe, or files that are not a
+                run; nothing is deleted unless `force=True`.
+        """
+        if force and os.path.exists(self.path):
+            shutil.rmtree(self.path)
+        if os.path.exists(self.path) and os.listdir(self.path):
+            if not self.exists:
+                raise RunError(
+                    f"{self.path} exists and is not a tlkit run folder; choose another --output "
+                    "or pass --force to replace it"
+                )
+            with open(self.recipe_path, encoding="utf-8") as f:
+                previous = f.read()
+            if previous != recipe_yaml:
+                raise RunError(
+                    f"{self.path} holds a run of a different recipe ({RECIPE_FILE} differs); "
+                    "pass --force to retrain from scratch there, or choose another --output"
+                )
+            return "complete" if self.complete else "resume"
+        os.makedirs(self.path, exist_ok=True)
+        atomic_write_text(self.recipe_path, recipe_yaml)
+        self._write_state({"stages_done": [], "complete": False})
+        return "new"
+
+    # -- results ---------------------------------------------------------------------------------
+    def write_json(self, name: str, data) -> str:
+        return atomic_write_json(self.file(name), data)
+
+    def read_json(self, name: str, default=None):
+        return read_json(self.file(name), default)
+
+    def history(self) -> list[dict]:
+        """Per-epoch records `{epoch, stage, loss, val_loss, ...}` of the run so far."""
+        return self.read_json("history.json", default=[])
+
+    def add_history(self, records: list[dict]):
+        """Adds epoch records; a record replaces an earlier one of the same epoch (resumes)."""
+        keep = {r["epoch"]: r for r in self.history()}
+        for record in records:
+            keep[record["epoch"]] = record
+        self.write_json("history.json", [keep[e] for e in sorted(keep)])
+
+    def class_names(self) -> list[str]:
+        names = self.read_json("class_names.json")
+        if names is None:
+            raise FileNotFoundError(f"{self.file('class_names.json')} not found: is it a run?")
+        return names
+
+
+def open_run(path) -> RunDir:
+    """An existing, completed run folder (for `evaluate`, `predict`, `export`)."""
+    run = RunDir(path)
+    if not os.path.isdir(run.path):
+        raise FileNotFoundError(f"run folder not found: {run.path}")
+    if not os.path.exists(run.model_path):
+        raise FileNotFoundError(
+            f"{run.path} has no model.keras: not a finished tlkit run (train it with tlkit train)"
+        )
+    return run

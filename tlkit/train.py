@@ -1,0 +1,434 @@
+"""Running a recipe: data → model → phases → evaluation → reports → export, in a run folder.
+
+`train_recipe(recipe)` is what `tlkit train` calls. Training takes one or two `fit` calls
+(*stages*):
+
+- with `data.cache_features`: `head` (the head alone, on features extracted once from the
+  frozen backbone and cached in `checkpoints/features/`), then `fine` (`tlkit.fine_tune` with
+  the unfreezing schedule);
+- otherwise one `tlkit.fine_tune` call for both phases (`all`).
+
+Each stage has its own backup folder (`tlkit.checkpoint.AtomicBackupAndRestore`, Keras'
+`BackupAndRestore` with atomic commits) and, once finished, its weights in `checkpoints/` and
+its name in `state.json`: re-running the same command after an
+interruption resumes where it stopped. Every epoch is appended to `history.json`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+
+import tlkit
+from tlkit import _wiring
+from tlkit import groups as groups_lib
+from tlkit import heads as heads_lib
+from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.recipes import Recipe, dump_recipe, load_recipe
+from tlkit.runs import RunDir, atomic_path, atomic_write_text, open_run
+
+logger = logging.getLogger("tlkit")
+
+
+# -- model -----------------------------------------------------------------------------------------
+def make_backbone(recipe: Recipe, run: RunDir):
+    """The recipe's backbone; `tiny` / `tiny_text` are tiny SavedModels written into the run."""
+    cfg = recipe.backbone
+    kwargs = dict(cfg.options)
+    if cfg.input_info is not None:
+        kwargs["input_info"] = tlkit.backbones.InputInfo.from_config(cfg.input_info)
+    if cfg.name in ("tiny", "tiny_text"):
+        from tlkit.testing import make_image_savedmodel, make_text_savedmodel
+
+        path = os.path.abspath(run.file("backbone", cfg.name))
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            make = make_image_savedmodel if cfg.name == "tiny" else make_text_savedmodel
+            make(path, seed=recipe.seed)
+        if cfg.name == "tiny_text":
+            kwargs.setdefault("input_info", tlkit.backbones.InputInfo(kind="text", dtype="string"))
+        return tlkit.backbones.from_hub(path, **kwargs)
+    return tlkit.backbones.get(cfg.spec, **kwargs)
+
+
+def build(recipe: Recipe, data, run: RunDir) -> keras.Model:
+    """`tlkit.build_model` from the recipe: backbone frozen, not compiled yet."""
+    backbone = make_backbone(recipe, run)
+    head = recipe.head
+    augmentation = None
+    if data.kind == "image":
+        augmentation = _wiring.augmentation(recipe.data.augmentation, recipe.seed)
+    return tlkit.build_model(
+        backbone,
+        head=head.kind,
+        class_names=data.class_names,
+        input_shape=None if data.kind == "text" else data.input_shape,
+        dropout=head.dropout,
+        hidden_units=tuple(head.hidden_units),
+        pooling=head.pooling,
+        augmentation=augmentation,
+        freeze_backbone=True,
+        bn_policy=recipe.phases.bn_policy,
+        compile=False,
+        name=recipe.name.replace("-", "_").replace(".", "_"),
+    )
+
+
+# -- stages ----------------------------------------------------------------------------------------
+def plan_stages(recipe: Recipe) -> list[dict]:
+    """The `fit` calls of a run: `[{name, start, end}]`, epochs `[start, end)` across the run."""
+    head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
+    if recipe.data.cache_features and head:
+        return [{"name": "head", "start": 0, "end": head}] + (
+            [{"name": "fine", "start": head, "end": head + fine}] if fine else []
+        )
+    return [{"name": "all", "start": 0, "end": head + fine}]
+
+
+def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
+    """What trains when, for reports: `[{name, label, start, end, unfrozen, lr}]`.
+
+    One segment per change of the unfreezing schedule; `unfrozen` counts the top backbone
+    groups that train (`num_groups` = all).
+    """
+    phases, opt = recipe.phases, recipe.optimizer
+    head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
+    schedule = _wiring.unfreeze_schedule(phases, head)
+    points = schedule.change_points(total, num_groups)
+    segments = []
+    for i, (start, n) in enumerate(points):
+        end = points[i + 1][0] if i + 1 < len(points) else total
+        if start < head:
+            short = "head"
+            label = "head only" + (" (cached features)" if recipe.data.cache_features else "")
+        else:
+            short = "all" if n >= num_groups else f"top {n}"
+            label = ("all groups" if n >= num_groups else f"top {n} group{'s' * (n != 1)}") + (
+                f" + head, BN {phases.bn_policy}"
+            )
+        segments.append(
+            {
+                "name": f"s{i}",
+                "label": label,
+                "short": short,
+                "start": start,
+                "end": end,
+                "unfrozen": n,
+                "lr": opt.resolved_head_lr if start < head else opt.lr,
+            }
+        )
+    return segments
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    """Appends each epoch's logs to the run's `history.json` (atomic; resumed runs dedupe).
+
+    Args:
+        run: the `RunDir`.
+        stage: the stage name.
+        offset: added to Keras' epoch index (a stage's `fit` may count from 0).
+        segments: `plan_segments` output, to tag each record with what trained.
+    """
+
+    def __init__(self, run: RunDir, stage: str, offset: int, segments):
+        super().__init__()
+        self.run, self.stage, self.offset, self.segments = run, stage, offset, segments
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch = int(epoch) + self.offset
+        segment = next((s for s in self.segments if s["start"] <= epoch < s["end"]), None)
+        record = {
+            "epoch": epoch,
+            "stage": self.stage,
+            "segment": segment["label"] if segment else None,
+            "unfrozen": segment["unfrozen"] if segment else None,
+        }
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        self.run.add_history([record])
+
+
+def _callbacks(recipe, run, stage, offset, segments):
+    callbacks = [_EpochRecorder(run, stage, offset, segments)]
+    if recipe.output.tensorboard:
+        if importlib.util.find_spec("tensorboard") is None:
+            logger.warning(
+                "TensorBoard logs skipped: the `tensorboard` package is not installed "
+                "(pip install tensorboard), or set output.tensorboard: false"
+            )
+        else:
+            callbacks.append(keras.callbacks.TensorBoard(run.logs, write_graph=False))
+    return callbacks
+
+
+def _head_on_features(recipe, run, model, data, stage, segments, verbose):
+    """Stage `head`: the head alone on cached backbone features."""
+    head = heads_lib.find_head(model)
+    extractor = keras.Model(model.inputs, head.input, name="features")
+    batch_size, seed = recipe.data.batch_size, recipe.seed
+    cache = os.path.join(run.checkpoints, "features")
+    features = {
+        split: _wiring.extract_features(
+            extractor, getattr(data, split), batch_size, cache, split, verbose
+        )
+        for split in ("train", "val")
+        if getattr(data, split) is not None
+    }
+    inputs = keras.Input((extractor.outputs[0].shape[-1],), name="features")
+    head_model = keras.Model(inputs, head(inputs), name="head_on_features")
+    tlkit.compile_model(
+        head_model,
+        optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.resolved_head_lr),
+    )
+    val = features.get("val")
+    callbacks = _callbacks(recipe, run, "head", 0, segments)
+    callbacks.append(AtomicBackupAndRestore(run.backup_dir("head")))
+    head_model.fit(
+        _wiring.batch(features["train"], batch_size, True, seed),
+        validation_data=_wiring.batch(val, batch_size, False, seed) if val is not None else None,
+        epochs=stage["end"],
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
+
+
+def _fine_tune(recipe, run, model, data, stage, segments, verbose):
+    """Stage `fine` (after cached-feature head training) or `all` (both phases)."""
+    batch_size, seed = recipe.data.batch_size, recipe.seed
+    head_epochs = recipe.phases.head_epochs if stage["name"] == "all" else 0
+    train = _wiring.batch(data.split("train"), batch_size, True, seed)
+    val = _wiring.batch(data.val, batch_size, False, seed) if data.val is not None else None
+    _wiring.fine_tune(
+        model,
+        train,
+        val,
+        recipe,
+        head_epochs=head_epochs,
+        fine_epochs=stage["end"] - stage["start"] - head_epochs,
+        checkpoint_dir=run.backup_dir(stage["name"]),
+        callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
+        verbose=verbose,
+    )
+
+
+def _train(recipe, run, model, data, verbose):
+    num_groups = sum(1 for g in groups_lib.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
+    segments = plan_segments(recipe, num_groups)
+    run.update_state(segments=segments)
+    if run.last_stage_done:
+        logger.info("resuming after stage %s", run.last_stage_done)
+        model.load_weights(run.stage_weights(run.last_stage_done))
+    for stage in plan_stages(recipe):
+        if run.stage_done(stage["name"]):
+            continue
+        logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1, stage["end"])
+        if stage["name"] == "head":
+            _head_on_features(recipe, run, model, data, stage, segments, verbose)
+        else:
+            _fine_tune(recipe, run, model, data, stage, segments, verbose)
+        with atomic_path(run.stage_weights(stage["name"])) as tmp:
+            model.save_weights(tmp)
+        run.mark_stage_done(stage["name"])
+    logger.info("trainable parameters at the end:\n%s", tlkit.format_summary(model))
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto") -> str:
+    """Trains, evaluates, reports and exports a recipe in its run folder.
+
+    Args:
+        recipe: a `Recipe` or a path to a recipe YAML file.
+        output: run folder (default: `recipe.output.dir`, else `runs/<recipe name>`).
+        force: retrain from scratch even if the folder holds a finished (or different) run.
+        overrides: `"key=value"` strings when `recipe` is a path.
+        verbose: Keras progress output (`"auto"`, 0, 1, 2).
+
+    Returns:
+        The run folder. A finished run of the same recipe is not retrained (its folder is
+        returned); an interrupted one resumes.
+
+    Example:
+    ```python
+    run_dir = tlkit.train.train_recipe("recipes/smoke.yaml", output="/tmp/smoke")
+    ```
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
+    status = run.prepare(dump_recipe(recipe), force=force)
+    if status == "complete":
+        logger.info("%s is already trained with this recipe; pass --force to retrain", run.path)
+        return run.path
+    logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
+    started = time.time()
+    keras.utils.set_random_seed(recipe.seed)
+    with _wiring.strategy_scope(recipe.distribute):
+        data = _wiring.load_data(recipe.data, recipe.seed)
+        report = _wiring.audit(data)
+        atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
+        logger.info("data audit:\n%s", report.to_text())
+        if report.has_leakage:
+            logger.warning(
+                "the data audit found examples shared across splits; see %s",
+                run.file("reports", "data_audit.txt"),
+            )
+        run.write_json("class_names.json", data.class_names)
+        model = build(recipe, data, run)
+        _train(recipe, run, model, data, verbose)
+        with atomic_path(run.model_path) as tmp:
+            model.save(tmp)
+    metrics = evaluate(recipe, run, model, data, verbose=verbose)
+    exports = _export(recipe, run, model, data)
+    metrics["train_seconds"] = round(time.time() - started, 1)
+    run.write_json("metrics.json", metrics)
+    _write_card(recipe, run, model, data, metrics, exports)
+    run.mark_complete(train_seconds=metrics["train_seconds"])
+    return run.path
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+def evaluate(recipe, run: RunDir, model, data, verbose="auto") -> dict:
+    """Evaluates on test (else val) and writes `run/reports`; returns the metrics."""
+    from tlkit import reports
+
+    split = "test" if data.test is not None else "val"
+    ds = _wiring.batch(data.split(split), recipe.data.batch_size, False, recipe.seed)
+    logger.info("evaluating on %s (%s examples)", split, data.num_examples(split))
+    probs = model.predict(ds.map(_inputs_only), verbose=verbose)
+    slice_values, column = None, recipe.data.slice_by
+    if column:
+        columns = data.metadata.get(split, {})
+        if column not in columns:
+            raise ValueError(
+                f"data.slice_by: no metadata column {column!r} in the {split} split "
+                f"(available: {sorted(columns) or 'none'})"
+            )
+        slice_values = columns[column]
+    metrics = reports.write_reports(
+        run.reports,
+        data.split_labels(split),
+        probs,
+        data.class_names,
+        history=run.history(),
+        stages=run.state.get("segments"),
+        slice_column=column,
+        slice_values=slice_values,
+    )
+    metrics["split"] = split
+    for warning in metrics["warnings"]:
+        logger.warning("%s", warning)
+    _write_card(recipe, run, model, data, metrics, exports=None)
+    return metrics
+
+
+def _inputs_only(x, y):
+    return x
+
+
+def _write_card(recipe, run, model, data, metrics, exports):
+    from tlkit.reports import model_card
+
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    source = recipe.data.name or recipe.data.path or ""
+    budget = f", budget {recipe.data.per_class} per class" if recipe.data.per_class else ""
+    text = model_card(
+        name=recipe.name,
+        metrics=metrics,
+        class_names=data.class_names,
+        backbone=recipe.backbone.spec,
+        data={
+            "description": f"{recipe.data.source} {source}".strip() + budget,
+            "splits": {s: data.num_examples(s) for s in data.splits},
+        },
+        stages=run.state.get("segments"),
+        params={"total": int(model.count_params()), "trainable": trainable},
+        warnings=metrics.get("warnings", ()),
+        slices=metrics.get("slices"),
+        evaluated_on=metrics.get("split", "test"),
+        exports={k: v.get("path", v.get("skipped")) for k, v in (exports or {}).items()},
+    )
+    atomic_write_text(os.path.join(run.reports, "model_card.md"), text)
+
+
+def sample_inputs(data, n=32):
+    """Up to `n` raw inputs of the test (else val) split, for export parity checks."""
+    split = "test" if data.test is not None else "val"
+    xs = [x for x, _ in data.split(split).take(n).as_numpy_iterator()]
+    return np.stack(xs) if xs else None
+
+
+def _export(recipe, run, model, data) -> dict:
+    formats = [f for f in recipe.output.export if f != "keras"]
+    results = {"keras": {"path": run.model_path}}
+    if formats:
+        from tlkit.export import export_model
+
+        sample = sample_inputs(data) if data.kind != "text" else None
+        results.update(
+            export_model(
+                model, run.export_dir, formats, sample_inputs=sample, class_names=data.class_names
+            )
+        )
+    return results
+
+
+def load_run_model(run: RunDir) -> keras.Model:
+    """The trained model of a run (`model.keras`, loaded in safe mode)."""
+    return keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+
+
+def evaluate_run(path, verbose="auto") -> dict:
+    """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports."""
+    run = open_run(path)
+    recipe = load_recipe(run.recipe_path)
+    keras.utils.set_random_seed(recipe.seed)
+    data = _wiring.load_data(recipe.data, recipe.seed)
+    model = load_run_model(run)
+    metrics = evaluate(recipe, run, model, data, verbose=verbose)
+    run.write_json("metrics.json", {**run.read_json("metrics.json", {}), **metrics})
+    return metrics
+
+
+def export_run(path, formats, output=None) -> dict:
+    """Exports a finished run's model (`tlkit export`)."""
+    from tlkit.export import export_model
+
+    run = open_run(path)
+    model = load_run_model(run)
+    sample = None
+    if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
+        recipe = load_recipe(run.recipe_path)
+        sample = sample_inputs(_wiring.load_data(recipe.data, recipe.seed))
+    return export_model(
+        model,
+        output or run.export_dir,
+        formats,
+        sample_inputs=sample,
+        class_names=run.class_names(),
+    )
+
+
+def lr_find_recipe(recipe, output=None, verbose=0):
+    """Runs the LR range test (`tlkit lr-find`) on the recipe's model with the backbone
+    unfrozen as in fine-tuning; writes `lr_find.png` into `output` (default: the run folder)."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    keras.utils.set_random_seed(recipe.seed)
+    folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
+    os.makedirs(folder, exist_ok=True)
+    run = RunDir(folder)
+    with _wiring.strategy_scope(recipe.distribute):
+        data = _wiring.load_data(recipe.data, recipe.seed)
+        model = build(recipe, data, run)
+        groups_lib.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
+        tlkit.compile_model(
+            model, optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.lr)
+        )
+        train = _wiring.batch(data.split("train"), recipe.data.batch_size, True, recipe.seed)
+        return _wiring.lr_find(
+            model, train, plot_path=os.path.join(folder, "lr_find.png"), verbose=verbose
+        )

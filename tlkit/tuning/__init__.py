@@ -1,0 +1,24 @@
+"""Hyperparameter search over tlkit's two-phase fine-tuning, with keras-tuner.
+
+- `SearchSpace` (`space.py`): the space as data (`{"lr": {"min": .., "max": ..,
+  "sampling": "log"}, ...}`), validated, turned into `hp.Float` / `hp.Int` / `hp.Choice`.
+- `FineTuneHyperModel` (`hypermodel.py`): `build(hp)` a fresh model, `fit(hp, model, ...)` runs
+  `tlkit.fine_tune` (head phase, then unfreezing); Hyperband rounds continue the same schedule.
+- `tune` / `tune_recipe` (`search.py`): build the tuner, search, resume, report.
+- `report.py`: the trials table (Markdown, CSV), the best recipe (YAML), the objective-vs-LR plot.
+"""
+
+from tlkit.tuning.hypermodel import FineTuneHyperModel
+from tlkit.tuning.search import SearchChangedError, TuneResult, tune, tune_recipe
+from tlkit.tuning.space import DEFAULTS, TUNABLE, SearchSpace
+
+__all__ = [
+    "DEFAULTS",
+    "FineTuneHyperModel",
+    "SearchChangedError",
+    "SearchSpace",
+    "TUNABLE",
+    "TuneResult",
+    "tune",
+    "tune_recipe",
+]

@@ -1,0 +1,455 @@
+"""`tune` / `tune_recipe`: a keras-tuner search over tlkit's two-phase fine-tuning.
+
+One call builds a `FineTuneHyperModel` and a keras-tuner tuner (Hyperband, Bayesian
+optimization or random search), runs the search, and writes into the project folder:
+
+```
+<directory>/<project_name>/
+  tlkit_search.json     the search space and settings (checked when the search resumes)
+  trials.md, trials.csv one row per trial: id, status, score, Hyperband round, hyperparameters
+  best_recipe.yaml      the best hyperparameters as a ready-to-run recipe
+  objective_vs_lr.png   the objective against the learning rate(s)
+  oracle.json, trial_*/ keras-tuner's own state (and each trial's backup / best checkpoint)
+```
+
+Resuming: rerunning the same call continues an interrupted search (keras-tuner reloads its
+project when `overwrite=False`; trials that were running are rerun from their last finished
+epoch). A rerun whose space or settings differ raises `SearchChangedError` instead of mixing
+incompatible trials.
+
+Distribution: `distribution_strategy=` runs each trial under a single-worker `tf.distribute`
+strategy. Parallel trials use keras-tuner's chief/worker mode: run the same script in several
+processes with `KERASTUNER_TUNER_ID` (`chief`, `tuner0`, `tuner1`, ...),
+`KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` set; the chief serves the oracle and writes
+the reports, each worker runs trials (sharing the project folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+import keras
+import keras_tuner
+
+from tlkit.runs import atomic_write_json
+from tlkit.tuning import report
+from tlkit.tuning.hypermodel import FineTuneHyperModel
+from tlkit.tuning.space import SearchSpace
+
+logger = logging.getLogger("tlkit.tuning")
+
+TUNERS = ("hyperband", "bayesian", "random")
+SEARCH_FILE = "tlkit_search.json"
+
+
+class SearchChangedError(ValueError):
+    """A resumed search whose space or settings differ from the ones it was started with."""
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What a search found.
+
+    Attributes:
+        best_hyperparameters: the best trial's searched values `{name: value}` (`None` on a
+            worker, which does not see all trials).
+        best_score: its objective value.
+        best_trial_id: its keras-tuner trial id.
+        trials: `tlkit.tuning.report.trial_rows`: one dict per trial (`trial_id`, `status`,
+            `score`, Hyperband `epochs` / `initial_epoch` / `continues`, `hyperparameters`).
+        best_model: the best trial's model at its best epoch, compiled (when asked for).
+        best_recipe: the recipe dict written to `best_recipe.yaml`.
+        paths: `{"summary_md", "summary_csv", "recipe", "plot", "search"}`.
+        project_dir: the keras-tuner project folder.
+        objective: the objective's name.
+        role: `"single"`, `"chief"` or `"worker"` (keras-tuner's parallel mode).
+        trials_run: ids of the trials this process trained.
+        trial_log: `FineTuneHyperModel.trial_log` of this process (epochs run per trial).
+        tuner: the keras-tuner tuner.
+    """
+
+    best_hyperparameters: dict | None
+    best_score: float | None
+    best_trial_id: str | None
+    trials: list
+    best_model: keras.Model | None = None
+    best_recipe: dict | None = None
+    paths: dict = dataclasses.field(default_factory=dict)
+    project_dir: str = ""
+    objective: str = "val_accuracy"
+    role: str = "single"
+    trials_run: list = dataclasses.field(default_factory=list)
+    trial_log: list = dataclasses.field(default_factory=list)
+    tuner: object = None
+
+
+def _role() -> str:
+    """keras-tuner's parallel role from its environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
+
+def _search_record(space, tuner, objective, max_epochs, fixed) -> dict:
+    return {
+        "space": space.get_config(),
+        "space_fingerprint": space.fingerprint(),
+        "settings": {"tuner": tuner, "objective": objective, "max_epochs": int(max_epochs),
+                     "fixed": fixed},
+    }
+
+
+def _check_resume(project_dir, record, overwrite):
+    """Raises `SearchChangedError` when `project_dir` holds a search with another space."""
+    path = os.path.join(project_dir, SEARCH_FILE)
+    if overwrite or not os.path.isdir(project_dir):
+        return
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(project_dir, "oracle.json")):
+            raise SearchChangedError(
+                f"{project_dir} holds a keras-tuner project that tlkit.tuning did not start "
+                f"(no {SEARCH_FILE}). Pass overwrite=True to replace it, or another project_name."
+            )
+        return
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    hint = (
+        "Resume with the original space and settings, or start a new search with "
+        "overwrite=True (the old trials are deleted) or another project_name."
+    )
+    if stored.get("space_fingerprint") != record["space_fingerprint"]:
+        old = SearchSpace.from_config(stored["space"])
+        new = SearchSpace.from_config(record["space"])
+        raise SearchChangedError(
+            f"The search in {project_dir} was started with a different search space "
+            f"({'; '.join(new.diff(old))}). {hint}"
+        )
+    old, new = stored.get("settings", {}), json.loads(json.dumps(record["settings"]))
+    old_fixed, new_fixed = old.pop("fixed", {}) or {}, new.pop("fixed")
+    changed = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    changed += [f"fixed {k}: {old_fixed.get(k)!r} -> {v!r}" for k, v in new_fixed.items()
+                if old_fixed.get(k) != v]
+    if changed:
+        raise SearchChangedError(
+            f"The search in {project_dir} was started with other settings "
+            f"({'; '.join(changed)}). {hint}"
+        )
+
+
+class _OptionalTensorBoard:
+    """keras-tuner (TF backend) imports `tensorboard` before each trial, even when no
+    `TensorBoard` callback is in use, and fails where the package is not installed. Its method
+    does nothing without such a callback, so it is skipped then."""
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        if any(type(cb).__name__ == "TensorBoard" for cb in callbacks):
+            super()._configure_tensorboard_dir(callbacks, trial, execution)
+
+
+class _RandomSearch(_OptionalTensorBoard, keras_tuner.RandomSearch):
+    pass
+
+
+class _BayesianOptimization(_OptionalTensorBoard, keras_tuner.BayesianOptimization):
+    pass
+
+
+class _Hyperband(_OptionalTensorBoard, keras_tuner.Hyperband):
+    pass
+
+
+def _make_tuner(name, hypermodel, max_trials, max_epochs, factor, **common):
+    if name == "random":
+        return _RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if name == "bayesian":
+        return _BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    tuner = _Hyperband(hypermodel, max_epochs=max_epochs, factor=factor, **common)
+    if max_trials:
+        tuner.oracle.max_trials = int(max_trials)  # a cap on Hyperband's own schedule
+    return tuner
+
+
+def tune(
+    model,
+    train,
+    validation=None,
+    space=None,
+    tuner="hyperband",
+    max_trials=10,
+    max_epochs=3,
+    directory="tuning",
+    project_name="search",
+    overwrite=False,
+    distribution_strategy=None,
+    objective="val_accuracy",
+    fixed=None,
+    recipe=None,
+    model_kwargs=None,
+    unfreeze=None,
+    factor=3,
+    executions_per_trial=1,
+    early_stopping_patience=None,
+    load_best_model=False,
+    callbacks=None,
+    seed=0,
+    batch_size=32,
+    steps_per_epoch=None,
+    verbose=0,
+) -> TuneResult:
+    """Searches fine-tuning hyperparameters (LRs, layer-wise decay, unfreezing, dropout).
+
+    Args:
+        model: a callable `model(dropout=...)` building a fresh model with a tlkit head, or a
+            backbone spec for `tlkit.build_model` (then give `model_kwargs`).
+        train: training data: a batched `tf.data.Dataset`, a `keras.utils.PyDataset`, or an
+            `(x, y)` tuple of arrays (batched with `batch_size`).
+        validation: validation data (needed for `val_*` objectives).
+        space: the search space as data (see `tlkit.tuning.space`), or a `SearchSpace`.
+        tuner: `"hyperband"`, `"bayesian"` or `"random"`.
+        max_trials: number of trials (with Hyperband: a cap on its own schedule; `None`: none).
+        max_epochs: epoch budget of one configuration (head + fine-tuning epochs); Hyperband's
+            `max_epochs`.
+        directory, project_name: the project folder is `directory/project_name`.
+        overwrite: start afresh, deleting the project folder's trials. `False` resumes.
+        distribution_strategy: a single-worker `tf.distribute.Strategy` for every trial.
+        objective: a metric name (`"val_accuracy"`, `"val_loss"`, ...) or a
+            `keras_tuner.Objective`.
+        fixed: values of the parameters not searched (`{name or recipe key: value}`).
+        recipe: an input recipe (`tlkit.recipes.Recipe` or dict) to merge the best values into.
+        model_kwargs: `tlkit.build_model` arguments when `model` is a backbone spec.
+        unfreeze: optional `head_epochs -> UnfreezeSchedule` when no unfreezing parameter is
+            searched (see `FineTuneHyperModel`).
+        factor: Hyperband's reduction factor.
+        executions_per_trial: trainings per trial (scores averaged).
+        early_stopping_patience: `fine_tune`'s early stopping inside each trial (`None`: off).
+        load_best_model: also return the best trial's model (rebuilt, best-epoch weights).
+        callbacks: more Keras callbacks for every trial (keras-tuner deep-copies them).
+        seed: seeds the oracle and every trial's initial weights (`None`: unseeded).
+        batch_size, steps_per_epoch: for array data / data of unknown length.
+        verbose: Keras and keras-tuner progress output.
+
+    Returns:
+        A `TuneResult`. The reports (`trials.md`, `trials.csv`, `best_recipe.yaml`,
+        `objective_vs_lr.png`) are in `result.project_dir` (not written by workers).
+
+    Raises:
+        ValueError: a bad space (the message names the parameter), tuner or budget.
+        SearchChangedError: resuming a project that was started with another space/settings.
+
+    Example:
+    ```python
+    result = tlkit.tuning.tune(
+        lambda dropout: tlkit.build_model("path/to/saved_model", num_classes=5,
+                                          input_shape=(96, 96, 3), dropout=dropout,
+                                          compile=False),
+        train_ds, val_ds,
+        space={"head_lr": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+               "lr": {"min": 1e-5, "max": 1e-3, "sampling": "log"},
+               "layerwise_decay": {"values": [1.0, 2.6]},
+               "unfreeze_groups": {"min": 1, "max": 3}},
+        tuner="random", max_trials=8, max_epochs=4, directory="runs", project_name="flowers")
+    result.best_hyperparameters, result.paths["recipe"]
+    ```
+    """
+    space = SearchSpace.from_config(space)
+    if tuner not in TUNERS:
+        raise ValueError(f"Expected `tuner` in {TUNERS}. Received: tuner={tuner!r}")
+    if tuner != "hyperband" and (max_trials is None or int(max_trials) < 1):
+        raise ValueError(
+            f"Expected `max_trials` >= 1 for tuner={tuner!r}. Received: max_trials={max_trials!r}"
+        )
+    if isinstance(objective, str) and objective.startswith("val_") and validation is None:
+        raise ValueError(f"The objective {objective!r} needs `validation` data.")
+    role = _role()
+    hypermodel = FineTuneHyperModel(
+        model, space, epochs=max_epochs, fixed=fixed, model_kwargs=model_kwargs,
+        unfreeze=unfreeze, early_stopping_patience=early_stopping_patience, seed=seed,
+    )
+    objective_name = objective if isinstance(objective, str) else objective.name
+    project_dir = os.path.join(os.fspath(directory), project_name)
+    record = _search_record(space, tuner, objective_name, max_epochs, hypermodel.fixed)
+    overwrite = bool(overwrite) and role != "worker"  # a worker must not delete the project
+    _check_resume(project_dir, record, overwrite)
+    kt_tuner = _make_tuner(
+        tuner, hypermodel, max_trials, max_epochs, factor,
+        objective=objective, directory=os.fspath(directory), project_name=project_name,
+        overwrite=overwrite, distribution_strategy=distribution_strategy,
+        executions_per_trial=executions_per_trial, seed=seed,
+    )
+    search_path = os.path.join(project_dir, SEARCH_FILE)
+    if overwrite or not os.path.exists(search_path):
+        os.makedirs(project_dir, exist_ok=True)
+        atomic_write_json(search_path, record)
+    if role == "single":
+        # keras-tuner saves its state after each trial only; saved now, a search interrupted
+        # during its first trial resumes too (instead of starting over next to stale trials).
+        kt_tuner.save()
+
+    args = tuple(train) if isinstance(train, (tuple, list)) else (train,)
+    kwargs = {"validation_data": validation, "epochs": max_epochs, "verbose": verbose,
+              "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+              "callbacks": list(callbacks or [])}
+    logger.info("tune: %s search in %s (%s), space %s", tuner, project_dir, role,
+                space.get_config())
+    kt_tuner.search(*args, **kwargs)
+
+    trials_run = list(dict.fromkeys(e["trial_id"] for e in hypermodel.trial_log))
+    result = TuneResult(
+        best_hyperparameters=None, best_score=None, best_trial_id=None, trials=[],
+        project_dir=project_dir, objective=objective_name, role=role, trials_run=trials_run,
+        trial_log=list(hypermodel.trial_log), tuner=kt_tuner,
+        paths={"search": search_path},
+    )
+    if role == "worker":
+        return result
+    return _finish(result, kt_tuner, hypermodel, space, max_epochs, recipe, model,
+                   load_best_model)
+
+
+def _finish(result, kt_tuner, hypermodel, space, max_epochs, recipe, model, load_best_model):
+    """Collects the trials, writes the reports, and fills in the best trial."""
+    oracle = kt_tuner.oracle
+    rows = report.trial_rows(oracle, space)
+    result.trials = rows
+    maximize = oracle.objective.direction == "max"
+    best_trials = oracle.get_best_trials(1)
+    recipe_dict, comment = None, None
+    if best_trials:
+        best = best_trials[0]
+        hp = best.hyperparameters
+        result.best_trial_id = best.trial_id
+        result.best_score = None if best.score is None else float(best.score)
+        result.best_hyperparameters = {n: hp.values[n] for n in space.names if n in hp.values}
+        values = hypermodel.values(hp)
+        backbone = model if isinstance(model, (str, os.PathLike)) else None
+        recipe_dict = report.best_recipe(values, space, max_epochs, recipe=recipe,
+                                         backbone=backbone)
+        if recipe is not None:
+            from tlkit.recipes import Recipe
+
+            Recipe.from_dict(recipe_dict)  # the written recipe must load
+        comment = (
+            f"Best of {len(rows)} trials (trial {best.trial_id}, {result.objective} = "
+            f"{result.best_score}), written by tlkit.tuning.tune.\n"
+            f"Searched: {', '.join(space.names)}. Project: {result.project_dir}"
+        )
+        if load_best_model:
+            result.best_model = kt_tuner.get_best_models(1)[0]
+            _compile(result.best_model)
+    result.best_recipe = recipe_dict
+    fixed_lr = None if "lr" in space else float(hypermodel.fixed["lr"])
+    result.paths.update(report.write_reports(
+        result.project_dir, rows, space, result.objective, result.best_trial_id, recipe_dict,
+        comment, maximize=maximize, plot_fixed_lr=fixed_lr,
+    ))
+    logger.info("tune: best trial %s (%s = %s): %s", result.best_trial_id, result.objective,
+                result.best_score, result.best_hyperparameters)
+    return result
+
+
+def _compile(model):
+    import tlkit
+
+    with model.distribute_strategy.scope():
+        tlkit.compile_model(model)
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+def recipe_fixed_values(recipe) -> dict:
+    """The recipe's values of every tunable parameter (what trials use when not searched)."""
+    opt, phases = recipe.optimizer, recipe.phases
+    return {
+        "head_lr": opt.head_lr,  # None: ten times the trial's lr, as in recipes
+        "lr": opt.lr,
+        "layerwise_decay": opt.layerwise_decay,
+        "weight_decay": opt.weight_decay,
+        "optimizer": opt.name,
+        "lr_schedule": opt.schedule,
+        "dropout": recipe.head.dropout,
+        "head_epochs": phases.head_epochs,
+        "unfreeze_groups": phases.first,
+        "unfreeze_every": phases.every,
+        "unfreeze_per_step": phases.per_step,
+        "bn_policy": phases.bn_policy,
+    }
+
+
+def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_model=False,
+                verbose=0) -> TuneResult:
+    """Runs the hyperparameter search of a recipe's `tune:` section (`tlkit tune RECIPE`).
+
+    The recipe's data, backbone, head and phases define each trial; `tune.space` names what
+    varies (short names such as `lr`, or recipe keys such as `optimizer.lr`), `tune.algorithm`
+    the tuner, `tune.max_trials` and `tune.objective` the rest. The epoch budget of a trial is
+    the recipe's `phases.head_epochs + phases.fine_epochs`. Trials train the whole model in both
+    phases (no cached features). The search folder is `<output>/tune`; rerunning the command
+    resumes it.
+
+    Args:
+        recipe: a `tlkit.recipes.Recipe` or the path of a recipe YAML file.
+        output: the run folder (default: `recipe.output.dir`, else `runs/<recipe name>`).
+        overwrite: start the search afresh.
+        overrides: `"key=value"` strings when `recipe` is a path (`--set`).
+        load_best_model: also return the best trial's model.
+        verbose: Keras / keras-tuner progress output.
+
+    Returns:
+        A `TuneResult`; `result.paths["recipe"]` is the best recipe, ready for `tlkit train`.
+
+    Raises:
+        ValueError: the recipe has no `tune` section, or its space is invalid.
+
+    Example:
+    ```python
+    result = tlkit.tuning.tune_recipe("recipes/smoke.yaml", output="/tmp/smoke")
+    print(open(result.paths["recipe"]).read())
+    ```
+    """
+    import tensorflow as tf
+
+    from tlkit import _wiring
+    from tlkit import train as train_lib
+    from tlkit.recipes import Recipe, load_recipe
+    from tlkit.runs import RunDir
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    if recipe.tune is None:
+        raise ValueError(
+            f"Recipe {recipe.name!r} has no `tune` section; add e.g. `tune: {{algorithm: random, "
+            "max_trials: 8, space: {optimizer.lr: {min: 1.0e-5, max: 1.0e-3, log: true}}}`."
+        )
+    cfg = recipe.tune
+    folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
+    run = RunDir(folder)
+    phases = recipe.phases
+    budget = phases.head_epochs + phases.fine_epochs
+    keras.utils.set_random_seed(recipe.seed)
+    unfreeze = None
+    if phases.schedule != "gradual":
+        def unfreeze(head_epochs):
+            return _wiring.unfreeze_schedule(phases, head_epochs)
+
+    with _wiring.strategy_scope(recipe.distribute) as strategy:
+        data = _wiring.load_data(recipe.data, recipe.seed)
+        batch_size = recipe.data.batch_size
+        train = _wiring.batch(data.split("train"), batch_size, True, recipe.seed)
+        val = None if data.val is None else _wiring.batch(data.val, batch_size, False,
+                                                          recipe.seed)
+
+        def build(dropout):
+            head = dataclasses.replace(recipe.head, dropout=float(dropout))
+            return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
+
+        return tune(
+            build, train, val, cfg.space,
+            tuner=cfg.algorithm, max_trials=cfg.max_trials, max_epochs=budget,
+            directory=folder, project_name="tune", overwrite=overwrite,
+            distribution_strategy=strategy if tf.distribute.has_strategy() else None,
+            objective=cfg.objective, fixed=recipe_fixed_values(recipe), recipe=recipe,
+            unfreeze=unfreeze, early_stopping_patience=phases.patience,
+            load_best_model=load_best_model, seed=recipe.seed, verbose=verbose,
+        )
