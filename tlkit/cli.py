@@ -65,6 +65,12 @@ def _print_results(run_dir):
             f"{metrics.get('split', 'test')} accuracy {metrics['accuracy']:.4f}, macro F1 "
             f"{metrics['macro_f1']:.4f} ({metrics['num_examples']} examples)"
         )
+        scratch = metrics.get("scratch") or {}
+        if "accuracy" in scratch:
+            print(
+                f"pretrained backbone {metrics['accuracy']:.4f} vs same architecture from scratch "
+                f"{scratch['accuracy']:.4f} ({scratch['epochs']} epochs, {scratch['seconds']:.0f} s)"
+            )
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}")
     for name in (

@@ -135,6 +135,8 @@ class DataConfig:
         batch_size: examples per batch.
         cache_features: train the head on features extracted once from the frozen backbone.
         slice_by: metadata column to slice test metrics by (e.g. `source`).
+        allow_leakage: train even when the data audit finds the same example in two splits
+            (default: refuse, since the evaluation would be optimistic).
         class_names: optional class list (label order).
         options: extra keyword arguments for the loader.
     """
@@ -154,6 +156,7 @@ class DataConfig:
     batch_size: int = 32
     cache_features: bool = False
     slice_by: str | None = None
+    allow_leakage: bool = False
     class_names: list[str] | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -320,6 +323,28 @@ class OutputConfig:
 
 
 @dataclasses.dataclass
+class CompareConfig:
+    """Baselines trained beside the transfer run, on the same data, for a side-by-side report.
+
+    Args (YAML keys):
+        scratch_epochs: train the same architecture from random weights (all layers, BatchNorm
+            statistics updating) for this many epochs and report its test accuracy next to the
+            transfer run's; 0 turns it off. Needs a backbone that can be built without weights
+            (`efficientnet_lite0`, `vgg16_hed`, keras.applications names).
+        scratch_lr: Adam learning rate of the from-scratch run.
+    """
+
+    scratch_epochs: int = 0
+    scratch_lr: float = 1e-3
+
+    def check(self, path):
+        if self.scratch_epochs < 0:
+            _fail(f"{path}.scratch_epochs", "an int >= 0", self.scratch_epochs)
+        if not self.scratch_lr > 0:
+            _fail(f"{path}.scratch_lr", "a float > 0", self.scratch_lr)
+
+
+@dataclasses.dataclass
 class Recipe:
     """A complete transfer-learning run, as data.
 
@@ -340,6 +365,7 @@ class Recipe:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     tune: TuneConfig | None = None
+    compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     def check(self, path):
