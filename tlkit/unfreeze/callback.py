@@ -298,7 +298,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
             f"{params:,} trainable parameters.\n{groups_lib.format_summary(self.model)}"
         )
         logger.info(message)
-        if self.verbose:
+        # Print unless tlkit's own logger already has a console handler (the CLI's): no doubles.
+        shown = logger.isEnabledFor(logging.INFO) and any(
+            isinstance(h, logging.StreamHandler) for h in logging.getLogger("tlkit").handlers
+        )
+        if self.verbose and not shown:
             _print_msg(message)
 
     def get_config(self):
