@@ -130,21 +130,48 @@ def from_keras(
     return backbone
 
 
-def from_keras_hub(preset, input_info=None, output_key=None, load_weights=True, **kwargs):
+def from_keras_hub(
+    preset, input_info=None, output_key=None, load_weights=True, sequence_length=None, **kwargs
+):
     """A backbone from a KerasHub preset name or local preset folder.
 
-    The KerasHub preprocessor (tokenizer or image converter), when the preset has one, is kept as
-    `backbone.preprocessor` and put into models built with `tlkit.build_model`.
+    For text presets the preset's `TextClassifierPreprocessor` (tokenizer + packer) is attached
+    as `backbone.preprocessor`, so `tlkit.build_model` makes a model that takes raw strings.
+
+    Args:
+        preset: a KerasHub preset name (downloaded by KerasHub, needs network) or a local preset
+            folder (`config.json`, `model.weights.h5`, `tokenizer.json`, ...).
+        input_info: overrides the `InputInfo` (default: text for token-id models, else images).
+        output_key: output to use when the backbone returns a dict (default `pooled_output`).
+        load_weights: load the preset's weights (False: random init, e.g. from-scratch runs).
+        sequence_length: tokenizer output length (default: the preset's).
+        **kwargs: passed to `keras_hub.models.Backbone.from_preset`.
+
+    Example:
+    ```python
+    backbone = tlkit.backbones.from_keras_hub("path/to/bert_preset")
+    model = tlkit.build_model(backbone, num_classes=2)   # strings in
+    ```
     """
     try:
         import keras_hub
     except ImportError as err:
         raise ImportError("KerasHub backbones need `pip install keras-hub`.") from err
+    if isinstance(preset, str) and os.path.isdir(preset) is False and os.sep in preset:
+        raise FileNotFoundError(f"KerasHub preset folder not found: {preset!r}")
     model = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
     text = "token_ids" in {t.name.split(":")[0] for t in _flat_inputs(model)}
     if input_info is None:
         input_info = InputInfo(kind="text", dtype="string") if text else InputInfo()
     backbone = KerasBackbone(model, input_info=input_info, output_key=output_key)
+    if text:
+        from tlkit.pretrained.minilm import TextPreprocessing
+
+        options = {"sequence_length": sequence_length} if sequence_length else {}
+        tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, **options)
+        backbone.preprocessor = TextPreprocessing(
+            tokenizer, tokenizer.sequence_length, name="preprocessor"
+        )
     backbone.trainable = False
     return backbone
 
