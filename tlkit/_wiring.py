@@ -156,20 +156,6 @@ def batch(ds, batch_size, training, seed):
     return tdata.batch(ds, batch_size, training=training, seed=seed)
 
 
-def extract_features(feature_model, ds, batch_size, cache_dir, name, verbose):
-    """`tlkit.data.extract_features`: unbatched `(features, y)`, cached as `.npy` in `cache_dir`."""
-    import tlkit.data as tdata
-
-    return tdata.extract_features(
-        feature_model,
-        ds,
-        batch_size=batch_size,
-        cache_dir=cache_dir,
-        cache_name=name,
-        progress=verbose != 0,
-    )
-
-
 # -- training ----------------------------------------------------------------------------------------
 def unfreeze_schedule(phases, head_epochs: int):
     """The `tlkit.unfreeze.UnfreezeSchedule` of a recipe; fine-tuning starts at `head_epochs`."""

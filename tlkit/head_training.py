@@ -55,6 +55,8 @@ def train_head_on_features(
     seed: int = 0,
     cache_dir=None,
     callbacks=None,
+    optimizer=None,
+    ignore_augmentation: bool = False,
     verbose="auto",
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
@@ -67,7 +69,11 @@ def train_head_on_features(
         batch_size: batch size for training the head on the features.
         shuffle: shuffle the cached features each epoch (seeded).
         cache_dir: keep the features as `.npy` files there (reused by a later call).
-        callbacks, verbose: passed to the head's `fit`.
+        callbacks, verbose: passed to the head's `fit` (e.g. a `BackupAndRestore`: a rerun
+            resumes the head phase).
+        optimizer: a Keras optimizer for the head (default: `Adam(learning_rate)`).
+        ignore_augmentation: train the head on features of un-augmented inputs even when the
+            model has augmentation layers (they stay for the later fine-tuning); default: refuse.
 
     Returns:
         The `keras.callbacks.History` of the head training; `model`'s head holds the new weights.
@@ -78,10 +84,11 @@ def train_head_on_features(
     train_head_on_features(model, data.pipeline("train", 64, training=False), epochs=10)
     ```
     """
-    if has_augmentation(model):
+    if has_augmentation(model) and not ignore_augmentation:
         raise ValueError(
             "Feature caching needs a model without augmentation (each epoch would see new "
-            "images); train the head with `fit` instead, or drop `augmentation`."
+            "images); train the head with `fit` instead, drop `augmentation`, or pass "
+            "ignore_augmentation=True to train the head on un-augmented features."
         )
     trainable_outside_head = [
         v for v in model.trainable_variables
@@ -111,9 +118,9 @@ def train_head_on_features(
     head = head_model(model)
     layer = heads_lib.find_head(model)
     head.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=layer.default_loss(),
         metrics=layer.default_metrics(),
     )
     return head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                    verbose=verbose)
+                    verbose=verbose, shuffle=False)

@@ -27,7 +27,6 @@ import numpy as np
 import tlkit
 from tlkit import _wiring
 from tlkit import groups as groups_lib
-from tlkit import heads as heads_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.recipes import Recipe, dump_recipe, load_recipe
 from tlkit.runs import RunDir, atomic_path, atomic_write_text, open_run
@@ -165,34 +164,21 @@ def _callbacks(recipe, run, stage, offset, segments):
 
 
 def _head_on_features(recipe, run, model, data, stage, segments, verbose):
-    """Stage `head`: the head alone on cached backbone features."""
-    head = heads_lib.find_head(model)
-    extractor = keras.Model(model.inputs, head.input, name="features")
-    batch_size, seed = recipe.data.batch_size, recipe.seed
-    cache = os.path.join(run.checkpoints, "features")
-    features = {
-        split: _wiring.extract_features(
-            extractor, getattr(data, split), batch_size, cache, split, verbose
-        )
-        for split in ("train", "val")
-        if getattr(data, split) is not None
-    }
-    inputs = keras.Input((extractor.outputs[0].shape[-1],), name="features")
-    head_model = keras.Model(inputs, head(inputs), name="head_on_features")
-    tlkit.compile_model(
-        head_model,
-        optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.resolved_head_lr),
-    )
-    val = features.get("val")
+    """Stage `head`: the head alone on cached backbone features (no augmentation there)."""
     callbacks = _callbacks(recipe, run, "head", 0, segments)
     callbacks.append(AtomicBackupAndRestore(run.backup_dir("head")))
-    head_model.fit(
-        _wiring.batch(features["train"], batch_size, True, seed),
-        validation_data=_wiring.batch(val, batch_size, False, seed) if val is not None else None,
+    tlkit.train_head_on_features(
+        model,
+        data.train,
+        data.val,
         epochs=stage["end"],
+        batch_size=recipe.data.batch_size,
+        seed=recipe.seed,
+        cache_dir=os.path.join(run.checkpoints, "features"),
         callbacks=callbacks,
+        optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.resolved_head_lr),
+        ignore_augmentation=True,
         verbose=verbose,
-        shuffle=False,
     )
 
 
