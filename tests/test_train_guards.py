@@ -49,3 +49,41 @@ def test_scratch_baseline_skips_savedmodel_backbones(tmp_path):
     result = scratch_baseline(recipe, RunDir(str(tmp_path)), data=None, verbose=0)
     assert "cannot be rebuilt without its weights" in result["skipped"]
     assert RunDir(str(tmp_path)).read_json("scratch_baseline.json")["skipped"] == result["skipped"]
+
+
+class _FakeStrategy:
+    num_replicas_in_sync = 4
+
+
+def test_batch_is_per_replica_and_lr_scales_on_request():
+    from tlkit.train import _per_replica
+
+    recipe = Recipe.from_dict({"data": {"batch_size": 16},
+                               "optimizer": {"lr": 1.0e-4, "head_lr": 1.0e-3},
+                               "distribute": {"scale_lr": True}})
+    scaled = _per_replica(recipe, _FakeStrategy())
+    assert scaled.data.batch_size == 64
+    assert scaled.optimizer.lr == pytest.approx(4e-4) and scaled.optimizer.head_lr == pytest.approx(4e-3)
+    unscaled = _per_replica(Recipe.from_dict({"data": {"batch_size": 16}}), _FakeStrategy())
+    assert unscaled.data.batch_size == 64 and unscaled.optimizer.lr == Recipe().optimizer.lr
+
+
+def test_distribute_strategy_values_are_checked():
+    assert Recipe.from_dict({"distribute": {"strategy": "tpu:local"}}).distribute.strategy == "tpu:local"
+    with pytest.raises(RecipeError, match=r"distribute.strategy: expected one of .*'tpu:<name>'"):
+        Recipe.from_dict({"distribute": {"strategy": "quantum"}})
+
+
+def test_smoke_recipe_under_mirrored_strategy(tmp_path):
+    recipe = Recipe.from_dict({
+        "name": "mirrored_smoke", "backbone": {"name": "tiny"},
+        "data": {"source": "digits", "per_class": {"train": 10}, "batch_size": 16},
+        "phases": {"head_epochs": 1, "fine_epochs": 1, "schedule": "all"},
+        "distribute": {"strategy": "mirrored"},
+        "output": {"export": ["keras"], "tensorboard": False},
+    })
+    run = train_recipe(recipe, output=str(tmp_path / "run"), verbose=0)
+    import json
+
+    metrics = json.load(open(f"{run}/metrics.json"))
+    assert 0.0 <= metrics["accuracy"] <= 1.0

@@ -237,6 +237,9 @@ def strategy_scope(cfg):
     policy = None
     if cfg.mixed_precision:
         policy = "mixed_float16" if distribute.device_kind(strategy) == "gpu" else "mixed_bfloat16"
+    if strategy.num_replicas_in_sync > 1 or cfg.strategy != "auto":
+        logger.info("distribution: %s", distribute.plan(strategy, 1, cfg.scale_lr, bool(policy))
+                    .describe().replace("global batch 1 (1/replica), ", ""))
     with contextlib.ExitStack() as stack:
         if policy:
             stack.enter_context(distribute.dtype_policy(policy))

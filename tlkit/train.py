@@ -16,6 +16,7 @@ interruption resumes where it stopped. Every epoch is appended to `history.json`
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -252,7 +253,9 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
-    with _wiring.strategy_scope(recipe.distribute):
+    with _wiring.strategy_scope(recipe.distribute) as strategy:
+        _check_distribution(recipe, run, strategy)
+        recipe = _per_replica(recipe, strategy)
         data = _wiring.load_data(recipe.data, recipe.seed)
         report = _wiring.audit(data)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
@@ -265,7 +268,7 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
             # Refuses (DataLeakageError, listing the files) unless data.allow_leakage: true.
             tlkit.data.check_no_leakage(report, allow=recipe.data.allow_leakage)
         run.write_json("class_names.json", data.class_names)
-        model = build(recipe, data, run)
+        model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
         _train(recipe, run, model, data, verbose)
         with atomic_path(run.model_path) as tmp:
             model.save(tmp)
@@ -278,6 +281,30 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     _write_card(recipe, run, model, data, metrics, exports)
     run.mark_complete(train_seconds=metrics["train_seconds"])
     return run.path
+
+
+def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
+    """TPU preflight: data and run folder on gs:// (TPU workers can't read the VM's disk)."""
+    paths = [p for p in (recipe.data.path, run.path) if p]
+    tlkit.distribute.check_tpu_ready(strategy, paths=paths)
+
+
+def _per_replica(recipe: Recipe, strategy) -> Recipe:
+    """`data.batch_size` is per replica: the run uses batch x replicas (and scales the LRs by
+    the replica count when `distribute.scale_lr`)."""
+    replicas = int(strategy.num_replicas_in_sync)
+    if replicas == 1:
+        return recipe
+    opt = recipe.optimizer
+    scale = float(replicas) if recipe.distribute.scale_lr else 1.0
+    optimizer = dataclasses.replace(
+        opt,
+        lr=opt.lr * scale,
+        head_lr=opt.head_lr * scale if opt.head_lr is not None else None,
+    )
+    data = dataclasses.replace(recipe.data, batch_size=recipe.data.batch_size * replicas)
+    logger.info("%d replicas: global batch %d, LR x%g", replicas, data.batch_size, scale)
+    return dataclasses.replace(recipe, data=data, optimizer=optimizer)
 
 
 # -- baseline --------------------------------------------------------------------------------------

@@ -278,10 +278,25 @@ class OptimizerConfig:
 
 @dataclasses.dataclass
 class DistributeConfig:
-    """Where to train: `strategy` auto | cpu | gpu | mirrored | multiworker | tpu; mixed precision."""
+    """Where to train.
 
-    strategy: Literal["auto", "cpu", "gpu", "mirrored", "multiworker", "tpu"] = "auto"
+    Args (YAML keys):
+        strategy: auto | cpu | gpu | mirrored | multiworker | tpu | tpu:<name> (see
+            `tlkit.distribute.get_strategy`).
+        mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU / TPU.
+        scale_lr: multiply learning rates by the number of replicas (`data.batch_size` is per
+            replica; the global batch is `batch_size x replicas`).
+    """
+
+    strategy: str = "auto"
     mixed_precision: bool = False
+    scale_lr: bool = False
+
+    def check(self, path):
+        allowed = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+        if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
+            _fail(f"{path}.strategy", "one of " + ", ".join(map(repr, allowed)) + " or 'tpu:<name>'",
+                  self.strategy)
 
 
 @dataclasses.dataclass
