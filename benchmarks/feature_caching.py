@@ -3,7 +3,7 @@
 Same model (EfficientNet-Lite0, frozen), same Fashion-MNIST subset, side by side in one run.
 Reports wall seconds of each, the speed ratio (goal >= 5x) and both validation accuracies.
 
-    .venv/bin/python benchmarks/feature_caching.py [--per-class 100] [--size 64] [--epochs 10]
+    .venv/bin/python benchmarks/feature_caching.py [--per-class 100] [--size 128] [--epochs 10]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import write_json  # noqa: E402
 
 
-def run(backbone="efficientnet_lite0", per_class=100, size=64, epochs=10, batch=64):
+def run(backbone="efficientnet_lite0", per_class=100, size=128, epochs=10, batch=64):
     import keras
 
     import tlkit
@@ -62,7 +62,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)  # the quickstart's size
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args(argv)
     r = run(args.backbone, args.per_class, args.size, args.epochs)

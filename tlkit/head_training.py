@@ -100,9 +100,11 @@ def train_head_on_features(
             f"{[v.path for v in trainable_outside_head[:3]]}. Call tlkit.freeze_backbone(model)."
         )
     extractor = feature_model(model)
+    # Inference only: a bigger batch than training's amortizes per-call overhead.
+    extract_batch = max(int(batch_size), 256)
     x_train, y_train = extract_feature_arrays(
-        extractor, _unbatch(train), batch_size=batch_size, cache_dir=cache_dir, cache_name="train",
-        progress=verbose != 0,
+        extractor, _unbatch(train), batch_size=extract_batch, cache_dir=cache_dir,
+        cache_name="train", progress=verbose != 0,
     )
     train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
     if shuffle:
@@ -111,7 +113,7 @@ def train_head_on_features(
     val_ds = None
     if validation is not None:
         x_val, y_val = extract_feature_arrays(
-            extractor, _unbatch(validation), batch_size=batch_size, cache_dir=cache_dir,
+            extractor, _unbatch(validation), batch_size=extract_batch, cache_dir=cache_dir,
             cache_name="val", progress=verbose != 0,
         )
         val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
