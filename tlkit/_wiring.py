@@ -1,32 +1,15 @@
 """How recipe sections map onto tlkit's data, fine-tuning, optimizer, distribute and tune APIs.
 
 Each function here is the *one* place where `tlkit.train` and `tlkit.cli` call another part of
-tlkit, translating recipe fields into that part's arguments. A part that this tlkit does not
-have (`tlkit.tune` today) raises `FeatureUnavailableError` saying what is missing.
+tlkit, translating recipe fields into that part's arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 
 logger = logging.getLogger("tlkit")
-
-
-class FeatureUnavailableError(RuntimeError):
-    """A tlkit feature a command needs is not available in this version of tlkit."""
-
-
-def _optional(module_name: str, attr: str):
-    """`module.attr`, or `None` when that tlkit module (or attribute) does not exist."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and (err.name == module_name or module_name.startswith(err.name + ".")):
-            return None
-        raise
-    return getattr(module, attr, None)
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -215,15 +198,12 @@ def lr_find(model, train, plot_path=None, verbose=0):
     return run(model, train, plot_path=plot_path, verbose=verbose)
 
 
-def tune(recipe, output=None, verbose=0):
+def tune(recipe, output=None, overwrite=False, verbose=0):
     """`tlkit.tuning.tune_recipe(recipe, output=...)`: a `TuneResult` (best recipe in
-    `result.paths["recipe"]`); `FeatureUnavailableError` when `tlkit.tuning` is absent."""
-    fn = _optional("tlkit.tuning", "tune_recipe")
-    if fn is None:
-        raise FeatureUnavailableError(
-            "tune is not available: this tlkit has no tlkit.tuning (hyperparameter search)"
-        )
-    return fn(recipe, output=output, verbose=verbose)
+    `result.paths["recipe"]`)."""
+    from tlkit.tuning import tune_recipe
+
+    return tune_recipe(recipe, output=output, overwrite=overwrite, verbose=verbose)
 
 
 # -- distribute --------------------------------------------------------------------------------------

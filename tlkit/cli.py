@@ -125,7 +125,7 @@ def _tune(args) -> int:
     recipe = _recipe(args)
     if recipe.tune is None:
         raise CommandError(f"{args.recipe}: no 'tune' section (search space) in the recipe")
-    result = _wiring.tune(recipe, output=args.output, verbose=_verbose())
+    result = _wiring.tune(recipe, output=args.output, overwrite=args.overwrite, verbose=_verbose())
     print(f"best: {result.best_hyperparameters}")
     for name, path in sorted(result.paths.items()):
         print(f"  {name}: {path}")
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     overrides(p)
     p.add_argument("--output", help="folder for the search")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the search afresh (default: resume; a changed space is an error)")
 
     p = add("audit", _audit, "audit a data set (a recipe's data, or an image folder)")
     p.add_argument("data", help="recipe YAML or image folder")
@@ -278,17 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple:
     """Error types that mean bad input: reported as one line (no traceback)."""
-    errors = [CommandError, ValueError, OSError, ImportError]
-    from tlkit._wiring import FeatureUnavailableError
+    from tlkit.distribute import StrategyError
 
-    errors.append(FeatureUnavailableError)
-    try:
-        from tlkit.distribute import StrategyError
-    except ImportError:
-        pass
-    else:
-        errors.append(StrategyError)
-    return tuple(errors)
+    return (CommandError, ValueError, OSError, ImportError, StrategyError)
 
 
 def _one_line(err) -> str:
