@@ -21,7 +21,7 @@ import numpy as np
 
 from tlkit.backbones.base import KerasBackbone
 from tlkit.backbones.input_info import InputInfo
-from tlkit.pretrained.registry import package_file
+from tlkit.pretrained.registry import image_input_shape, package_file
 from tlkit.pretrained.torch_pickle import load_torch_state_dict
 
 __all__ = [
@@ -296,12 +296,7 @@ def efficientnet_lite0_backbone(weights="imagenet", image_size=224, name="effici
     model = tlkit.build_model(backbone, num_classes=10)
     ```
     """
-    if image_size is None:
-        size = None
-        input_shape = (None, None, 3)
-    else:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        input_shape = (*size, 3)
+    size, input_shape = image_input_shape(image_size)
     model = efficientnet_lite0(weights=weights, include_top=False, input_shape=input_shape)
     info = InputInfo(
         kind="image", image_size=size, value_range=(0.0, 255.0), mean=MEAN_RGB, std=STDDEV_RGB

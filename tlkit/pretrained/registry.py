@@ -101,3 +101,11 @@ def get_backbone(name: str, **kwargs):
     module_name, factory, _, _ = BACKBONES[name]
     module = importlib.import_module(module_name)
     return getattr(module, factory)(**kwargs)
+
+
+def image_input_shape(image_size, channels: int = 3):
+    """`image_size` (int, `(h, w)` or `None`) as `((h, w) or None, (h, w, channels))`."""
+    if image_size is None:
+        return None, (None, None, channels)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return size, (*size, channels)

@@ -17,7 +17,7 @@ import keras
 
 from tlkit.backbones.base import KerasBackbone
 from tlkit.backbones.input_info import InputInfo
-from tlkit.pretrained.registry import MissingPackageError, package_file
+from tlkit.pretrained.registry import MissingPackageError, image_input_shape, package_file
 
 __all__ = ["HED_MEAN_BGR", "VGG16_CONV_LAYERS", "vgg16_hed", "vgg16_hed_backbone"]
 
@@ -116,12 +116,7 @@ def vgg16_hed_backbone(weights="bsds500", image_size=224, name="vgg16_hed"):
     model = tlkit.build_model(backbone, num_classes=10)
     ```
     """
-    if image_size is None:
-        size = None
-        input_shape = (None, None, 3)
-    else:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        input_shape = (*size, 3)
+    size, input_shape = image_input_shape(image_size)
     model = vgg16_hed(weights=weights, input_shape=input_shape)
     info = InputInfo(
         kind="image",
