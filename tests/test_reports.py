@@ -150,3 +150,17 @@ def test_write_reports(tmp_path):
     with open(m["files"]["report_json"]) as f:
         assert json.load(f)["accuracy"] == pytest.approx(4 / 6)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp files left
+
+
+def test_model_card_reports_the_scratch_baseline():
+    from tlkit.reports.metrics import classification_metrics
+    from tlkit.reports.model_card import model_card
+
+    y = np.array([0, 1, 1, 0])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    metrics = classification_metrics(y, probs, ["a", "b"])
+    card = model_card("run", metrics, ["a", "b"])
+    assert "from scratch" not in card
+    metrics["scratch"] = {"accuracy": 0.5, "epochs": 5, "seconds": 61.7, "split": "test"}
+    card = model_card("run", metrics, ["a", "b"])
+    assert "trained from scratch on the same data: accuracy 0.5000 (5 epochs, 62 s)" in card

@@ -74,6 +74,12 @@ def model_card(
     lines.append(
         f"- Macro F1: {metrics['macro_f1']:.4f}; weighted F1: {metrics['weighted_f1']:.4f}"
     )
+    scratch = metrics.get("scratch") or {}
+    if "accuracy" in scratch:
+        lines.append(
+            f"- Same architecture trained from scratch on the same data: accuracy "
+            f"{scratch['accuracy']:.4f} ({scratch['epochs']} epochs, {scratch['seconds']:.0f} s)"
+        )
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
         lines.append(
