@@ -300,3 +300,12 @@ def test_lr_find(tmp_path, capsys):
     assert code == 0
     assert "suggested learning rate" in capsys.readouterr().out
     assert os.path.exists(tmp_path / "lr_find.png")
+
+
+def test_cli_leaves_logging_as_it_found_it():
+    import logging
+
+    logger = logging.getLogger("tlkit")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    assert cli.main(["train", "does/not/exist.yaml"]) == 1
+    assert (list(logger.handlers), logger.level, logger.propagate) == before

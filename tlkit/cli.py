@@ -20,6 +20,7 @@ Heavy modules (TensorFlow, Keras) are imported inside the subcommands, not at pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -290,14 +291,21 @@ def _one_line(err) -> str:
     return text if len(text) <= 600 else text[:597] + "..."
 
 
-def _setup_logging(quiet: bool):
+@contextlib.contextmanager
+def _cli_logging(quiet: bool):
+    """tlkit's log lines on stderr, once, for the duration of a command; restored afterwards
+    (so `main()` called in-process, e.g. from tests or a notebook, leaves logging as it was)."""
     logger = logging.getLogger("tlkit")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False  # the CLI prints tlkit's messages once, whatever root logs
+    try:
+        yield
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
 
 
 def main(argv=None) -> int:
@@ -305,9 +313,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _setup_logging(args.quiet)
     try:
-        return args.func(args)
+        with _cli_logging(args.quiet):
+            return args.func(args)
     except KeyboardInterrupt:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
