@@ -148,7 +148,7 @@ def _audit(args) -> int:
         raise CommandError(f"{data}: expected a recipe (.yaml) or an image folder")
     else:
         raise FileNotFoundError(f"data not found: {data}")
-    report = _wiring.audit(target)
+    report = _wiring.audit(target, progress=not args.json)  # keep --json output parseable
     print(report.to_json() if args.json else report.to_text())
     return 0
 

@@ -394,7 +394,10 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
     os.makedirs(folder, exist_ok=True)
     results = {}
+    bar = keras.utils.Progbar(len(formats), unit_name="format") if len(formats) > 1 else None
     for fmt in formats:
+        if bar is not None:
+            bar.add(0)  # shows the bar before the (slow) first conversion
         if fmt == "keras":
             results[fmt] = {"path": export_keras(model, os.path.join(folder, "model.keras"))}
         elif fmt == "savedmodel":
@@ -417,5 +420,7 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         else:
             results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}
         logger.info("exported %s: %s", fmt, json.dumps(results[fmt]))
+        if bar is not None:
+            bar.add(1)
     atomic_write_json(os.path.join(folder, "export.json"), results)
     return results

@@ -257,7 +257,7 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
         _check_distribution(recipe, run, strategy)
         recipe = _per_replica(recipe, strategy)
         data = _wiring.load_data(recipe.data, recipe.seed)
-        report = _wiring.audit(data)
+        report = _wiring.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
         logger.info("data audit:\n%s", report.to_text())
         if report.has_leakage:

@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 
+import keras
 import numpy as np
 
 from tlkit.data._audit_sources import DatasetSource, FolderSource, Item, jsonable
@@ -33,6 +34,7 @@ def audit(
     embed_image_size=None,
     batch_size: int = 32,
     seed: int = 0,
+    progress: bool = False,
 ) -> AuditReport:
     """Audits a data set before training.
 
@@ -59,6 +61,7 @@ def audit(
             size, else the most common image size).
         batch_size: batch size for `backbone_model`.
         seed: seed of the sample when `max_images` cuts.
+        progress: show a `keras.utils.Progbar` while reading examples (the CLI turns it on).
 
     Returns:
         An `AuditReport` (`.to_text()`, `.to_json()`, `.save(path)`, `.has_leakage`).
@@ -95,8 +98,14 @@ def audit(
             f"(max_images={max_images}); duplicates outside the sample are not seen"
         )
     items: list[Item] = []
+    total = sum(limit.values()) if limit is not None else source.total
+    bar = keras.utils.Progbar(total, unit_name="example") if progress and total else None
     for item, _ in source.iterate(limit, with_values=False):
         items.append(item)
+        if bar is not None and len(items) % 256 == 0:
+            bar.update(len(items))
+    if bar is not None:
+        bar.update(len(items), finalize=True)
 
     report = AuditReport(
         source=source.description,
