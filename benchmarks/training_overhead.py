@@ -6,7 +6,7 @@ Two regimes, each measured side by side in this one run (ratios, since machines 
 Also reports achieved GFLOP/s of the full fine-tune as a fraction of a large-matmul peak measured
 in the same run (training FLOPs ~= 3x forward FLOPs).
 
-    .venv/bin/python benchmarks/training_overhead.py [--backbone efficientnet_lite0] [--size 64]
+    .venv/bin/python benchmarks/training_overhead.py [--backbone efficientnet_lite0] [--size 64] [--n 512] [--epochs 4]
 """
 
 from __future__ import annotations
@@ -62,12 +62,31 @@ def _images_per_second(timer, n):
     return n / float(np.median(timer.seconds))
 
 
-def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3):
+def _plain(backbone_name, size, freeze, ds, epochs, n):
+    model = _build(backbone_name, size, freeze)
+    timer = _Timer()
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
+    return _images_per_second(timer, n), model
+
+
+def _tlkit(backbone_name, size, freeze, ds, epochs, n):
+    from tlkit.fine_tune import fine_tune
+
+    model = _build(backbone_name, size, True)
+    timer = _Timer()
+    epochs_arg = (epochs, 0) if freeze else (0, epochs)
+    fine_tune(model, ds, epochs=epochs_arg, unfreeze="all", lr_schedule="constant", verbose=0,
+              early_stopping_patience=None, callbacks=[timer.callback])
+    return _images_per_second(timer, n), model
+
+
+def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3, repeats=2):
+    """Plain fit and tlkit's fine_tune, alternating which goes first on each repeat (the
+    machine speeds up / slows down over a run; one fixed order biases the ratio)."""
     import numpy as np
     import tensorflow as tf
 
     import tlkit
-    from tlkit.fine_tune import fine_tune
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
@@ -75,22 +94,19 @@ def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3):
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(tf.data.AUTOTUNE)
     results = {}
     for regime, freeze in (("frozen", True), ("full", False)):
-        # Plain Keras: compile + fit with the same trainable set.
-        model = _build(backbone_name, size, freeze)
-        timer = _Timer()
-        model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
-        plain = _images_per_second(timer, n)
-        # tlkit: fine_tune (one fit with the unfreezing callback, early stopping, LR schedule).
-        model = _build(backbone_name, size, True)
-        timer = _Timer()
-        if regime == "frozen":
-            epochs_arg, unfreeze = (epochs, 0), "all"
-        else:
-            epochs_arg, unfreeze = (0, epochs), "all"
-        fine_tune(model, ds, epochs=epochs_arg, unfreeze=unfreeze, verbose=0,
-                        early_stopping_patience=None, callbacks=[timer.callback])
-        ours = _images_per_second(timer, n)
-        results[regime] = {"keras_img_per_s": plain, "tlkit_img_per_s": ours, "ratio": ours / plain}
+        plain, ours = [], []
+        for r in range(repeats):
+            order = (_plain, _tlkit) if r % 2 == 0 else (_tlkit, _plain)
+            for fn in order:
+                ips, model = fn(backbone_name, size, freeze, ds, epochs, n)
+                (plain if fn is _plain else ours).append(ips)
+        ratios = [o / p for o, p in zip(ours, plain)]
+        results[regime] = {
+            "keras_img_per_s": float(np.median(plain)),
+            "tlkit_img_per_s": float(np.median(ours)),
+            "ratio": float(np.median(ratios)),
+            "ratios": ratios,
+        }
     flops = forward_flops_per_example(tlkit.groups.find_backbone(model), (size, size, 3))
     peak = matmul_peak_gflops()
     achieved = 3 * flops * results["full"]["tlkit_img_per_s"] / 1e9
@@ -110,8 +126,9 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
-    results = run(args.backbone, args.size, args.n, args.batch, args.epochs)
+    results = run(args.backbone, args.size, args.n, args.batch, args.epochs, args.repeats)
     print(f"backbone={args.backbone} size={args.size} images={args.n} batch={args.batch}")
     print(f"{'regime':<8} {'keras img/s':>12} {'tlkit img/s':>12} {'ratio':>7}")
     for regime in ("frozen", "full"):
