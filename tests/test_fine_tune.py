@@ -5,21 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tlkit
-from tlkit.backbones import InputInfo, from_keras
 from tlkit.fine_tune import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
 from tlkit.optimizers import LayerwiseAdamW
-from tlkit.testing import tiny_cnn
+from tlkit.testing import tiny_model
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    return tlkit.build_model(
-        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=0.0,
-    )
+    return tiny_model()
 
 
 def _data(n=16):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.backbones import InputInfo, from_keras
 from tlkit.optimizers import (
     LayerwiseAdam,
     LayerwiseAdamW,
@@ -22,20 +21,11 @@ from tlkit.optimizers import (
     variable_lr_multipliers,
 )
 from tlkit.schedules import OneCycle
-from tlkit.testing import tiny_cnn
+from tlkit.testing import tiny_model
 
 
 def _model(**kwargs):
-    keras.utils.set_random_seed(0)
-    return tlkit.build_model(
-        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=0.0,
-        compile=False,
-        freeze_backbone=False,
-        **kwargs,
-    )
+    return tiny_model(compile=False, freeze_backbone=False, **kwargs)
 
 
 def _data(n=16):

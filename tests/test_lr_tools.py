@@ -8,24 +8,15 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.backbones import InputInfo, from_keras
 from tlkit.lr_finder import LRFinderResult, lr_find, suggest
 from tlkit.optimizers import layerwise
 from tlkit.schedules import CombinedSchedule, MomentumScheduler, OneCycle, warmup_cosine
-from tlkit.testing import tiny_cnn
+from tlkit.testing import tiny_model
 from tlkit.unfreeze import GradualUnfreezing
 
 
 def _model(optimizer="adam", freeze_backbone=True):
-    keras.utils.set_random_seed(0)
-    model = tlkit.build_model(
-        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=0.0,
-        compile=False,
-        freeze_backbone=freeze_backbone,
-    )
+    model = tiny_model(compile=False, freeze_backbone=freeze_backbone)
     tlkit.compile_model(model, optimizer=optimizer, learning_rate=1e-3)
     return model
 

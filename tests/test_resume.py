@@ -11,9 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-import tlkit
-from tlkit.backbones import InputInfo, from_keras
-from tlkit.testing import tiny_cnn
+from tlkit.testing import tiny_model
 from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
 
 # Runs in a subprocess: deterministic ops are a process-wide TF setting.
@@ -122,13 +120,7 @@ def test_killed_fine_tune_resumes_with_same_groups_and_weights(tmp_path):
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    return tlkit.build_model(
-        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=0.0,
-    )
+    return tiny_model()
 
 
 def _data():

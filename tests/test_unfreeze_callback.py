@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.backbones import InputInfo, from_keras
-from tlkit.testing import tiny_cnn
+from tlkit.testing import tiny_model
 from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
 
 BLOCKS = ("block1", "block2", "block3")
 
 
 def _model(optimizer="adam", **kwargs):
-    keras.utils.set_random_seed(0)
-    model = tlkit.build_model(
-        from_keras(tiny_cnn(), input_info=InputInfo(value_range=(-1, 1))),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=0.0,
-        compile=False,
-        **kwargs,
-    )
+    model = tiny_model(compile=False, **kwargs)
     tlkit.compile_model(model, optimizer=optimizer, learning_rate=1e-2)
     return model
 

@@ -2,7 +2,7 @@
 
 from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
 
-__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn"]
+__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
 
 
 def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
@@ -16,3 +16,24 @@ def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
         x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def tiny_model(num_classes=3, input_shape=(16, 16, 3), seed=0, **build_kwargs):
+    """`tlkit.build_model` on `tiny_cnn()` (groups block1-3 + head), seeded, dropout 0.
+
+    The backbone expects `[-1, 1]` inputs (the model rescales raw pixels). Extra keyword
+    arguments go to `build_model` (`compile=False`, `freeze_backbone=False`, ...).
+    """
+    import keras
+
+    import tlkit
+    from tlkit.backbones import InputInfo, from_keras
+
+    keras.utils.set_random_seed(seed)
+    build_kwargs.setdefault("dropout", 0.0)
+    return tlkit.build_model(
+        from_keras(tiny_cnn(input_shape), input_info=InputInfo(value_range=(-1, 1))),
+        num_classes=num_classes,
+        input_shape=input_shape,
+        **build_kwargs,
+    )
