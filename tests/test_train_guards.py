@@ -87,3 +87,24 @@ def test_smoke_recipe_under_mirrored_strategy(tmp_path):
 
     metrics = json.load(open(f"{run}/metrics.json"))
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_tpu_runs_get_static_training_batches(monkeypatch):
+    import tensorflow as tf
+
+    from tlkit import _wiring, distribute
+    from tlkit.train import _per_replica
+
+    class _TPU:
+        num_replicas_in_sync = 1
+
+    monkeypatch.setattr(distribute, "is_tpu", lambda s: isinstance(s, _TPU))
+    recipe = Recipe.from_dict({"data": {"batch_size": 8}})
+    assert recipe.data.drop_remainder is None
+    assert _per_replica(recipe, _TPU()).data.drop_remainder is True
+    assert _per_replica(recipe, _FakeStrategy()).data.drop_remainder is None  # not a TPU
+    pinned = Recipe.from_dict({"data": {"drop_remainder": False}})
+    assert _per_replica(pinned, _TPU()).data.drop_remainder is False
+    ds = _wiring.batch(tf.data.Dataset.range(20).map(lambda i: (i, i)), 8, True, 0, True)
+    distribute.check_static_batches(ds)  # would raise on a dynamic batch dimension
+    assert [int(x.shape[0]) for x, _ in ds] == [8, 8]

@@ -132,11 +132,12 @@ def augmentation(spec: dict, seed: int):
     return tdata.augmentation(spec, seed=seed)
 
 
-def batch(ds, batch_size, training, seed):
-    """`tlkit.data.batch`: shuffle (training), batch, prefetch."""
+def batch(ds, batch_size, training, seed, drop_remainder=False):
+    """`tlkit.data.batch`: shuffle (training), batch (static shapes with `drop_remainder`),
+    prefetch."""
     import tlkit.data as tdata
 
-    return tdata.batch(ds, batch_size, training=training, seed=seed)
+    return tdata.batch(ds, batch_size, training=training, seed=seed, drop_remainder=drop_remainder)
 
 
 # -- training ----------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def train_head_on_features(
     callbacks=None,
     optimizer=None,
     ignore_augmentation: bool = False,
+    drop_remainder: bool = False,
     verbose="auto",
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
@@ -74,6 +75,7 @@ def train_head_on_features(
         optimizer: a Keras optimizer for the head (default: `Adam(learning_rate)`).
         ignore_augmentation: train the head on features of un-augmented inputs even when the
             model has augmentation layers (they stay for the later fine-tuning); default: refuse.
+        drop_remainder: training batches of exactly `batch_size` (static shapes, for TPUs).
 
     Returns:
         The `keras.callbacks.History` of the head training; `model`'s head holds the new weights.
@@ -109,7 +111,7 @@ def train_head_on_features(
     train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
     if shuffle:
         train_ds = train_ds.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-    train_ds = train_ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    train_ds = train_ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     val_ds = None
     if validation is not None:
         x_val, y_val = extract_feature_arrays(

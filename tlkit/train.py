@@ -179,6 +179,7 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         callbacks=callbacks,
         optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,
+        drop_remainder=bool(recipe.data.drop_remainder),
         verbose=verbose,
     )
 
@@ -187,8 +188,9 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
     """Stage `fine` (after cached-feature head training) or `all` (both phases)."""
     batch_size, seed = recipe.data.batch_size, recipe.seed
     head_epochs = recipe.phases.head_epochs if stage["name"] == "all" else 0
-    train = _wiring.batch(data.split("train"), batch_size, True, seed)
-    val = _wiring.batch(data.val, batch_size, False, seed) if data.val is not None else None
+    drop = bool(recipe.data.drop_remainder)
+    train = _wiring.batch(data.split("train"), batch_size, True, seed, drop)
+    val = _wiring.batch(data.val, batch_size, False, seed, drop) if data.val is not None else None
     _wiring.fine_tune(
         model,
         train,
@@ -291,7 +293,12 @@ def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
 
 def _per_replica(recipe: Recipe, strategy) -> Recipe:
     """`data.batch_size` is per replica: the run uses batch x replicas (and scales the LRs by
-    the replica count when `distribute.scale_lr`)."""
+    the replica count when `distribute.scale_lr`). On a TPU, training batches are static
+    (`drop_remainder`) unless the recipe says otherwise."""
+    if recipe.data.drop_remainder is None and tlkit.distribute.is_tpu(strategy):
+        recipe = dataclasses.replace(
+            recipe, data=dataclasses.replace(recipe.data, drop_remainder=True)
+        )
     replicas = int(strategy.num_replicas_in_sync)
     if replicas == 1:
         return recipe

@@ -137,6 +137,8 @@ class DataConfig:
         slice_by: metadata column to slice test metrics by (e.g. `source`).
         allow_leakage: train even when the data audit finds the same example in two splits
             (default: refuse, since the evaluation would be optimistic).
+        drop_remainder: training batches of exactly `batch_size` (static shapes); default
+            (null): on under a TPU strategy, off elsewhere.
         class_names: optional class list (label order).
         options: extra keyword arguments for the loader.
     """
@@ -157,6 +159,7 @@ class DataConfig:
     cache_features: bool = False
     slice_by: str | None = None
     allow_leakage: bool = False
+    drop_remainder: bool | None = None
     class_names: list[str] | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
