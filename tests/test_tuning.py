@@ -9,11 +9,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-import tlkit
 from tlkit.recipes import Recipe, load_recipe
-from tlkit.testing import tiny_cnn
 from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune, tune_recipe
-from tlkit.tuning._worker import tiny_data
+from tlkit.tuning._worker import build_tiny, tiny_data
 from tlkit.unfreeze import UnfreezeSchedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,14 +26,7 @@ SPACE = {
 }
 
 
-def build(dropout):
-    return tlkit.build_model(
-        tiny_cnn(filters=(4, 8)),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=dropout,
-        compile=False,
-    )
+build = build_tiny  # one tiny builder for the tests and the worker script
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tlkit
-from tlkit.testing import tiny_cnn
 from tlkit.tuning import tune
-from tlkit.tuning._worker import RESULT_PREFIX, tiny_data
+from tlkit.tuning._worker import RESULT_PREFIX, build_tiny, tiny_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _build(dropout):
-    return tlkit.build_model(
-        tiny_cnn(filters=(4, 8)),
-        num_classes=3,
-        input_shape=(16, 16, 3),
-        dropout=dropout,
-        compile=False,
-    )
+_build = build_tiny  # one tiny builder for the tests and the worker script
 
 
 def _datasets():

@@ -34,6 +34,15 @@ def tiny_data(n=48, size=16, seed=0):
     return x, y
 
 
+def build_tiny(dropout):
+    """The tiny model the tuning tests and this worker search over (2 conv blocks + head)."""
+    import tlkit
+    from tlkit.testing import tiny_cnn
+
+    return tlkit.build_model(tiny_cnn(filters=(4, 8)), num_classes=3, input_shape=(16, 16, 3),
+                             dropout=dropout, compile=False)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--directory", required=True)
@@ -50,8 +59,6 @@ def main(argv=None) -> int:
         distribute.split_logical_cpus(args.mirrored)
     import tensorflow as tf
 
-    import tlkit
-    from tlkit.testing import tiny_cnn
     from tlkit.tuning import tune
 
     strategy = None
@@ -62,12 +69,8 @@ def main(argv=None) -> int:
     train = tf.data.Dataset.from_tensor_slices((x[:32], y[:32])).batch(16)
     val = tf.data.Dataset.from_tensor_slices((x[32:], y[32:])).batch(16)
 
-    def build(dropout):
-        return tlkit.build_model(tiny_cnn(filters=(4, 8)), num_classes=3, input_shape=(16, 16, 3),
-                                 dropout=dropout, compile=False)
-
     result = tune(
-        build, train, val,
+        build_tiny, train, val,
         space={"lr": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
                "dropout": {"min": 0.0, "max": 0.5, "step": 0.1}},
         tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
