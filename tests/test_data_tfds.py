@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# A hard dependency: imported, not skipped, so a broken install fails here (tensorflow-datasets
+# 4.9.10 needs importlib_resources, which only tlkit's own dependencies install).
+import tensorflow_datasets as tfds
 from tlkit import data as tld
-
-tfds = pytest.importorskip("tensorflow_datasets")
 
 
 class TinyShapes(tfds.core.GeneratorBasedBuilder):

@@ -140,7 +140,7 @@ def _audit(args) -> int:
     if data.endswith((".yaml", ".yml")):
         from tlkit.recipes import load_recipe
 
-        recipe = load_recipe(data, overrides=args.set)
+        recipe = load_recipe(data, overrides=args.set, required=())
         target = _wiring.load_data(recipe.data, recipe.seed)
     elif os.path.isdir(data):
         target = data
@@ -281,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple:
     """Error types that mean bad input: reported as one line (no traceback)."""
-    from tlkit.distribute import StrategyError
-
-    return (CommandError, ValueError, OSError, ImportError, StrategyError)
+    expected = (CommandError, ValueError, OSError, ImportError)
+    distribute = sys.modules.get("tlkit.distribute")  # loaded only by commands that use it
+    return expected + ((distribute.StrategyError,) if distribute is not None else ())
 
 
 def _one_line(err) -> str:

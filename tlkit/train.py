@@ -29,7 +29,7 @@ import tlkit
 from tlkit import _wiring
 from tlkit import groups as groups_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
-from tlkit.recipes import Recipe, dump_recipe, load_recipe
+from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
 from tlkit.runs import RunDir, atomic_path, atomic_write_text, open_run
 
 logger = logging.getLogger("tlkit")
@@ -247,12 +247,27 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    check_required(recipe)
     run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
+    if not (run.complete and not force):
+        # Data and backbone availability, before any folder is created or replaced.
+        preflight.check_ready(recipe)
     status = run.prepare(dump_recipe(recipe), force=force)
     if status == "complete":
         logger.info("%s is already trained with this recipe; pass --force to retrain", run.path)
         return run.path
     logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
+    try:
+        _run(recipe, run, verbose)
+    except BaseException as err:
+        if status == "new":
+            run.settle(err)
+        raise
+    run.settle()
+    return run.path
+
+
+def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
     with _wiring.strategy_scope(recipe.distribute) as strategy:
@@ -268,7 +283,12 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
                 run.file("reports", "data_audit.txt"),
             )
             # Refuses (DataLeakageError, listing the files) unless data.allow_leakage: true.
-            tlkit.data.check_no_leakage(report, allow=recipe.data.allow_leakage)
+            tlkit.data.check_no_leakage(
+                report,
+                allow=recipe.data.allow_leakage,
+                allow_hint="set data.allow_leakage: true in the recipe (or --set "
+                "data.allow_leakage=true)",
+            )
         run.write_json("class_names.json", data.class_names)
         model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
         _train(recipe, run, model, data, verbose)
@@ -282,7 +302,6 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     run.write_json("metrics.json", metrics)
     _write_card(recipe, run, model, data, metrics, exports)
     run.mark_complete(train_seconds=metrics["train_seconds"])
-    return run.path
 
 
 def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
@@ -469,6 +488,8 @@ def _export(recipe, run, model, data) -> dict:
 
 def load_run_model(run: RunDir) -> keras.Model:
     """The trained model of a run (`model.keras`, loaded in safe mode)."""
+    import tlkit.pretrained  # noqa: F401  (registers the pretrained backbones' classes)
+
     return keras.models.load_model(run.model_path, safe_mode=True, compile=False)
 
 

@@ -186,12 +186,16 @@ def _fmt_label(f):
     return f"{_ref(f)}: label {f['label']!r}"
 
 
-def check_no_leakage(report: AuditReport, allow: bool = False) -> list[dict]:
+def check_no_leakage(
+    report: AuditReport, allow: bool = False, allow_hint: str = "pass allow=True"
+) -> list[dict]:
     """Raises `DataLeakageError` when the same example is in several splits, unless `allow`.
 
     Args:
         report: an `AuditReport` from `tlkit.data.audit`.
         allow: only log a warning instead of raising.
+        allow_hint: how the caller's user turns `allow` on, for the message (default
+            `"pass allow=True"`; the recipe runner names its recipe key).
 
     Returns:
         The leaks (empty when there are none).
@@ -216,7 +220,7 @@ def check_no_leakage(report: AuditReport, allow: bool = False) -> list[dict]:
     message = (
         f"{len(leaks)} example(s) appear in more than one split of {report.source} "
         f"(validation/test scores would be inflated): {listed}{more}. Remove each from all but "
-        "one split, or pass allow=True to proceed anyway."
+        f"one split, or {allow_hint} to proceed anyway."
     )
     if allow:
         logger.warning(message)
