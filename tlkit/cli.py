@@ -46,11 +46,10 @@ def _recipe(args):
 
 # -- subcommands -----------------------------------------------------------------------------------
 def _train(args) -> int:
+    recipe = _recipe(args)  # recipe errors answer before TensorFlow is imported
     from tlkit import train
 
-    run_dir = train.train_recipe(
-        _recipe(args), output=args.output, force=args.force, verbose=_verbose()
-    )
+    run_dir = train.train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
     _print_results(run_dir)
     return 0
 
@@ -113,9 +112,10 @@ def _predict(args) -> int:
 
 
 def _lr_find(args) -> int:
+    recipe = _recipe(args)
     from tlkit import train
 
-    result = train.lr_find_recipe(_recipe(args), output=args.output, verbose=_verbose())
+    result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
     print(f"suggested learning rate: {result.suggestion:.3g}")
     return 0
 

@@ -402,7 +402,8 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
 
 # -- evaluation ------------------------------------------------------------------------------------
 def evaluate(recipe, run: RunDir, model, data, verbose="auto") -> dict:
-    """Evaluates on test (else val) and writes `run/reports`; returns the metrics."""
+    """Evaluates on test (else val) and writes `run/reports` (all but the model card, which
+    the caller writes with everything the run knows); returns the metrics."""
     from tlkit import reports
 
     split = "test" if data.test is not None else "val"
@@ -431,7 +432,6 @@ def evaluate(recipe, run: RunDir, model, data, verbose="auto") -> dict:
     metrics["split"] = split
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
-    _write_card(recipe, run, model, data, metrics, exports=None)
     return metrics
 
 
@@ -501,8 +501,34 @@ def evaluate_run(path, verbose="auto") -> dict:
     data = _wiring.load_data(recipe.data, recipe.seed)
     model = load_run_model(run)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
-    run.write_json("metrics.json", {**run.read_json("metrics.json", {}), **metrics})
-    return metrics
+    # Merged into the run's records: the from-scratch comparison, training time and exports
+    # (Files) stay in metrics.json and the model card.
+    merged = {**run.read_json("metrics.json", {}), **metrics}
+    run.write_json("metrics.json", merged)
+    _write_card(recipe, run, model, data, merged, recorded_exports(run))
+    return merged
+
+
+def recorded_exports(run: RunDir) -> dict:
+    """`{format: record}` of everything exported from the run: `model.keras` and the formats
+    listed in `export/export.json`."""
+    return {"keras": {"path": run.model_path}, **run.read_json("export/export.json", {})}
+
+
+def _merge_card_files(run: RunDir) -> None:
+    """Rewrites the `## Files` section (the last) of the run's model card from
+    `recorded_exports`, keeping everything above it."""
+    path = os.path.join(run.reports, "model_card.md")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head = text.split("\n## Files\n")[0].rstrip("\n")
+    files = [
+        f"- {fmt}: `{record.get('path', record.get('skipped'))}`"
+        for fmt, record in recorded_exports(run).items()
+    ]
+    atomic_write_text(path, head + "\n\n## Files\n\n" + "\n".join(files) + "\n")
 
 
 def export_run(path, formats, output=None) -> dict:
@@ -515,13 +541,13 @@ def export_run(path, formats, output=None) -> dict:
     if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
         recipe = load_recipe(run.recipe_path)
         sample = sample_inputs(_wiring.load_data(recipe.data, recipe.seed))
-    return export_model(
-        model,
-        output or run.export_dir,
-        formats,
-        sample_inputs=sample,
-        class_names=run.class_names(),
+    folder = output or run.export_dir
+    results = export_model(
+        model, folder, formats, sample_inputs=sample, class_names=run.class_names()
     )
+    if os.path.abspath(folder) == os.path.abspath(run.export_dir):
+        _merge_card_files(run)  # export.json was merged; the card lists every format
+    return results
 
 
 def lr_find_recipe(recipe, output=None, verbose=0):

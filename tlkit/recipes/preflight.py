@@ -17,6 +17,8 @@ import os
 import re
 import socket
 
+from tlkit.recipes.schema import TINY_BACKBONES
+
 PROBE_TIMEOUT = 3.0
 DOWNLOAD_HOST = "storage.googleapis.com"  # TFDS, TF-Hub (tfhub.dev redirects there) and Keras weights
 KAGGLE_HOST = "www.kaggle.com"  # KerasHub presets
@@ -99,8 +101,19 @@ def _backbone_problem(cfg) -> str | None:
     name = cfg.name or ""
     if name.startswith("keras_hub:"):
         return _keras_hub_problem(name[len("keras_hub:"):])
-    if cfg.options.get("weights", "imagenet") == "imagenet" and _is_keras_application(name):
-        return _keras_weights_problem(name)
+    if _is_keras_application(name):
+        if cfg.options.get("weights", "imagenet") == "imagenet":
+            return _keras_weights_problem(name)
+        return None
+    from tlkit.backbones.resolve import _pretrained_names
+
+    known = [*TINY_BACKBONES, *_pretrained_names()]
+    if name and name not in known and "/" not in name and "://" not in name:
+        return (
+            f"backbone.name: unknown backbone {name!r}; use a tlkit pretrained name "
+            f"({', '.join(known)}), a keras.applications name (e.g. MobileNetV2), "
+            "keras_hub:<preset>, or set backbone.handle / backbone.path instead"
+        )
     return None
 
 
