@@ -7,6 +7,7 @@ import tensorflow as tf
 # A hard dependency: imported, not skipped, so a broken install fails here (tensorflow-datasets
 # 4.9.10 needs importlib_resources, which only tlkit's own dependencies install).
 import tensorflow_datasets as tfds
+
 from tlkit import data as tld
 
 
