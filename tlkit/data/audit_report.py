@@ -30,8 +30,9 @@ class AuditReport:
         unreadable: `{"split", "item", "reason"}` for files that cannot be decoded.
         unexpected: `{"split", "item", "issue", "size", "mode"}` for images whose size or mode
             differs from most (`size` is `[height, width]`).
-        exact_duplicates: groups `{"items": [{"split", "item"}, ...], "cross_split": bool}`
-            of identical content (hash of the decoded pixels, or of the text / array).
+        exact_duplicates: groups `{"items": [{"split", "item", "label"}, ...], "cross_split":
+            bool, "label_conflict": bool}` of identical content (hash of the decoded pixels, or
+            of the text / array); `label_conflict`: the copies carry different labels.
         near_duplicates: `{"a", "b", "similarity", "cross_split"}` pairs whose embeddings'
             cosine similarity is at least `near_dup_threshold` (not already exact duplicates).
         unknown_labels: `{"split", "item", "label"}` for labels outside `class_names`.
@@ -81,6 +82,11 @@ class AuditReport:
         return out
 
     @property
+    def label_conflicts(self) -> list[dict]:
+        """Exact duplicates filed under different classes (`exact_duplicates` groups)."""
+        return [g for g in self.exact_duplicates if g.get("label_conflict")]
+
+    @property
     def has_leakage(self) -> bool:
         """True when an exact or near duplicate appears in more than one split."""
         return bool(self.leaks)
@@ -100,6 +106,7 @@ class AuditReport:
         out = dataclasses.asdict(self)
         out["has_leakage"] = self.has_leakage
         out["leaks"] = self.leaks
+        out["label_conflicts"] = self.label_conflicts
         return out
 
     def to_json(self, indent: int = 2) -> str:
@@ -137,7 +144,10 @@ class AuditReport:
         sections = [
             ("Unreadable / corrupt files", self.unreadable, _fmt_unreadable),
             ("Unexpected size or mode", self.unexpected, _fmt_unexpected),
-            ("Exact duplicates", self.exact_duplicates, _fmt_group),
+            ("Label conflicts (same content, different classes)", self.label_conflicts,
+             lambda g: _fmt_conflict(g, self.class_names)),
+            ("Exact duplicates", [g for g in self.exact_duplicates if not g.get("label_conflict")],
+             _fmt_group),
             (
                 f"Near duplicates (cosine >= {self.near_dup_threshold})",
                 self.near_duplicates,
@@ -147,7 +157,10 @@ class AuditReport:
         ]
         for title, findings, fmt in sections:
             if title.startswith("Near") and self.near_dup_threshold is None:
-                lines.append("Near duplicates: not searched (pass `backbone_model=`)")
+                lines.append(
+                    "Near duplicates: not searched (needs a feature model: in Python, "
+                    "tlkit.data.audit(data, backbone_model=feature_model))"
+                )
                 continue
             lines.append(f"{title}: {len(findings)}")
             for finding in findings[:_SHOWN]:
@@ -175,6 +188,17 @@ def _fmt_unexpected(f):
 def _fmt_group(g):
     tag = " [ACROSS SPLITS]" if g["cross_split"] else ""
     return " == ".join(_ref(i) for i in g["items"]) + tag
+
+
+def _fmt_conflict(g, class_names):
+    def name(label):
+        if isinstance(label, int) and 0 <= label < len(class_names):
+            return class_names[label]
+        return str(label)
+
+    return " vs ".join(f"{_ref(i)} labelled {name(i.get('label'))!r}" for i in g["items"]) + (
+        " [ACROSS SPLITS]" if g["cross_split"] else ""
+    )
 
 
 def _fmt_pair(p):
