@@ -52,6 +52,7 @@ _SUBMODULES = (
     "reports",
     "runs",
     "schedules",
+    "testing",
     "train",
     "tuning",
     "unfreeze",
