@@ -126,6 +126,9 @@ def _tune(args) -> int:
     recipe = _recipe(args)
     if recipe.tune is None:
         raise CommandError(f"{args.recipe}: no 'tune' section (search space) in the recipe")
+    from tlkit.recipes import preflight
+
+    preflight.check_ready(recipe)
     result = _wiring.tune(recipe, output=args.output, overwrite=args.overwrite, verbose=_verbose())
     print(f"best: {result.best_hyperparameters}")
     for name, path in sorted(result.paths.items()):
@@ -141,6 +144,9 @@ def _audit(args) -> int:
         from tlkit.recipes import load_recipe
 
         recipe = load_recipe(data, overrides=args.set, required=())
+        from tlkit.recipes import preflight
+
+        preflight.check_ready(recipe, backbone=False)
         target = _wiring.load_data(recipe.data, recipe.seed)
     elif os.path.isdir(data):
         target = data

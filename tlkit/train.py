@@ -497,6 +497,7 @@ def evaluate_run(path, verbose="auto") -> dict:
     """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports."""
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
+    preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
     data = _wiring.load_data(recipe.data, recipe.seed)
     model = load_run_model(run)
@@ -555,6 +556,7 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     unfrozen as in fine-tuning; writes `lr_find.png` into `output` (default: the run folder)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    preflight.check_ready(recipe)
     keras.utils.set_random_seed(recipe.seed)
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
     os.makedirs(folder, exist_ok=True)

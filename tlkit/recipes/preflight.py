@@ -38,15 +38,18 @@ def is_online(host: str = DOWNLOAD_HOST) -> bool:
         return False
 
 
-def problems(recipe) -> list[str]:
-    """What keeps `recipe` from starting: one sentence per problem, each naming its key."""
-    found = [_data_problem(recipe.data), _backbone_problem(recipe.backbone)]
+def problems(recipe, backbone: bool = True) -> list[str]:
+    """What keeps `recipe` from starting: one sentence per problem, each naming its key.
+    `backbone=False` checks the data only (`tlkit audit`, `tlkit evaluate`)."""
+    found = [_data_problem(recipe.data)]
+    if backbone:
+        found.append(_backbone_problem(recipe.backbone))
     return [p for p in found if p]
 
 
-def check_ready(recipe) -> None:
+def check_ready(recipe, backbone: bool = True) -> None:
     """Raises `NotReadyError` listing every `problems(recipe)`; returns when there are none."""
-    found = problems(recipe)
+    found = problems(recipe, backbone)
     if found:
         raise NotReadyError("; ".join(found))
 
