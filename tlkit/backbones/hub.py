@@ -179,6 +179,9 @@ class HubBackbone(Backbone):
             "string" if self.input_info.kind == "text" else "float32"
         )
         self._output_specs = {}
+        # String ops (a text SavedModel's tokenizer) have no XLA kernels: Keras then keeps
+        # `jit_compile` off for the model instead of failing at the first step.
+        self.supports_jit = self._input_dtype != "string"
         self._wrap_variables()
         if self.trainable_patterns:
             self.set_trainable_patterns(self.trainable_patterns)
