@@ -127,25 +127,6 @@ def run_cpu(images=2048, size=32, batch=64, epochs=3, correctness_images=512):
     }
 
 
-class _FineTuneTimer:
-    """Keras callback: seconds per epoch, the first (tracing, XLA compilation) left out."""
-
-    def __init__(self):
-        import keras
-
-        seconds = self.seconds = []
-
-        class CB(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch > 0:
-                    seconds.append(time.perf_counter() - self._t)
-
-        self.callback = CB()
-
-
 def _tlkit_model(backbone, size):
     import keras
 
@@ -165,14 +146,13 @@ def _full_fine_tune(runner, policy, jit, backbone, size, ds, epochs, images):
     """Images/s of a full fine-tune (every group trainable) of the same tlkit model, either by
     `tlkit.fine_tune` or by plain `keras.Model.fit`, under dtype `policy` and XLA `jit`."""
     import keras
-    import numpy as np
 
     import tlkit
     from tlkit import distribute
 
     with distribute.dtype_policy(policy):
         model = _tlkit_model(backbone, size)
-        timer = _FineTuneTimer()
+        timer = _EpochTimer()  # the first epoch (tracing, XLA compilation) is left out
         if runner == "tlkit":
             tlkit.fine_tune(model, ds, epochs=(0, epochs), unfreeze="all", lr=1e-4,
                             lr_schedule="constant", early_stopping_patience=None, verbose=0,
@@ -185,7 +165,7 @@ def _full_fine_tune(runner, policy, jit, backbone, size, ds, epochs, images):
             "xla": bool(model.jit_compile),
             "backbone_compute_dtype": tlkit.groups.find_backbone(model).compute_dtype,
         }
-    return {"img_per_s": images / float(np.median(timer.seconds)), **ran}
+    return {"img_per_s": timer.images_per_second(images), **ran}
 
 
 def run_accelerator(backbone="ResNet50", images=4096, size=128, batch=128, epochs=4,
