@@ -57,6 +57,7 @@ def test_build_model_passes_jit_compile():
 def test_text_savedmodel_keeps_xla_off_instead_of_failing(text_savedmodel):
     backbone = from_hub(text_savedmodel, input_info=InputInfo(kind="text", dtype="string"))
     assert backbone.supports_jit is False  # string ops have no XLA kernels
+    assert from_hub(text_savedmodel).supports_jit is False  # read from the traced signature
     with pytest.warns(UserWarning, match="jit_compile"):
         model = tlkit.build_model(backbone, num_classes=2, jit_compile=True)
     assert model.jit_compile is False

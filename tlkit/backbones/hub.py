@@ -367,7 +367,10 @@ class HubBackbone(Backbone):
 
 def _traced_input_dtype(func, signature) -> str | None:
     """The dtype of the first input the SavedModel's functions were traced for, if recorded."""
-    functions = [func] if signature else list(getattr(func, "concrete_functions", None) or [])
+    if signature:
+        functions = [func]
+    else:  # the restored `__call__` keeps every concrete function it was saved with
+        functions = list(getattr(func.__call__, "concrete_functions", None) or [])
     for fn in functions:
         args, kwargs = fn.structured_input_signature
         specs = [s for s in tf.nest.flatten((args, kwargs)) if isinstance(s, tf.TensorSpec)]
