@@ -18,6 +18,7 @@ from tlkit.export import export_model, tflite_predict
 from tlkit.optimizers.layerwise import LayerwiseMixin
 from tlkit.pretrained.registry import MissingPackageError
 from tlkit.runs import RunDir
+from tlkit.unfreeze import UnfreezeSchedule
 
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")
 
@@ -45,14 +46,15 @@ def test_hub_image_savedmodel_fine_tunes_layerwise_and_reloads(
     _assert_mixed(model)
     before = {v.path: v.numpy().copy() for v in model.weights}
     result = tlkit.fine_tune(
-        model, _dataset(x, y), _dataset(x, y), epochs=(1, 2), unfreeze=2,
+        model, _dataset(x, y), _dataset(x, y), epochs=(1, 2),
+        unfreeze=UnfreezeSchedule.gradual(head_epochs=1, first=1, every=1),  # top, then block_2
         layerwise_decay=2.0, lr=1e-2, early_stopping_patience=None, verbose=0,
     )
     assert np.isfinite(result.history.history["loss"]).all()
     assert isinstance(model.optimizer, LayerwiseMixin)
     changed = {p for p, v in before.items() if not np.array_equal(v, _weight(model, p))}
     assert any("top_proj" in p for p in changed) and any("block_2_conv" in p for p in changed)
-    assert not any("block_1" in p for p in changed)  # only the top 2 groups unfroze
+    assert not any("block_1" in p for p in changed)  # gradual: block_1 never unfroze
     assert not any("bn_gamma" in p or "bn_beta" in p for p in changed)  # bn_policy "frozen"
     predictions = model.predict(x, verbose=0)
     assert predictions.dtype == np.float32
@@ -152,10 +154,12 @@ def test_exports_serve_float32_with_tflite_parity(mixed_bfloat16, image_savedmod
     x, _ = _images(4)
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
     out = export_model(
-        model, tmp_path, formats=("keras", "savedmodel", "tflite", "hub"), sample_inputs=x
+        model, tmp_path, formats=("keras", "savedmodel", "tflite", "tflite-dynamic", "hub"),
+        sample_inputs=x,
     )
     assert out["tflite"]["parity"]["top1_agreement"] == 1.0
     assert out["tflite"]["parity"]["max_abs_diff"] < 1e-2
+    assert out["tflite-dynamic"]["parity"]["max_abs_diff"] < 5e-2  # quantized weights
     assert tflite_predict(out["tflite"]["path"], x).dtype == np.float32
     served = tf.saved_model.load(out["savedmodel"]["path"])
     for fn in served.signatures.values():
