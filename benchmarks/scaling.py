@@ -168,13 +168,14 @@ def _full_fine_tune(runner, policy, jit, backbone, size, ds, epochs, images):
     return {"img_per_s": timer.images_per_second(images), **ran}
 
 
-def run_accelerator(backbone="ResNet50", images=4096, size=128, batch=128, epochs=4,
-                    budget_s=None):
+def run_accelerator(backbone="ResNet50", images=2048, size=128, batch=128, epochs=4,
+                    budget_s=None, on_row=None):
     """The accelerator rows: full fine-tune images/s in float32 vs mixed precision, XLA off vs
     on, `tlkit.fine_tune` vs plain Keras `fit` on the same model. Runs on any device: mixed
     precision is `mixed_float16` on a GPU (loss scaling), `mixed_bfloat16` elsewhere (the CPU
-    fallback of `scripts/device_check.sh`, with a tiny model). Rows that would start after
-    `budget_s` seconds are skipped and listed."""
+    fallback of `scripts/device_check.sh`, with a tiny model). The rows the targets need come
+    first; rows that would start after `budget_s` seconds are skipped and listed. `on_row(result)`
+    gets the result so far after each row (to write it before a time limit can strike)."""
     import numpy as np
     import tensorflow as tf
 
@@ -184,34 +185,43 @@ def run_accelerator(backbone="ResNet50", images=4096, size=128, batch=128, epoch
     x = rng.uniform(0, 255, (images, size, size, 3)).astype("float32")
     y = rng.integers(0, 10, images)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(tf.data.AUTOTUNE)
-    rows, skipped, started = [], [], time.perf_counter()
-    plan = [("tlkit", policy, jit) for policy in ("float32", mixed) for jit in (False, True)]
-    plan += [("keras", policy, False) for policy in ("float32", mixed)]
+    result = {
+        "device": gpus[0].name if gpus else "cpu",
+        "backbone": backbone, "images": images, "image_size": size, "batch": batch,
+        "epochs": epochs, "mixed_policy": mixed, "rows": [], "skipped": [],
+        "targets": {"tlkit_vs_keras": ">= 1.0", "mixed_vs_float32": ">= 1.8 (GPU)"},
+    }
+    started = time.perf_counter()
+    plan = [(runner, policy, False) for policy in ("float32", mixed) for runner in ("tlkit", "keras")]
+    plan += [("tlkit", policy, True) for policy in ("float32", mixed)]
     for runner, policy, jit in plan:
         name = f"{runner}_{policy}{'_xla' if jit else ''}"
         if budget_s is not None and time.perf_counter() - started > budget_s:
-            skipped.append(name)
+            result["skipped"].append(name)
             continue
         row = _full_fine_tune(runner, policy, jit, backbone, size, ds, epochs, images)
-        rows.append({"name": name, "runner": runner, "policy": policy, "jit_compile": jit, **row})
+        result["rows"].append(
+            {"name": name, "runner": runner, "policy": policy, "jit_compile": jit, **row}
+        )
+        result["ratios"] = _accelerator_ratios(result["rows"], mixed)
+        result["seconds"] = time.perf_counter() - started
+        if on_row is not None:
+            on_row(result)
+    return result
+
+
+def _accelerator_ratios(rows, mixed):
     by_name = {r["name"]: r["img_per_s"] for r in rows}
 
     def ratio(a, b):
         return by_name[a] / by_name[b] if a in by_name and b in by_name else None
 
     return {
-        "device": gpus[0].name if gpus else "cpu",
-        "backbone": backbone, "images": images, "image_size": size, "batch": batch,
-        "epochs": epochs, "mixed_policy": mixed, "rows": rows, "skipped": skipped,
-        "ratios": {
-            "tlkit_vs_keras_float32": ratio("tlkit_float32", "keras_float32"),
-            "tlkit_vs_keras_mixed": ratio(f"tlkit_{mixed}", f"keras_{mixed}"),
-            "mixed_vs_float32": ratio(f"tlkit_{mixed}", "tlkit_float32"),
-            "mixed_xla_vs_float32": ratio(f"tlkit_{mixed}_xla", "tlkit_float32"),
-            "xla_vs_no_xla_float32": ratio("tlkit_float32_xla", "tlkit_float32"),
-        },
-        "targets": {"tlkit_vs_keras": ">= 1.0", "mixed_vs_float32": ">= 1.8 (GPU)"},
-        "seconds": time.perf_counter() - started,
+        "tlkit_vs_keras_float32": ratio("tlkit_float32", "keras_float32"),
+        "tlkit_vs_keras_mixed": ratio(f"tlkit_{mixed}", f"keras_{mixed}"),
+        "mixed_vs_float32": ratio(f"tlkit_{mixed}", "tlkit_float32"),
+        "mixed_xla_vs_float32": ratio(f"tlkit_{mixed}_xla", "tlkit_float32"),
+        "xla_vs_no_xla_float32": ratio("tlkit_float32_xla", "tlkit_float32"),
     }
 
 
@@ -247,10 +257,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.accelerator_only:
         sizes = dict(backbone="tiny", images=32, size=16, batch=16, epochs=4) if args.tiny else {}
-        result = run_accelerator(budget_s=args.budget_s, **sizes)
+        def save(result):
+            return write_json_to(args.accelerator_only, {"accelerator": result, "args": vars(args)})
+
+        result = run_accelerator(budget_s=args.budget_s, on_row=save, **sizes)
         print_accelerator(result)
-        print("wrote", write_json_to(args.accelerator_only, {"accelerator": result,
-                                                              "args": vars(args)}))
+        print("wrote", save(result))
         return
     images, epochs = (1024, 2) if args.quick else (args.images, args.epochs)
     cpu = run_cpu(images, args.size, args.batch, epochs)

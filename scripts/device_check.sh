@@ -7,7 +7,8 @@
 # written to benchmarks/results/gpu.json.
 # Without one: the CPU fallback runs the same two steps in seconds (the GPU tests skip with their
 # reason; the benchmark rows use a tiny CNN, few steps and mixed_bfloat16), writing
-# $DEVICE_CHECK_OUT/device_check_cpu.json (default: a temporary folder), so this script stays tested
+# $DEVICE_CHECK_OUT/device_check_cpu.json (default: a temporary folder; its figures are no
+# measurements, 2 steps per epoch), so this script stays tested
 # on CPU-only CI and no CPU figure lands in benchmarks/results/gpu.json.
 #
 #   scripts/device_check.sh                  # auto: GPU if TensorFlow sees one, else CPU fallback
