@@ -12,9 +12,14 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 def write_json(name: str, payload: dict) -> str:
     """Writes `payload` (plus machine info) to benchmarks/results/<name>.json atomically."""
+    return write_json_to(os.path.join(RESULTS, f"{name}.json"), payload)
+
+
+def write_json_to(path: str, payload: dict) -> str:
+    """Writes `payload` (plus machine info) to `path` atomically."""
     import tensorflow as tf
 
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     payload = dict(payload)
     payload["machine"] = {
         "platform": platform.platform(),
@@ -22,7 +27,6 @@ def write_json(name: str, payload: dict) -> str:
         "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
         "tensorflow": tf.__version__,
     }
-    path = os.path.join(RESULTS, f"{name}.json")
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2)

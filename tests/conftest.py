@@ -33,3 +33,14 @@ def image_batch():
     x = rng.uniform(0, 255, (16, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 3, 16)
     return x, y
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Keras's global dtype policy set to `mixed_bfloat16` (TensorFlow runs bfloat16 on CPU) for
+    one test; `float32` is always restored so no other test sees it."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        yield "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")

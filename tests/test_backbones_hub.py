@@ -24,8 +24,9 @@ def test_hub_backbone_goes_into_sequential_and_trains(image_savedmodel, image_ba
     model.fit(x / 255.0, y, epochs=1, batch_size=8, verbose=0)
     after = _snapshot(backbone)
     for name, value in before.items():
-        if "moving" in name:
-            # BN statistics of the SavedModel stay put under the default BN policy.
+        if "_bn_" in name:
+            # BN statistics and gamma/beta stay put under the default BN policy ("frozen"),
+            # as for Keras backbones.
             np.testing.assert_array_equal(value, after[name], err_msg=name)
         else:
             assert not np.array_equal(value, after[name]), f"{name} did not train"
@@ -44,18 +45,30 @@ def test_frozen_hub_backbone_stays_bit_identical(image_savedmodel, image_batch):
     assert any(not np.array_equal(a, b) for a, b in zip(head_before, head_after))
 
 
-def test_trainable_patterns_train_only_matching_variables(image_savedmodel, image_batch):
-    backbone = from_hub(image_savedmodel, trainable_patterns=["block_2/.*"])
-    trainable = {n for n, v in zip(backbone.variable_names, backbone.weights) if v.trainable}
+@pytest.mark.parametrize(
+    "bn_policy,expected",
+    [
+        ("frozen", {"block_2/conv/kernel"}),  # BN gamma/beta stay fixed, as in Keras backbones
+        ("update", {"block_2/conv/kernel", "block_2/bn/gamma", "block_2/bn/beta"}),
+        ("train_affine", {"block_2/conv/kernel", "block_1/bn/gamma", "block_1/bn/beta",
+                          "block_2/bn/gamma", "block_2/bn/beta"}),
+    ],
+)
+def test_trainable_patterns_train_only_matching_variables(
+    image_savedmodel, image_batch, bn_policy, expected
+):
+    backbone = from_hub(image_savedmodel, trainable_patterns=["block_2/.*"], bn_policy=bn_policy)
     names = dict(zip(backbone.variable_names, backbone._hub_variables))
     trainable = {n for n, v in names.items() if v.trainable}
-    assert trainable == {"block_2/conv/kernel", "block_2/bn/gamma", "block_2/bn/beta"}
+    assert trainable == expected
     model = keras.Sequential([keras.Input((16, 16, 3)), backbone, keras.layers.Dense(3)])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     before = {n: v.numpy().copy() for n, v in names.items()}
     x, y = image_batch
     model.fit(x / 255.0, y, epochs=1, verbose=0)
     for n, v in names.items():
+        if "moving" in n and bn_policy == "update":
+            continue  # "update" runs the SavedModel with training=True: its statistics move
         changed = not np.array_equal(before[n], v.numpy())
         assert changed == (n in trainable), n
 
@@ -140,3 +153,44 @@ def test_hub_groups_by_name_scope(image_savedmodel):
     assert [g.name for g in backbone.layer_groups()] == ["block_1", "block_2", "top"]
     custom = from_hub(image_savedmodel, group_rules=[(r"block_\d", "convs"), (r"top", "top")])
     assert [g.name for g in custom.layer_groups()] == ["convs", "top"]
+
+
+def test_compute_output_shape_lets_time_distributed_wrap_hub_layers(
+    image_savedmodel, text_savedmodel
+):
+    image = from_hub(image_savedmodel)
+    assert image.compute_output_shape((None, 16, 16, 3)) == (None, 16)
+    frames = np.random.default_rng(0).uniform(0, 1, (2, 3, 16, 16, 3)).astype("float32")
+    wrapped = keras.layers.TimeDistributed(image)
+    out = wrapped(frames)
+    assert tuple(out.shape) == (2, 3, 16)
+    np.testing.assert_allclose(out[:, 1], image(frames[:, 1]), atol=1e-5)
+    inputs = keras.Input((3, 16, 16, 3))
+    assert tuple(keras.layers.TimeDistributed(from_hub(image_savedmodel))(inputs).shape) == (
+        None, 3, 16,
+    )
+    info = InputInfo(kind="text", dtype="string")
+    pooled = from_hub(text_savedmodel, input_info=info)
+    sequence = from_hub(text_savedmodel, input_info=info, output_key="sequence_output")
+    assert pooled.compute_output_shape((None,)) == (None, 8)
+    assert sequence.compute_output_shape((None,)) == (None, None, 8)
+
+
+def test_two_hub_layers_in_one_model_get_unique_names(image_savedmodel, tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    towers = [from_hub(image_savedmodel), from_hub(image_savedmodel)]
+    assert towers[0].name != towers[1].name
+    merged = keras.layers.Concatenate()([t(inputs) for t in towers])
+    model = keras.Model(inputs, keras.layers.Dense(2)(merged))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    model.save(tmp_path / "two.keras")
+    reloaded = keras.models.load_model(tmp_path / "two.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_bn_patterns_override_the_name_rule(image_savedmodel):
+    # A SavedModel whose BN scope the default rule misses: name it with `bn_patterns`.
+    backbone = from_hub(image_savedmodel, trainable=True, bn_patterns=[r"block_1/bn/(gamma|beta)"])
+    trainable = {n for n, v in zip(backbone.variable_names, backbone._hub_variables) if v.trainable}
+    assert "block_1/bn/gamma" not in trainable and "block_2/bn/gamma" in trainable
+    assert backbone.get_config()["bn_patterns"] == [r"block_1/bn/(gamma|beta)"]

@@ -75,3 +75,19 @@ def test_savedmodel_backbone_statistics(image_savedmodel, bn_policy, stats_move)
     )
     assert "block_1_conv_kernel" in changed
     assert any("moving_mean" in p for p in changed) == stats_move
+
+
+@pytest.mark.parametrize(
+    "bn_policy,affine_top,affine_bottom",
+    [("frozen", False, False), ("train_affine", True, True), ("update", True, False)],
+)
+def test_savedmodel_bn_affine_follows_the_policy(image_savedmodel, bn_policy, affine_top, affine_bottom):
+    # The SavedModel's groups: block_1, block_2, top. Only block_2 (and top) unfreeze.
+    changed = _changed(bn_policy, backbone=image_savedmodel, schedule=UnfreezeSchedule.constant(2))
+    assert "block_2_conv_kernel" in changed and "block_1_conv_kernel" not in changed
+    assert {"block_2_bn_gamma", "block_2_bn_beta"} <= changed if affine_top else not (
+        {"block_2_bn_gamma", "block_2_bn_beta"} & changed
+    )
+    assert {"block_1_bn_gamma", "block_1_bn_beta"} <= changed if affine_bottom else not (
+        {"block_1_bn_gamma", "block_1_bn_beta"} & changed
+    )

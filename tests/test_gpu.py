@@ -49,3 +49,17 @@ def test_mixed_float16_with_loss_scaling_trains_on_gpu(jit):
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_hub_savedmodel_fine_tunes_in_mixed_float16_on_gpu(image_savedmodel, jit):
+    # The SavedModel was traced for float32: the hub layer feeds it float32 and hands float16 on.
+    x, y = _data()
+    with distribute.dtype_policy("mixed_float16"):
+        model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
+        result = tlkit.fine_tune(model, (x, y), epochs=(1, 1), unfreeze="all", batch_size=16,
+                                 early_stopping_patience=None, verbose=0, jit_compile=jit)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert tlkit.groups.find_backbone(model).compute_dtype == "float16"
+    assert model.output.dtype == "float32"
+    assert np.isfinite(result.history.history["loss"]).all()

@@ -50,3 +50,15 @@ def test_keras_hub_text_backbone_trains_on_raw_strings(bert_preset, tmp_path):
 def test_missing_preset_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="preset folder not found"):
         tlkit.backbones.from_keras_hub(str(tmp_path / "nope"))
+
+
+def test_keras_hub_backbone_under_mixed_bfloat16(bert_preset, mixed_bfloat16):
+    model = tlkit.build_model(tlkit.backbones.get(f"keras_hub:{bert_preset}"), num_classes=2)
+    assert model.output.dtype == "float32"
+    assert tlkit.groups.find_backbone(model).compute_dtype == "bfloat16"
+    tlkit.unfreeze_top(model, 1)
+    texts = tf.constant(["good movie", "bad plot", "the good plot", "a bad movie"])
+    history = model.fit(tf.data.Dataset.from_tensor_slices((texts, np.array([1, 0, 1, 0]))).batch(4),
+                        epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert model.predict(texts, verbose=0).dtype == np.float32

@@ -179,6 +179,8 @@ def fine_tune(
         optimizer=make_optimizer(opt, opt.lr),
         lr_schedule=opt.schedule,
         verbose=verbose,
+        jit_compile=recipe.distribute.jit_compile,
+        steps_per_execution=recipe.distribute.steps_per_execution,
     )
 
 
@@ -208,6 +210,22 @@ def tune(recipe, output=None, overwrite=False, verbose=0):
 
 
 # -- distribute --------------------------------------------------------------------------------------
+def resolve_execution(recipe, strategy):
+    """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.plan`
+    (32 on a TPU, 1 elsewhere) when the recipe leaves it null."""
+    import dataclasses
+
+    from tlkit import distribute
+
+    cfg = recipe.distribute
+    if cfg.steps_per_execution is not None:
+        return recipe
+    steps = distribute.plan(strategy, recipe.data.batch_size).steps_per_execution
+    return dataclasses.replace(
+        recipe, distribute=dataclasses.replace(cfg, steps_per_execution=steps)
+    )
+
+
 @contextlib.contextmanager
 def strategy_scope(cfg):
     """`tlkit.distribute.get_strategy(cfg.strategy)`'s scope; with `mixed_precision`, the

@@ -336,7 +336,12 @@ def export_hub(model_or_backbone, path) -> str:
 
     def save(variables, trainable, owner=None):
         def call(inputs, training=False):
-            return backbone(forward(inputs), training=training)
+            outputs = backbone(forward(inputs), training=training)
+            # Under a mixed dtype policy the backbone computes in bfloat16/float16; the module
+            # serves float32 like any TF-Hub module.
+            return tf.nest.map_structure(
+                lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs
+            )
 
         module.__call__ = tf.function(call)
         module.variables = list(variables)

@@ -201,6 +201,8 @@ def fine_tune(
     batch_size=32,
     shuffle=True,
     verbose="auto",
+    jit_compile=None,
+    steps_per_execution=None,
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
@@ -242,6 +244,10 @@ def fine_tune(
         steps_per_epoch: batches per epoch, needed when `train`'s length is unknown.
         batch_size, shuffle: for array data (a dataset is used as it comes).
         verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
+        jit_compile: XLA-compile the train step: `True`, `False` or `"auto"` (Keras decides:
+            on for a GPU without tf.distribute). Default `None`: as the model was compiled.
+        steps_per_execution: steps per `tf.function` call (e.g. 32 on a TPU, see
+            `tlkit.distribute.plan`). Default `None`: as the model was compiled.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
@@ -271,6 +277,10 @@ def fine_tune(
     learning_rate = _learning_rate(head_lr, lr, lr_schedule, head_steps, fine_steps)
 
     compile_args = _compile_args(model, loss, metrics)
+    if jit_compile is not None:
+        compile_args["jit_compile"] = jit_compile
+    if steps_per_execution is not None:
+        compile_args["steps_per_execution"] = int(steps_per_execution)
     with model.distribute_strategy.scope():
         base = keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer
         new_optimizer = clone_optimizer(base, learning_rate=learning_rate)

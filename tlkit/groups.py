@@ -201,6 +201,8 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
             also in frozen groups (fastai's `train_bn=True`).
             `"update"`: BN layers follow their group; trainable ones use batch statistics and
             update their moving averages.
+            The same holds for SavedModel backbones, whose BN gamma/beta are recognised by
+            variable name (`from_hub(..., bn_patterns=[...])` for odd names).
 
     Returns:
         The groups, with their new trainable state.
@@ -231,7 +233,13 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
                         if v is not None:
                             v.trainable = True
         for v in group.variables:
-            if id(v) not in layer_vars:  # loose variables (SavedModel backbones)
+            if id(v) in layer_vars:
+                continue
+            # Loose variables (SavedModel backbones): BatchNorm gamma/beta, which the backbone
+            # marks by name, follow the same policy as BatchNormalization layers above.
+            if getattr(v, "_tlkit_bn_affine", False) and bn_policy != "update":
+                v.trainable = bn_policy == "train_affine"
+            else:
                 v.trainable = flag and not getattr(v, "_tlkit_always_frozen", False)
     if backbone is not None and hasattr(backbone, "_on_trainable_groups_changed"):
         backbone._on_trainable_groups_changed(bn_policy)

@@ -59,6 +59,8 @@ def train_head_on_features(
     ignore_augmentation: bool = False,
     drop_remainder: bool = False,
     verbose="auto",
+    jit_compile="auto",
+    steps_per_execution: int = 1,
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
 
@@ -73,6 +75,7 @@ def train_head_on_features(
         callbacks, verbose: passed to the head's `fit` (e.g. a `BackupAndRestore`: a rerun
             resumes the head phase).
         optimizer: a Keras optimizer for the head (default: `Adam(learning_rate)`).
+        jit_compile, steps_per_execution: for the head's `compile` (XLA; steps per call).
         ignore_augmentation: train the head on features of un-augmented inputs even when the
             model has augmentation layers (they stay for the later fine-tuning); default: refuse.
         drop_remainder: training batches of exactly `batch_size` (static shapes, for TPUs).
@@ -125,6 +128,8 @@ def train_head_on_features(
         optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=layer.default_loss(),
         metrics=layer.default_metrics(),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
                     verbose=verbose, shuffle=False)

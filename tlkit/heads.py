@@ -89,6 +89,11 @@ class Head(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.units,)
 
+    def compute_output_spec(self, inputs, training=None):
+        # The output layer computes in float32 even under a mixed policy; say so symbolically
+        # too (Keras would otherwise report this layer's compute dtype, e.g. bfloat16).
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self._out.compute_dtype)
+
     def default_loss(self):
         return {
             "classification": "sparse_categorical_crossentropy",

@@ -26,6 +26,7 @@ def build_model(
     optimizer="adam",
     learning_rate=1e-3,
     name=None,
+    jit_compile="auto",
 ) -> keras.Model:
     """Stacks a new head on a pretrained backbone.
 
@@ -50,6 +51,8 @@ def build_model(
         compile: compile with the head's default loss and metrics and `optimizer`.
         optimizer, learning_rate: used when `compile=True`.
         name: model name.
+        jit_compile: XLA for `compile=True`: `"auto"` (Keras decides: on for a GPU without
+            tf.distribute, off on CPU), `True` or `False`.
 
     Returns:
         A `keras.Model`.
@@ -102,7 +105,7 @@ def build_model(
     else:
         groups_lib.unfreeze_all(model, bn_policy=bn_policy)
     if compile:
-        compile_model(model, optimizer=optimizer, learning_rate=learning_rate)
+        compile_model(model, optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
     return model
 
 
@@ -150,7 +153,8 @@ def compile_model(model, optimizer="adam", learning_rate=1e-3, loss=None, metric
     """Compiles `model` with its head's default loss and metrics (overridable).
 
     `optimizer` may be a name (`"adam"`, `"adamw"`, `"sgd"`) — built with `learning_rate` — or a
-    Keras optimizer instance. Extra keyword arguments go to `model.compile`.
+    Keras optimizer instance. Extra keyword arguments go to `model.compile` (e.g.
+    `jit_compile=True` for XLA, `steps_per_execution=32`).
     """
     head = heads_lib.find_head(model)
     if loss is None:

@@ -28,7 +28,7 @@ class ImagePreprocessing(keras.layers.Layer):
             input_info = InputInfo.from_config(input_info)
         self.input_info = input_info
         self._resize = (
-            keras.layers.Resizing(*input_info.image_size, name="resize")
+            keras.layers.Resizing(*input_info.image_size, name="resize", dtype="float32")
             if input_info.image_size
             else None
         )
@@ -49,7 +49,9 @@ class ImagePreprocessing(keras.layers.Layer):
             x = x - ops.convert_to_tensor(info.mean, "float32")
         if info.std is not None:
             x = x / ops.convert_to_tensor(info.std, "float32")
-        return x
+        # Preprocessing runs in float32 (pixel arithmetic in [0, 255]); the result goes on in the
+        # compute dtype (bfloat16/float16 under a mixed policy), as `compute_output_shape` says.
+        return ops.cast(x, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         info = self.input_info

@@ -181,6 +181,8 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         ignore_augmentation=True,
         drop_remainder=bool(recipe.data.drop_remainder),
         verbose=verbose,
+        jit_compile=recipe.distribute.jit_compile,
+        steps_per_execution=recipe.distribute.steps_per_execution or 1,
     )
 
 
@@ -272,7 +274,7 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     keras.utils.set_random_seed(recipe.seed)
     with _wiring.strategy_scope(recipe.distribute) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = _per_replica(recipe, strategy)
+        recipe = _wiring.resolve_execution(_per_replica(recipe, strategy), strategy)
         data = _wiring.load_data(recipe.data, recipe.seed)
         report = _wiring.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
@@ -566,7 +568,8 @@ def lr_find_recipe(recipe, output=None, verbose=0):
         model = build(recipe, data, run)
         groups_lib.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
         tlkit.compile_model(
-            model, optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.lr)
+            model, optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.lr),
+            jit_compile=recipe.distribute.jit_compile,
         )
         train = _wiring.batch(data.split("train"), recipe.data.batch_size, True, recipe.seed)
         return _wiring.lr_find(

@@ -23,6 +23,13 @@ from tlkit.backbones.base import Backbone
 
 DEFAULT_OUTPUT_KEYS = ("default", "pooled_output", "output", "outputs", "embedding")
 _BN_STAT = re.compile(r"moving_(mean|variance)|batch_norm.*(mean|variance)", re.IGNORECASE)
+# BatchNorm gamma/beta by variable name: a `gamma`/`beta` (or `scale`/`offset`) leaf under a scope
+# such as `BatchNorm`, `batch_normalization_3`, `tpu_batch_normalization`, `bn`, `block1a_bn`.
+# LayerNorm (`LayerNorm/gamma`) does not match. `bn_patterns=` overrides it for odd names.
+_BN_AFFINE = re.compile(
+    r"(^|/)[^/]*(batch_?norm|batch_normalization|(^|[_/])bn\d*)[^/]*/(gamma|beta|scale|offset)$",
+    re.IGNORECASE,
+)
 
 
 class HubHandleError(OSError):
@@ -103,9 +110,14 @@ class HubBackbone(Backbone):
         trainable_patterns: optional regexes over SavedModel variable names; when given, only
             matching variables train (e.g. `["block_16/.*"]`), since a SavedModel has no
             `.layers` (tensorflow/hub#852).
-        bn_policy: `"frozen"` keeps the SavedModel in inference mode when it has BatchNorm
-            statistics (the default, see `tlkit.groups.set_trainable`); `"update"` passes
-            `training=True` while training.
+        bn_policy: what the SavedModel's BatchNorm does, as for Keras backbones (see
+            `tlkit.groups.set_trainable`): `"frozen"` (default) runs it in inference mode and
+            keeps its gamma/beta fixed; `"train_affine"` trains gamma/beta everywhere with the
+            statistics frozen; `"update"` passes `training=True` while training and lets
+            gamma/beta follow their group.
+        bn_patterns: optional regexes over SavedModel variable names that pick the BatchNorm
+            gamma/beta variables, for SavedModels that name them oddly. Default: a `gamma` /
+            `beta` under a scope named like `BatchNorm`, `batch_normalization` or `bn`.
         input_info, group_rules: see `Backbone`. `group_rules` match variable names; default:
             groups by the first name scope.
 
@@ -129,15 +141,22 @@ class HubBackbone(Backbone):
         input_info=None,
         group_rules=None,
         variable_trainable=None,
+        bn_patterns=None,
         **kwargs,
     ):
-        kwargs.setdefault("name", "backbone")
+        # No fixed default name: Keras makes `hub_backbone`, `hub_backbone_1`, ... unique, so two
+        # hub layers fit in one model (two towers, an ensemble).
         super().__init__(input_info=input_info, group_rules=group_rules, trainable=trainable, **kwargs)
         self.handle = handle
         self.output_key = output_key
         self.signature = signature
         self.arguments = dict(arguments or {})
+        if bn_policy not in groups_lib.BN_POLICIES:
+            raise ValueError(
+                f"Expected `bn_policy` in {groups_lib.BN_POLICIES}. Received: bn_policy={bn_policy!r}"
+            )
         self.bn_policy = bn_policy
+        self.bn_patterns = list(bn_patterns) if bn_patterns else None
         self.trainable_patterns = list(trainable_patterns) if trainable_patterns else None
         self._obj = tf.saved_model.load(resolve_handle(handle))
         if signature:
@@ -156,9 +175,18 @@ class HubBackbone(Backbone):
                 )
             self._func = self._obj
             self._has_training = _accepts_training(self._obj)
+        self._input_dtype = _traced_input_dtype(self._func, signature) or (
+            "string" if self.input_info.kind == "text" else "float32"
+        )
+        self._output_specs = {}
+        # String ops (a text SavedModel's tokenizer) have no XLA kernels: Keras then keeps
+        # `jit_compile` off for the model instead of failing at the first step.
+        self.supports_jit = self._input_dtype != "string"
         self._wrap_variables()
         if self.trainable_patterns:
             self.set_trainable_patterns(self.trainable_patterns)
+        else:
+            self._apply_bn_policy()
         if variable_trainable is not None:  # per-variable state saved by `get_config`
             if len(variable_trainable) != len(self._hub_variables):
                 raise ValueError(
@@ -185,19 +213,37 @@ class HubBackbone(Backbone):
             var = _SavedModelVariable(tf_var, name=safe, trainable=hub_trainable)
             # tlkit never makes a SavedModel's non-trainable variable (BN statistics) trainable.
             var._tlkit_always_frozen = not hub_trainable
+            var._tlkit_bn_affine = hub_trainable and self._is_bn_affine(original)
             self._track_variable(var)
             self.variable_names.append(original)
             self._hub_variables.append(var)
         self._has_bn_stats = any(_BN_STAT.search(n) for n in self.variable_names)
 
+    def _is_bn_affine(self, name) -> bool:
+        if self.bn_patterns:
+            return any(re.match(p, name) for p in self.bn_patterns)
+        return bool(_BN_AFFINE.search(name))
+
+    def _apply_bn_policy(self):
+        """Gamma/beta follow `bn_policy` (fixed when `"frozen"`, trained when `"train_affine"`)."""
+        if self.bn_policy == "update":
+            return
+        for var in self._hub_variables:
+            if var._tlkit_bn_affine:
+                var.trainable = self.bn_policy == "train_affine"
+
     def set_trainable_patterns(self, patterns):
-        """Trains only the SavedModel variables whose names match one of `patterns`."""
+        """Trains only the SavedModel variables whose names match one of `patterns`.
+
+        BatchNorm gamma/beta still follow `bn_policy` (fixed under the default `"frozen"`).
+        """
         compiled = [re.compile(p) for p in patterns]
         self.trainable = True
         for name, var in zip(self.variable_names, self._hub_variables):
             if var._tlkit_always_frozen:
                 continue
             var.trainable = any(p.match(name) for p in compiled)
+        self._apply_bn_policy()
 
     def layer_groups(self):
         names = self.variable_names
@@ -241,17 +287,51 @@ class HubBackbone(Backbone):
             return False
         return any(v.trainable for v in self._hub_variables)
 
-    def call(self, inputs, training=None):
+    def _forward(self, inputs, training):
+        """The SavedModel's output, fed the dtype it was traced for and cast to the compute dtype.
+
+        Under a mixed policy Keras hands this layer `bfloat16`/`float16` inputs, but a SavedModel
+        only has the concrete functions it was traced with (float32), so the inputs are cast back
+        and the outputs are handed on in the layer's compute dtype.
+        """
         kwargs = dict(self.arguments)
         if self._has_training:
-            kwargs["training"] = self._training_flag(training)
+            kwargs["training"] = training
+        inputs = tf.convert_to_tensor(inputs)
+        if inputs.dtype.is_floating and inputs.dtype != self._input_dtype:
+            inputs = tf.cast(inputs, self._input_dtype)
         outputs = self._func(inputs, **kwargs)
         if isinstance(outputs, dict):
             outputs = outputs[self._pick_key(outputs)]
+        if outputs.dtype.is_floating and outputs.dtype != self.compute_dtype:
+            outputs = tf.cast(outputs, self.compute_dtype)
+        return outputs
+
+    def call(self, inputs, training=None):
+        outputs = self._forward(inputs, self._training_flag(training))
         if self.trainable and any(v.trainable for v in self._hub_variables):
             for loss_fn in getattr(self._obj, "regularization_losses", []):
                 self.add_loss(loss_fn())
         return outputs
+
+    def _output_spec(self, input_shape) -> tf.TensorSpec:
+        """Output shape and dtype for `input_shape`, traced once without running the SavedModel."""
+        key = tuple(input_shape)
+        if key not in self._output_specs:
+            spec = tf.TensorSpec([None if d is None else int(d) for d in key], self._input_dtype)
+            traced = tf.function(lambda x: self._forward(x, False)).get_concrete_function(spec)
+            out = traced.structured_outputs
+            self._output_specs[key] = tf.TensorSpec(out.shape, out.dtype)
+        return self._output_specs[key]
+
+    def compute_output_shape(self, input_shape):
+        # Needed by wrappers such as `keras.layers.TimeDistributed` (float or string inputs; a
+        # dict output is reduced to `output_key` by `_forward`).
+        return tuple(self._output_spec(input_shape).shape.as_list())
+
+    def compute_output_spec(self, inputs, training=None):
+        spec = self._output_spec(inputs.shape)
+        return keras.KerasTensor(tuple(spec.shape.as_list()), dtype=spec.dtype.name)
 
     def _pick_key(self, outputs):
         if self.output_key:
@@ -278,10 +358,25 @@ class HubBackbone(Backbone):
                 "arguments": self.arguments,
                 "trainable_patterns": self.trainable_patterns,
                 "bn_policy": self.bn_policy,
+                "bn_patterns": self.bn_patterns,
                 "variable_trainable": [bool(v.trainable) for v in self._hub_variables],
             }
         )
         return config
+
+
+def _traced_input_dtype(func, signature) -> str | None:
+    """The dtype of the first input the SavedModel's functions were traced for, if recorded."""
+    if signature:
+        functions = [func]
+    else:  # the restored `__call__` keeps every concrete function it was saved with
+        functions = list(getattr(func.__call__, "concrete_functions", None) or [])
+    for fn in functions:
+        args, kwargs = fn.structured_input_signature
+        specs = [s for s in tf.nest.flatten((args, kwargs)) if isinstance(s, tf.TensorSpec)]
+        if specs:
+            return specs[0].dtype.name
+    return None
 
 
 def _accepts_training(obj) -> bool:

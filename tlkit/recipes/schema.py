@@ -289,13 +289,21 @@ class DistributeConfig:
         mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU / TPU.
         scale_lr: multiply learning rates by the number of replicas (`data.batch_size` is per
             replica; the global batch is `batch_size x replicas`).
+        jit_compile: XLA for the training steps: `auto` (Keras decides: on for a GPU without
+            tf.distribute, off on CPU), `true` or `false`.
+        steps_per_execution: training steps per `tf.function` call; null takes
+            `tlkit.distribute.plan`'s (32 on a TPU, 1 elsewhere).
     """
 
     strategy: str = "auto"
     mixed_precision: bool = False
     scale_lr: bool = False
+    jit_compile: Literal["auto"] | bool = "auto"
+    steps_per_execution: int | None = None
 
     def check(self, path):
+        if self.steps_per_execution is not None and self.steps_per_execution < 1:
+            _fail(f"{path}.steps_per_execution", "an int >= 1 or null", self.steps_per_execution)
         allowed = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
         if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
             _fail(f"{path}.strategy", "one of " + ", ".join(map(repr, allowed)) + " or 'tpu:<name>'",
