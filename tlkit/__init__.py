@@ -13,6 +13,7 @@ from tlkit import (  # noqa: I001  (pretrained registers its layers for loading)
     optimizers,
     pretrained,
     schedules,
+    temperature,
     unfreeze,
 )
 from tlkit.fine_tune import FineTuneResult, fine_tune
@@ -46,6 +47,7 @@ __all__ = [
     "optimizers",
     "prepare_optimizer",
     "schedules",
+    "temperature",
     "train_head_on_features",
     "unfreeze",
     "build_model",
