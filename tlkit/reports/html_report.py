@@ -21,7 +21,7 @@ text-align:right}th{background:#f2f2f2}td.l,th.l{text-align:left}
 .gallery{display:flex;flex-wrap:wrap;gap:.6em}.tile{width:150px;font-size:12px}
 .tile img{width:150px;height:150px;object-fit:contain;image-rendering:pixelated;
 background:#eee}.note{color:#b00}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;
-white-space:pre-wrap}img.plot{max-width:100%}nav a{margin-right:1em}
+white-space:pre-wrap}img.plot{max-width:100%;max-height:640px}nav a{margin-right:1em}
 """
 
 SECTIONS = (

@@ -143,7 +143,8 @@ def calibration_sentence(calibration: dict) -> str:
     if calibration.get("temperature") is not None:
         text += (
             f"; temperature scaling (T = {calibration['temperature']:.3f}, fitted on the "
-            f"validation split) brings it to {calibration['ece_scaled']:.4f}, and the model's "
-            "outputs include it"
+            f"validation split) brings it to {calibration['ece_scaled']:.4f}; `tlkit predict` and "
+            "the exports apply it (`model.keras` is the model before scaling, the temperature "
+            "is in the run's `calibration.json`)"
         )
     return text
