@@ -103,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, help="backbone image_size option")
     args = parser.parse_args(argv)
     result = run(100 if args.quick else args.test_per_class, args.backbone, args.image_size)
-    result["command"] = "python benchmarks/report_speed.py " + " ".join(argv or sys.argv[1:])
+    result["command"] = " ".join(["python benchmarks/report_speed.py", *(argv or sys.argv[1:])])
     name = "report_speed_quick" if args.quick else f"report_speed_{args.backbone}"
     print(f"report for {result['test_examples']} test examples: {result['report_run_seconds']} s "
           f"(tlkit report, end to end); report from predictions alone: "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlkit.reports._predictions import as_predictions
+
 DEFAULT_BINS = 15
 # Temperatures searched: exp(-3) .. exp(3), i.e. about 0.05 .. 20.
 _LOG_T_BOUNDS = (-3.0, 3.0)
@@ -17,13 +19,8 @@ _EPS = 1e-12
 
 
 def _check(y_true, probs):
-    y_true = np.asarray(y_true).astype("int64").reshape(-1)
-    probs = np.asarray(probs, dtype="float64")
-    if probs.ndim != 2 or len(probs) != len(y_true):
-        raise ValueError(
-            f"Expected probs of shape (n, num_classes) with n={len(y_true)}. "
-            f"Received: probs.shape={probs.shape}"
-        )
+    y_true, probs = as_predictions(y_true, probs)
+    probs = probs.astype("float64")
     if not len(y_true):
         raise ValueError("Calibration needs at least one example. Received: 0 examples")
     return y_true, probs

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlkit.reports._predictions import as_predictions
 from tlkit.reports.confusions import most_confused
 
-# Slice rule (see `slice_warning`): a slice this far below the overall accuracy, with at least
+# Slice rule (see `slice_warnings`): a slice this far below the overall accuracy, with at least
 # this many examples, gets a warning.
 SLICE_GAP = 0.10
 SLICE_MIN_COUNT = 10
@@ -41,13 +42,7 @@ def classification_metrics(y_true, probs, class_names) -> dict:
     """
     from sklearn import metrics as skm
 
-    y_true = np.asarray(y_true).astype("int64").reshape(-1)
-    probs = np.asarray(probs)
-    if probs.ndim != 2 or len(probs) != len(y_true):
-        raise ValueError(
-            f"Expected probs of shape (n, num_classes) with n={len(y_true)}. "
-            f"Received: probs.shape={probs.shape}"
-        )
+    y_true, probs = as_predictions(y_true, probs)
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = skm.precision_recall_fscore_support(

@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 
+from tlkit.reports._predictions import as_predictions
+
 # A top-loss example predicted as another class with at least this probability is flagged as
 # a suspected wrong label (a confident model disagreeing with the label is how label noise
 # usually shows up first).
@@ -100,13 +102,7 @@ def top_losses_from_predictions(
     Returns:
         A `TopLosses` (without inputs).
     """
-    y_true = np.asarray(y_true).astype("int64").reshape(-1)
-    probs = np.asarray(probs)
-    if probs.ndim != 2 or len(probs) != len(y_true):
-        raise ValueError(
-            f"Expected probs of shape (n, num_classes) with n={len(y_true)}. "
-            f"Received: probs.shape={probs.shape}"
-        )
+    y_true, probs = as_predictions(y_true, probs)
     if not len(y_true):
         raise ValueError(f"The {split} split has no examples: no top losses to show.")
     true_p = probs[np.arange(len(y_true)), y_true]
