@@ -123,7 +123,14 @@ def test_top_losses_order_notes_and_audit_cross_links():
     assert "exact duplicate of train item a.png" in t.notes[0]
     assert any("suspected wrong label" in n for n in t.notes[0])  # cat at 0.97
     assert t.notes[1] == []  # dog at 0.7: not confident enough to suspect the label
-    assert t.to_records()[0]["ref"] == "#3"
+    assert t.to_records()[0]["ref"] == "#3" and t[1]["index"] == 2
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pandas"):
+            t.to_pandas()
+    else:
+        assert list(t.to_pandas()["index"]) == [3, 2]
     with pytest.raises(ValueError, match="test split has no examples"):
         top_losses_from_predictions([], np.zeros((0, 2)), ["cat", "dog"])
 

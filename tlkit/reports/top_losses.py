@@ -64,10 +64,19 @@ class TopLosses:
             for i in range(len(self))
         ]
 
-    def to_pandas(self):
-        """The records as a `pandas.DataFrame` (needs pandas)."""
-        import pandas as pd
+    def __getitem__(self, i) -> dict:
+        """Row `i` as a dict (`to_records()[i]`)."""
+        return self.to_records()[i]
 
+    def to_pandas(self):
+        """The records as a `pandas.DataFrame` (pandas is optional: not a tlkit dependency)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "TopLosses.to_pandas needs pandas (pip install pandas); to_records() gives the "
+                "same rows as dicts"
+            ) from None
         return pd.DataFrame(self.to_records())
 
     def plot(self, columns: int = 4):
