@@ -533,7 +533,6 @@ def write_report(recipe, run: RunDir, data, metrics, found, exports=None) -> str
         model_card=text("reports", "model_card.md"),
         files=files,
     )
-    logger.info("report: %s", path)
     return path
 
 
