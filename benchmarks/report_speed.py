@@ -2,8 +2,9 @@
 
 Trains a small run (the tiny SavedModel backbone of the smoke recipe on Fashion-MNIST, 100
 images per class; the official test set, 1,000 per class, is the evaluation split), then times
-`tlkit.train.report_run`: loading the data and model, predicting the test split once, metrics,
-top losses with their images, calibration, slices and writing `report.html`. The report-only part
+`tlkit.train.report_run`: loading the data and model, predicting the test split once (or reading
+the predictions the training run saved), metrics, top losses with their images, calibration,
+slices and writing `report.html`, both ways. The report-only part
 (everything after the predictions, from `tlkit.reports` on precomputed probabilities) is timed
 separately.
 
@@ -57,6 +58,12 @@ def run(test_per_class=1000, backbone="tiny", image_size=None):
         f.write(RECIPE.format(test=test_per_class, backbone=json.dumps(spec)))
     run_dir = train.train_recipe(load_recipe(recipe_path), output=os.path.join(folder, "run"),
                                  verbose=0)
+    # `tlkit report` right after training reuses the predictions the evaluation saved;
+    # without them (or for another model) it predicts the split once.
+    start = time.perf_counter()
+    page = train.report_run(run_dir)
+    cached_s = time.perf_counter() - start
+    os.remove(os.path.join(run_dir, "reports", "predictions.npz"))
     start = time.perf_counter()
     page = train.report_run(run_dir)
     total_s = time.perf_counter() - start
@@ -87,6 +94,7 @@ def run(test_per_class=1000, backbone="tiny", image_size=None):
         "image_size": image_size,
         "test_examples": int(metrics["num_examples"]),
         "report_run_seconds": round(total_s, 2),
+        "report_run_saved_predictions_seconds": round(cached_s, 2),
         "report_only_seconds": round(report_only_s, 2),
         "goal_seconds": 30,
         "meets_goal": total_s <= 30,
@@ -106,8 +114,9 @@ def main(argv=None):
     result["command"] = " ".join(["python benchmarks/report_speed.py", *(argv or sys.argv[1:])])
     name = "report_speed_quick" if args.quick else f"report_speed_{args.backbone}"
     print(f"report for {result['test_examples']} test examples: {result['report_run_seconds']} s "
-          f"(tlkit report, end to end); report from predictions alone: "
-          f"{result['report_only_seconds']} s; goal <= 30 s")
+          f"(tlkit report, predicting); "
+          f"{result['report_run_saved_predictions_seconds']} s (tlkit report, saved predictions); "
+          f"report from predictions alone: {result['report_only_seconds']} s; goal <= 30 s")
     print(f"written: {write_json(name, result)}")
 
 

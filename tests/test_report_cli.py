@@ -109,3 +109,18 @@ def test_an_empty_or_missing_evaluation_split_is_a_clear_error():
         train._eval_split(LabeledData(train=some, test=empty, class_names=["a", "b"]))
     with pytest.raises(ValueError, match="no test or validation split"):
         train._eval_split(LabeledData(train=some, class_names=["a", "b"]))
+
+
+def test_report_reuses_the_saved_predictions_of_the_same_model(calibrated_run, monkeypatch):
+    run = RunDir(calibrated_run)
+    assert os.path.exists(run.file("reports", "predictions.npz"))
+
+    def no_predict(*args, **kwargs):
+        raise AssertionError("predicted again")
+
+    monkeypatch.setattr(train, "_predict", no_predict)
+    assert train.report_run(calibrated_run) == run.file("report.html")
+    with np.load(run.file("reports", "predictions.npz")) as saved:
+        np.savez(run.file("reports", "predictions.npz"), **{**saved, "model_sha256": "other"})
+    with pytest.raises(AssertionError, match="predicted again"):  # another model: predict
+        train.report_run(calibrated_run)

@@ -17,6 +17,7 @@ interruption resumes where it stopped. Every epoch is appended to `history.json`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import os
@@ -403,20 +404,53 @@ def _predict(model, data, split, recipe, verbose):
     return np.asarray(model.predict(ds.map(_inputs_only), verbose=verbose))
 
 
-def _interpret(recipe, run: RunDir, model, data, verbose, temperature="fit") -> dict:
+def _model_digest(run: RunDir) -> str:
+    digest = hashlib.sha256()
+    with open(run.model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _split_predictions(run: RunDir, model, data, split, recipe, verbose, reuse) -> np.ndarray:
+    """The model's probabilities on `split`, saved in `reports/predictions.npz` with the digest
+    of `model.keras`; with `reuse`, saved ones of the same model, split and labels are read
+    back instead of predicting again (`tlkit report` after training)."""
+    path = run.file("reports", "predictions.npz")
+    y_true = data.split_labels(split)
+    digest = _model_digest(run) if os.path.exists(run.model_path) else None
+    if reuse and digest and os.path.exists(path):
+        with np.load(path) as saved:
+            if (
+                str(saved["model_sha256"]) == digest
+                and str(saved["split"]) == split
+                and np.array_equal(saved["y_true"], y_true)
+            ):
+                logger.info("reusing the %s predictions in %s", split, path)
+                return saved["probs"]
+    probs = _predict(model, data, split, recipe, verbose)
+    if digest:
+        with atomic_path(path) as tmp:
+            np.savez(tmp, probs=probs, y_true=y_true, split=split, model_sha256=digest)
+    return probs
+
+
+def _interpret(
+    recipe, run: RunDir, model, data, verbose, temperature="fit", reuse=False
+) -> dict:
     """Predicts the evaluation split once and derives everything the reports show from it.
 
     `temperature`: `"fit"` fits one on the validation split when the recipe asks
     (`output.temperature_scaling`) and stores it in the run; otherwise the run's stored one.
     The probabilities returned (and reported) are the ones the served model gives: with the
-    temperature applied.
+    temperature applied. `reuse`: read the saved predictions of the same model when present.
     """
     from tlkit import reports
     from tlkit.reports.top_losses import gather_inputs, split_refs
 
     split = _eval_split(data)
     logger.info("evaluating on %s (%s examples)", split, data.num_examples(split))
-    probs = _predict(model, data, split, recipe, verbose)
+    probs = _split_predictions(run, model, data, split, recipe, verbose, reuse)
     y_true = data.split_labels(split)
     if temperature == "fit":
         temperature = None
@@ -564,7 +598,7 @@ def report_run(path, verbose=0) -> str:
     data = _wiring.load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
     temperature = run.read_json("calibration.json", {}).get("temperature")
-    found = _interpret(recipe, run, model, data, verbose, temperature=temperature)
+    found = _interpret(recipe, run, model, data, verbose, temperature=temperature, reuse=True)
     metrics = {**run.read_json("metrics.json", {}), **_write_metrics_reports(run, data, found)}
     return write_report(recipe, run, data, metrics, found)
 
