@@ -151,3 +151,16 @@ def test_audit_labeled_data_and_arrays():
     assert _refs(texts.exact_duplicates[0]["items"]) == {"all:#0", "all:#2"}
     with pytest.raises(ValueError, match=r"len\(x\)=2, len\(y\)=3"):
         tld.audit((np.zeros((2, 3)), np.zeros(3)))
+
+
+def test_one_content_under_two_classes_is_a_label_conflict():
+    texts = np.asarray(["hi", "yo", "hi", "ok", "ok"])
+    report = tld.audit((texts, np.asarray([0, 1, 1, 0, 0])), class_names=["neg", "pos"])
+    assert [g["label_conflict"] for g in report.exact_duplicates] == [True, False]
+    assert len(report.label_conflicts) == 1
+    text = report.to_text()
+    assert "Label conflicts (same content, different classes): 1" in text
+    assert "all:#0 labelled 'neg' vs all:#2 labelled 'pos'" in text
+    assert "Exact duplicates: 1" in text  # "ok" twice, same label: only a copy
+    assert "backbone_model=" not in text or "in Python" in text
+    assert json.loads(report.to_json())["label_conflicts"][0]["items"][1]["label"] == 1

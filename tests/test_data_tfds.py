@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tlkit import data as tld
+# A hard dependency: imported, not skipped, so a broken install fails here (tensorflow-datasets
+# 4.9.10 needs importlib_resources, which only tlkit's own dependencies install).
+import tensorflow_datasets as tfds
 
-tfds = pytest.importorskip("tensorflow_datasets")
+from tlkit import data as tld
 
 
 class TinyShapes(tfds.core.GeneratorBasedBuilder):
@@ -90,3 +92,47 @@ def test_from_tfds_prepare_failure_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(TinyShapes, "_split_generators", offline)
     with pytest.raises(RuntimeError, match=r"could not prepare 'tiny_shapes'.*offline.*data_dir"):
         tld.from_tfds("tiny_shapes", data_dir=str(tmp_path / "fresh"))
+
+
+def _tfds_recipe(path, data_dir, name="tiny_shapes"):
+    path.write_text(
+        "backbone: {name: tiny}\n"
+        f"data: {{source: tfds, name: {name}, batch_size: 8,\n"
+        "       splits: {train: 'train[:75%]', val: 'train[75%:]', test: test},\n"
+        f"       options: {{data_dir: '{data_dir}'}}}}\n"
+        "phases: {head_epochs: 1, fine_epochs: 1, schedule: all}\n"
+        "output: {tensorboard: false}\n"
+    )
+    return str(path)
+
+
+def test_tfds_recipe_trains_from_a_prepared_data_dir(tmp_path, capsys):
+    """The recipe runner through TFDS's real builder/`as_dataset` path, offline."""
+    from tlkit import cli
+    from tlkit.runs import RunDir
+
+    TinyShapes(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    recipe = _tfds_recipe(tmp_path / "r.yaml", tmp_path / "tfds")
+    assert cli.main(["-q", "train", recipe, "--output", str(tmp_path / "run")]) == 0
+    run = RunDir(tmp_path / "run")
+    assert run.complete and run.class_names() == ["circle", "square"]
+    assert run.read_json("metrics.json")["num_examples"] == 6  # the TFDS test split
+
+
+def test_tfds_recipe_offline_fails_at_once_naming_the_recipe_key(tmp_path, capsys, monkeypatch):
+    from tlkit import cli
+    from tlkit.recipes import preflight
+
+    probes = []
+    monkeypatch.setattr(preflight, "is_online", lambda host=None: probes.append(host) or False)
+
+    def no_download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare must not be reached offline")
+
+    monkeypatch.setattr(TinyShapes, "download_and_prepare", no_download)
+    recipe = _tfds_recipe(tmp_path / "r.yaml", tmp_path / "empty")
+    assert cli.main(["-q", "train", recipe, "--output", str(tmp_path / "run")]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("tlkit: error: data: TFDS data set 'tiny_shapes' is not prepared")
+    assert "data.options.data_dir" in line and "TFDS_DATA_DIR" in line
+    assert not (tmp_path / "run").exists() and probes

@@ -1,65 +1,83 @@
 """tlkit: transfer learning and fine-tuning for Keras 3 / TensorFlow.
 
-Importing tlkit configures nothing globally (no device, logging or dtype policy changes).
+Importing tlkit configures nothing globally (no device, logging or dtype policy changes), and
+imports nothing heavy: its names load on first use (PEP 562 `__getattr__`), so `tlkit --help`
+answers without importing TensorFlow, and every submodule (`tlkit.export`, `tlkit.train`, ...)
+is reachable as an attribute after `import tlkit`.
 """
 
-from tlkit import (  # noqa: I001  (pretrained registers its layers for loading)
-    backbones,
-    callbacks,
-    data,
-    distribute,
-    groups,
-    heads,
-    optimizers,
-    pretrained,
-    schedules,
-    temperature,
-    unfreeze,
-)
-from tlkit.fine_tune import FineTuneResult, fine_tune
-from tlkit.head_training import train_head_on_features
-from tlkit.lr_finder import LRFinderResult, lr_find
-from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
-from tlkit.groups import (
-    format_summary,
-    freeze_backbone,
-    layer_groups,
-    set_trainable,
-    trainable_summary,
-    unfreeze_all,
-    unfreeze_top,
-)
-from tlkit.model import build_model, compile_model
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FineTuneResult",
-    "GradualUnfreezing",
-    "LRFinderResult",
-    "UnfreezeSchedule",
+# Public names defined in a submodule: name -> module.
+_ATTRIBUTES = {
+    "FineTuneResult": "tlkit.fine_tune",
+    "fine_tune": "tlkit.fine_tune",
+    "train_head_on_features": "tlkit.head_training",
+    "LRFinderResult": "tlkit.lr_finder",
+    "lr_find": "tlkit.lr_finder",
+    "GradualUnfreezing": "tlkit.unfreeze",
+    "UnfreezeSchedule": "tlkit.unfreeze",
+    "prepare_optimizer": "tlkit.unfreeze",
+    "format_summary": "tlkit.groups",
+    "freeze_backbone": "tlkit.groups",
+    "layer_groups": "tlkit.groups",
+    "set_trainable": "tlkit.groups",
+    "trainable_summary": "tlkit.groups",
+    "unfreeze_all": "tlkit.groups",
+    "unfreeze_top": "tlkit.groups",
+    "build_model": "tlkit.model",
+    "compile_model": "tlkit.model",
+}
+
+# Submodules reachable as attributes (imported on first access).
+_SUBMODULES = (
     "backbones",
     "callbacks",
+    "checkpoint",
     "data",
     "distribute",
-    "fine_tune",
-    "lr_find",
-    "optimizers",
-    "prepare_optimizer",
-    "schedules",
-    "temperature",
-    "train_head_on_features",
-    "unfreeze",
-    "build_model",
-    "compile_model",
-    "format_summary",
-    "freeze_backbone",
+    "export",
     "groups",
     "heads",
+    "lr_finder",
+    "optimizers",
+    "predict",
+    "preprocessing",
     "pretrained",
-    "layer_groups",
-    "set_trainable",
-    "trainable_summary",
-    "unfreeze_all",
-    "unfreeze_top",
-]
+    "recipes",
+    "reports",
+    "runs",
+    "schedules",
+    "temperature",
+    "testing",
+    "train",
+    "tuning",
+    "unfreeze",
+)
+
+
+def __getattr__(name: str):
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        # Model-level names also register the pretrained backbones for
+        # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:
+        # tlkit's own modules reach each other that way while they are still loading.)
+        importlib.import_module("tlkit.pretrained")
+        importlib.import_module("tlkit.temperature")  # TemperatureScaling, for calibrated models
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"tlkit.{name}")
+    else:
+        raise AttributeError(f"module 'tlkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES))
+
+
+__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))

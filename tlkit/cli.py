@@ -47,11 +47,10 @@ def _recipe(args):
 
 # -- subcommands -----------------------------------------------------------------------------------
 def _train(args) -> int:
+    recipe = _recipe(args)  # recipe errors answer before TensorFlow is imported
     from tlkit import train
 
-    run_dir = train.train_recipe(
-        _recipe(args), output=args.output, force=args.force, verbose=_verbose()
-    )
+    run_dir = train.train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
     _print_results(run_dir)
     return 0
 
@@ -123,9 +122,10 @@ def _predict(args) -> int:
 
 
 def _lr_find(args) -> int:
+    recipe = _recipe(args)
     from tlkit import train
 
-    result = train.lr_find_recipe(_recipe(args), output=args.output, verbose=_verbose())
+    result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
     print(f"suggested learning rate: {result.suggestion:.3g}")
     return 0
 
@@ -136,6 +136,9 @@ def _tune(args) -> int:
     recipe = _recipe(args)
     if recipe.tune is None:
         raise CommandError(f"{args.recipe}: no 'tune' section (search space) in the recipe")
+    from tlkit.recipes import preflight
+
+    preflight.check_ready(recipe)
     result = _wiring.tune(recipe, output=args.output, overwrite=args.overwrite, verbose=_verbose())
     print(f"best: {result.best_hyperparameters}")
     for name, path in sorted(result.paths.items()):
@@ -150,7 +153,10 @@ def _audit(args) -> int:
     if data.endswith((".yaml", ".yml")):
         from tlkit.recipes import load_recipe
 
-        recipe = load_recipe(data, overrides=args.set)
+        recipe = load_recipe(data, overrides=args.set, required=())
+        from tlkit.recipes import preflight
+
+        preflight.check_ready(recipe, backbone=False)
         target = _wiring.load_data(recipe.data, recipe.seed)
     elif os.path.isdir(data):
         target = data
@@ -294,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple:
     """Error types that mean bad input: reported as one line (no traceback)."""
-    from tlkit.distribute import StrategyError
-
-    return (CommandError, ValueError, OSError, ImportError, StrategyError)
+    expected = (CommandError, ValueError, OSError, ImportError)
+    distribute = sys.modules.get("tlkit.distribute")  # loaded only by commands that use it
+    return expected + ((distribute.StrategyError,) if distribute is not None else ())
 
 
 def _one_line(err) -> str:

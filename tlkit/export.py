@@ -381,13 +381,14 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     """Exports `model` into `folder` in each of `formats` (see `FORMATS`).
 
     Files: `model.keras`, `savedmodel/`, `model.tflite`, `model_dynamic.tflite`, `hub/`;
-    `export.json` lists them with the TFLite parity figures.
+    `export.json` lists them with the TFLite parity figures, merged with the records of earlier
+    exports into the same folder.
 
     Returns:
-        `{format: {"path": ..., ...}}`; a format that does not apply to the model (TFLite for a
+        `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
         text model) is `{"skipped": reason}` and logged.
     """
-    from tlkit.runs import atomic_write_json
+    from tlkit.runs import atomic_write_json, read_json
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -422,5 +423,9 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         logger.info("exported %s: %s", fmt, json.dumps(results[fmt]))
         if bar is not None:
             bar.add(1)
-    atomic_write_json(os.path.join(folder, "export.json"), results)
+    # Earlier exports into this folder keep their records (and parity figures): merged, not
+    # replaced; a format exported again gets its new record.
+    record = os.path.join(folder, "export.json")
+    previous = read_json(record, {}) or {}
+    atomic_write_json(record, {**previous, **results})
     return results

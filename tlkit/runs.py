@@ -22,10 +22,14 @@ run is never deleted or overwritten unless the caller asks (`force=True`).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import shutil
 import uuid
+
+logger = logging.getLogger("tlkit")
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.yaml"
@@ -116,6 +120,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self.replaced = None  # set by `prepare(force=True)`: where the replaced run waits
 
     def __repr__(self):
         return f"RunDir({self.path!r})"
@@ -209,8 +214,11 @@ class RunDir:
             RunError: the folder holds a run of a *different* recipe, or files that are not a
                 run; nothing is deleted unless `force=True`.
         """
-        if force and os.path.exists(self.path):
-            shutil.rmtree(self.path)
+        if force and os.path.exists(self.path) and os.listdir(self.path):
+            # Moved aside, not deleted: `settle` removes it once the new run has a checkpoint
+            # and puts it back if the new run fails before that.
+            self.replaced = temp_name(self.path)
+            os.replace(self.path, self.replaced)
         if os.path.exists(self.path) and os.listdir(self.path):
             if not self.exists:
                 raise RunError(
@@ -219,6 +227,13 @@ class RunDir:
                 )
             with open(self.recipe_path, encoding="utf-8") as f:
                 previous = f.read()
+            if self.failed and not self.has_checkpoint:
+                # Nothing to resume or keep but its audit: start again (with this recipe).
+                logger.info("%s: the last attempt failed (%s); starting again", self.path,
+                            self.failed)
+                atomic_write_text(self.recipe_path, recipe_yaml)
+                self._write_state({"stages_done": [], "complete": False})
+                return "new"
             if previous != recipe_yaml:
                 raise RunError(
                     f"{self.path} holds a run of a different recipe ({RECIPE_FILE} differs); "
@@ -229,6 +244,39 @@ class RunDir:
         atomic_write_text(self.recipe_path, recipe_yaml)
         self._write_state({"stages_done": [], "complete": False})
         return "new"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether training has saved anything to resume from (a finished stage or a backup)."""
+        if self.state.get("stages_done"):
+            return True
+        backups = glob.glob(os.path.join(self.checkpoints, "backup_*", "**", "*"), recursive=True)
+        return any(os.path.isfile(f) for f in backups)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """After a run stopped with `error` (or finished, `None`): keeps the records that matter.
+
+        A run that failed before its first checkpoint is marked failed in `state.json` (its
+        audit stays; `open_run` and the next `prepare` say so), or, when it replaced a run with
+        `force=True`, removed and the replaced run put back. The replaced run is deleted only
+        once the new run has a checkpoint.
+        """
+        replaced = self.replaced
+        if error is not None and not self.has_checkpoint:
+            if replaced:
+                shutil.rmtree(self.path, ignore_errors=True)
+                os.replace(replaced, self.path)
+            else:
+                reason = " ".join(str(error).split())[:300] or type(error).__name__
+                self.update_state(failed=f"{type(error).__name__}: {reason}")
+        elif replaced:
+            shutil.rmtree(replaced, ignore_errors=True)
+        self.replaced = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why the run failed before its first checkpoint (`None` when it did not)."""
+        return self.state.get("failed")
 
     # -- results ---------------------------------------------------------------------------------
     def write_json(self, name: str, data) -> str:
@@ -260,6 +308,11 @@ def open_run(path) -> RunDir:
     run = RunDir(path)
     if not os.path.isdir(run.path):
         raise FileNotFoundError(f"run folder not found: {run.path}")
+    if not os.path.exists(run.model_path) and run.failed:
+        raise RunError(
+            f"{run.path}: training failed before its first checkpoint ({run.failed}); fix that "
+            "and run tlkit train again"
+        )
     if not os.path.exists(run.model_path):
         raise FileNotFoundError(
             f"{run.path} has no model.keras: not a finished tlkit run (train it with tlkit train)"

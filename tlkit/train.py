@@ -30,7 +30,7 @@ import tlkit
 from tlkit import _wiring
 from tlkit import groups as groups_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
-from tlkit.recipes import Recipe, dump_recipe, load_recipe
+from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
 from tlkit.runs import RunDir, RunError, atomic_path, atomic_write_text, open_run
 
 logger = logging.getLogger("tlkit")
@@ -248,12 +248,27 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    check_required(recipe)
     run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
+    if not (run.complete and not force):
+        # Data and backbone availability, before any folder is created or replaced.
+        preflight.check_ready(recipe)
     status = run.prepare(dump_recipe(recipe), force=force)
     if status == "complete":
         logger.info("%s is already trained with this recipe; pass --force to retrain", run.path)
         return run.path
     logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
+    try:
+        _run(recipe, run, verbose)
+    except BaseException as err:
+        if status == "new":
+            run.settle(err)
+        raise
+    run.settle()
+    return run.path
+
+
+def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
     with _wiring.strategy_scope(recipe.distribute) as strategy:
@@ -270,7 +285,12 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
                 run.file("reports", "data_audit.txt"),
             )
             # Refuses (DataLeakageError, listing the files) unless data.allow_leakage: true.
-            tlkit.data.check_no_leakage(report, allow=recipe.data.allow_leakage)
+            tlkit.data.check_no_leakage(
+                report,
+                allow=recipe.data.allow_leakage,
+                allow_hint="set data.allow_leakage: true in the recipe (or --set "
+                "data.allow_leakage=true)",
+            )
         run.write_json("class_names.json", data.class_names)
         model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
         _train(recipe, run, model, data, verbose)
@@ -284,9 +304,8 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     exports = _export(recipe, run, _served(run, model), data)
     run.write_json("metrics.json", metrics)
     _write_card(recipe, run, model, data, metrics, exports)
-    run.mark_complete(train_seconds=metrics["train_seconds"])
     write_report(recipe, run, data, metrics, found, exports)
-    return run.path
+    run.mark_complete(train_seconds=metrics["train_seconds"])
 
 
 def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
@@ -516,12 +535,12 @@ def _write_metrics_reports(run: RunDir, data, found: dict) -> dict:
 
 
 def evaluate(recipe, run: RunDir, model, data, verbose="auto", _found=None) -> dict:
-    """Evaluates on test (else val) and writes `run/reports`; returns the metrics."""
+    """Evaluates on test (else val) and writes `run/reports` (all but the model card, which
+    the caller writes with everything the run knows); returns the metrics."""
     found = _found or _interpret(recipe, run, model, data, verbose)
     metrics = _write_metrics_reports(run, data, found)
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
-    _write_card(recipe, run, model, data, metrics, exports=None)
     return metrics
 
 
@@ -529,7 +548,7 @@ def write_report(recipe, run: RunDir, data, metrics, found, exports=None) -> str
     """Writes `run/report.html` (one self-contained page) from the evaluation's results."""
     from tlkit.reports import write_html_report
 
-    exports = exports if exports is not None else _existing_exports(run)
+    exports = exports if exports is not None else recorded_exports(run)
     files = {
         name: os.path.relpath(info["path"], run.path)
         for name, info in exports.items()
@@ -570,15 +589,6 @@ def write_report(recipe, run: RunDir, data, metrics, found, exports=None) -> str
     return path
 
 
-def _existing_exports(run: RunDir) -> dict:
-    found = {"keras": {"path": run.model_path}}
-    if os.path.isdir(run.export_dir):
-        for name in sorted(os.listdir(run.export_dir)):
-            if not name.startswith("."):
-                found[name] = {"path": os.path.join(run.export_dir, name)}
-    return found
-
-
 def report_run(path, verbose=0) -> str:
     """Regenerates a finished run's `report.html` (`tlkit report`); returns its path.
 
@@ -594,6 +604,7 @@ def report_run(path, verbose=0) -> str:
             "tlkit train first"
         )
     recipe = load_recipe(run.recipe_path)
+    preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
     data = _wiring.load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
@@ -658,6 +669,8 @@ def _export(recipe, run, model, data) -> dict:
 def load_run_model(run: RunDir, calibrated: bool = True) -> keras.Model:
     """The trained model of a run (`model.keras`, loaded in safe mode); with the run's fitted
     temperature applied (`output.temperature_scaling`) unless `calibrated=False`."""
+    import tlkit.pretrained  # noqa: F401  (registers the pretrained backbones' classes)
+
     model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
     return _served(run, model) if calibrated else model
 
@@ -676,12 +689,39 @@ def evaluate_run(path, verbose="auto") -> dict:
     """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports."""
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
+    preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
     data = _wiring.load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
-    run.write_json("metrics.json", {**run.read_json("metrics.json", {}), **metrics})
-    return metrics
+    # Merged into the run's records: the from-scratch comparison, training time and exports
+    # (Files) stay in metrics.json and the model card.
+    merged = {**run.read_json("metrics.json", {}), **metrics}
+    run.write_json("metrics.json", merged)
+    _write_card(recipe, run, model, data, merged, recorded_exports(run))
+    return merged
+
+
+def recorded_exports(run: RunDir) -> dict:
+    """`{format: record}` of everything exported from the run: `model.keras` and the formats
+    listed in `export/export.json`."""
+    return {"keras": {"path": run.model_path}, **run.read_json("export/export.json", {})}
+
+
+def _merge_card_files(run: RunDir) -> None:
+    """Rewrites the `## Files` section (the last) of the run's model card from
+    `recorded_exports`, keeping everything above it."""
+    path = os.path.join(run.reports, "model_card.md")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head = text.split("\n## Files\n")[0].rstrip("\n")
+    files = [
+        f"- {fmt}: `{record.get('path', record.get('skipped'))}`"
+        for fmt, record in recorded_exports(run).items()
+    ]
+    atomic_write_text(path, head + "\n\n## Files\n\n" + "\n".join(files) + "\n")
 
 
 def export_run(path, formats, output=None) -> dict:
@@ -694,13 +734,13 @@ def export_run(path, formats, output=None) -> dict:
     if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
         recipe = load_recipe(run.recipe_path)
         sample = sample_inputs(_wiring.load_data(recipe.data, recipe.seed))
-    return export_model(
-        model,
-        output or run.export_dir,
-        formats,
-        sample_inputs=sample,
-        class_names=run.class_names(),
+    folder = output or run.export_dir
+    results = export_model(
+        model, folder, formats, sample_inputs=sample, class_names=run.class_names()
     )
+    if os.path.abspath(folder) == os.path.abspath(run.export_dir):
+        _merge_card_files(run)  # export.json was merged; the card lists every format
+    return results
 
 
 def lr_find_recipe(recipe, output=None, verbose=0):
@@ -708,6 +748,7 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     unfrozen as in fine-tuning; writes `lr_find.png` into `output` (default: the run folder)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    preflight.check_ready(recipe)
     keras.utils.set_random_seed(recipe.seed)
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
     os.makedirs(folder, exist_ok=True)

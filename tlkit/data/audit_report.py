@@ -30,8 +30,9 @@ class AuditReport:
         unreadable: `{"split", "item", "reason"}` for files that cannot be decoded.
         unexpected: `{"split", "item", "issue", "size", "mode"}` for images whose size or mode
             differs from most (`size` is `[height, width]`).
-        exact_duplicates: groups `{"items": [{"split", "item"}, ...], "cross_split": bool}`
-            of identical content (hash of the decoded pixels, or of the text / array).
+        exact_duplicates: groups `{"items": [{"split", "item", "label"}, ...], "cross_split":
+            bool, "label_conflict": bool}` of identical content (hash of the decoded pixels, or
+            of the text / array); `label_conflict`: the copies carry different labels.
         near_duplicates: `{"a", "b", "similarity", "cross_split"}` pairs whose embeddings'
             cosine similarity is at least `near_dup_threshold` (not already exact duplicates).
         unknown_labels: `{"split", "item", "label"}` for labels outside `class_names`.
@@ -81,6 +82,11 @@ class AuditReport:
         return out
 
     @property
+    def label_conflicts(self) -> list[dict]:
+        """Exact duplicates filed under different classes (`exact_duplicates` groups)."""
+        return [g for g in self.exact_duplicates if g.get("label_conflict")]
+
+    @property
     def has_leakage(self) -> bool:
         """True when an exact or near duplicate appears in more than one split."""
         return bool(self.leaks)
@@ -100,6 +106,7 @@ class AuditReport:
         out = dataclasses.asdict(self)
         out["has_leakage"] = self.has_leakage
         out["leaks"] = self.leaks
+        out["label_conflicts"] = self.label_conflicts
         return out
 
     def to_json(self, indent: int = 2) -> str:
@@ -137,7 +144,10 @@ class AuditReport:
         sections = [
             ("Unreadable / corrupt files", self.unreadable, _fmt_unreadable),
             ("Unexpected size or mode", self.unexpected, _fmt_unexpected),
-            ("Exact duplicates", self.exact_duplicates, _fmt_group),
+            ("Label conflicts (same content, different classes)", self.label_conflicts,
+             lambda g: _fmt_conflict(g, self.class_names)),
+            ("Exact duplicates", [g for g in self.exact_duplicates if not g.get("label_conflict")],
+             _fmt_group),
             (
                 f"Near duplicates (cosine >= {self.near_dup_threshold})",
                 self.near_duplicates,
@@ -147,7 +157,10 @@ class AuditReport:
         ]
         for title, findings, fmt in sections:
             if title.startswith("Near") and self.near_dup_threshold is None:
-                lines.append("Near duplicates: not searched (pass `backbone_model=`)")
+                lines.append(
+                    "Near duplicates: not searched (needs a feature model: in Python, "
+                    "tlkit.data.audit(data, backbone_model=feature_model))"
+                )
                 continue
             lines.append(f"{title}: {len(findings)}")
             for finding in findings[:_SHOWN]:
@@ -177,6 +190,17 @@ def _fmt_group(g):
     return " == ".join(_ref(i) for i in g["items"]) + tag
 
 
+def _fmt_conflict(g, class_names):
+    def name(label):
+        if isinstance(label, int) and 0 <= label < len(class_names):
+            return class_names[label]
+        return str(label)
+
+    return " vs ".join(f"{_ref(i)} labelled {name(i.get('label'))!r}" for i in g["items"]) + (
+        " [ACROSS SPLITS]" if g["cross_split"] else ""
+    )
+
+
 def _fmt_pair(p):
     tag = " [ACROSS SPLITS]" if p["cross_split"] else ""
     return f"{_ref(p['a'])} ~ {_ref(p['b'])} (cosine {p['similarity']:.3f}){tag}"
@@ -186,12 +210,16 @@ def _fmt_label(f):
     return f"{_ref(f)}: label {f['label']!r}"
 
 
-def check_no_leakage(report: AuditReport, allow: bool = False) -> list[dict]:
+def check_no_leakage(
+    report: AuditReport, allow: bool = False, allow_hint: str = "pass allow=True"
+) -> list[dict]:
     """Raises `DataLeakageError` when the same example is in several splits, unless `allow`.
 
     Args:
         report: an `AuditReport` from `tlkit.data.audit`.
         allow: only log a warning instead of raising.
+        allow_hint: how the caller's user turns `allow` on, for the message (default
+            `"pass allow=True"`; the recipe runner names its recipe key).
 
     Returns:
         The leaks (empty when there are none).
@@ -216,7 +244,7 @@ def check_no_leakage(report: AuditReport, allow: bool = False) -> list[dict]:
     message = (
         f"{len(leaks)} example(s) appear in more than one split of {report.source} "
         f"(validation/test scores would be inflated): {listed}{more}. Remove each from all but "
-        "one split, or pass allow=True to proceed anyway."
+        f"one split, or {allow_hint} to proceed anyway."
     )
     if allow:
         logger.warning(message)

@@ -37,7 +37,7 @@ def from_csv(
     """Loads a CSV with a header, one example per row: an image path or a text, and a label.
 
     Rows are the non-blank records after the header, numbered from 1; messages give the file
-    line too. A row with a missing field, an empty value, a label outside `class_names` or
+    line too. A row with a missing or extra field, an empty value, a label outside `class_names` or
     (images) a file that does not exist is a *bad row*: by default the loader raises, naming
     the rows; with `on_bad_rows="skip"` it leaves them out and lists them in
     `LabeledData.skipped`. Image files that exist but cannot be decoded are always skipped
@@ -84,10 +84,13 @@ def from_csv(
     given = [str(c) for c in class_names] if class_names is not None else None
     bad: list[tuple[str, str]] = []
     good: list[tuple[int, str, str]] = []
-    for row_number, line, x, y in rows:
+    for row_number, line, x, y, extra in rows:
         where = f"row {row_number} (line {line})"
         if x is None or y is None:
             bad.append((where, "has fewer fields than the header"))
+        elif extra:
+            bad.append((where, f"has {extra} more field(s) than the header (quote values "
+                               "that contain the delimiter)"))
         elif not x.strip():
             bad.append((where, f"empty {x_col!r}"))
         elif not y.strip():
@@ -152,7 +155,7 @@ def from_csv(
 
 
 def _read_rows(path, x_col, y_col, encoding, delimiter):
-    """`(row number, line number, x, y)` per data row; raises on missing columns / encoding."""
+    """`(row number, line number, x, y, extra fields)` per data row; raises on missing columns / encoding."""
     try:
         with open(path, newline="", encoding=encoding) as f:
             reader = csv.reader(f, delimiter=delimiter)
@@ -175,7 +178,7 @@ def _read_rows(path, x_col, y_col, encoding, delimiter):
                 row_number += 1
                 x = row[xi] if xi < len(row) else None
                 y = row[yi] if yi < len(row) else None
-                rows.append((row_number, reader.line_num, x, y))
+                rows.append((row_number, reader.line_num, x, y, max(0, len(row) - len(header))))
     except UnicodeDecodeError as err:
         raise ValueError(
             f"Could not read {path!r} as {encoding!r} (byte {err.start}: {err.reason}). "

@@ -214,10 +214,16 @@ def _exact_duplicates(items: list[Item]):
             continue
         for k in members:
             group_of[k] = digest
+        labels = {str(items[k].label) for k in members}
         found.append(
             {
-                "items": [{"split": items[k].split, "item": items[k].ref} for k in members],
+                "items": [
+                    {"split": items[k].split, "item": items[k].ref, "label": items[k].label}
+                    for k in members
+                ],
                 "cross_split": len({items[k].split for k in members}) > 1,
+                # The same content under two classes: a labelling error, not just a copy.
+                "label_conflict": len(labels) > 1,
             }
         )
     found.sort(key=lambda g: (not g["cross_split"], g["items"][0]["split"], g["items"][0]["item"]))

@@ -173,7 +173,7 @@ def _as_int_labels(ys: np.ndarray, y_name: str) -> np.ndarray:
         if bad.size:
             i = int(bad[0])
             raise ValueError(
-                f"{y_name}[{i}] = {ys[i]!r} is not an integer class index "
+                f"{y_name}[{i}] = {ys[i].item()} is not an integer class index "
                 f"({bad.size} such label(s))."
             )
     return ys.astype("int64")

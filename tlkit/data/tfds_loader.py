@@ -71,7 +71,9 @@ def from_tfds(
             raise RuntimeError(
                 f"TFDS could not prepare {name!r} in {builder.data_dir!r} "
                 f"({type(err).__name__}: {err}). If this machine is offline, prepare it where "
-                "there is network and copy the folder, then pass its parent as `data_dir=`."
+                "there is network and copy the folder, then pass its parent as `data_dir=` "
+                "(in a recipe: data.options.data_dir), or set the TFDS_DATA_DIR environment "
+                "variable to it."
             ) from err
     x_key, y_key = _keys(info, as_supervised, x_key, y_key)
     label = info.features[y_key]

@@ -17,6 +17,7 @@ from tlkit.recipes.schema import (
     RecipeError,
     SplitsConfig,
     TuneConfig,
+    check_required,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "SplitsConfig",
     "TuneConfig",
     "apply_overrides",
+    "check_required",
     "dump_recipe",
     "load_recipe",
     "parse_override",

@@ -6,7 +6,7 @@ import os
 
 import yaml
 
-from tlkit.recipes.schema import Recipe, RecipeError, _number
+from tlkit.recipes.schema import Recipe, RecipeError, _number, check_required
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -80,12 +80,13 @@ def read_yaml(path) -> dict:
     return data
 
 
-def load_recipe(source, overrides=()) -> Recipe:
+def load_recipe(source, overrides=(), required=("backbone",)) -> Recipe:
     """Loads and validates a recipe.
 
     Args:
         source: a path to a YAML file, or a raw dict.
         overrides: `"key.path=value"` strings applied before validation (`--set`).
+        required: sections that must be given (`()` for commands that only read `data`).
 
     Returns:
         A validated `Recipe`. Its `name` defaults to the file name without extension.
@@ -106,7 +107,9 @@ def load_recipe(source, overrides=()) -> Recipe:
         data.setdefault("name", os.path.splitext(os.path.basename(label))[0])
     data = apply_overrides(data, overrides)
     try:
-        return Recipe.from_dict(data)
+        recipe = Recipe.from_dict(data)
+        check_required(recipe, required)
+        return recipe
     except RecipeError as err:
         if label is None:
             raise

@@ -406,6 +406,16 @@ class Recipe:
         return _plain(dataclasses.asdict(self))
 
 
+def check_required(recipe: Recipe, sections=("backbone",)) -> None:
+    """Raises `RecipeError` when a section a run needs is missing (the schema's defaults can't
+    stand in for it: there is no default backbone)."""
+    if "backbone" in sections and not recipe.backbone.spec:
+        raise RecipeError(
+            "backbone: required section, with one of 'name', 'handle' or 'path' "
+            "(e.g. backbone: {name: efficientnet_lite0})"
+        )
+
+
 # -- generic conversion ----------------------------------------------------------------------------
 def _unknown(path, key, allowed) -> typing.NoReturn:
     where = f"in '{path}'" if path else "at top level"

@@ -1,0 +1,318 @@
+"""Bad input to the CLI, recipes, data loaders, backbones and export: one table, one check.
+
+Each case runs `tlkit.cli.main(argv)` in-process (a subprocess per case would pay the
+TensorFlow import each time) and asserts the exit code, one `tlkit: error:` line naming the
+problem, no traceback, and that a finished run folder is byte-identical afterwards.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tlkit import cli
+from tlkit.recipes import preflight
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
+FAST = ["--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
+        "--set", "output.tensorboard=false"]
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+def _smoke_dict():
+    with open(SMOKE) as f:
+        return yaml.safe_load(f)
+
+
+def _write_recipe(folder, name, data=None, text=None, drop=(), **sections):
+    path = os.path.join(folder, f"{name}.yaml")
+    if text is None:
+        recipe = {**_smoke_dict(), **sections}
+        for key in drop:
+            recipe.pop(key, None)
+        if data is not None:
+            recipe["data"] = data
+        text = yaml.safe_dump(recipe)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A finished smoke run, recipes and data files for every case (built once)."""
+    base = tmp_path_factory.mktemp("bad")
+    run = str(base / "run")
+    assert cli.main(["-q", "train", SMOKE, "--output", run, *FAST]) == 0
+    fix = str(base / "fix")
+    os.makedirs(fix)
+    tiny = {"name": "tiny"}
+    with open(os.path.join(fix, "extra_field.csv"), "w") as f:
+        f.write("text,label\ngood one,pos\nbad one,neg\nhello, world,pos\nfine,neg\nok,pos\n")
+    with open(os.path.join(fix, "no_label.csv"), "w") as f:
+        f.write("text,target\na,x\nb,y\n")
+    np.savez(os.path.join(fix, "nan.npz"), x=np.zeros((6, 4), "float32"),
+             y=np.array([0.0, np.nan, 1, 0, 1, 0]))
+    np.savez(os.path.join(fix, "no_y.npz"), x=np.zeros((6, 4), "float32"))
+    os.makedirs(os.path.join(fix, "one_class", "cat"))
+    os.makedirs(os.path.join(fix, "not_a_run", "stuff"))
+    with open(os.path.join(fix, "notes.txt"), "w") as f:
+        f.write("hello\n")
+    text_data = {"source": "csv", "x_col": "text", "y_col": "label", "kind": "text",
+                 "batch_size": 4}
+    recipes = {
+        "empty": _write_recipe(fix, "empty", text=""),
+        "comment_only": _write_recipe(fix, "comment_only", text="# nothing here\n"),
+        "no_backbone": _write_recipe(fix, "no_backbone", drop=("backbone",)),
+        "bad_yaml": _write_recipe(fix, "bad_yaml", text="backbone: {name: tiny\n"),
+        "a_list": _write_recipe(fix, "a_list", text="- backbone\n- data\n"),
+        "optimiser": _write_recipe(fix, "optimiser", optimiser={"lr": 1e-3}),
+        "csv_extra": _write_recipe(
+            fix, "csv_extra", backbone={"name": "tiny_text"},
+            data={**text_data, "path": os.path.join(fix, "extra_field.csv")}),
+        "csv_column": _write_recipe(
+            fix, "csv_column", backbone={"name": "tiny_text"},
+            data={**text_data, "path": os.path.join(fix, "no_label.csv")}),
+        "npz_nan": _write_recipe(fix, "npz_nan", data={
+            "source": "numpy", "path": os.path.join(fix, "nan.npz")}),
+        "npz_no_y": _write_recipe(fix, "npz_no_y", data={
+            "source": "numpy", "path": os.path.join(fix, "no_y.npz")}),
+        "one_class": _write_recipe(fix, "one_class", data={
+            "source": "folder", "path": os.path.join(fix, "one_class")}),
+        "tfds_missing": _write_recipe(fix, "tfds_missing", data={
+            "source": "tfds", "name": "mnist", "options": {"data_dir": os.path.join(fix, "tfds")}}),
+        "tfds_unknown": _write_recipe(fix, "tfds_unknown", data={
+            "source": "tfds", "name": "no_such_dataset_tlkit"}),
+        "hub_offline": _write_recipe(fix, "hub_offline", backbone={
+            "handle": "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"}),
+        "both_offline": _write_recipe(
+            fix, "both_offline",
+            backbone={"handle": "https://tfhub.dev/google/x/feature_vector/5"},
+            data={"source": "tfds", "name": "mnist",
+                  "options": {"data_dir": os.path.join(fix, "tfds")}}),
+        "keras_offline": _write_recipe(fix, "keras_offline", backbone={"name": "EfficientNetB0"}),
+        "keras_hub_offline": _write_recipe(
+            fix, "keras_hub_offline", backbone={"name": "keras_hub:bert_tiny_en_uncased"}),
+        "no_tune": _write_recipe(fix, "no_tune", backbone=tiny),
+    }
+    return {"RUN": run, "FIX": fix, "SMOKE": SMOKE, **{f"R_{k}": v for k, v in recipes.items()}}
+
+
+def _snapshot(folder):
+    digests = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+# -- the table -------------------------------------------------------------------------------------
+# (id, argv with {PLACEHOLDERS}, exit code, text the error line must contain, options)
+# Options: "offline" makes the download hosts unreachable (preflight.is_online -> False).
+USAGE = 2
+BAD = 1
+CASES = [
+    # command line (argparse): usage + one error line, exit 2
+    ("no-command", [], USAGE, "required: COMMAND", ()),
+    ("unknown-command", ["trian"], USAGE, "invalid choice: 'trian'", ()),
+    ("train-no-recipe", ["train"], USAGE, "the following arguments are required: recipe", ()),
+    ("export-no-format", ["export", "{RUN}"], USAGE, "--format", ()),
+    ("export-bad-format", ["export", "{RUN}", "--format", "onnx"], USAGE, "invalid choice: 'onnx'",
+     ()),
+    ("predict-no-input", ["predict", "{RUN}"], USAGE, "required: inputs", ()),
+    ("predict-top-not-int", ["predict", "{RUN}", "x.png", "--top", "many"], USAGE,
+     "invalid int value", ()),
+    ("unknown-flag", ["train", "{SMOKE}", "--forse"], USAGE, "unrecognized arguments: --forse", ()),
+    # recipes
+    ("recipe-missing", ["train", "{FIX}/missing.yaml"], BAD, "recipe not found", ()),
+    ("recipe-is-folder", ["train", "{FIX}"], BAD, "is a folder", ()),
+    ("recipe-empty", ["train", "{R_empty}"], BAD, "backbone: required section", ()),
+    ("recipe-comment-only", ["train", "{R_comment_only}"], BAD, "backbone: required section", ()),
+    ("recipe-no-backbone", ["train", "{R_no_backbone}"], BAD, "backbone: required section", ()),
+    ("recipe-bad-yaml", ["train", "{R_bad_yaml}"], BAD, "not valid YAML", ()),
+    ("recipe-a-list", ["train", "{R_a_list}"], BAD, "expected a mapping of recipe sections", ()),
+    ("recipe-typo-section", ["train", "{R_optimiser}"], BAD, "did you mean 'optimizer'", ()),
+    ("set-no-equals", ["train", "{SMOKE}", "--set", "optimizer.lr"], BAD, "expected KEY=VALUE", ()),
+    ("set-unknown-key", ["train", "{SMOKE}", "--set", "optimizer.lrr=1"], BAD,
+     "unknown key 'lrr' in 'optimizer'; did you mean 'lr'", ()),
+    ("set-wrong-type", ["train", "{SMOKE}", "--set", "optimizer.lr=fast"], BAD,
+     "optimizer.lr: expected a float", ()),
+    ("set-dropout-range", ["train", "{SMOKE}", "--set", "head.dropout=1.5"], BAD, "head.dropout", ()),
+    ("set-batch-zero", ["train", "{SMOKE}", "--set", "data.batch_size=0"], BAD,
+     "data.batch_size: expected an int >= 1", ()),
+    ("set-two-backbones", ["train", "{SMOKE}", "--set", "backbone.path=/x"], BAD,
+     "exactly one of 'name', 'handle' or 'path'", ()),
+    ("set-csv-no-path", ["train", "{SMOKE}", "--set", "data.source=csv"], BAD,
+     "data.path: required when data.source is 'csv'", ()),
+    ("set-no-epochs", ["train", "{SMOKE}", "--set", "phases.head_epochs=0", "--set",
+                       "phases.fine_epochs=0"], BAD, "head_epochs + fine_epochs >= 1", ()),
+    ("set-bad-name", ["train", "{SMOKE}", "--set", "name=my run"], BAD, "name: expected letters",
+     ()),
+    ("set-bad-strategy", ["train", "{SMOKE}", "--set", "distribute.strategy=quantum"], BAD,
+     "distribute.strategy", ()),
+    ("set-section-is-value", ["train", "{SMOKE}", "--set", "seed.x=1"], BAD, "not a section", ()),
+    ("tune-without-space", ["tune", "{R_no_tune}"], BAD, "no 'tune' section", ()),
+    # data: checked before any run folder is created or replaced
+    ("folder-missing", ["train", "{SMOKE}", "--output", "{FIX}/out_folder", "--set",
+                        "data.source=folder", "--set", "data.path={FIX}/nope"], BAD,
+     "data.path: not found", ()),
+    ("npz-missing", ["train", "{SMOKE}", "--set", "data.source=numpy", "--set",
+                     "data.path={FIX}/nope.npz"], BAD, "data.path: not found", ()),
+    ("csv-extra-field", ["train", "{R_csv_extra}", "--output", "{FIX}/out_csv"], BAD,
+     "row 3 (line 4): has 1 more field(s) than the header", ()),
+    ("csv-missing-column", ["train", "{R_csv_column}", "--output", "{FIX}/out_col"], BAD,
+     "Column 'label' not found", ()),
+    ("npz-nan-label", ["train", "{R_npz_nan}", "--output", "{FIX}/out_nan"], BAD,
+     "y[1] = nan is not an integer class index", ()),
+    ("npz-no-y", ["train", "{R_npz_no_y}", "--output", "{FIX}/out_noy"], BAD,
+     "has no array 'y'", ()),
+    ("folder-one-class", ["train", "{R_one_class}", "--output", "{FIX}/out_one"], BAD,
+     "Found only 1 class ('cat')", ()),
+    ("tfds-offline", ["train", "{R_tfds_missing}", "--output", "{FIX}/out_tfds"], BAD,
+     "set data.options.data_dir (or the TFDS_DATA_DIR environment variable)", ("offline",)),
+    ("tfds-unknown", ["train", "{R_tfds_unknown}"], BAD,
+     "data.name: no TFDS data set 'no_such_dataset_tlkit'", ()),
+    ("audit-tfds-offline", ["audit", "{R_tfds_missing}"], BAD, "data.options.data_dir",
+     ("offline",)),
+    ("lr-find-missing-data", ["lr-find", "{SMOKE}", "--output", "{FIX}/out_lr", "--set",
+                              "data.source=csv", "--set", "data.path={FIX}/nope.csv", "--set",
+                              "data.x_col=a", "--set", "data.y_col=b"], BAD,
+     "data.path: not found", ()),
+    ("tune-hub-offline", ["tune", "{R_hub_offline}", "--output", "{FIX}/out_tune", "--set",
+                          "tune.space={optimizer.lr: {min: 1.0e-4, max: 1.0e-2}}"], BAD,
+     "TFHUB_CACHE_DIR", ("offline",)),
+    ("audit-missing", ["audit", "{FIX}/nope"], BAD, "data not found", ()),
+    ("audit-not-a-recipe", ["audit", "{FIX}/notes.txt"], BAD, "expected a recipe (.yaml)", ()),
+    # backbones
+    ("backbone-path-missing", ["train", "{SMOKE}", "--set", "backbone.name=null", "--set",
+                               "backbone.path={FIX}/no_model"], BAD,
+     "backbone.path: SavedModel folder not found", ()),
+    ("backbone-unknown-name", ["train", "{SMOKE}", "--set", "backbone.name=resnet9000"], BAD,
+     "backbone.name: unknown backbone 'resnet9000'", ()),
+    ("hub-offline", ["train", "{R_hub_offline}"], BAD, "TFHUB_CACHE_DIR", ("offline",)),
+    ("keras-weights-offline", ["train", "{R_keras_offline}"], BAD,
+     "backbone.options.weights", ("offline",)),
+    ("keras-hub-offline", ["train", "{R_keras_hub_offline}"], BAD,
+     "KerasHub preset 'bert_tiny_en_uncased'", ("offline",)),
+    ("data-and-backbone-offline", ["train", "{R_both_offline}"], BAD,
+     "data.options.data_dir", ("offline", "also:backbone.handle")),
+    # runs, predict, export
+    ("evaluate-missing-run", ["evaluate", "{FIX}/no_run"], BAD, "run folder not found", ()),
+    ("evaluate-not-a-run", ["evaluate", "{FIX}/not_a_run"], BAD, "no model.keras", ()),
+    ("export-not-a-run", ["export", "{FIX}/not_a_run", "--format", "keras"], BAD,
+     "no model.keras", ()),
+    ("predict-missing-input", ["predict", "{RUN}", "{FIX}/nope.png"], BAD, "input not found", ()),
+    ("train-other-recipe-on-run", ["train", "{SMOKE}", "--output", "{RUN}", "--set", "seed=3"],
+     BAD, "different recipe", ()),
+    ("train-into-non-run-folder", ["train", "{SMOKE}", "--output", "{FIX}/not_a_run"], BAD,
+     "not a tlkit run folder", ()),
+    ("force-with-missing-data", ["train", "{SMOKE}", "--output", "{RUN}", "--force", "--set",
+                                 "data.source=folder", "--set", "data.path={FIX}/nope"], BAD,
+     "data.path: not found", ()),
+    ("force-with-bad-rows", ["train", "{R_csv_extra}", "--output", "{RUN}", "--force"], BAD,
+     "more field(s) than the header", ()),
+    ("bench-unknown", ["bench", "no_such_bench", "--dir", os.path.join(ROOT, "benchmarks")], BAD,
+     "unknown benchmark 'no_such_bench'", ()),
+]
+
+
+def _fill(argv, env):
+    out = []
+    for arg in argv:
+        for key, value in env.items():
+            arg = arg.replace("{" + key + "}", value)
+        out.append(arg)
+    return out
+
+
+@pytest.mark.parametrize("argv,code,needle,options", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys, monkeypatch):
+    if "offline" in options:
+        monkeypatch.setattr(preflight, "is_online", lambda host=None: False)
+        monkeypatch.setenv("TFHUB_CACHE_DIR", os.path.join(env["FIX"], "hub_cache"))
+        monkeypatch.setenv("KERAS_HOME", os.path.join(env["FIX"], "keras_home"))
+        monkeypatch.setenv("KAGGLEHUB_CACHE", os.path.join(env["FIX"], "kaggle_cache"))
+    before = _snapshot(env["RUN"])
+    argv = _fill(argv, env)
+    if code == USAGE:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        result = exit_info.value.code
+    else:
+        result = cli.main(["-q", *argv])
+    err = capsys.readouterr().err
+    assert result == code, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1, err
+    assert errors[0].startswith("tlkit") and needle in errors[0], errors[0]
+    for extra in options:
+        if extra.startswith("also:"):
+            assert extra[len("also:"):] in errors[0]
+    if code == BAD:  # only usage errors print more than the one line (argparse's usage)
+        assert lines == errors, err
+    assert _snapshot(env["RUN"]) == before, "the finished run changed"
+    if "offline" in options:
+        out = [a for a in argv if a.startswith(env["FIX"] + "/out_")]
+        assert not out or not os.path.exists(out[0]), "a run folder was created before checking"
+
+
+def test_the_table_covers_forty_cases():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_debug_shows_the_traceback(env):
+    with pytest.raises(FileNotFoundError, match="recipe not found"):
+        cli.main(["--debug", "train", os.path.join(env["FIX"], "missing.yaml")])
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from tlkit import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        cli.main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    try:\n"
+        "        cli.main(['train'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT}, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_console_script_reports_one_line(tmp_path):
+    """The real `tlkit` process: exit code 1, one line, no traceback (and no TensorFlow
+    import, whose start-up logs would come first)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tlkit.cli", "train", str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"tlkit: error: recipe not found: {tmp_path / 'missing.yaml'}"
+
+
+def test_failed_first_attempt_is_marked_and_evaluate_says_so(env, capsys):
+    out = os.path.join(env["FIX"], "failed_run")
+    assert cli.main(["-q", "train", env["R_npz_nan"], "--output", out]) == 1
+    capsys.readouterr()
+    assert cli.main(["-q", "evaluate", out]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("tlkit: error:") and "failed before its first checkpoint" in line
+    assert "nan is not an integer class index" in line
+    shutil.rmtree(out)

@@ -1,0 +1,177 @@
+"""Can a recipe start? Data and backbone availability, checked before either one is loaded.
+
+`check_ready(recipe)` runs before a run folder is created or replaced (`tlkit train`): a missing
+`data.path`, a TFDS data set that is not prepared while the machine is offline, or a backbone
+that would have to be downloaded offline, fails in seconds with one message naming the recipe
+key to set, instead of after minutes of download retries. Both checks always run, so the
+message lists every problem at once. A machine counts as offline when a TCP connection to the
+download host fails within `PROBE_TIMEOUT` seconds (`is_online`; no data is sent).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import os
+import re
+import socket
+
+from tlkit.recipes.schema import TINY_BACKBONES
+
+PROBE_TIMEOUT = 3.0
+DOWNLOAD_HOST = "storage.googleapis.com"  # TFDS, TF-Hub (tfhub.dev redirects there) and Keras weights
+KAGGLE_HOST = "www.kaggle.com"  # KerasHub presets
+
+
+class NotReadyError(OSError):
+    """The recipe's data or backbone is not available (the message names the recipe keys)."""
+
+
+@functools.lru_cache(maxsize=8)
+def is_online(host: str = DOWNLOAD_HOST) -> bool:
+    """Whether a TCP connection to `host:443` opens within `PROBE_TIMEOUT` (cached per host)."""
+    try:
+        with socket.create_connection((host, 443), timeout=PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def problems(recipe, backbone: bool = True) -> list[str]:
+    """What keeps `recipe` from starting: one sentence per problem, each naming its key.
+    `backbone=False` checks the data only (`tlkit audit`, `tlkit evaluate`)."""
+    found = [_data_problem(recipe.data)]
+    if backbone:
+        found.append(_backbone_problem(recipe.backbone))
+    return [p for p in found if p]
+
+
+def check_ready(recipe, backbone: bool = True) -> None:
+    """Raises `NotReadyError` listing every `problems(recipe)`; returns when there are none."""
+    found = problems(recipe, backbone)
+    if found:
+        raise NotReadyError("; ".join(found))
+
+
+# -- data ------------------------------------------------------------------------------------------
+def _is_remote(path: str) -> bool:
+    return bool(re.match(r"^[a-z0-9]+://", path))
+
+
+def _data_problem(cfg) -> str | None:
+    if cfg.source in ("folder", "csv", "numpy") or (cfg.source == "fashion_mnist" and cfg.path):
+        if cfg.path and not _is_remote(cfg.path) and not os.path.exists(cfg.path):
+            return f"data.path: not found: {cfg.path}"
+        return None
+    if cfg.source == "tfds":
+        return _tfds_problem(cfg)
+    return None
+
+
+def _tfds_problem(cfg) -> str | None:
+    import tensorflow_datasets as tfds
+
+    data_dir = cfg.options.get("data_dir") or os.environ.get("TFDS_DATA_DIR")
+    try:
+        builder = tfds.builder(cfg.name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        return f"data.name: no TFDS data set {cfg.name!r} (see tfds.list_builders())"
+    if builder.is_prepared():
+        return None
+    if cfg.options.get("download", True) and is_online(DOWNLOAD_HOST):
+        return None
+    why = "downloads are off (data.options.download)" if cfg.options.get("download", True) is False \
+        else "this machine is offline"
+    return (
+        f"data: TFDS data set {cfg.name!r} is not prepared in {builder.data_dir} and {why}; "
+        "prepare it where there is network (tfds.builder(name).download_and_prepare()), copy "
+        "the folder here and set data.options.data_dir (or the TFDS_DATA_DIR environment "
+        "variable) to the folder that holds it"
+    )
+
+
+# -- backbone --------------------------------------------------------------------------------------
+def _backbone_problem(cfg) -> str | None:
+    if cfg.path:
+        if not _is_remote(cfg.path) and not os.path.exists(
+            cfg.path.removeprefix("file://")
+        ):
+            return f"backbone.path: SavedModel folder not found: {cfg.path}"
+        return None
+    if cfg.handle:
+        return _hub_problem(cfg.handle)
+    name = cfg.name or ""
+    if name.startswith("keras_hub:"):
+        return _keras_hub_problem(name[len("keras_hub:"):])
+    if _is_keras_application(name):
+        if cfg.options.get("weights", "imagenet") == "imagenet":
+            return _keras_weights_problem(name)
+        return None
+    from tlkit.backbones.resolve import _pretrained_names
+
+    known = [*TINY_BACKBONES, *_pretrained_names()]
+    if name and name not in known and "/" not in name and "://" not in name:
+        return (
+            f"backbone.name: unknown backbone {name!r}; use a tlkit pretrained name "
+            f"({', '.join(known)}), a keras.applications name (e.g. MobileNetV2), "
+            "keras_hub:<preset>, or set backbone.handle / backbone.path instead"
+        )
+    return None
+
+
+def _hub_problem(handle: str) -> str | None:
+    if not _is_remote(handle) or handle.startswith("file://"):
+        local = handle.removeprefix("file://")
+        if not os.path.exists(local) and not handle.startswith(("tfhub.dev/", "kaggle.com/")):
+            return f"backbone.handle: SavedModel folder not found: {handle}"
+        return None
+    from tensorflow_hub import resolver
+
+    cache = resolver.tfhub_cache_dir(use_temp=True)
+    # tensorflow_hub caches a handle in <cache>/<sha1 of the handle> (resolver._module_dir).
+    if os.path.isdir(os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())):
+        return None
+    if is_online(DOWNLOAD_HOST):
+        return None
+    return (
+        f"backbone.handle: {handle} is not in the TF-Hub cache ({cache}) and this machine is "
+        "offline; set TFHUB_CACHE_DIR to a cache that holds it, or download the SavedModel "
+        "where there is network and set backbone.path to its folder"
+    )
+
+
+def _is_keras_application(name: str) -> bool:
+    from tlkit.backbones.keras_apps import application_names
+
+    return name.lower() in {n.lower() for n in application_names()}
+
+
+def _keras_weights_problem(name: str) -> str | None:
+    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    key = name.lower().replace("_", "")
+    files = os.listdir(cache) if os.path.isdir(cache) else []
+    if any(f.lower().replace("_", "").startswith(key) for f in files):
+        return None
+    if is_online(DOWNLOAD_HOST):
+        return None
+    return (
+        f"backbone.name: the ImageNet weights of {name} are not in the Keras cache ({cache}) and "
+        "this machine is offline; download the `_notop` weights file where there is network and "
+        "set backbone.options.weights to its path (or place it in the cache)"
+    )
+
+
+def _keras_hub_problem(preset: str) -> str | None:
+    if os.path.isdir(preset):
+        return None
+    cache = os.environ.get("KAGGLEHUB_CACHE", os.path.expanduser("~/.cache/kagglehub"))
+    if glob.glob(os.path.join(cache, "models", "*", "*", "*", preset)):
+        return None
+    if is_online(KAGGLE_HOST):
+        return None
+    return (
+        f"backbone.name: KerasHub preset {preset!r} is not in the Kaggle cache ({cache}) and "
+        "this machine is offline; download it where there is network and set backbone.name to "
+        "keras_hub:<its local folder>"
+    )
