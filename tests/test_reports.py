@@ -42,8 +42,11 @@ def test_sliced_metrics_per_group():
     groups = np.array(["x", "x", "y", "y", "y", "x"])
     s = sliced_metrics(Y, PROBS, groups, name="source")
     assert s["column"] == "source"
-    assert s["slices"]["x"] == {"accuracy": pytest.approx(1 / 3), "count": 3}
-    assert s["slices"]["y"] == {"accuracy": 1.0, "count": 3}
+    assert s["overall"] == pytest.approx(4 / 6)
+    assert s["slices"]["x"] == {
+        "accuracy": pytest.approx(1 / 3), "count": 3, "gap": pytest.approx(1 / 3 - 4 / 6)
+    }
+    assert s["slices"]["y"] == {"accuracy": 1.0, "count": 3, "gap": pytest.approx(1 / 3)}
     assert s["worst"] == "x"
     with pytest.raises(ValueError, match="has 2 values for 6 examples"):
         sliced_metrics(Y, PROBS, groups[:2])

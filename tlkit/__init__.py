@@ -52,6 +52,7 @@ _SUBMODULES = (
     "reports",
     "runs",
     "schedules",
+    "temperature",
     "testing",
     "train",
     "tuning",
@@ -66,6 +67,7 @@ def __getattr__(name: str):
         # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:
         # tlkit's own modules reach each other that way while they are still loading.)
         importlib.import_module("tlkit.pretrained")
+        importlib.import_module("tlkit.temperature")  # TemperatureScaling, for calibrated models
     elif name in _SUBMODULES:
         value = importlib.import_module(f"tlkit.{name}")
     else:

@@ -3,6 +3,7 @@
 ```
 tlkit train RECIPE [--set key=value ...] [--output DIR] [--force]
 tlkit evaluate RUN
+tlkit report RUN
 tlkit predict RUN INPUT [INPUT ...] [--top K] [--json]
 tlkit lr-find RECIPE [--set key=value ...] [--output DIR]
 tlkit tune RECIPE [--set key=value ...] [--output DIR]
@@ -83,6 +84,8 @@ def _print_results(run_dir):
     ):
         if os.path.exists(run.file(name)):
             print(f"  {run.file(name)}")
+    if os.path.exists(run.file("report.html")):
+        print(f"report: {run.file('report.html')}")
 
 
 def _evaluate(args) -> int:
@@ -92,6 +95,13 @@ def _evaluate(args) -> int:
     metrics = train.evaluate_run(args.run, verbose=_verbose())
     print(format_report(metrics))
     print(f"reports: {os.path.join(args.run, 'reports')}")
+    return 0
+
+
+def _report(args) -> int:
+    from tlkit import train
+
+    print(f"report: {train.report_run(args.run, verbose=0)}")
     return 0
 
 
@@ -241,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("evaluate", _evaluate, "re-evaluate a run and rewrite its reports")
+    p.add_argument("run", help="run folder")
+
+    p = add("report", _report, "regenerate a run's report.html (one self-contained page)")
     p.add_argument("run", help="run folder")
 
     p = add("predict", _predict, "classify image files / folders or texts with a run's model")

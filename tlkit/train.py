@@ -17,6 +17,7 @@ interruption resumes where it stopped. Every epoch is appended to `history.json`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import os
@@ -30,7 +31,7 @@ from tlkit import _wiring
 from tlkit import groups as groups_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
-from tlkit.runs import RunDir, atomic_path, atomic_write_text, open_run
+from tlkit.runs import RunDir, RunError, atomic_path, atomic_write_text, open_run
 
 logger = logging.getLogger("tlkit")
 
@@ -278,6 +279,7 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         data = _wiring.load_data(recipe.data, recipe.seed)
         report = _wiring.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
+        report.save(run.file("reports", "data_audit.json"))  # for the report's cross-links
         logger.info("data audit:\n%s", report.to_text())
         if report.has_leakage:
             logger.warning(
@@ -296,13 +298,15 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         _train(recipe, run, model, data, verbose)
         with atomic_path(run.model_path) as tmp:
             model.save(tmp)
-    metrics = evaluate(recipe, run, model, data, verbose=verbose)
+    found = _interpret(recipe, run, model, data, verbose)
+    metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
     metrics["train_seconds"] = round(time.time() - started, 1)
     if recipe.compare.scratch_epochs:
         metrics["scratch"] = scratch_baseline(recipe, run, data, verbose)
-    exports = _export(recipe, run, model, data)
+    exports = _export(recipe, run, _served(run, model), data)
     run.write_json("metrics.json", metrics)
     _write_card(recipe, run, model, data, metrics, exports)
+    write_report(recipe, run, data, metrics, found, exports)
     run.mark_complete(train_seconds=metrics["train_seconds"])
 
 
@@ -403,15 +407,88 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
 
 
 # -- evaluation ------------------------------------------------------------------------------------
-def evaluate(recipe, run: RunDir, model, data, verbose="auto") -> dict:
-    """Evaluates on test (else val) and writes `run/reports` (all but the model card, which
-    the caller writes with everything the run knows); returns the metrics."""
-    from tlkit import reports
+TOP_LOSSES = 16
 
+
+def _eval_split(data) -> str:
+    """The split a run is evaluated on: test, else val; an empty one is an error."""
+    if data.test is None and data.val is None:
+        raise ValueError("no test or validation split to evaluate on: set data.splits")
     split = "test" if data.test is not None else "val"
+    if not len(data.split_labels(split)):
+        raise ValueError(f"the {split} split is empty: nothing to evaluate or report on")
+    return split
+
+
+def _predict(model, data, split, recipe, verbose):
     ds = _wiring.batch(data.split(split), recipe.data.batch_size, False, recipe.seed)
+    return np.asarray(model.predict(ds.map(_inputs_only), verbose=verbose))
+
+
+def _model_digest(run: RunDir) -> str:
+    digest = hashlib.sha256()
+    with open(run.model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _split_predictions(run: RunDir, model, data, split, recipe, verbose, reuse) -> np.ndarray:
+    """The model's probabilities on `split`, saved in `reports/predictions.npz` with the digest
+    of `model.keras`; with `reuse`, saved ones of the same model, split and labels are read
+    back instead of predicting again (`tlkit report` after training)."""
+    path = run.file("reports", "predictions.npz")
+    y_true = data.split_labels(split)
+    digest = _model_digest(run) if os.path.exists(run.model_path) else None
+    if reuse and digest and os.path.exists(path):
+        with np.load(path) as saved:
+            if (
+                str(saved["model_sha256"]) == digest
+                and str(saved["split"]) == split
+                and np.array_equal(saved["y_true"], y_true)
+            ):
+                logger.info("reusing the %s predictions in %s", split, path)
+                return saved["probs"]
+    probs = _predict(model, data, split, recipe, verbose)
+    if digest:
+        with atomic_path(path) as tmp:
+            np.savez(tmp, probs=probs, y_true=y_true, split=split, model_sha256=digest)
+    return probs
+
+
+def _interpret(
+    recipe, run: RunDir, model, data, verbose, temperature="fit", reuse=False
+) -> dict:
+    """Predicts the evaluation split once and derives everything the reports show from it.
+
+    `temperature`: `"fit"` fits one on the validation split when the recipe asks
+    (`output.temperature_scaling`) and stores it in the run; otherwise the run's stored one.
+    The probabilities returned (and reported) are the ones the served model gives: with the
+    temperature applied. `reuse`: read the saved predictions of the same model when present.
+    """
+    from tlkit import reports
+    from tlkit.reports.top_losses import gather_inputs, split_refs
+
+    split = _eval_split(data)
     logger.info("evaluating on %s (%s examples)", split, data.num_examples(split))
-    probs = model.predict(ds.map(_inputs_only), verbose=verbose)
+    probs = _split_predictions(run, model, data, split, recipe, verbose, reuse)
+    y_true = data.split_labels(split)
+    if temperature == "fit":
+        temperature = None
+        if recipe.output.temperature_scaling:
+            if data.val is None or split == "val":
+                raise ValueError(
+                    "output.temperature_scaling needs a validation split apart from the "
+                    "evaluation split: set data.splits.val_fraction"
+                )
+            temperature = reports.fit_temperature(
+                data.split_labels("val"), _predict(model, data, "val", recipe, 0)
+            )
+            logger.info("temperature scaling: T = %.3f (fitted on val)", temperature)
+        run.write_json("calibration.json", {"temperature": temperature})
+    calibration = reports.calibration_summary(y_true, probs, temperature)
+    if temperature is not None:
+        probs = reports.apply_temperature(probs, temperature)
     slice_values, column = None, recipe.data.slice_by
     if column:
         columns = data.metadata.get(split, {})
@@ -421,20 +498,122 @@ def evaluate(recipe, run: RunDir, model, data, verbose="auto") -> dict:
                 f"(available: {sorted(columns) or 'none'})"
             )
         slice_values = columns[column]
+    audit = None
+    if os.path.exists(run.file("reports", "data_audit.json")):
+        audit = run.read_json(os.path.join("reports", "data_audit.json"))
+    losses = reports.top_losses_from_predictions(
+        y_true, probs, data.class_names, n=TOP_LOSSES, split=split,
+        refs=split_refs(data, split), audit=audit,
+    )
+    losses.inputs = gather_inputs(data, split, losses.index)
+    return {
+        "split": split,
+        "y_true": y_true,
+        "probs": probs,
+        "calibration": calibration,
+        "slice_column": column,
+        "slice_values": slice_values,
+        "top_losses": losses,
+    }
+
+
+def _write_metrics_reports(run: RunDir, data, found: dict) -> dict:
+    from tlkit import reports
+
     metrics = reports.write_reports(
         run.reports,
-        data.split_labels(split),
-        probs,
+        found["y_true"],
+        found["probs"],
         data.class_names,
         history=run.history(),
         stages=run.state.get("segments"),
-        slice_column=column,
-        slice_values=slice_values,
+        slice_column=found["slice_column"],
+        slice_values=found["slice_values"],
+        calibration=found["calibration"],
     )
-    metrics["split"] = split
+    metrics["split"] = found["split"]
+    metrics["top_losses"] = found["top_losses"].to_records()
+    return metrics
+
+
+def evaluate(recipe, run: RunDir, model, data, verbose="auto", _found=None) -> dict:
+    """Evaluates on test (else val) and writes `run/reports` (all but the model card, which
+    the caller writes with everything the run knows); returns the metrics."""
+    found = _found or _interpret(recipe, run, model, data, verbose)
+    metrics = _write_metrics_reports(run, data, found)
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
     return metrics
+
+
+def write_report(recipe, run: RunDir, data, metrics, found, exports=None) -> str:
+    """Writes `run/report.html` (one self-contained page) from the evaluation's results."""
+    from tlkit.reports import write_html_report
+
+    exports = exports if exports is not None else recorded_exports(run)
+    files = {
+        name: os.path.relpath(info["path"], run.path)
+        for name, info in exports.items()
+        if info.get("path")
+    }
+
+    def text(*parts):
+        path = run.file(*parts)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+    summary = {
+        "run": run.path,
+        "backbone": recipe.backbone.spec,
+        "data": f"{recipe.data.source} {recipe.data.name or recipe.data.path or ''}".strip(),
+        "classes": len(data.class_names),
+        "splits": ", ".join(f"{s} {data.num_examples(s)}" for s in data.splits),
+        f"{found['split']} accuracy": f"{metrics['accuracy']:.4f}",
+        "training time": f"{run.state.get('train_seconds', metrics.get('train_seconds', '?'))} s",
+    }
+    path = write_html_report(
+        run.file("report.html"),
+        title=f"tlkit report: {recipe.name}",
+        summary=summary,
+        metrics=metrics,
+        class_names=data.class_names,
+        history=run.history(),
+        stages=run.state.get("segments"),
+        top_losses=found["top_losses"],
+        calibration=found["calibration"],
+        slices=metrics.get("slices"),
+        audit_text=text("reports", "data_audit.txt"),
+        model_card=text("reports", "model_card.md"),
+        files=files,
+    )
+    return path
+
+
+def report_run(path, verbose=0) -> str:
+    """Regenerates a finished run's `report.html` (`tlkit report`); returns its path.
+
+    Raises:
+        FileNotFoundError: no run folder, or no trained model in it.
+        RunError: the run is not finished.
+        ValueError: no test / validation split, or an empty one.
+    """
+    run = open_run(path)
+    if not run.complete:
+        raise RunError(
+            f"{run.path} is not a finished run (state.json is not complete): finish it with "
+            "tlkit train first"
+        )
+    recipe = load_recipe(run.recipe_path)
+    preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
+    keras.utils.set_random_seed(recipe.seed)
+    data = _wiring.load_data(recipe.data, recipe.seed)
+    model = load_run_model(run, calibrated=False)
+    temperature = run.read_json("calibration.json", {}).get("temperature")
+    found = _interpret(recipe, run, model, data, verbose, temperature=temperature, reuse=True)
+    metrics = {**run.read_json("metrics.json", {}), **_write_metrics_reports(run, data, found)}
+    return write_report(recipe, run, data, metrics, found)
 
 
 def _inputs_only(x, y):
@@ -460,6 +639,7 @@ def _write_card(recipe, run, model, data, metrics, exports):
         params={"total": int(model.count_params()), "trainable": trainable},
         warnings=metrics.get("warnings", ()),
         slices=metrics.get("slices"),
+        calibration=metrics.get("calibration"),
         evaluated_on=metrics.get("split", "test"),
         exports={k: v.get("path", v.get("skipped")) for k, v in (exports or {}).items()},
     )
@@ -488,11 +668,23 @@ def _export(recipe, run, model, data) -> dict:
     return results
 
 
-def load_run_model(run: RunDir) -> keras.Model:
-    """The trained model of a run (`model.keras`, loaded in safe mode)."""
+def load_run_model(run: RunDir, calibrated: bool = True) -> keras.Model:
+    """The trained model of a run (`model.keras`, loaded in safe mode); with the run's fitted
+    temperature applied (`output.temperature_scaling`) unless `calibrated=False`."""
     import tlkit.pretrained  # noqa: F401  (registers the pretrained backbones' classes)
 
-    return keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    return _served(run, model) if calibrated else model
+
+
+def _served(run: RunDir, model) -> keras.Model:
+    """`model` as users get it: with the run's temperature, when one was fitted."""
+    temperature = run.read_json("calibration.json", {}).get("temperature")
+    if temperature is None:
+        return model
+    from tlkit.temperature import with_temperature
+
+    return with_temperature(model, temperature)
 
 
 def evaluate_run(path, verbose="auto") -> dict:
@@ -502,7 +694,7 @@ def evaluate_run(path, verbose="auto") -> dict:
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
     data = _wiring.load_data(recipe.data, recipe.seed)
-    model = load_run_model(run)
+    model = load_run_model(run, calibrated=False)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
     # (Files) stay in metrics.json and the model card.

@@ -339,13 +339,19 @@ class TuneConfig:
 
 @dataclasses.dataclass
 class OutputConfig:
-    """Where results go: `dir` (default `runs/<recipe name>`), export formats, TensorBoard."""
+    """Where results go: `dir` (default `runs/<recipe name>`), export formats, TensorBoard.
+
+    `temperature_scaling: true` fits a temperature on the validation split after training
+    (`tlkit.reports.fit_temperature`), stores it in the run (`calibration.json`) and applies it
+    in `tlkit predict` and the exports; the report shows the calibration error before / after.
+    """
 
     dir: str | None = None
     export: list[Literal["keras", "savedmodel", "tflite", "tflite-dynamic", "hub"]] = (
         dataclasses.field(default_factory=lambda: ["keras"])
     )
     tensorboard: bool = True
+    temperature_scaling: bool = False
 
 
 @dataclasses.dataclass

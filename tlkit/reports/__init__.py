@@ -4,23 +4,56 @@
 `classification_report.json` / `.txt`, `confusion_matrix.png`, `learning_curves.png`,
 `model_card.md`; the pieces (`classification_metrics`, `sliced_metrics`,
 `overfitting_warning`, `plot_confusion_matrix`, `plot_learning_curves`, `model_card`) can be
-used on their own.
+used on their own. Interpretation (fastai's `ClassificationInterpretation`): `top_losses`,
+`most_confused` (also in the metrics), calibration (`expected_calibration_error`,
+`fit_temperature`, `plot_reliability_diagram`), slices with their gap (`sliced_metrics`), and
+one self-contained page, `write_html_report`.
 """
 
 from __future__ import annotations
 
 import os
 
+from tlkit.reports.calibration import (
+    apply_temperature,
+    calibration_summary,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
+)
+from tlkit.reports.confusions import most_confused
+from tlkit.reports.html_report import render_html_report, write_html_report
 from tlkit.reports.metrics import (
     classification_metrics,
     format_report,
     overfitting_warning,
+    slice_warnings,
     sliced_metrics,
 )
 from tlkit.reports.model_card import model_card
-from tlkit.reports.plots import plot_confusion_matrix, plot_learning_curves
+from tlkit.reports.plots import (
+    plot_confusion_matrix,
+    plot_learning_curves,
+    plot_reliability_diagram,
+    plot_top_losses,
+)
+from tlkit.reports.top_losses import TopLosses, top_losses, top_losses_from_predictions
 
 __all__ = [
+    "TopLosses",
+    "apply_temperature",
+    "calibration_summary",
+    "expected_calibration_error",
+    "fit_temperature",
+    "most_confused",
+    "plot_reliability_diagram",
+    "plot_top_losses",
+    "reliability_curve",
+    "render_html_report",
+    "slice_warnings",
+    "top_losses",
+    "top_losses_from_predictions",
+    "write_html_report",
     "classification_metrics",
     "format_report",
     "model_card",
@@ -42,6 +75,7 @@ def write_reports(
     slice_column=None,
     slice_values=None,
     card=None,
+    calibration=None,
 ) -> dict:
     """Computes metrics and writes all report files into `folder`.
 
@@ -55,6 +89,8 @@ def write_reports(
         slice_column, slice_values: optional metadata column name and its per-example values.
         card: keyword arguments for `model_card` (`name`, `backbone`, `data`, `params`, ...);
             no card when `None`.
+        calibration: `calibration_summary(...)` output; adds `reliability_diagram.png` and
+            `"calibration"` (ECE before / after temperature scaling) to the metrics.
 
     Returns:
         The metrics dict (`classification_metrics`) plus `"warnings"`, `"slices"` when given,
@@ -84,9 +120,18 @@ def write_reports(
         warning = overfitting_warning(history)
         if warning:
             warnings.append(warning)
-    metrics["warnings"] = warnings
+    if calibration is not None:
+        target = os.path.join(folder, "reliability_diagram.png")
+        with atomic_path(target) as tmp:
+            plot_reliability_diagram(calibration, tmp)
+        files["reliability_diagram"] = target
+        metrics["calibration"] = {
+            k: calibration[k] for k in ("bins", "ece", "temperature", "ece_scaled")
+        }
     if slice_values is not None:
         metrics["slices"] = sliced_metrics(y_true, probs, slice_values, name=slice_column)
+        warnings.extend(metrics["slices"]["warnings"])
+    metrics["warnings"] = warnings
     if card is not None:
         text = model_card(
             metrics=metrics,
@@ -94,6 +139,7 @@ def write_reports(
             warnings=warnings,
             slices=metrics.get("slices"),
             stages=stages,
+            calibration=calibration,
             **card,
         )
         files["model_card"] = atomic_write_text(os.path.join(folder, "model_card.md"), text)

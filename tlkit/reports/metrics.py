@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlkit.reports._predictions import as_predictions
+from tlkit.reports.confusions import most_confused
+
+# Slice rule (see `slice_warnings`): a slice this far below the overall accuracy, with at least
+# this many examples, gets a warning.
+SLICE_GAP = 0.10
+SLICE_MIN_COUNT = 10
+
 # Overfitting rule (see `overfitting_warning`).
 OVERFIT_GAP = 0.10
 OVERFIT_LOSS_RISE = 0.10
@@ -11,7 +19,8 @@ OVERFIT_PATIENCE = 2
 
 
 def classification_metrics(y_true, probs, class_names) -> dict:
-    """Accuracy, macro / weighted F1, per-class precision / recall / F1 and the confusion matrix.
+    """Accuracy, balanced accuracy, macro / weighted F1, per-class precision / recall / F1, the
+    confusion matrix and its most-confused pairs.
 
     Args:
         y_true: integer labels, shape `(n,)`.
@@ -19,9 +28,11 @@ def classification_metrics(y_true, probs, class_names) -> dict:
         class_names: names of the classes, label order.
 
     Returns:
-        `{"accuracy", "macro_f1", "weighted_f1", "num_examples", "per_class": {name: {precision,
-        recall, f1, support}}, "confusion_matrix": [[...]]}` (plain JSON types). Rows of the
-        confusion matrix are true classes, columns predicted classes.
+        `{"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "num_examples",
+        "per_class": {name: {precision, recall, f1, support}}, "confusion_matrix": [[...]],
+        "most_confused": [{true, predicted, count, share}]}` (plain JSON types). Rows of the
+        confusion matrix are true classes, columns predicted classes. Balanced accuracy is the
+        mean recall over the classes present in `y_true`.
 
     Example:
     ```python
@@ -31,13 +42,7 @@ def classification_metrics(y_true, probs, class_names) -> dict:
     """
     from sklearn import metrics as skm
 
-    y_true = np.asarray(y_true).astype("int64").reshape(-1)
-    probs = np.asarray(probs)
-    if probs.ndim != 2 or len(probs) != len(y_true):
-        raise ValueError(
-            f"Expected probs of shape (n, num_classes) with n={len(y_true)}. "
-            f"Received: probs.shape={probs.shape}"
-        )
+    y_true, probs = as_predictions(y_true, probs)
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = skm.precision_recall_fscore_support(
@@ -52,8 +57,13 @@ def classification_metrics(y_true, probs, class_names) -> dict:
         }
         for i, name in enumerate(class_names)
     }
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=labels)
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        # sklearn averages recall over the classes present in y_true (absent ones have no recall).
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred))
+        if len(y_true)
+        else 0.0,
         "macro_f1": float(
             skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
         ),
@@ -62,12 +72,14 @@ def classification_metrics(y_true, probs, class_names) -> dict:
         ),
         "num_examples": int(len(y_true)),
         "per_class": per_class,
-        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": matrix.tolist(),
+        "most_confused": most_confused(matrix, class_names),
     }
 
 
 def sliced_metrics(y_true, probs, groups, name: str = "group") -> dict:
-    """Accuracy (and count) per value of a metadata column, e.g. per source or per camera.
+    """Accuracy (and count) per value of a metadata column, e.g. per source or per camera, with
+    each slice's gap to the overall accuracy.
 
     Args:
         y_true: integer labels `(n,)`.
@@ -76,7 +88,9 @@ def sliced_metrics(y_true, probs, groups, name: str = "group") -> dict:
         name: the column's name (kept in the result).
 
     Returns:
-        `{"column": name, "slices": {value: {"accuracy", "count"}}, "worst": value}`.
+        `{"column": name, "overall": accuracy, "slices": {value: {"accuracy", "count", "gap"}},
+        "worst": value, "warnings": [...]}`; `gap` is the slice's accuracy minus the overall
+        accuracy (negative: worse), `warnings` comes from `slice_warning`.
     """
     y_true = np.asarray(y_true).reshape(-1)
     y_pred = np.asarray(probs).argmax(axis=1)
@@ -85,16 +99,45 @@ def sliced_metrics(y_true, probs, groups, name: str = "group") -> dict:
         raise ValueError(
             f"Metadata column {name!r} has {len(groups)} values for {len(y_true)} examples."
         )
+    correct = y_pred == y_true
+    overall = float(correct.mean()) if len(correct) else 0.0
     slices = {}
     for value in np.unique(groups):
         mask = groups == value
         key = value.decode() if isinstance(value, bytes) else str(value)
-        slices[key] = {
-            "accuracy": float((y_pred[mask] == y_true[mask]).mean()),
-            "count": int(mask.sum()),
-        }
+        accuracy = float(correct[mask].mean())
+        slices[key] = {"accuracy": accuracy, "count": int(mask.sum()), "gap": accuracy - overall}
     worst = min(slices, key=lambda k: slices[k]["accuracy"]) if slices else None
-    return {"column": name, "slices": slices, "worst": worst}
+    result = {"column": name, "overall": overall, "slices": slices, "worst": worst}
+    result["warnings"] = slice_warnings(result)
+    return result
+
+
+def slice_warnings(
+    sliced: dict, gap: float = SLICE_GAP, min_count: int = SLICE_MIN_COUNT
+) -> list[str]:
+    """Warnings for slices much worse than the whole: accuracy more than `gap` (0.10) below the
+    overall accuracy, on at least `min_count` (10) examples (smaller slices are noise).
+
+    Args:
+        sliced: `sliced_metrics(...)` output.
+
+    Returns:
+        One sentence per such slice, worst first.
+    """
+    bad = [
+        (key, s)
+        for key, s in sliced["slices"].items()
+        if s["count"] >= min_count and s["accuracy"] < sliced["overall"] - gap
+    ]
+    bad.sort(key=lambda kv: kv[1]["accuracy"])
+    return [
+        f"slice {sliced['column']}={key!r} is much worse than the whole: accuracy "
+        f"{s['accuracy']:.3f} vs {sliced['overall']:.3f} overall ({s['gap']:+.3f}, "
+        f"{s['count']} examples); check for bias carried over from pretraining or a data "
+        "difference"
+        for key, s in bad
+    ]
 
 
 def overfitting_warning(
@@ -157,7 +200,14 @@ def format_report(metrics: dict, top: int = 50) -> str:
             f"{m['support']:7d}"
         )
     lines.append(
-        f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
-        f"({metrics['num_examples']} examples)"
+        f"accuracy {metrics['accuracy']:.4f}  balanced accuracy "
+        f"{metrics.get('balanced_accuracy', float('nan')):.4f}  macro F1 "
+        f"{metrics['macro_f1']:.4f}  ({metrics['num_examples']} examples)"
     )
+    pairs = metrics.get("most_confused") or []
+    if pairs:
+        lines.append(
+            "most confused (true -> predicted): "
+            + ", ".join(f"{p['true']} -> {p['predicted']} {p['count']}" for p in pairs[:5])
+        )
     return "\n".join(lines)

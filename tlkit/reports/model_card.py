@@ -18,6 +18,7 @@ def model_card(
     evaluated_on: str = "test",
     exports: dict | None = None,
     extra_limitations=(),
+    calibration: dict | None = None,
 ) -> str:
     """Renders the model card.
 
@@ -34,6 +35,7 @@ def model_card(
         evaluated_on: the split the metrics come from.
         exports: `{format: path}`.
         extra_limitations: more limitation sentences.
+        calibration: `calibration_summary(...)` output (ECE, temperature), when measured.
 
     Returns:
         Markdown text.
@@ -71,9 +73,15 @@ def model_card(
         lines.append(f"- {when}: {stage.get('label', stage['name'])}{lr}")
     lines += ["", f"## Metrics ({evaluated_on} split, {metrics['num_examples']} examples)", ""]
     lines.append(f"- Accuracy: **{metrics['accuracy']:.4f}**")
+    if "balanced_accuracy" in metrics:
+        lines.append(
+            f"- Balanced accuracy (mean per-class recall): {metrics['balanced_accuracy']:.4f}"
+        )
     lines.append(
         f"- Macro F1: {metrics['macro_f1']:.4f}; weighted F1: {metrics['weighted_f1']:.4f}"
     )
+    if calibration:
+        lines.append(f"- {calibration_sentence(calibration)}")
     scratch = metrics.get("scratch") or {}
     if "accuracy" in scratch:
         lines.append(
@@ -86,16 +94,24 @@ def model_card(
             f"| {cls} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
         )
     worst = sorted(metrics["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    pairs = metrics.get("most_confused") or []
+    if pairs:
+        lines += ["", "### Most confused", "", "| true | predicted as | count | share of true |"]
+        lines.append("|---|---|---|---|")
+        for p in pairs[:10]:
+            lines.append(f"| {p['true']} | {p['predicted']} | {p['count']} | {p['share']:.2f} |")
     if slices:
         lines += [
             "",
             f"### By `{slices['column']}`",
             "",
-            "| value | accuracy | count |",
-            "|---|---|---|",
+            "| value | accuracy | gap to overall | count |",
+            "|---|---|---|---|",
         ]
         for value, s in slices["slices"].items():
-            lines.append(f"| {value} | {s['accuracy']:.3f} | {s['count']} |")
+            gap = s.get("gap")
+            gap_text = f"{gap:+.3f}" if gap is not None else ""
+            lines.append(f"| {value} | {s['accuracy']:.3f} | {gap_text} | {s['count']} |")
     if warnings:
         lines += ["", "## Warnings", ""]
         lines += [f"- {w}" for w in warnings]
@@ -119,3 +135,16 @@ def model_card(
         lines += ["", "## Files", ""]
         lines += [f"- {fmt}: `{path}`" for fmt, path in exports.items()]
     return "\n".join(lines) + "\n"
+
+
+def calibration_sentence(calibration: dict) -> str:
+    """One line on calibration: the ECE, and with temperature scaling the ECE after it."""
+    text = f"Expected calibration error (ECE, {calibration['bins']} bins): {calibration['ece']:.4f}"
+    if calibration.get("temperature") is not None:
+        text += (
+            f"; temperature scaling (T = {calibration['temperature']:.3f}, fitted on the "
+            f"validation split) brings it to {calibration['ece_scaled']:.4f}; `tlkit predict` and "
+            "the exports apply it (`model.keras` is the model before scaling, the temperature "
+            "is in the run's `calibration.json`)"
+        )
+    return text

@@ -159,3 +159,111 @@ def _mark_stages(ax, stages):
             color="tab:red" if i else "0.3",
             clip_on=False,
         )
+
+
+def plot_reliability_diagram(calibration, path=None, title="Reliability diagram"):
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), before and,
+    when fitted, after temperature scaling; the bars below count the examples per bin.
+
+    Args:
+        calibration: `tlkit.reports.calibration_summary(...)` output.
+        path: PNG file to write, or `None` to only return the figure.
+
+    Returns:
+        `path`, or the `Figure` when `path` is `None`.
+    """
+    fig = _figure(5.2, 5.4)
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ax.plot([0, 1], [0, 1], ":", color="0.5", label="perfect calibration")
+    curves = [("curve", "-o", f"model (ECE {calibration['ece']:.3f})")]
+    if calibration.get("curve_scaled"):
+        curves.append(
+            (
+                "curve_scaled",
+                "-s",
+                f"T = {calibration['temperature']:.2f} (ECE {calibration['ece_scaled']:.3f})",
+            )
+        )
+    for key, style, label in curves:
+        curve = calibration[key]
+        points = [
+            (c, a) for c, a in zip(curve["confidence"], curve["accuracy"]) if c is not None
+        ]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, style, markersize=4, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    curve = calibration["curve"]
+    edges = np.asarray(curve["edges"])
+    hist.bar(edges[:-1], curve["count"], width=np.diff(edges), align="edge", color="0.6")
+    hist.set_xlabel("confidence (top-1 probability)")
+    hist.set_ylabel("examples")
+    if path is None:
+        return fig
+    fig.savefig(path)
+    return path
+
+
+def plot_top_losses(losses, columns: int = 4, path=None):
+    """The top-loss examples: an image grid, or a table for texts.
+
+    Args:
+        losses: a `tlkit.reports.TopLosses` (with `inputs` for images).
+        columns: images per row.
+        path: PNG file to write, or `None` to only return the figure.
+
+    Returns:
+        `path`, or the `Figure` when `path` is `None`.
+    """
+    n = len(losses)
+    inputs = losses.inputs
+    is_image = inputs is not None and np.asarray(inputs).ndim >= 3
+    if is_image:
+        columns = max(1, min(columns, n))
+        rows = max(1, -(-n // columns))
+        fig = _figure(2.3 * columns, 2.6 * rows)
+        axes = np.atleast_1d(fig.subplots(rows, columns)).reshape(-1)
+        for i, ax in enumerate(axes):
+            ax.axis("off")
+            if i >= n:
+                continue
+            image = np.asarray(inputs[i], dtype="float32")
+            if image.shape[-1] == 1:
+                image = image[..., 0]
+            ax.imshow(np.clip(image / 255.0, 0, 1), cmap="gray" if image.ndim == 2 else None)
+            ax.set_title(
+                f"true {losses.true[i]}\npred {losses.predicted[i]} {losses.probability[i]:.2f}"
+                f"\nloss {losses.loss[i]:.2f}",
+                fontsize=8,
+                color="tab:red" if losses.notes[i] else "black",
+            )
+    else:
+        fig = _figure(9.0, 0.35 * n + 0.8)
+        ax = fig.subplots()
+        ax.axis("off")
+        texts = inputs if inputs is not None else losses.refs
+        cells = [
+            [_short(texts[i]), losses.true[i], losses.predicted[i],
+             f"{losses.probability[i]:.2f}", f"{losses.loss[i]:.2f}"]
+            for i in range(n)
+        ]
+        table = ax.table(
+            cells, colLabels=["input", "true", "predicted", "prob.", "loss"], loc="upper center"
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+    fig.suptitle(f"Top {n} losses ({losses.split} split)")
+    if path is None:
+        return fig
+    fig.savefig(path)
+    return path
+
+
+def _short(value, width=60):
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
