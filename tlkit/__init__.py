@@ -45,6 +45,7 @@ _SUBMODULES = (
     "heads",
     "lr_finder",
     "optimizers",
+    "peft",
     "predict",
     "preprocessing",
     "pretrained",

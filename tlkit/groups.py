@@ -232,6 +232,9 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
                     for v in (bn.gamma, bn.beta):
                         if v is not None:
                             v.trainable = True
+            for v in layer.weights:  # base weights under LoRA adapters (`tlkit.peft`)
+                if getattr(v, "_tlkit_always_frozen", False):
+                    v.trainable = False
         for v in group.variables:
             if id(v) in layer_vars:
                 continue

@@ -1,0 +1,107 @@
+"""LoRA adapters: which weights train, fine_tune compatibility, bad input."""
+
+import keras
+import numpy as np
+import pytest
+
+import tlkit
+from tlkit.optimizers.layerwise import variable_lr_multipliers
+from tlkit.peft import InvalidRankError, LoraConfig, PeftError, TargetsNotFoundError
+from tlkit.testing import tiny_model
+
+
+def tiny_transformer(seed=0):
+    """A 2-layer transformer encoder with KerasHub-style names (query/key/value) + a head."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 8))
+    x = inputs
+    for i in range(2):
+        attention = keras.layers.MultiHeadAttention(2, 4, name=f"transformer_layer_{i}_attention")
+        x = keras.layers.LayerNormalization(name=f"transformer_layer_{i}_norm")(x + attention(x, x))
+        x = keras.layers.Dense(8, name=f"transformer_layer_{i}_ffn")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    backbone = tlkit.backbones.from_keras(keras.Model(inputs, x, name="encoder"))
+    return tlkit.build_model(backbone, num_classes=3, input_shape=(6, 8), dropout=0.0)
+
+
+def _data(model, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (n,) + tuple(model.input_shape[1:])
+    return rng.uniform(0, 255, shape).astype("float32"), np.arange(n) % 3
+
+
+def test_default_targets_of_a_transformer_are_query_and_value():
+    model = tiny_transformer()
+    report = tlkit.peft.lora(model, rank=2)
+    names = [p.rsplit("/", 1)[-1] for p in report.layers]
+    assert sorted(set(names)) == ["query", "value"] and len(names) == 4
+    trainable = [v.path for v in model.trainable_weights]
+    assert all(p.endswith(("lora_kernel_a", "lora_kernel_b")) or p.startswith("head") for p in trainable)
+    assert report.trainable_params == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+def test_lora_leaves_outputs_unchanged_then_only_adapters_and_head_train():
+    model = tiny_model()
+    x, y = _data(model)
+    before = model.predict(x, verbose=0)
+    base = {v.path: v.numpy().copy() for v in model.weights}
+    tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, atol=1e-6)  # B starts at 0
+    result = tlkit.fine_tune(model, (x, y), epochs=(1, 2), lr=1e-2, verbose=0,
+                             early_stopping_patience=None)
+    for v in model.weights:
+        if v.path in base and "head" not in v.path:
+            np.testing.assert_array_equal(v.numpy(), base[v.path], err_msg=v.path)  # base frozen
+    changed = [v.path for v in model.weights if "lora_kernel_b" in v.path and np.any(v.numpy())]
+    assert len(changed) == 3
+    # Head phase first, then the adapters unfreeze group by group (top first).
+    events = result.unfreeze_events
+    assert events[0]["trainable_groups"] == ["head"]
+    assert events[1]["trainable_groups"] == ["block2", "block3", "head"]
+    assert events[-1]["trainable_params"] == sum(
+        int(np.prod(v.shape)) for v in model.weights if "lora" in v.path or "head" in v.path
+    )
+
+
+def test_layerwise_lr_and_groups_cover_adapters():
+    model = tiny_model()
+    tlkit.peft.lora(model, rank=2, targets=["block3", "block1_conv"])
+    multipliers = variable_lr_multipliers(model, decay=2.0)
+    assert multipliers["block3_conv/lora_kernel_a"] == 0.5
+    assert multipliers["block1_conv/lora_kernel_b"] == 0.125
+    assert not any("block2_conv/lora" in p for p in multipliers)
+    x, y = _data(model)
+    tlkit.fine_tune(model, (x, y), epochs=(0, 1), unfreeze="all", layerwise_decay=2.0, verbose=0)
+
+
+def test_train_norms_keeps_layer_norms_trainable():
+    model = tiny_transformer()
+    tlkit.peft.lora(model, rank=2, train_norms=True)
+    trainable = {v.path for v in model.trainable_weights}
+    assert {"transformer_layer_0_norm/gamma", "transformer_layer_0_norm/beta"} <= trainable
+    assert "transformer_layer_0_ffn/kernel" not in trainable
+
+
+def test_config_round_trips_and_validates():
+    config = LoraConfig(rank=4, alpha=8, targets=["query"], train_norms=True)
+    assert LoraConfig.from_config(config.get_config()) == config
+    assert config.scale == 2.0
+    with pytest.raises(InvalidRankError, match="rank=0"):
+        LoraConfig(rank=0)
+    with pytest.raises(PeftError, match="Unknown LoRA setting"):
+        LoraConfig.from_config({"rank": 4, "rnak": 2})
+    with pytest.raises(PeftError, match="quantize"):
+        LoraConfig(quantize="int3")
+
+
+def test_bad_targets_and_ranks_name_what_exists():
+    with pytest.raises(TargetsNotFoundError, match=r"\['nope'\].*block1.*Conv2D.*block2_conv"):
+        tlkit.peft.lora(tiny_model(), rank=2, targets=["nope"])
+    with pytest.raises(TargetsNotFoundError, match="pointwise_conv"):
+        tlkit.peft.lora(tiny_model(), rank=2)  # no 1x1 convs in the tiny CNN
+    with pytest.raises(InvalidRankError, match=r"block1_conv \(at most 4\)"):
+        tlkit.peft.lora(tiny_model(), rank=5, targets=["Conv2D"])
+    model = tiny_model()
+    tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
+    with pytest.raises(PeftError, match="already has LoRA"):
+        tlkit.peft.lora(model, rank=2, targets=["Conv2D"])

@@ -1,0 +1,53 @@
+"""Parameter-efficient fine-tuning: LoRA adapters on any Keras backbone, adapter files, merging,
+and an int8 base under the adapters (QLoRA-like).
+
+Built on Keras' own `layer.enable_lora(rank, lora_alpha)` (Dense, EinsumDense, Conv) and
+`layer.quantize("int8")`. `LoraConfig` and the errors import without TensorFlow; the rest loads
+on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tlkit.peft.config import LoraConfig
+from tlkit.peft.errors import (
+    AdapterMismatchError,
+    InvalidRankError,
+    PeftError,
+    TargetsNotFoundError,
+    UnsupportedLayersError,
+)
+
+_ATTRIBUTES = {
+    "LoraReport": "tlkit.peft.lora",
+    "apply": "tlkit.peft.lora",
+    "lora": "tlkit.peft.lora",
+    "lora_layers": "tlkit.peft.lora",
+    "resolve_targets": "tlkit.peft.targets",
+    "save_adapters": "tlkit.peft.adapters",
+    "load_adapters": "tlkit.peft.adapters",
+    "MergeReport": "tlkit.peft.merge",
+    "merge": "tlkit.peft.merge",
+    "quantize_base": "tlkit.peft.quantize",
+    "unsupported_for_quantization": "tlkit.peft.quantize",
+}
+
+
+def __getattr__(name: str):
+    if name not in _ATTRIBUTES:
+        raise AttributeError(f"module 'tlkit.peft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AdapterMismatchError",
+    "InvalidRankError",
+    "LoraConfig",
+    "PeftError",
+    "TargetsNotFoundError",
+    "UnsupportedLayersError",
+    *sorted(_ATTRIBUTES),
+]
