@@ -20,10 +20,10 @@ from tlkit.peft.errors import (
 )
 
 _ATTRIBUTES = {
-    "LoraReport": "tlkit.peft.lora",
-    "apply": "tlkit.peft.lora",
-    "lora": "tlkit.peft.lora",
-    "lora_layers": "tlkit.peft.lora",
+    "LoraReport": "tlkit.peft.adapt",
+    "apply": "tlkit.peft.adapt",
+    "lora": "tlkit.peft.adapt",
+    "lora_layers": "tlkit.peft.adapt",
     "resolve_targets": "tlkit.peft.targets",
     "save_adapters": "tlkit.peft.adapters",
     "load_adapters": "tlkit.peft.adapters",

@@ -1,4 +1,4 @@
-"""`lora` / `apply`: LoRA adapters on a Keras backbone with Keras' own `layer.enable_lora`.
+"""`lora` / `apply`: adapt a Keras backbone with LoRA, using Keras' own `layer.enable_lora`.
 
 Keras 3 gives Dense, EinsumDense and Conv layers `enable_lora(rank, lora_alpha)`: it adds two
 float32 weights `lora_kernel_a` / `lora_kernel_b` (B starts at zero, so the model's outputs are
@@ -54,12 +54,14 @@ class LoraReport:
 
 
 def lora_layers(model) -> list:
-    """The layers of `model` with LoRA enabled, in model order."""
-    return [
+    """The layers of `model` with LoRA enabled, input to output."""
+    found = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
         if getattr(layer, "lora_enabled", False)
     ]
+    position = {id(v): i for i, v in enumerate(model.weights)}
+    return sorted(found, key=lambda layer: position.get(id(layer._kernel), 0))
 
 
 def is_lora_variable(variable) -> bool:
