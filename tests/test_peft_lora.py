@@ -1,27 +1,12 @@
 """LoRA adapters: which weights train, fine_tune compatibility, bad input."""
 
-import keras
 import numpy as np
 import pytest
 
 import tlkit
 from tlkit.optimizers.layerwise import variable_lr_multipliers
 from tlkit.peft import InvalidRankError, LoraConfig, PeftError, TargetsNotFoundError
-from tlkit.testing import tiny_model
-
-
-def tiny_transformer(seed=0):
-    """A 2-layer transformer encoder with KerasHub-style names (query/key/value) + a head."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6, 8))
-    x = inputs
-    for i in range(2):
-        attention = keras.layers.MultiHeadAttention(2, 4, name=f"transformer_layer_{i}_attention")
-        x = keras.layers.LayerNormalization(name=f"transformer_layer_{i}_norm")(x + attention(x, x))
-        x = keras.layers.Dense(8, name=f"transformer_layer_{i}_ffn")(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    backbone = tlkit.backbones.from_keras(keras.Model(inputs, x, name="encoder"))
-    return tlkit.build_model(backbone, num_classes=3, input_shape=(6, 8), dropout=0.0)
+from tlkit.testing import tiny_model, tiny_transformer
 
 
 def _data(model, n=12, seed=0):

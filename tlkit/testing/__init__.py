@@ -2,7 +2,7 @@
 
 from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
 
-__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
+__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model", "tiny_transformer"]
 
 
 def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
@@ -37,3 +37,22 @@ def tiny_model(num_classes=3, input_shape=(16, 16, 3), seed=0, **build_kwargs):
         input_shape=input_shape,
         **build_kwargs,
     )
+
+
+def tiny_transformer(seed=0):
+    """`tlkit.build_model` on a 2-layer transformer encoder (Keras `MultiHeadAttention`, whose
+    projections are EinsumDense layers named query/key/value, as in KerasHub) with 3 classes."""
+    import keras
+
+    import tlkit
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 8))
+    x = inputs
+    for i in range(2):
+        attention = keras.layers.MultiHeadAttention(2, 4, name=f"transformer_layer_{i}_attention")
+        x = keras.layers.LayerNormalization(name=f"transformer_layer_{i}_norm")(x + attention(x, x))
+        x = keras.layers.Dense(8, name=f"transformer_layer_{i}_ffn")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    backbone = tlkit.backbones.from_keras(keras.Model(inputs, x, name="encoder"))
+    return tlkit.build_model(backbone, num_classes=3, input_shape=(6, 8), dropout=0.0)
