@@ -32,7 +32,7 @@ from tlkit.preprocessing import ImagePreprocessing
 
 logger = logging.getLogger("tlkit")
 
-FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
+FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8")
 HUB_INFO_FILE = "tlkit_backbone.json"
 
 
@@ -382,10 +382,13 @@ def export_hub(model_or_backbone, path) -> str:
 
 
 # -- everything at once ------------------------------------------------------------------------------
-def export_model(model, folder, formats=("keras",), sample_inputs=None, class_names=None) -> dict:
+def export_model(model, folder, formats=("keras",), sample_inputs=None, class_names=None,
+                 representative_inputs=None) -> dict:
     """Exports `model` into `folder` in each of `formats` (see `FORMATS`).
 
-    Files: `model.keras`, `savedmodel/`, `model.tflite`, `model_dynamic.tflite`, `hub/`;
+    Files: `model.keras`, `savedmodel/`, `model.tflite`, `model_dynamic.tflite`, `hub/`,
+    `savedmodel_int8/`, `model_int8.tflite` (see `tlkit.int8_export`; `"tflite-int8"` needs
+    `representative_inputs`, raw training inputs to calibrate on);
     `export.json` lists them with the TFLite parity figures, merged with the records of earlier
     exports into the same folder.
 
@@ -410,18 +413,37 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
             results[fmt] = {
                 "path": export_savedmodel(model, os.path.join(folder, "savedmodel"), class_names)
             }
+        elif fmt.startswith("tflite") and _is_text(model):
+            reason = "TFLite export supports image models only"
+            logger.warning("export %s skipped: %s", fmt, reason)
+            results[fmt] = {"skipped": reason}
+            continue
         elif fmt in ("tflite", "tflite-dynamic"):
-            if _is_text(model):
-                reason = "TFLite export supports image models only"
-                logger.warning("export %s skipped: %s", fmt, reason)
-                results[fmt] = {"skipped": reason}
-                continue
             name = "model.tflite" if fmt == "tflite" else "model_dynamic.tflite"
             results[fmt] = export_tflite(
                 model,
                 os.path.join(folder, name),
                 quantize="dynamic" if fmt == "tflite-dynamic" else None,
                 sample_inputs=sample_inputs,
+            )
+        elif fmt == "savedmodel-int8":
+            from tlkit.int8_export import export_savedmodel_int8
+
+            results[fmt] = export_savedmodel_int8(
+                model, os.path.join(folder, "savedmodel_int8"), sample_inputs=sample_inputs
+            )
+        elif fmt == "tflite-int8":
+            from tlkit.int8_export import export_tflite_int8
+
+            if representative_inputs is None:
+                raise ValueError(
+                    "Format 'tflite-int8' calibrates on training inputs: pass "
+                    "`representative_inputs=` (e.g. 100 raw training images)."
+                )
+            results[fmt] = export_tflite_int8(
+                model, os.path.join(folder, "model_int8.tflite"), representative_inputs,
+                sample_inputs=sample_inputs,
+                float_size_bytes=results.get("tflite", {}).get("size_bytes"),
             )
         else:
             results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}

@@ -19,6 +19,7 @@ from tlkit import groups as groups_lib
 from tlkit.peft import adapt as lora_lib
 from tlkit.peft.config import LoraConfig
 from tlkit.peft.errors import AdapterMismatchError, PeftError
+from tlkit.runs import atomic_path
 
 FORMAT = "tlkit.peft.adapters/1"
 _META = "__meta__"
@@ -83,9 +84,8 @@ def save_adapters(model, path) -> str:
     arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in saved}
     arrays[_META] = np.array(json.dumps(meta))
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
+        np.savez(f, **arrays)
     return path
 
 
