@@ -1,5 +1,9 @@
 """LoRA adapters: which weights train, fine_tune compatibility, bad input."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -90,3 +94,27 @@ def test_bad_targets_and_ranks_name_what_exists():
     tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
     with pytest.raises(PeftError, match="already has LoRA"):
         tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
+
+
+def test_lora_under_mixed_precision_keeps_float32_adapters_and_trains(mixed_bfloat16):
+    model = tiny_transformer()
+    tlkit.peft.lora(model, rank=2)
+    adapters = [v for v in model.weights if "lora" in v.path]
+    assert adapters and all(v.dtype == "float32" for v in adapters)
+    assert tlkit.peft.lora_layers(model)[0].compute_dtype == "bfloat16"
+    x, y = _data(model, n=8)
+    history = tlkit.fine_tune(model, (x, y), epochs=(0, 1), unfreeze="all", lr=1e-2, verbose=0,
+                              batch_size=4).history.history
+    assert np.isfinite(history["loss"]).all()
+    assert any(np.any(v.numpy()) for v in adapters if "lora_kernel_b" in v.path)
+
+
+def test_lora_under_mirrored_strategy_trains_like_one_device():
+    out = subprocess.run(
+        [sys.executable, "-m", "tlkit.testing.mirrored_check", "--lora"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["trained_adapters"] == 3
+    assert result["max_weight_diff"] < 1e-4, result

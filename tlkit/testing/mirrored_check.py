@@ -1,5 +1,7 @@
 """Trains one tiny model on 1 device and under MirroredStrategy over 2 logical CPUs; prints JSON.
 
+`--lora`: with LoRA adapters on its convolutions (`tlkit.peft.lora`), base kernels frozen.
+
 Run as a script (`python -m tlkit.testing.mirrored_check`): the CPU must be split into logical
 devices before TensorFlow starts, so this cannot run inside an already-initialized process.
 """
@@ -10,6 +12,8 @@ import sys
 
 def main():
     from tlkit import distribute
+
+    lora = "--lora" in sys.argv[1:]
 
     distribute.split_logical_cpus(2)
     import keras
@@ -30,6 +34,8 @@ def main():
                 tlkit.backbones.from_keras(tiny_cnn()), num_classes=3, input_shape=(16, 16, 3),
                 freeze_backbone=False, dropout=0.0,
             )
+        if lora:
+            tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
         history = model.fit(ds, epochs=2, verbose=0)
         return model, history.history["loss"]
@@ -43,6 +49,9 @@ def main():
         "loss_single": loss_1,
         "loss_mirrored": loss_2,
         "max_weight_diff": max(diffs),
+        "trained_adapters": sum(
+            1 for v in mirrored.weights if "lora_kernel_b" in v.path and np.any(v.numpy())
+        ),
     }))
 
 
