@@ -14,9 +14,11 @@ no string ops), EfficientNet-Lite0 as full-integer TFLite (`tflite-int8`, calibr
 training images): size, CPU latency (batch 1, mean of 50 calls), test accuracy, top-1
 agreement with float32.
 
-    .venv/bin/python benchmarks/peft.py [--quick] [--seeds 3] [--tasks minilm efficientnet]
+    .venv/bin/python benchmarks/peft.py [--quick | --budget shared_cpu] [--seeds 3]
+        [--tasks minilm efficientnet] [--methods full lora8 ...]
 
-`--quick`: 1 seed, small subsets, short epochs (a smoke run of every code path).
+`--quick` (= `--budget quick`): 1 seed, small subsets, short epochs (a smoke run of every code
+path). `--budget shared_cpu`: what 2 shared CPU cores finish in about 20 minutes.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ BUDGETS = {
         "minilm": {"per_class": 1000, "epochs": (1, 2), "batch": 32, "sequence_length": 64},
         "efficientnet": {"per_class": 100, "eval_per_class": 100, "epochs": (2, 3),
                          "batch": 32, "image_size": 128},
+    },
+    # What 2 shared CPU cores finish in ~20 minutes: fewer examples, shorter fine phase, 64 px.
+    "shared_cpu": {
+        "minilm": {"per_class": 400, "epochs": (1, 2), "batch": 32, "sequence_length": 64},
+        "efficientnet": {"per_class": 50, "eval_per_class": 50, "epochs": (1, 2),
+                         "batch": 32, "image_size": 64},
     },
     "quick": {
         "minilm": {"per_class": 120, "epochs": (1, 1), "batch": 16, "sequence_length": 32},
@@ -236,12 +244,15 @@ def _summarize(runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default=None,
+                        help="'full' (the quickstarts' data; default), 'shared_cpu' or 'quick'")
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--tasks", nargs="+", default=["minilm", "efficientnet"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # JSON: a single run, in this process
     args = parser.parse_args(argv)
-    budgets = BUDGETS["quick" if args.quick else "full"]
+    budget_name = args.budget or ("quick" if args.quick else "full")
+    budgets = BUDGETS[budget_name]
     if args.one:
         spec = json.loads(args.one)
         result = run_one(spec["task"], spec["method"], spec["seed"], budgets[spec["task"]],
@@ -257,8 +268,7 @@ def main(argv=None):
                     spec = json.dumps({"task": task, "method": method, "seed": seed,
                                        "folder": folder})
                     cmd = [sys.executable, os.path.abspath(__file__), "--one", spec]
-                    if args.quick:
-                        cmd.append("--quick")
+                    cmd += ["--budget", budget_name]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                     if out.returncode or not lines:
@@ -277,11 +287,11 @@ def main(argv=None):
               f"{q['int8_latency_ms']:.1f} vs {q['float_latency_ms']:.1f} ms, accuracy "
               f"{q['int8_accuracy']:.3f} vs {q['float_accuracy']:.3f}, top-1 agreement "
               f"{q['parity']['top1_agreement']:.3f}", flush=True)
-    name = "peft" + ("_quick" if args.quick else "") + (
+    name = "peft" + ("" if budget_name == "full" else f"_{budget_name}") + (
         f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
     path = write_json(name, {
         "command": "benchmarks/peft.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
+        "budget": budget_name, "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
         "table": _summarize(runs), "int8": int8, "runs": runs,
     })
     print(f"wrote {path}")
