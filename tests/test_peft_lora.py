@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -118,3 +119,17 @@ def test_lora_under_mirrored_strategy_trains_like_one_device():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["trained_adapters"] == 3
     assert result["max_weight_diff"] < 1e-4, result
+
+
+def test_default_targets_of_a_cnn_are_its_pointwise_convolutions():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="block1_conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="block1_dwconv")(x)
+    x = keras.layers.Conv2D(6, 1, name="block1_project")(x)
+    x = keras.layers.Conv2D(6, 1, name="block2_expand")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = tlkit.backbones.from_keras(keras.Model(inputs, x))
+    model = tlkit.build_model(backbone, num_classes=3, input_shape=(8, 8, 3))
+    report = tlkit.peft.lora(model, rank=2)
+    assert report.layers == ["block1_project", "block2_expand"]
