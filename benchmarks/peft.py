@@ -6,8 +6,8 @@ with the same `tlkit.fine_tune` call (head epoch(s), then every group unfrozen) 
 query/value for MiniLM, the 1x1 convolutions for EfficientNet-Lite0) and `head` (backbone
 frozen). Each configuration runs in its own subprocess, so its peak memory (`ru_maxrss`) is its
 own. Reported per configuration: test accuracy (mean over seeds), trainable parameters, peak
-RSS, mean training step time (fine phase), and checkpoint size (`.weights.h5` of the model for
-`full`, the adapter file of `tlkit.peft.save_adapters` for LoRA and head only).
+RSS, mean training step time (fine phase), and checkpoint size (an `.npz` of every weight for
+`full`, of the head's for `head`, the adapter file of `tlkit.peft.save_adapters` for LoRA).
 
 Then int8 vs float32 of the `lora8` model (seed 0) after `tlkit.peft.merge`: MiniLM as the serving SavedModel (`savedmodel-int8`, Keras int8; TFLite has
 no string ops), EfficientNet-Lite0 as full-integer TFLite (`tflite-int8`, calibrated on 100
@@ -132,11 +132,11 @@ def run_one(task, method, seed, budget, folder):
     accuracy = float(model.evaluate(data.pipeline("test", 64), verbose=0, return_dict=True)[
         "accuracy"])
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    # Weights only, no optimizer state (Keras' `save_weights` also writes the optimizer's).
+    checkpoint = os.path.join(folder, f"{task}_{method}.npz")
     if method == "full":
-        checkpoint = os.path.join(folder, f"{task}_{method}.weights.h5")
-        model.save_weights(checkpoint)
+        np.savez(checkpoint, *[v.numpy() for v in model.weights])
     else:  # adapters (+ head), or the head alone
-        checkpoint = os.path.join(folder, f"{task}_{method}.npz")
         if method == "head":
             head = [v for g in tlkit.layer_groups(model) if g.name == "head" for v in g.variables]
             np.savez(checkpoint, *[v.numpy() for v in head])
@@ -173,8 +173,9 @@ def _int8(task, model, data, folder):
 
     import tlkit
     from tlkit import int8_export
+    from tlkit.predict import model_inputs
 
-    test_x = np.concatenate([x.numpy() for x, _ in data.pipeline("test", 64)])
+    test_x = model_inputs(np.concatenate([x.numpy() for x, _ in data.pipeline("test", 64)]))
     test_y = np.concatenate([y.numpy() for _, y in data.pipeline("test", 64)])
     merge = tlkit.peft.merge(model, test_x[:64])
     float_probs = model.predict(test_x, verbose=0)
@@ -188,7 +189,7 @@ def _int8(task, model, data, folder):
         probs = int8_export._served_probabilities(result["path"], model, test_x)
         served = {k: tf.saved_model.load(p) for k, p in (("float", float_dir),
                                                           ("int8", result["path"]))}
-        example = tf.constant(test_x[:1])
+        example = tf.constant(list(test_x[:1]))
         for key, sm in served.items():
             out[f"{key}_latency_ms"] = 1000 * _latency(lambda x, sm=sm: sm.serve(x), example)
     else:
@@ -241,6 +242,27 @@ def _summarize(runs):
     return table
 
 
+def _write(args, argv, budget_name, budgets, seeds, runs, final):
+    """Writes the results so far (after every run, so an interrupted sweep keeps its rows)."""
+    int8 = {r["task"]: r["int8"] for r in runs if "int8" in r}
+    name = "peft" + ("" if budget_name == "full" else f"_{budget_name}") + (
+        f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
+    path = write_json(name, {
+        "command": "benchmarks/peft.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "complete": final,
+        "budget": budget_name, "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
+        "table": _summarize(runs), "int8": int8, "runs": runs,
+    })
+    if final:
+        for task, q in int8.items():
+            print(f"{task} int8 ({q['format']}): {q['int8_bytes'] / 1e6:.2f} MB vs "
+                  f"{q['float_bytes'] / 1e6:.2f} MB ({q['size_ratio']:.1f}x), latency "
+                  f"{q['int8_latency_ms']:.1f} vs {q['float_latency_ms']:.1f} ms, accuracy "
+                  f"{q['int8_accuracy']:.3f} vs {q['float_accuracy']:.3f}, top-1 agreement "
+                  f"{q['parity']['top1_agreement']:.3f}", flush=True)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -280,20 +302,8 @@ def main(argv=None):
                           f"trainable {r['trainable_params']:,}  peak {r['peak_rss_mb']:.0f} MB  "
                           f"step {r['step_seconds'] or float('nan'):.3f} s  "
                           f"ckpt {r['checkpoint_bytes'] / 1e6:.2f} MB", flush=True)
-    int8 = {r["task"]: r["int8"] for r in runs if "int8" in r}
-    for task, q in int8.items():
-        print(f"{task} int8 ({q['format']}): {q['int8_bytes'] / 1e6:.2f} MB vs "
-              f"{q['float_bytes'] / 1e6:.2f} MB ({q['size_ratio']:.1f}x), latency "
-              f"{q['int8_latency_ms']:.1f} vs {q['float_latency_ms']:.1f} ms, accuracy "
-              f"{q['int8_accuracy']:.3f} vs {q['float_accuracy']:.3f}, top-1 agreement "
-              f"{q['parity']['top1_agreement']:.3f}", flush=True)
-    name = "peft" + ("" if budget_name == "full" else f"_{budget_name}") + (
-        f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
-    path = write_json(name, {
-        "command": "benchmarks/peft.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "budget": budget_name, "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
-        "table": _summarize(runs), "int8": int8, "runs": runs,
-    })
+                    _write(args, argv, budget_name, budgets, seeds, runs, final=False)
+    path = _write(args, argv, budget_name, budgets, seeds, runs, final=True)
     print(f"wrote {path}")
     return 0
 

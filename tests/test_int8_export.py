@@ -66,3 +66,17 @@ def test_savedmodel_int8_lists_convolutions_it_cannot_quantize(tmp_path):
     with pytest.raises(UnsupportedLayersError, match=r"block1_conv \(Conv2D\).*tflite-int8"):
         export_savedmodel_int8(tiny_model(), tmp_path / "int8")
     assert not list(tmp_path.iterdir())
+
+
+def test_model_inputs_gives_predict_the_string_arrays_it_accepts():
+    from tlkit.predict import model_inputs
+
+    texts = keras.Input((), dtype="string")
+    model = keras.Model(texts, keras.layers.Lambda(
+        lambda s: keras.ops.ones((keras.ops.shape(s)[0], 1)))(texts))
+    for raw in (np.array([b"a", b"b"], dtype=object), np.array(["a", "b"])):
+        converted = model_inputs(raw)
+        assert converted.dtype == object and list(converted) == ["a", "b"]
+        assert model.predict(converted, verbose=0).shape == (2, 1)
+    pixels = _images(2)
+    assert model_inputs(pixels) is pixels

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tlkit import export as export_lib
 from tlkit.peft.errors import UnsupportedLayersError
+from tlkit.predict import model_inputs
 from tlkit.runs import atomic_path
 
 logger = logging.getLogger("tlkit")
@@ -64,7 +65,7 @@ def _folder_size(path) -> int:
 def _served_probabilities(path, model, inputs):
     served = tf.saved_model.load(os.fspath(path))
     if export_lib._is_text(model):
-        return served.serve(tf.constant(inputs))["probabilities"].numpy()
+        return served.serve(tf.constant(list(model_inputs(inputs))))["probabilities"].numpy()
     return served.serve_pixels(tf.constant(inputs, tf.float32))["probabilities"].numpy()
 
 
@@ -119,7 +120,7 @@ def export_savedmodel_int8(model, path, sample_inputs=None, float_size_bytes=Non
     }
     if sample_inputs is not None:
         result["parity"] = _parity(
-            model.predict(sample_inputs, verbose=0),
+            model.predict(model_inputs(sample_inputs), verbose=0),
             _served_probabilities(path, model, sample_inputs),
         )
     return result

@@ -64,6 +64,20 @@ def load_images(paths, model) -> np.ndarray:
     return np.stack(images)
 
 
+def model_inputs(inputs):
+    """`inputs` as Keras' `predict` takes them: strings (`bytes`, `numpy.str_`, as a string
+    tensor's `.numpy()` gives them) become an object array of `str`, which is the only string
+    array `predict` accepts (keras raises `Invalid dtype: object` / `str32` otherwise); anything
+    else is returned as it is."""
+    array = np.asarray(inputs) if isinstance(inputs, (list, tuple, np.ndarray)) else None
+    if array is None or array.dtype.kind not in "OSU":
+        return inputs
+    return np.asarray(
+        [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in array.ravel()],
+        dtype=object,
+    ).reshape(array.shape)
+
+
 def predict(model, inputs, class_names, top: int = 1, batch_size: int = 32) -> list[dict]:
     """Top-`top` classes with probabilities for each input.
 

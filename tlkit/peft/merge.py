@@ -9,6 +9,7 @@ import numpy as np
 
 from tlkit.optimizers.util import clone_optimizer
 from tlkit.peft import adapt as lora_lib
+from tlkit.predict import model_inputs
 
 logger = logging.getLogger("tlkit.peft")
 
@@ -72,6 +73,8 @@ def merge(model, inputs=None, batch_size: int = 32) -> MergeReport:
         A `MergeReport`.
     """
     layers = lora_lib.lora_layers(model)
+    if inputs is not None:
+        inputs = model_inputs(inputs)
     before = None if inputs is None else model.predict(inputs, batch_size=batch_size, verbose=0)
     paths = []
     for layer in layers:
