@@ -43,6 +43,7 @@ _SUBMODULES = (
     "export",
     "groups",
     "heads",
+    "int8_export",
     "lr_finder",
     "optimizers",
     "peft",
