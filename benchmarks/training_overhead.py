@@ -70,7 +70,7 @@ def _plain(backbone_name, size, freeze, ds, epochs, n):
 
 
 def _tlkit(backbone_name, size, freeze, ds, epochs, n):
-    from tlkit.fine_tune import fine_tune
+    from tlkit.training.fine_tuning import fine_tune
 
     model = _build(backbone_name, size, True)
     timer = _Timer()

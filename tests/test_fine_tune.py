@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tlkit.fine_tune import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
 from tlkit.optimizers import LayerwiseAdamW
 from tlkit.testing import tiny_model
+from tlkit.training.fine_tuning import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
 
 
 def _model():

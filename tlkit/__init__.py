@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 # Public names defined in a submodule: name -> module.
 _ATTRIBUTES = {
-    "FineTuneResult": "tlkit.fine_tune",
-    "fine_tune": "tlkit.fine_tune",
+    "FineTuneResult": "tlkit.training.fine_tuning",
+    "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",
@@ -55,6 +55,7 @@ _SUBMODULES = (
     "temperature",
     "testing",
     "train",
+    "training",
     "tuning",
     "unfreeze",
 )

@@ -159,8 +159,8 @@ def unfreeze_schedule(phases, head_epochs: int):
 def fine_tune(
     model, train, validation, recipe, head_epochs, fine_epochs, checkpoint_dir, callbacks, verbose
 ):
-    """`tlkit.fine_tune.fine_tune`: `head_epochs` + `fine_epochs` in one `fit` (epochs from 0)."""
-    from tlkit.fine_tune import fine_tune as run
+    """`tlkit.fine_tune`: `head_epochs` + `fine_epochs` in one `fit` (epochs from 0)."""
+    from tlkit.training.fine_tuning import fine_tune as run
 
     phases, opt = recipe.phases, recipe.optimizer
     return run(

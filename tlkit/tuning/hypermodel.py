@@ -1,7 +1,7 @@
 """`FineTuneHyperModel`: keras-tuner's `HyperModel` over tlkit's two-phase fine-tuning.
 
 `build(hp)` builds a fresh model (the head's dropout from `hp`); `fit(hp, model, ...)` runs
-`tlkit.fine_tune.fine_tune` — the head phase, then gradual unfreezing at a lower LR, in one
+`tlkit.fine_tune` — the head phase, then gradual unfreezing at a lower LR, in one
 `fit()` — with the trial's head LR, fine-tuning LR, layer-wise decay, unfreezing schedule, and
 with keras-tuner's callbacks (its `TunerCallback` and best-epoch checkpoint) appended. It returns
 the Keras `History`, which keras-tuner reduces to the objective.
@@ -212,7 +212,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             TypeError: unexpected `fit` arguments (e.g. `validation_split`).
             ValueError: no training data, or a Hyperband round without `epochs` set here.
         """
-        from tlkit.fine_tune import fine_tune
+        from tlkit.training.fine_tuning import fine_tune
 
         if kwargs:
             raise TypeError(

@@ -29,7 +29,7 @@ from tlkit.optimizers.util import clone_optimizer
 from tlkit.unfreeze import schedule as unfreeze_lib
 from tlkit.unfreeze.callback import GradualUnfreezing, prepare_optimizer
 
-logger = logging.getLogger("tlkit.fine_tune")
+logger = logging.getLogger("tlkit.training")
 
 LR_SCHEDULES = ("cosine", "constant", "one_cycle")
 
