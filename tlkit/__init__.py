@@ -14,6 +14,10 @@ __version__ = "0.1.0"
 
 # Public names defined in a submodule: name -> module.
 _ATTRIBUTES = {
+    "ConfigError": "tlkit.config",
+    "FineTuneConfig": "tlkit.config",
+    "FineTunePlan": "tlkit.training.plan",
+    "fine_tune_plan": "tlkit.training.plan",
     "FineTuneResult": "tlkit.training.fine_tuning",
     "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
@@ -33,11 +37,15 @@ _ATTRIBUTES = {
     "compile_model": "tlkit.model",
 }
 
+# Names that need no TensorFlow (no layer registration on access).
+_LIGHT = ("ConfigError", "FineTuneConfig")
+
 # Submodules reachable as attributes (imported on first access).
 _SUBMODULES = (
     "backbones",
     "callbacks",
     "checkpoint",
+    "config",
     "data",
     "distribute",
     "export",
@@ -62,7 +70,9 @@ _SUBMODULES = (
 
 
 def __getattr__(name: str):
-    if name in _ATTRIBUTES:
+    if name in _LIGHT:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    elif name in _ATTRIBUTES:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
         # Model-level names also register the pretrained backbones for
         # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:

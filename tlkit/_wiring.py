@@ -141,47 +141,16 @@ def batch(ds, batch_size, training, seed, drop_remainder=False):
 
 
 # -- training ----------------------------------------------------------------------------------------
-def unfreeze_schedule(phases, head_epochs: int):
-    """The `tlkit.unfreeze.UnfreezeSchedule` of a recipe; fine-tuning starts at `head_epochs`."""
-    from tlkit.unfreeze import UnfreezeSchedule
-
-    if phases.schedule == "all":
-        return UnfreezeSchedule.table({0: 0, head_epochs: "all"})
-    if phases.schedule == "table":
-        table = {head_epochs + int(k): v for k, v in phases.table.items()}
-        table.setdefault(0, 0)
-        return UnfreezeSchedule.table(table)
-    return UnfreezeSchedule.gradual(
-        head_epochs=head_epochs, first=phases.first, every=phases.every, per_step=phases.per_step
-    )
-
-
 def fine_tune(
     model, train, validation, recipe, head_epochs, fine_epochs, checkpoint_dir, callbacks, verbose
 ):
-    """`tlkit.fine_tune`: `head_epochs` + `fine_epochs` in one `fit` (epochs from 0)."""
+    """`tlkit.fine_tune` with the recipe's `FineTuneConfig`: `head_epochs` + `fine_epochs` in one
+    `fit` (epochs from 0)."""
     from tlkit.training.fine_tuning import fine_tune as run
 
-    phases, opt = recipe.phases, recipe.optimizer
-    return run(
-        model,
-        train,
-        validation,
-        epochs=(head_epochs, fine_epochs),
-        head_lr=opt.resolved_head_lr,
-        lr=opt.lr,
-        unfreeze=unfreeze_schedule(phases, head_epochs),
-        layerwise_decay=opt.layerwise_decay,
-        bn_policy=phases.bn_policy,
-        early_stopping_patience=phases.patience,
-        callbacks=callbacks,
-        checkpoint_dir=checkpoint_dir,
-        optimizer=make_optimizer(opt, opt.lr),
-        lr_schedule=opt.schedule,
-        verbose=verbose,
-        jit_compile=recipe.distribute.jit_compile,
-        steps_per_execution=recipe.distribute.steps_per_execution,
-    )
+    config = recipe.fine_tune_config().replace(head_epochs=head_epochs, fine_epochs=fine_epochs)
+    return run(model, train, validation, config, callbacks=callbacks,
+               checkpoint_dir=checkpoint_dir, verbose=verbose)
 
 
 def make_optimizer(cfg, learning_rate: float):

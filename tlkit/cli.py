@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
+from tlkit.config import EXPORT_FORMATS
 
 
 class CommandError(Exception):

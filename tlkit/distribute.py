@@ -17,9 +17,10 @@ import os
 import keras
 import tensorflow as tf
 
+from tlkit.config import STRATEGIES
+
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
 
 class StrategyError(RuntimeError):

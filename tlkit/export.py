@@ -28,11 +28,11 @@ import tensorflow as tf
 from tlkit import groups as groups_lib
 from tlkit import heads as heads_lib
 from tlkit.backbones.hub import HubBackbone
+from tlkit.config import EXPORT_FORMATS as FORMATS
 from tlkit.preprocessing import ImagePreprocessing
 
 logger = logging.getLogger("tlkit")
 
-FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
 HUB_INFO_FILE = "tlkit_backbone.json"
 
 

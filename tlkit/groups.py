@@ -14,6 +14,8 @@ import re
 
 import keras
 
+from tlkit.config import BN_POLICIES
+
 HEAD_GROUP = "head"
 
 # Ordered (pattern, group name template) rules matched against leaf layer names. The first rule
@@ -185,7 +187,6 @@ def _set_flag(layer, value: bool) -> None:
         type(sublayer).trainable.fset(sublayer, value)
 
 
-BN_POLICIES = ("frozen", "train_affine", "update")
 
 
 def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[LayerGroup]:

@@ -364,3 +364,25 @@ class MomentumScheduler(keras.callbacks.Callback):
             setattr(self._target, self._attribute, self._original)
             self.model.make_train_function(force=True)
         self._target = None
+
+
+def from_config(config, steps_per_epoch: int):
+    """The learning rate of a `tlkit.FineTuneConfig` over its epochs, per optimizer step.
+
+    The head phase trains at `config.resolved_head_lr` (constant); fine-tuning at `config.lr`,
+    constant, cosine-decayed to `lr / 100`, or a one-cycle (`config.lr_schedule`).
+
+    Returns:
+        A float (constant) or a `LearningRateSchedule`.
+    """
+    head_steps = config.head_epochs * int(steps_per_epoch)
+    fine_steps = config.fine_epochs * int(steps_per_epoch)
+    if config.lr_schedule == "constant" or fine_steps == 0:
+        fine = float(config.lr)
+    elif config.lr_schedule == "cosine":
+        fine = keras.optimizers.schedules.CosineDecay(float(config.lr), fine_steps, alpha=0.01)
+    else:
+        fine = OneCycle(float(config.lr), max(fine_steps, 2), pct_start=0.3, div_factor=5)
+    if head_steps == 0:
+        return fine
+    return CombinedSchedule([head_steps], [config.resolved_head_lr, fine])

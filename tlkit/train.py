@@ -32,6 +32,7 @@ from tlkit import groups as groups_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
 from tlkit.runs import RunDir, RunError, atomic_path, atomic_write_text, open_run
+from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit")
 
@@ -98,7 +99,7 @@ def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
     """
     phases, opt = recipe.phases, recipe.optimizer
     head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
-    schedule = _wiring.unfreeze_schedule(phases, head)
+    schedule = UnfreezeSchedule.from_fine_tune_config(recipe.fine_tune_config(), num_groups)
     points = schedule.change_points(total, num_groups)
     segments = []
     for i, (start, n) in enumerate(points):

@@ -29,8 +29,29 @@ __all__ = [
     "LayerwiseSGD",
     "clone_optimizer",
     "current_step",
+    "from_config",
     "group_lr_multipliers",
     "layerwise",
     "layerwise_class",
     "variable_lr_multipliers",
 ]
+
+
+def from_config(config, learning_rate, model=None, optimizer=None):
+    """The optimizer of a `tlkit.FineTuneConfig`: class `config.optimizer` (with
+    `weight_decay`), the given `learning_rate` (a float or schedule), wrapped for layer-wise LRs
+    over `model`'s groups when `config.layerwise_decay` is set.
+
+    `optimizer`: an unbuilt optimizer instance whose class and config replace the name's.
+    """
+    import keras
+
+    if optimizer is None:
+        settings = {"learning_rate": 1e-3}
+        if config.weight_decay is not None:
+            settings["weight_decay"] = float(config.weight_decay)
+        optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": settings})
+    new = clone_optimizer(optimizer, learning_rate=learning_rate)
+    if config.layerwise_decay is not None:
+        new = layerwise(new, model, decay=config.layerwise_decay)
+    return new

@@ -14,25 +14,23 @@ run resumes from `checkpoint_dir` with the same groups trainable and the same LR
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import math
 
 import keras
 import tensorflow as tf
 
-from tlkit import groups as groups_lib
+from tlkit import config as config_lib
 from tlkit import heads as heads_lib
-from tlkit import schedules as schedules_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
-from tlkit.optimizers.layerwise import layerwise
-from tlkit.optimizers.util import clone_optimizer
+from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
 from tlkit.unfreeze import schedule as unfreeze_lib
-from tlkit.unfreeze.callback import GradualUnfreezing, prepare_optimizer
+from tlkit.unfreeze.callback import prepare_optimizer
 
 logger = logging.getLogger("tlkit.training")
 
-LR_SCHEDULES = ("cosine", "constant", "one_cycle")
-
+_PhaseAwareEarlyStopping = PhaseAwareEarlyStopping  # the name tests and older code used
 
 @dataclasses.dataclass
 class FineTuneResult:
@@ -48,6 +46,7 @@ class FineTuneResult:
         schedule: the `UnfreezeSchedule` used.
         best_epoch: the epoch (0-based) whose weights early stopping restored, else `None`.
         stopped_epoch: the epoch where early stopping stopped the run, else `None`.
+        config: the `tlkit.FineTuneConfig` the run used (overrides applied).
     """
 
     model: keras.Model
@@ -58,32 +57,12 @@ class FineTuneResult:
     schedule: unfreeze_lib.UnfreezeSchedule
     best_epoch: int | None = None
     stopped_epoch: int | None = None
+    config: config_lib.FineTuneConfig | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
         """Epochs (0-based) at whose start more groups became trainable."""
         return [e["epoch"] for e in self.unfreeze_events[1:]]
-
-
-class _PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` that never stops during the head phase and restarts its patience when
-    fine-tuning begins, but keeps the best weights from *any* epoch (a head-only epoch can be the
-    best one when fine-tuning overfits). Keras' `start_from_epoch` would ignore head epochs for
-    the best weights too, hence this small subclass."""
-
-    def __init__(self, head_epochs, **kwargs):
-        super().__init__(**kwargs)
-        self.head_epochs = int(head_epochs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.head_epochs:
-            self.wait = 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if epoch < self.head_epochs and self.stopped_epoch == epoch and epoch > 0:
-            self.stopped_epoch = 0
-            self.model.stop_training = False
 
 
 def _split_epochs(epochs):
@@ -132,35 +111,6 @@ def _steps_per_epoch(train, steps_per_epoch, batch_size):
         raise ValueError("Could not tell the number of batches per epoch; pass `steps_per_epoch=`.") from None
 
 
-def _unfreeze_schedule(unfreeze, head_epochs, fine_epochs, num_groups):
-    if isinstance(unfreeze, unfreeze_lib.UnfreezeSchedule):
-        return unfreeze
-    if unfreeze == "gradual":
-        # Spread the groups over the fine-tuning epochs so that all train in the last one.
-        per_epoch = max(1, math.ceil(num_groups / max(fine_epochs, 1)))
-        return unfreeze_lib.UnfreezeSchedule.gradual(
-            head_epochs=head_epochs, first=per_epoch, every=1, per_step=per_epoch
-        )
-    if unfreeze == "all" or (isinstance(unfreeze, int) and not isinstance(unfreeze, bool)):
-        return unfreeze_lib.UnfreezeSchedule.table({0: 0, head_epochs: unfreeze})
-    raise ValueError(
-        "Expected `unfreeze` 'gradual', 'all', a number of top groups, or an UnfreezeSchedule. "
-        f"Received: unfreeze={unfreeze!r}"
-    )
-
-
-def _learning_rate(head_lr, lr, schedule, head_steps, fine_steps):
-    if schedule == "constant" or fine_steps == 0:
-        fine = float(lr)
-    elif schedule == "cosine":
-        fine = keras.optimizers.schedules.CosineDecay(float(lr), fine_steps, alpha=0.01)
-    else:
-        fine = schedules_lib.OneCycle(float(lr), max(fine_steps, 2), pct_start=0.3, div_factor=5)
-    if head_steps == 0:
-        return fine
-    return schedules_lib.CombinedSchedule([head_steps], [float(head_lr), fine])
-
-
 def _compile_args(model, loss, metrics):
     config = getattr(getattr(model, "_compile_config", None), "config", None) or {}
     args = {
@@ -180,29 +130,53 @@ def _compile_args(model, loss, metrics):
     return args
 
 
+def _legacy_overrides(overrides):
+    """Today's keyword arguments of `fine_tune` that are not config fields, as fields.
+
+    Returns `(fields, optimizer instance or None, UnfreezeSchedule or None)`.
+    """
+    fields, optimizer, schedule = dict(overrides), None, None
+    if "epochs" in fields:
+        fields["head_epochs"], fields["fine_epochs"] = _split_epochs(fields.pop("epochs"))
+    if "early_stopping_patience" in fields:
+        fields["patience"] = fields.pop("early_stopping_patience")
+    unfreeze = fields.get("unfreeze")
+    if isinstance(unfreeze, unfreeze_lib.UnfreezeSchedule):
+        schedule = fields.pop("unfreeze")
+    elif isinstance(unfreeze, int) and not isinstance(unfreeze, bool):
+        fields["unfreeze"], fields["table"] = "table", {0: unfreeze}
+    elif unfreeze is not None and unfreeze not in config_lib.UNFREEZE_SCHEDULES:
+        raise ValueError(
+            "Expected `unfreeze` 'gradual', 'all', a number of top groups, or an UnfreezeSchedule. "
+            f"Received: unfreeze={unfreeze!r}"
+        )
+    if fields.get("optimizer") is not None and not isinstance(fields["optimizer"], str):
+        optimizer = fields.pop("optimizer")
+    for key in fields:
+        if key not in config_lib.FIELDS:
+            names = list(config_lib.FIELDS) + ["epochs", "early_stopping_patience"]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"fine_tune() got an unexpected keyword argument {key!r}.{hint} "
+                            f"Settings are the fields of tlkit.FineTuneConfig: {', '.join(names)}.")
+    return fields, optimizer, schedule
+
+
 def fine_tune(
     model,
     train,
     validation=None,
-    epochs=(1, 3),
-    head_lr=1e-3,
-    lr=1e-4,
-    unfreeze="gradual",
-    layerwise_decay=None,
-    bn_policy="frozen",
-    early_stopping_patience=3,
+    config=None,
+    *,
     callbacks=None,
     checkpoint_dir=None,
-    optimizer="adam",
-    lr_schedule="cosine",
     loss=None,
     metrics=None,
     steps_per_epoch=None,
     batch_size=32,
     shuffle=True,
     verbose="auto",
-    jit_compile=None,
-    steps_per_execution=None,
+    **overrides,
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
@@ -211,46 +185,40 @@ def fine_tune(
     (without recompiling) and the LR drops to `lr` (constant, cosine-decayed to `lr / 100`, or a
     one-cycle). The model is recompiled once, before `fit`, with a fresh optimizer (the class
     of `optimizer`, the model's own loss and metrics), built over every variable that may train.
+    The pieces are public: `tlkit.fine_tune_plan` (optimizer, LR, callbacks), then
+    `compile`, `tlkit.prepare_optimizer`, `fit`.
 
     Args:
         model: a model from `tlkit.build_model` (or any Keras model with layer groups).
         train: training data: a batched `tf.data.Dataset`, a `(x, y)` tuple of arrays
             (batched with `batch_size`), or a `keras.utils.PyDataset`.
         validation: validation data (evaluated each epoch), or `None`.
-        epochs: `(head_epochs, fine_epochs)`, a dict `{"head": .., "fine": ..}`, or an int
-            (fine epochs after one head epoch).
-        head_lr: learning rate of the head phase.
-        lr: peak learning rate once the backbone trains (of the top group with layer-wise LR).
-        unfreeze: `"gradual"` (the groups spread evenly over the fine epochs: all train in the
-            last one), `"all"`, an int (that many top groups), or an `UnfreezeSchedule`.
-        layerwise_decay: e.g. 2.6: each group below the top one gets `1/decay` of the LR of the
-            one above (ULMFiT discriminative fine-tuning). `None`: one LR for all.
-        bn_policy: `"frozen"` (default), `"train_affine"` or `"update"`; see
-            `tlkit.groups.set_trainable`.
-        early_stopping_patience: epochs without improvement of `val_loss` (`loss` without
-            validation) before stopping; counted from the start of fine-tuning, never stops in
-            the head phase. The best epoch's weights are restored at the end. `None`: off.
+        config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
+            (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
+            `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`) is
+            documented there, with its default and allowed values.
+        **overrides: config fields by name, e.g. `lr=3e-4`. Also accepted: `epochs=(head, fine)`
+            (or a dict `{"head": .., "fine": ..}`, or an int: fine epochs after one head epoch),
+            `early_stopping_patience=` (`patience`), `unfreeze=` an int (that many top groups)
+            or an `UnfreezeSchedule`, `optimizer=` an unbuilt optimizer instance.
         callbacks: more Keras callbacks.
         checkpoint_dir: enables `tlkit.checkpoint.AtomicBackupAndRestore(checkpoint_dir)` (Keras's
             `BackupAndRestore`, with atomic commits and per-worker folders): a rerun of
             the same call after an interruption resumes from the last finished epoch (same
             weights, optimizer state, LR and trainable groups). Early stopping's own counters
             are not part of the backup (a Keras limitation).
-        optimizer: optimizer name (`"adam"`, `"adamw"`, `"sgd"`, ...) or an unbuilt instance whose
-            class and config are used (its learning rate is replaced by the phase schedule).
-        lr_schedule: fine-phase LR shape: `"cosine"` (default), `"constant"` or `"one_cycle"`
-            (with momentum cycling through `tlkit.callbacks.MomentumScheduler`).
         loss, metrics: override the model's compiled (or its head's default) loss and metrics.
         steps_per_epoch: batches per epoch, needed when `train`'s length is unknown.
         batch_size, shuffle: for array data (a dataset is used as it comes).
         verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
-        jit_compile: XLA-compile the train step: `True`, `False` or `"auto"` (Keras decides:
-            on for a GPU without tf.distribute). Default `None`: as the model was compiled.
-        steps_per_execution: steps per `tf.function` call (e.g. 32 on a TPU, see
-            `tlkit.distribute.plan`). Default `None`: as the model was compiled.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
+
+    Raises:
+        tlkit.config.ConfigError: a setting with a bad value (the message names it).
+        TypeError: an unknown keyword argument.
 
     Example:
     ```python
@@ -260,56 +228,33 @@ def fine_tune(
     result.history.history["val_accuracy"], result.unfreeze_epochs
     ```
     """
-    head_epochs, fine_epochs = _split_epochs(epochs)
-    if bn_policy not in groups_lib.BN_POLICIES:
-        raise ValueError(
-            f"Expected `bn_policy` in {groups_lib.BN_POLICIES}. Received: bn_policy={bn_policy!r}"
-        )
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"Expected `lr_schedule` in {LR_SCHEDULES}. Received: {lr_schedule!r}")
+    if isinstance(validation, config_lib.FineTuneConfig) and config is None:
+        validation, config = None, validation  # fine_tune(model, train, config)
+    fields, optimizer, schedule = _legacy_overrides(overrides)
+    config = config_lib.FineTuneConfig.from_config(
+        {} if config is None else config).replace(**fields)
     if not model.built:
         raise ValueError("Build the model (e.g. with `tlkit.build_model`) before `fine_tune`.")
-    num_groups = sum(1 for g in groups_lib.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
-    schedule = _unfreeze_schedule(unfreeze, head_epochs, fine_epochs, num_groups)
-
+    num_groups = num_backbone_groups(model)
     steps = _steps_per_epoch(train, steps_per_epoch, batch_size)
-    head_steps, fine_steps = head_epochs * steps, fine_epochs * steps
-    learning_rate = _learning_rate(head_lr, lr, lr_schedule, head_steps, fine_steps)
-
+    plan = fine_tune_plan(
+        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        optimizer=optimizer, schedule=schedule, verbose=verbose,
+    )
     compile_args = _compile_args(model, loss, metrics)
-    if jit_compile is not None:
-        compile_args["jit_compile"] = jit_compile
-    if steps_per_execution is not None:
-        compile_args["steps_per_execution"] = int(steps_per_execution)
+    if config.jit_compile != "auto" or "jit_compile" not in compile_args:
+        compile_args["jit_compile"] = config.jit_compile
+    if config.steps_per_execution is not None:
+        compile_args["steps_per_execution"] = int(config.steps_per_execution)
     with model.distribute_strategy.scope():
-        base = keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer
-        new_optimizer = clone_optimizer(base, learning_rate=learning_rate)
-        if layerwise_decay is not None:
-            new_optimizer = layerwise(new_optimizer, model, decay=layerwise_decay)
-        model.compile(optimizer=new_optimizer, **compile_args)
+        model.compile(optimizer=plan.optimizer, **compile_args)
     # Builds the optimizer over every variable that may train, before any backup is loaded.
-    prepare_optimizer(model, bn_policy=bn_policy)
+    prepare_optimizer(model, bn_policy=config.bn_policy)
 
-    verbose_callbacks = 0 if verbose == 0 else 1
-    unfreezing = GradualUnfreezing(schedule, bn_policy=bn_policy, verbose=verbose_callbacks)
-    all_callbacks = [unfreezing]
-    if lr_schedule == "one_cycle" and fine_steps:
-        one_cycle = learning_rate.schedules[-1] if head_steps else learning_rate
-        all_callbacks.append(
-            schedules_lib.MomentumScheduler(_PhaseMomentum(one_cycle, head_steps))
-        )
+    all_callbacks = list(plan.callbacks)
     if checkpoint_dir is not None:
-        all_callbacks.append(AtomicBackupAndRestore(str(checkpoint_dir)))
-    stopper = None
-    if early_stopping_patience is not None:
-        stopper = _PhaseAwareEarlyStopping(
-            head_epochs,
-            monitor="val_loss" if validation is not None else "loss",
-            patience=int(early_stopping_patience),
-            restore_best_weights=True,
-            verbose=verbose_callbacks,
-        )
-        all_callbacks.append(stopper)
+        at = len(all_callbacks) - (plan.early_stopping is not None)
+        all_callbacks.insert(at, AtomicBackupAndRestore(str(checkpoint_dir)))
     all_callbacks.extend(callbacks or [])
 
     fit_kwargs = {}
@@ -328,14 +273,15 @@ def fine_tune(
         x,
         y,
         validation_data=validation,
-        epochs=head_epochs + fine_epochs,
+        epochs=plan.epochs,
         callbacks=all_callbacks,
         verbose=verbose,
         **fit_kwargs,
     )
     history.history["unfrozen_groups"] = [
-        schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
+        plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
+    stopper = plan.early_stopping
     best_epoch = stopped_epoch = None
     if stopper is not None and stopper.best_weights is not None:
         best_epoch = int(stopper.best_epoch)
@@ -344,26 +290,16 @@ def fine_tune(
     result = FineTuneResult(
         model=model,
         history=history,
-        unfreeze_events=list(unfreezing.changes),
-        head_epochs=head_epochs,
-        fine_epochs=fine_epochs,
-        schedule=schedule,
+        unfreeze_events=list(plan.unfreezing.changes),
+        head_epochs=config.head_epochs,
+        fine_epochs=config.fine_epochs,
+        schedule=plan.schedule,
         best_epoch=best_epoch,
         stopped_epoch=stopped_epoch,
+        config=config,
     )
     logger.info(
         "fine_tune: %d head + %d fine epochs, unfreezing at epochs %s, best epoch %s",
-        head_epochs, fine_epochs, result.unfreeze_epochs, best_epoch,
+        config.head_epochs, config.fine_epochs, result.unfreeze_epochs, best_epoch,
     )
     return result
-
-
-class _PhaseMomentum:
-    """Momentum of the one-cycle fine phase: its start value in the head phase."""
-
-    def __init__(self, one_cycle, offset):
-        self.one_cycle = one_cycle
-        self.offset = int(offset)
-
-    def __call__(self, step):
-        return self.one_cycle.momentum(max(int(step) - self.offset, 0))

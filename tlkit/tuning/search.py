@@ -36,8 +36,10 @@ import keras_tuner
 
 from tlkit.runs import atomic_write_json
 from tlkit.tuning import report
+from tlkit.tuning import space as space_lib
 from tlkit.tuning.hypermodel import FineTuneHyperModel
 from tlkit.tuning.space import SearchSpace
+from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit.tuning")
 
@@ -360,21 +362,10 @@ def _compile(model):
 # -- recipes ---------------------------------------------------------------------------------------
 def recipe_fixed_values(recipe) -> dict:
     """The recipe's values of every tunable parameter (what trials use when not searched)."""
-    opt, phases = recipe.optimizer, recipe.phases
-    return {
-        "head_lr": opt.head_lr,  # None: ten times the trial's lr, as in recipes
-        "lr": opt.lr,
-        "layerwise_decay": opt.layerwise_decay,
-        "weight_decay": opt.weight_decay,
-        "optimizer": opt.name,
-        "lr_schedule": opt.schedule,
-        "dropout": recipe.head.dropout,
-        "head_epochs": phases.head_epochs,
-        "unfreeze_groups": phases.first,
-        "unfreeze_every": phases.every,
-        "unfreeze_per_step": phases.per_step,
-        "bn_policy": phases.bn_policy,
-    }
+    config = recipe.fine_tune_config()
+    values = {short: getattr(config, field) for short, field in space_lib.FIELD_OF.items()}
+    values["dropout"] = recipe.head.dropout
+    return values
 
 
 def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_model=False,
@@ -431,7 +422,8 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
     unfreeze = None
     if phases.schedule != "gradual":
         def unfreeze(head_epochs):
-            return _wiring.unfreeze_schedule(phases, head_epochs)
+            config = recipe.fine_tune_config().replace(head_epochs=head_epochs)
+            return UnfreezeSchedule.from_fine_tune_config(config, 0)
 
     with _wiring.strategy_scope(recipe.distribute) as strategy:
         data = _wiring.load_data(recipe.data, recipe.seed)
