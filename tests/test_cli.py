@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tlkit import cli, train
-from tlkit.runs import RunDir
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")

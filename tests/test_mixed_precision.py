@@ -17,7 +17,7 @@ from tlkit.backbones import InputInfo, from_hub, from_keras
 from tlkit.export import export_model, tflite_predict
 from tlkit.optimizers.layerwise import LayerwiseMixin
 from tlkit.pretrained.registry import MissingPackageError
-from tlkit.runs import RunDir
+from tlkit.runner.rundir import RunDir
 from tlkit.unfreeze import UnfreezeSchedule
 
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")

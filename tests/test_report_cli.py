@@ -8,7 +8,7 @@ import pytest
 
 from tlkit import cli, train
 from tlkit.reports import apply_temperature
-from tlkit.runs import RunDir
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")

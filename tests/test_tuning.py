@@ -10,7 +10,8 @@ import tensorflow as tf
 import yaml
 
 from tlkit.recipes import Recipe, load_recipe
-from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune, tune_recipe
+from tlkit.runner.tune import tune_recipe
+from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune
 from tlkit.tuning._worker import build_tiny, tiny_data
 from tlkit.unfreeze import UnfreezeSchedule
 

@@ -2,7 +2,7 @@
 
 Importing tlkit configures nothing globally (no device, logging or dtype policy changes), and
 imports nothing heavy: its names load on first use (PEP 562 `__getattr__`), so `tlkit --help`
-answers without importing TensorFlow, and every submodule (`tlkit.export`, `tlkit.train`, ...)
+answers without importing TensorFlow, and every submodule (`tlkit.export`, `tlkit.runner`, ...)
 is reachable as an attribute after `import tlkit`.
 """
 
@@ -58,11 +58,10 @@ _SUBMODULES = (
     "pretrained",
     "recipes",
     "reports",
-    "runs",
+    "runner",
     "schedules",
     "temperature",
     "testing",
-    "train",
     "training",
     "tuning",
     "unfreeze",

@@ -333,3 +333,22 @@ def apply_keras_fixes(model):
         for name in ("train_step", "test_step"):
             setattr(model, name, _with_leading_axis(getattr(model, name)))
     return model
+
+
+@contextlib.contextmanager
+def strategy_scope(strategy="auto", mixed_precision=False, scale_lr=False):
+    """`get_strategy(strategy)`'s scope; with `mixed_precision`, the `mixed_float16` (GPU) or
+    `mixed_bfloat16` (CPU / TPU) dtype policy, restored on exit. Yields the strategy."""
+    name = strategy
+    strategy = get_strategy(name)
+    policy = None
+    if mixed_precision:
+        policy = "mixed_float16" if device_kind(strategy) == "gpu" else "mixed_bfloat16"
+    if strategy.num_replicas_in_sync > 1 or name != "auto":
+        logger.info("distribution: %s", plan(strategy, 1, scale_lr, bool(policy))
+                    .describe().replace("global batch 1 (1/replica), ", ""))
+    with contextlib.ExitStack() as stack:
+        if policy:
+            stack.enter_context(dtype_policy(policy))
+        stack.enter_context(strategy.scope())
+        yield strategy

@@ -27,11 +27,16 @@ import keras
 import numpy as np
 
 import tlkit
-from tlkit import _wiring
+import tlkit.data as tdata
+from tlkit import distribute
 from tlkit import groups as groups_lib
+from tlkit import optimizers as optimizers_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.lr_finder import lr_find
 from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
-from tlkit.runs import RunDir, RunError, atomic_path, atomic_write_text, open_run
+from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
+from tlkit.training.fine_tuning import fine_tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit")
@@ -63,7 +68,7 @@ def build(recipe: Recipe, data, run: RunDir) -> keras.Model:
     head = recipe.head
     augmentation = None
     if data.kind == "image":
-        augmentation = _wiring.augmentation(recipe.data.augmentation, recipe.seed)
+        augmentation = _augmentation(recipe)
     return tlkit.build_model(
         backbone,
         head=head.kind,
@@ -81,6 +86,29 @@ def build(recipe: Recipe, data, run: RunDir) -> keras.Model:
 
 
 # -- stages ----------------------------------------------------------------------------------------
+def _augmentation(recipe):
+    """The recipe's `data.augmentation` layers, or `None` for an empty spec."""
+    spec = recipe.data.augmentation
+    return tdata.augmentation(spec, seed=recipe.seed) if spec else None
+
+
+def _optimizer(recipe, learning_rate):
+    """An unbuilt optimizer of the recipe's `optimizer.name` / `weight_decay` at `learning_rate`."""
+    return optimizers_lib.from_config(recipe.fine_tune_config(), learning_rate)
+
+
+def resolve_execution(recipe, strategy):
+    """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.plan`
+    (32 on a TPU, 1 elsewhere) when the recipe leaves it null."""
+    cfg = recipe.distribute
+    if cfg.steps_per_execution is not None:
+        return recipe
+    steps = distribute.plan(strategy, recipe.data.batch_size).steps_per_execution
+    return dataclasses.replace(
+        recipe, distribute=dataclasses.replace(cfg, steps_per_execution=steps)
+    )
+
+
 def plan_stages(recipe: Recipe) -> list[dict]:
     """The `fit` calls of a run: `[{name, start, end}]`, epochs `[start, end)` across the run."""
     head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
@@ -179,7 +207,7 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         seed=recipe.seed,
         cache_dir=os.path.join(run.checkpoints, "features"),
         callbacks=callbacks,
-        optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.resolved_head_lr),
+        optimizer=_optimizer(recipe, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,
         drop_remainder=bool(recipe.data.drop_remainder),
         verbose=verbose,
@@ -193,15 +221,15 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
     batch_size, seed = recipe.data.batch_size, recipe.seed
     head_epochs = recipe.phases.head_epochs if stage["name"] == "all" else 0
     drop = bool(recipe.data.drop_remainder)
-    train = _wiring.batch(data.split("train"), batch_size, True, seed, drop)
-    val = _wiring.batch(data.val, batch_size, False, seed, drop) if data.val is not None else None
-    _wiring.fine_tune(
-        model,
-        train,
-        val,
-        recipe,
-        head_epochs=head_epochs,
-        fine_epochs=stage["end"] - stage["start"] - head_epochs,
+    train = tdata.batch(data.split("train"), batch_size, training=True, seed=seed,
+                        drop_remainder=drop)
+    val = None
+    if data.val is not None:
+        val = tdata.batch(data.val, batch_size, training=False, seed=seed, drop_remainder=drop)
+    config = recipe.fine_tune_config().replace(
+        head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs)
+    fine_tune(
+        model, train, val, config,
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
@@ -246,7 +274,7 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
 
     Example:
     ```python
-    run_dir = tlkit.train.train_recipe("recipes/smoke.yaml", output="/tmp/smoke")
+    run_dir = tlkit.runner.train.train_recipe("recipes/smoke.yaml", output="/tmp/smoke")
     ```
     """
     if not isinstance(recipe, Recipe):
@@ -274,11 +302,11 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
 def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
-    with _wiring.strategy_scope(recipe.distribute) as strategy:
+    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = _wiring.resolve_execution(_per_replica(recipe, strategy), strategy)
-        data = _wiring.load_data(recipe.data, recipe.seed)
-        report = _wiring.audit(data, progress=verbose != 0)
+        recipe = resolve_execution(_per_replica(recipe, strategy), strategy)
+        data = load_data(recipe.data, recipe.seed)
+        report = tdata.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
         report.save(run.file("reports", "data_audit.json"))  # for the report's cross-links
         logger.info("data audit:\n%s", report.to_text())
@@ -363,7 +391,7 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
     backbone = tlkit.backbones.get(cfg.spec, **{**cfg.options, "weights": None})
     augmentation = None
     if data.kind == "image":
-        augmentation = _wiring.augmentation(recipe.data.augmentation, recipe.seed)
+        augmentation = _augmentation(recipe)
     model = tlkit.build_model(
         backbone,
         head=recipe.head.kind,
@@ -385,16 +413,18 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     batch_size, seed = recipe.data.batch_size, recipe.seed
-    val = _wiring.batch(data.val, batch_size, False, seed) if data.val is not None else None
+    val = None
+    if data.val is not None:
+        val = tdata.batch(data.val, batch_size, training=False, seed=seed)
     logger.info("from-scratch baseline: %d epochs", recipe.compare.scratch_epochs)
     history = model.fit(
-        _wiring.batch(data.split("train"), batch_size, True, seed),
+        tdata.batch(data.split("train"), batch_size, training=True, seed=seed),
         validation_data=val,
         epochs=recipe.compare.scratch_epochs,
         verbose=verbose,
     )
     split = "test" if data.test is not None else "val"
-    test = _wiring.batch(data.split(split), batch_size, False, seed)
+    test = tdata.batch(data.split(split), batch_size, training=False, seed=seed)
     accuracy = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
     result = {
         "accuracy": accuracy,
@@ -422,7 +452,7 @@ def _eval_split(data) -> str:
 
 
 def _predict(model, data, split, recipe, verbose):
-    ds = _wiring.batch(data.split(split), recipe.data.batch_size, False, recipe.seed)
+    ds = tdata.batch(data.split(split), recipe.data.batch_size, training=False, seed=recipe.seed)
     return np.asarray(model.predict(ds.map(_inputs_only), verbose=verbose))
 
 
@@ -609,7 +639,7 @@ def report_run(path, verbose=0) -> str:
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
-    data = _wiring.load_data(recipe.data, recipe.seed)
+    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
     temperature = run.read_json("calibration.json", {}).get("temperature")
     found = _interpret(recipe, run, model, data, verbose, temperature=temperature, reuse=True)
@@ -694,7 +724,7 @@ def evaluate_run(path, verbose="auto") -> dict:
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
     keras.utils.set_random_seed(recipe.seed)
-    data = _wiring.load_data(recipe.data, recipe.seed)
+    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
@@ -736,7 +766,7 @@ def export_run(path, formats, output=None) -> dict:
     sample = None
     if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
         recipe = load_recipe(run.recipe_path)
-        sample = sample_inputs(_wiring.load_data(recipe.data, recipe.seed))
+        sample = sample_inputs(load_data(recipe.data, recipe.seed))
     folder = output or run.export_dir
     results = export_model(
         model, folder, formats, sample_inputs=sample, class_names=run.class_names()
@@ -756,15 +786,16 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
-    with _wiring.strategy_scope(recipe.distribute):
-        data = _wiring.load_data(recipe.data, recipe.seed)
+    with distribute.strategy_scope(**recipe_strategy(recipe)):
+        data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
         groups_lib.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
         tlkit.compile_model(
-            model, optimizer=_wiring.make_optimizer(recipe.optimizer, recipe.optimizer.lr),
+            model, optimizer=_optimizer(recipe, recipe.optimizer.lr),
             jit_compile=recipe.distribute.jit_compile,
         )
-        train = _wiring.batch(data.split("train"), recipe.data.batch_size, True, recipe.seed)
-        return _wiring.lr_find(
+        train = tdata.batch(data.split("train"), recipe.data.batch_size, training=True,
+                            seed=recipe.seed)
+        return lr_find(
             model, train, plot_path=os.path.join(folder, "lr_find.png"), verbose=verbose
         )
