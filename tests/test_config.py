@@ -142,3 +142,34 @@ def test_fine_tune_result_records_the_config():
         **config_lib.DEFAULTS, "head_epochs": 1, "fine_epochs": 1, "lr_schedule": "constant"}
     with pytest.raises(TypeError, match="did you mean 'lr_schedule'|Did you mean 'lr_schedule'"):
         fine_tune(model, (x, y), lr_shedule="constant")
+
+
+def test_registries_are_read_by_backbones_get_schema_and_runner(tmp_path):
+    from tlkit import registry
+    from tlkit.recipes import schema
+    from tlkit.runner import data as runner_data
+
+    assert set(schema.SOURCES) == set(registry.DATA_SOURCES.names()) == set(runner_data.ADAPTERS)
+    assert {"tiny", "tiny_text", "efficientnet_lite0"} <= set(registry.BACKBONES.names())
+    with pytest.raises(RecipeError, match=r"data.path: required when data.source is 'numpy'"):
+        Recipe.from_dict({"data": {"source": "numpy"}})
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_backbone("tiny", "x:y")
+    # A registered name resolves through tlkit.backbones.get; `tiny` writes its SavedModel.
+    backbone = tlkit.backbones.get("tiny", folder=str(tmp_path / "tiny"))
+    assert (tmp_path / "tiny" / "saved_model.pb").exists()
+    assert backbone.input_info.kind == "image"
+    # The runner builds the smoke backbone without the test kit.
+    from tlkit.runner import train as runner_train
+
+    source = open(runner_train.__file__).read()
+    assert "tlkit.testing" not in source
+
+
+def test_cli_lists_the_registries(capsys):
+    from tlkit import cli, registry
+
+    assert cli.main(["list", "backbones"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name}: " in out for name in registry.BACKBONES.names())
+    assert "sources:" not in out

@@ -171,6 +171,20 @@ def _audit(args) -> int:
     return 0
 
 
+def _list(args) -> int:
+    from tlkit import registry
+
+    tables = {"backbones": registry.BACKBONES, "sources": registry.DATA_SOURCES}
+    for what, table in tables.items():
+        if args.what not in (None, what):
+            continue
+        print(f"{what}:")
+        for entry in table:
+            needs = f" (needs {', '.join(entry.needs)})" if entry.needs else ""
+            print(f"  {entry.name}: {entry.description}{needs}")
+    return 0
+
+
 def _export(args) -> int:
     from tlkit.runner import train
 
@@ -291,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export format (repeatable)",
     )
     p.add_argument("--output", help="folder (default: RUN/export)")
+
+    p = add("list", _list, "list the registered backbones and data sources")
+    p.add_argument("what", nargs="?", choices=("backbones", "sources"), help="one table only")
 
     p = add("bench", _bench, "run the benchmark scripts in benchmarks/")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

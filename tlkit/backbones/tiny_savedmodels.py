@@ -108,3 +108,30 @@ def make_text_savedmodel(path, vocab_buckets=64, dim=8, seed=0) -> str:
     """Writes a tiny text encoder SavedModel taking raw strings; returns a dict of outputs."""
     module = _TinyTextEncoder(vocab_buckets, dim, seed)
     return _save(module, path, tf.TensorSpec([None], tf.string))
+
+
+def _tiny_backbone(make, folder, seed, **kwargs):
+    import os
+    import tempfile
+
+    from tlkit.backbones.hub import from_hub
+
+    folder = os.path.abspath(folder) if folder else tempfile.mkdtemp(prefix="tlkit_tiny_")
+    if not os.path.exists(os.path.join(folder, "saved_model.pb")):
+        make(folder, seed=seed)
+    return from_hub(folder, **kwargs)
+
+
+def tiny_image_backbone(folder=None, seed=0, **kwargs):
+    """The registered backbone `tiny`: `make_image_savedmodel` written into `folder` (kept when
+    it is already there; a new temporary folder when `None`), loaded with `from_hub`."""
+    return _tiny_backbone(make_image_savedmodel, folder, seed, **kwargs)
+
+
+def tiny_text_backbone(folder=None, seed=0, **kwargs):
+    """The registered backbone `tiny_text`: `make_text_savedmodel` (raw strings in), as
+    `tiny_image_backbone`."""
+    from tlkit.backbones.input_info import InputInfo
+
+    kwargs.setdefault("input_info", InputInfo(kind="text", dtype="string"))
+    return _tiny_backbone(make_text_savedmodel, folder, seed, **kwargs)

@@ -17,8 +17,9 @@ import typing
 from typing import Any, Literal, Union
 
 from tlkit import config as config_lib
+from tlkit import registry
 
-SOURCES = ("tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets")
+SOURCES = registry.DATA_SOURCES.names()
 HEAD_KINDS = ("classification", "multilabel", "mlp")
 SCHEDULES = config_lib.UNFREEZE_SCHEDULES
 BN_POLICIES = config_lib.BN_POLICIES
@@ -28,7 +29,7 @@ STRATEGIES = config_lib.STRATEGIES
 EXPORT_FORMATS = config_lib.EXPORT_FORMATS
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
 SPLITS = ("train", "val", "test")
-TINY_BACKBONES = ("tiny", "tiny_text")
+TINY_BACKBONES = tuple(e.name for e in registry.BACKBONES if "folder" in e.needs)
 
 
 class RecipeError(ValueError):
@@ -145,9 +146,7 @@ class DataConfig:
         options: extra keyword arguments for the loader.
     """
 
-    source: Literal["tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets"] = (
-        "digits"
-    )
+    source: Literal[SOURCES] = "digits"
     name: str | None = None
     path: str | None = None
     x_col: str | None = None
@@ -166,12 +165,9 @@ class DataConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def check(self, path):
-        needs = {"tfds": "name", "folder": "path", "csv": "path", "numpy": "path"}
-        key = needs.get(self.source)
-        if key and not getattr(self, key):
-            raise RecipeError(f"{path}.{key}: required when {path}.source is {self.source!r}")
-        if self.source == "csv" and not (self.x_col and self.y_col):
-            raise RecipeError(f"{path}.x_col / {path}.y_col: required when {path}.source is 'csv'")
+        missing = [k for k in registry.DATA_SOURCES.get(self.source).needs if not getattr(self, k)]
+        if missing:
+            raise RecipeError(f"{path}.{missing[0]}: required when {path}.source is {self.source!r}")
         if self.batch_size < 1:
             _fail(f"{path}.batch_size", "an int >= 1", self.batch_size)
         if isinstance(self.image_size, list) and (

@@ -1,53 +1,55 @@
 """A recipe's `data` section -> a `tlkit.data.LabeledData`: one loader per source, looked up by name.
 
-`LOADERS` maps each `data.source` to a function `(cfg, seed, image_size) -> LabeledData`; the
+The source's loader comes from `tlkit.registry.DATA_SOURCES`; `ADAPTERS` turns the recipe's
+`data` keys into its arguments. The
 `per_class` budget is then applied with `tlkit.data.subsample` (nested across budgets).
 """
 
 from __future__ import annotations
 
 import tlkit.data as tdata
+from tlkit import registry
 
 
-def _fashion_mnist(cfg, seed, size):
-    return tdata.fashion_mnist(image_size=size, seed=seed, val_fraction=cfg.splits.val_fraction,
+def _fashion_mnist(load, cfg, seed, size):
+    return load(image_size=size, seed=seed, val_fraction=cfg.splits.val_fraction,
                                path=cfg.path, **cfg.options)
 
 
-def _digits(cfg, seed, size):
+def _digits(load, cfg, seed, size):
     s = cfg.splits
-    return tdata.digits(val_fraction=s.val_fraction, test_fraction=s.test_fraction, seed=seed,
+    return load(val_fraction=s.val_fraction, test_fraction=s.test_fraction, seed=seed,
                         image_size=size, **cfg.options)
 
 
-def _tweets(cfg, seed, size):
+def _tweets(load, cfg, seed, size):
     s = cfg.splits
-    return tdata.tweets(val_fraction=s.val_fraction, test_fraction=s.test_fraction, seed=seed,
+    return load(val_fraction=s.val_fraction, test_fraction=s.test_fraction, seed=seed,
                         path=cfg.path, **cfg.options)
 
 
-def _folder(cfg, seed, size):
+def _folder(load, cfg, seed, size):
     s = cfg.splits
-    return tdata.from_image_folder(cfg.path, image_size=size, val_fraction=s.val_fraction,
+    return load(cfg.path, image_size=size, val_fraction=s.val_fraction,
                                    test_fraction=s.test_fraction, seed=seed,
                                    class_names=cfg.class_names, **cfg.options)
 
 
-def _csv(cfg, seed, size):
+def _csv(load, cfg, seed, size):
     s = cfg.splits
-    return tdata.from_csv(cfg.path, cfg.x_col, cfg.y_col, kind=cfg.kind or "image",
+    return load(cfg.path, cfg.x_col, cfg.y_col, kind=cfg.kind or "image",
                           class_names=cfg.class_names, val_fraction=s.val_fraction,
                           test_fraction=s.test_fraction, seed=seed, image_size=size,
                           **cfg.options)
 
 
-def _tfds(cfg, seed, size):
+def _tfds(load, cfg, seed, size):
     s = cfg.splits
-    return tdata.from_tfds(cfg.name, split=s.train or "train[:80%]", val_split=s.val or "auto",
+    return load(cfg.name, split=s.train or "train[:80%]", val_split=s.val or "auto",
                            test_split=s.test or "auto", image_size=size, **cfg.options)
 
 
-def _numpy(cfg, seed, size):
+def _numpy(load, cfg, seed, size):
     """`data.source: numpy`: an `.npz` with `x`, `y`; optionally `x_val`/`y_val`,
     `x_test`/`y_test` (explicit splits) and `meta_<column>` (per-example metadata of `x`)."""
     import numpy as np
@@ -61,14 +63,14 @@ def _numpy(cfg, seed, size):
         split: (a[f"x_{split}"], a[f"y_{split}"]) for split in ("val", "test") if f"x_{split}" in a
     }
     metadata = {k[len("meta_") :]: v for k, v in a.items() if k.startswith("meta_")}
-    return tdata.from_numpy(
+    return load(
         a["x"], a["y"], class_names=cfg.class_names, kind=cfg.kind,
         val_fraction=cfg.splits.val_fraction, test_fraction=cfg.splits.test_fraction, seed=seed,
         metadata=metadata or None, name=cfg.path, **extra, **cfg.options,
     )
 
 
-LOADERS = {
+ADAPTERS = {
     "tfds": _tfds,
     "folder": _folder,
     "csv": _csv,
@@ -77,14 +79,16 @@ LOADERS = {
     "digits": _digits,
     "tweets": _tweets,
 }
-"""`data.source` -> loader `(cfg, seed, image_size) -> LabeledData`."""
+"""`data.source` -> `(loader, cfg, seed, image_size) -> LabeledData`: how a recipe's `data`
+keys become the arguments of the source's loader (registered in `tlkit.registry.DATA_SOURCES`)."""
 
 
 def load_data(cfg, seed: int):
     """The `LabeledData` of a recipe's `data` section (`tlkit.recipes.DataConfig`)."""
     size = cfg.image_size
     size = (size, size) if isinstance(size, int) else (tuple(size) if size else None)
-    data = LOADERS[cfg.source](cfg, seed, size)
+    entry = registry.DATA_SOURCES.get(cfg.source)
+    data = ADAPTERS[entry.name](entry.load(), cfg, seed, size)
     budget = cfg.per_class
     if budget is not None:
         budget = {"train": budget} if isinstance(budget, int) else budget

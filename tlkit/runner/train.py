@@ -28,7 +28,7 @@ import numpy as np
 
 import tlkit
 import tlkit.data as tdata
-from tlkit import distribute
+from tlkit import distribute, registry
 from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
@@ -44,21 +44,15 @@ logger = logging.getLogger("tlkit")
 
 # -- model -----------------------------------------------------------------------------------------
 def make_backbone(recipe: Recipe, run: RunDir):
-    """The recipe's backbone; `tiny` / `tiny_text` are tiny SavedModels written into the run."""
+    """The recipe's backbone (`tlkit.backbones.get`); a registered backbone that needs a folder
+    (`tiny` / `tiny_text`: tiny SavedModels) writes into the run's `backbone/<name>`."""
     cfg = recipe.backbone
     kwargs = dict(cfg.options)
     if cfg.input_info is not None:
         kwargs["input_info"] = tlkit.backbones.InputInfo.from_config(cfg.input_info)
-    if cfg.name in ("tiny", "tiny_text"):
-        from tlkit.testing import make_image_savedmodel, make_text_savedmodel
-
-        path = os.path.abspath(run.file("backbone", cfg.name))
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            make = make_image_savedmodel if cfg.name == "tiny" else make_text_savedmodel
-            make(path, seed=recipe.seed)
-        if cfg.name == "tiny_text":
-            kwargs.setdefault("input_info", tlkit.backbones.InputInfo(kind="text", dtype="string"))
-        return tlkit.backbones.from_hub(path, **kwargs)
+    if cfg.name in registry.BACKBONES and "folder" in registry.BACKBONES.get(cfg.name).needs:
+        kwargs.setdefault("folder", run.file("backbone", cfg.name))
+        kwargs.setdefault("seed", recipe.seed)
     return tlkit.backbones.get(cfg.spec, **kwargs)
 
 

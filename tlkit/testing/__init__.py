@@ -1,6 +1,6 @@
 """Tiny, network-free SavedModels and data for tests, examples and the offline smoke run."""
 
-from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel
 
 __all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
 
