@@ -45,8 +45,9 @@ output: {{export: [keras], tensorboard: false, temperature_scaling: true}}
 def run(test_per_class=1000, backbone="tiny", image_size=None):
     import numpy as np
 
-    from tlkit import reports, train
+    from tlkit import reports
     from tlkit.recipes import load_recipe
+    from tlkit.runner import train
     from tlkit.runner.rundir import RunDir
 
     folder = tempfile.mkdtemp(prefix="report_speed_")

@@ -107,7 +107,7 @@ def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3, 
             "ratio": float(np.median(ratios)),
             "ratios": ratios,
         }
-    flops = forward_flops_per_example(tlkit.groups.find_backbone(model), (size, size, 3))
+    flops = forward_flops_per_example(tlkit.trainability.find_backbone(model), (size, size, 3))
     peak = matmul_peak_gflops()
     achieved = 3 * flops * results["full"]["tlkit_img_per_s"] / 1e9
     results["flops"] = {

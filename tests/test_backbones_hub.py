@@ -34,7 +34,7 @@ def test_hub_backbone_goes_into_sequential_and_trains(image_savedmodel, image_ba
 
 def test_frozen_hub_backbone_stays_bit_identical(image_savedmodel, image_batch):
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
-    backbone = tlkit.groups.find_backbone(model)
+    backbone = tlkit.trainability.find_backbone(model)
     before = _snapshot(backbone)
     head_before = [v.numpy().copy() for v in tlkit.heads.find_head(model).weights]
     x, y = image_batch
@@ -109,11 +109,11 @@ def test_save_and_reload_gives_same_outputs(image_savedmodel, image_batch, tmp_p
     path = tmp_path / "m.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)  # safe_mode=True (default)
-    assert [v.trainable for v in tlkit.groups.find_backbone(reloaded).weights] == [
-        v.trainable for v in tlkit.groups.find_backbone(model).weights
+    assert [v.trainable for v in tlkit.trainability.find_backbone(reloaded).weights] == [
+        v.trainable for v in tlkit.trainability.find_backbone(model).weights
     ]
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
-    backbone = tlkit.groups.find_backbone(reloaded)
+    backbone = tlkit.trainability.find_backbone(reloaded)
     assert isinstance(backbone, HubBackbone) and backbone.handle == image_savedmodel
 
 

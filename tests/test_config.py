@@ -3,6 +3,7 @@ the tuner; the public middle layer (`fine_tune_plan`) inside a user's own `model
 
 import dataclasses
 import inspect
+import os
 import subprocess
 import sys
 
@@ -173,3 +174,18 @@ def test_cli_lists_the_registries(capsys):
     out = capsys.readouterr().out
     assert all(f"  {name}: " in out for name in registry.BACKBONES.names())
     assert "sources:" not in out
+
+
+def test_import_contracts_hold():
+    """The layers of pyproject.toml's import-linter contracts (library below runner below CLI,
+    no cycles); `make test` runs `lint-imports` too, this keeps a plain pytest run honest."""
+    import shutil
+
+    lint = shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable),
+                                                        "lint-imports")
+    if not os.path.exists(lint):
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
+    done = subprocess.run([lint, "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -35,7 +35,7 @@ def _dataset(x, y, batch=8):
 def _assert_mixed(model):
     """Hidden layers compute in bfloat16; the model's output is float32, symbolically and really."""
     assert model.output.dtype == "float32"
-    assert tlkit.groups.find_backbone(model).compute_dtype == "bfloat16"
+    assert tlkit.trainability.find_backbone(model).compute_dtype == "bfloat16"
 
 
 def test_hub_image_savedmodel_fine_tunes_layerwise_and_reloads(

@@ -245,7 +245,7 @@ def test_hub_savedmodel_backbone(image_savedmodel):
     model = tlkit.build_model(
         image_savedmodel, num_classes=3, input_shape=(16, 16, 3), dropout=0.0, learning_rate=1e-2
     )
-    assert tlkit.groups.group_names(model) == ["block_1", "block_2", "top", "head"]
+    assert tlkit.trainability.group_names(model) == ["block_1", "block_2", "top", "head"]
     x, y = _data(8)
     snaps = _Snapshots()
     model.fit(

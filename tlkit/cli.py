@@ -106,7 +106,8 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
-    from tlkit import predict, train
+    from tlkit import predict
+    from tlkit.runner import train
     from tlkit.runner.rundir import open_run
 
     run = open_run(args.run)

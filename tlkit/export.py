@@ -25,8 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlkit import groups as groups_lib
 from tlkit import heads as heads_lib
+from tlkit import trainability
 from tlkit.backbones.hub import HubBackbone
 from tlkit.config import EXPORT_FORMATS as FORMATS
 from tlkit.preprocessing import ImagePreprocessing
@@ -74,7 +74,7 @@ def _pixel_size(model):
 def _decode_fn(model, default_size=224):
     height, width, channels = _pixel_size(model)
     if height is None or width is None:
-        backbone = groups_lib.find_backbone(model)
+        backbone = trainability.find_backbone(model)
         size = backbone.input_info.image_size if backbone is not None else None
         height, width = size or (default_size, default_size)
 
@@ -304,7 +304,7 @@ def export_hub(model_or_backbone, path) -> str:
     path = os.fspath(path)
     backbone = model_or_backbone
     if not isinstance(backbone, Backbone):
-        backbone = groups_lib.find_backbone(model_or_backbone)
+        backbone = trainability.find_backbone(model_or_backbone)
         if backbone is None:
             raise ValueError(
                 "export_hub needs a tlkit model (with a tlkit Backbone) or a Backbone."

@@ -28,7 +28,7 @@ import numpy as np
 
 import tlkit
 import tlkit.data as tdata
-from tlkit import distribute, registry
+from tlkit import distribute, registry, trainability
 from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
@@ -231,7 +231,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
 
 
 def _train(recipe, run, model, data, verbose):
-    num_groups = sum(1 for g in groups_lib.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
+    num_groups = sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
     segments = plan_segments(recipe, num_groups)
     run.update_state(segments=segments)
     if run.last_stage_done:
@@ -783,7 +783,7 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     with distribute.strategy_scope(**recipe_strategy(recipe)):
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
-        groups_lib.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
+        trainability.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
         tlkit.compile_model(
             model, optimizer=_optimizer(recipe, recipe.optimizer.lr),
             jit_compile=recipe.distribute.jit_compile,

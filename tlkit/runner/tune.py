@@ -96,7 +96,7 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
             head = dataclasses.replace(recipe.head, dropout=float(dropout))
             return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
 
-        return tune(
+        result = tune(
             build, train, val, cfg.space,
             tuner=cfg.algorithm, max_trials=cfg.max_trials, max_epochs=budget,
             directory=folder, project_name="tune", overwrite=overwrite,
@@ -105,3 +105,6 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
             unfreeze=unfreeze, early_stopping_patience=phases.patience,
             load_best_model=load_best_model, seed=recipe.seed, verbose=verbose,
         )
+    if result.best_recipe is not None:
+        Recipe.from_dict(result.best_recipe)  # the written recipe must load
+    return result

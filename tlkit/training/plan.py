@@ -16,6 +16,7 @@ import keras
 from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit import schedules as schedules_lib
+from tlkit import trainability
 from tlkit.unfreeze.callback import GradualUnfreezing
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
@@ -77,7 +78,7 @@ class _PhaseMomentum:
 
 
 def num_backbone_groups(model) -> int:
-    return sum(1 for g in groups_lib.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
+    return sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
 
 
 def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimizer=None,

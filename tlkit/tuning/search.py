@@ -327,10 +327,6 @@ def _finish(result, kt_tuner, hypermodel, space, max_epochs, recipe, model, load
         backbone = model if isinstance(model, (str, os.PathLike)) else None
         recipe_dict = report.best_recipe(values, space, max_epochs, recipe=recipe,
                                          backbone=backbone)
-        if recipe is not None:
-            from tlkit.recipes import Recipe
-
-            Recipe.from_dict(recipe_dict)  # the written recipe must load
         comment = (
             f"Best of {len(rows)} trials (trial {best.trial_id}, {result.objective} = "
             f"{result.best_score}), written by tlkit.tuning.tune.\n"

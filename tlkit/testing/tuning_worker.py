@@ -1,6 +1,6 @@
 """A tiny search run as its own process, for tests of parallel and distributed tuning.
 
-`python -m tlkit.tuning._worker --directory D --project-name P --max-trials 4` runs
+`python -m tlkit.testing.tuning_worker --directory D --project-name P --max-trials 4` runs
 `tlkit.tuning.tune` on a tiny CNN and tiny synthetic data and prints one line
 `TLKIT_TUNE_RESULT {json}` (role, tuner id, trials this process ran, all trials when chief).
 
