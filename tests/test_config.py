@@ -2,6 +2,7 @@
 the tuner; the public middle layer (`fine_tune_plan`) inside a user's own `model.fit`."""
 
 import dataclasses
+import importlib
 import inspect
 import os
 import subprocess
@@ -189,3 +190,18 @@ def test_import_contracts_hold():
     done = subprocess.run([lint, "--no-cache"], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_every_public_callback_is_in_tlkit_callbacks():
+    import pkgutil
+
+    found = set()
+    for info in pkgutil.walk_packages(tlkit.__path__, "tlkit."):
+        if info.name.startswith(("tlkit.testing", "tlkit.runner", "tlkit.cli")):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (isinstance(obj, type) and issubclass(obj, keras.callbacks.Callback)
+                    and obj.__module__ == info.name and not name.startswith("_")):
+                found.add(obj)
+    assert found <= {getattr(tlkit.callbacks, n) for n in tlkit.callbacks.__all__}

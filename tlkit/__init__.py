@@ -9,6 +9,7 @@ is reachable as an attribute after `import tlkit`.
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ _ATTRIBUTES = {
     "FineTuneResult": "tlkit.training.fine_tuning",
     "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
+    "load": "tlkit.saving",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",
     "GradualUnfreezing": "tlkit.unfreeze",
@@ -51,9 +53,9 @@ _SUBMODULES = (
     "export",
     "groups",
     "heads",
+    "inference",
     "lr_finder",
     "optimizers",
-    "predict",
     "preprocessing",
     "pretrained",
     "recipes",
@@ -70,16 +72,39 @@ _SUBMODULES = (
 )
 
 
+# Modules that register tlkit's serializable Keras classes (layers, backbones, heads, optimizers,
+# schedules), so `keras.models.load_model("model.keras")` finds them.
+_SERIALIZABLE = (
+    "tlkit.model",
+    "tlkit.backbones.hub",
+    "tlkit.backbones.text_preprocessing",
+    "tlkit.data.preprocess",
+    "tlkit.optimizers",
+    "tlkit.schedules",
+    "tlkit.unfreeze",
+    "tlkit.lr_finder",
+    "tlkit.pretrained",
+    "tlkit.temperature",
+)
+
+
+def register_serializables() -> None:
+    """Registers tlkit's serializable Keras classes for `keras.models.load_model` (imports
+    TensorFlow). `import tlkit` does it by itself when keras or tensorflow is already imported,
+    and so does the first use of a model-level name (`tlkit.build_model`, ...)."""
+    for module in _SERIALIZABLE:
+        importlib.import_module(module)
+
+
 def __getattr__(name: str):
     if name in _LIGHT:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     elif name in _ATTRIBUTES:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-        # Model-level names also register the pretrained backbones for
+        # Model-level names also register the serializable classes for
         # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:
         # tlkit's own modules reach each other that way while they are still loading.)
-        importlib.import_module("tlkit.pretrained")
-        importlib.import_module("tlkit.temperature")  # TemperatureScaling, for calibrated models
+        register_serializables()
     elif name in _SUBMODULES:
         value = importlib.import_module(f"tlkit.{name}")
     else:
@@ -92,4 +117,10 @@ def __dir__():
     return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES))
 
 
-__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))
+__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | {"register_serializables"})
+
+
+# `import keras, tlkit; keras.models.load_model(...)`: with Keras already loaded, registering is
+# cheap; without it, `import tlkit` stays light (`tlkit --help` imports no TensorFlow).
+if "keras" in sys.modules or "tensorflow" in sys.modules:
+    register_serializables()

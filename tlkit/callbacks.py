@@ -2,9 +2,20 @@
 
 - `GradualUnfreezing`: applies an `UnfreezeSchedule` inside one `fit()` (`tlkit.unfreeze`).
 - `MomentumScheduler`: sets the optimizer's momentum / `beta_1` every step (`tlkit.schedules`).
+- `PhaseAwareEarlyStopping`: early stopping that waits for fine-tuning to start but keeps the
+  best weights of any epoch (`tlkit.fine_tune_plan`).
+- `AtomicBackupAndRestore`: Keras's `BackupAndRestore` with atomic commits and per-worker
+  folders (`tlkit.checkpoint`).
 """
 
+from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.schedules import MomentumScheduler
+from tlkit.training.plan import PhaseAwareEarlyStopping
 from tlkit.unfreeze.callback import GradualUnfreezing
 
-__all__ = ["GradualUnfreezing", "MomentumScheduler"]
+__all__ = [
+    "AtomicBackupAndRestore",
+    "GradualUnfreezing",
+    "MomentumScheduler",
+    "PhaseAwareEarlyStopping",
+]

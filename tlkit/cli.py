@@ -106,13 +106,13 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
-    from tlkit import predict
+    from tlkit import inference
     from tlkit.runner import train
     from tlkit.runner.rundir import open_run
 
     run = open_run(args.run)
     model = train.load_run_model(run)
-    results = predict.predict(model, args.inputs, run.class_names(), top=args.top)
+    results = inference.predict(model, args.inputs, run.class_names(), top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
