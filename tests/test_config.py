@@ -205,3 +205,16 @@ def test_every_public_callback_is_in_tlkit_callbacks():
                     and obj.__module__ == info.name and not name.startswith("_")):
                 found.add(obj)
     assert found <= {getattr(tlkit.callbacks, n) for n in tlkit.callbacks.__all__}
+
+
+def test_reusable_checks_fail_when_the_property_breaks(tmp_path):
+    from tlkit.testing import frozen_weights_unchanged
+
+    model = tiny_model()
+    with pytest.raises(AssertionError, match="block1_conv/kernel"):
+        with frozen_weights_unchanged(model, ["block1"]):
+            kernel = tlkit.layer_groups(model)[0].variables[0]
+            kernel.assign(kernel + 1.0)
+    with pytest.raises(AssertionError, match="unknown groups"):
+        with frozen_weights_unchanged(model, ["block9"]):
+            pass

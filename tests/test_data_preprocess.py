@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tlkit import data as tld
 from tlkit.backbones import InputInfo
+from tlkit.testing import check_serialization_round_trip
 
 
 def test_preprocess_for_resizes_and_fixes_channels_without_rescaling():
@@ -34,7 +35,7 @@ def test_preprocess_for_other_cases():
     )
     # The channel layer saves and reloads.
     layer = tld.ChannelAdapter(3)
-    assert tld.ChannelAdapter.from_config(layer.get_config()).channels == 3
+    assert check_serialization_round_trip(layer).channels == 3
     with pytest.raises(ValueError, match="channels"):
         tld.ChannelAdapter(2)
 

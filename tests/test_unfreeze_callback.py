@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.testing import tiny_model
+from tlkit.testing import check_serialization_round_trip, tiny_model
 from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
 
 BLOCKS = ("block1", "block2", "block3")
@@ -268,7 +268,7 @@ def test_callback_config_round_trip():
     callback = GradualUnfreezing(
         UnfreezeSchedule.gradual(head_epochs=2, first=2), bn_policy="train_affine", verbose=0
     )
-    restored = GradualUnfreezing.from_config(callback.get_config())
+    restored = check_serialization_round_trip(callback)
     assert restored.schedule == callback.schedule and restored.bn_policy == "train_affine"
     with pytest.raises(ValueError, match="bn_policy"):
         GradualUnfreezing({0: 0}, bn_policy="train")
