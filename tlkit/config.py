@@ -168,16 +168,7 @@ def _copy(value):
 
 def choices(name: str) -> tuple:
     """The allowed values of a choice field (`bn_policy`, ...), else `()`."""
-    return _literals(HINTS[name])
-
-
-def _literals(tp) -> tuple:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return tuple(v for a in typing.get_args(tp) for v in _literals(a))
-    return ()
+    return _parts(HINTS[name], literals_only=True)
 
 
 def nullable(name: str) -> bool:
@@ -195,14 +186,15 @@ def kind(name: str) -> str:
     return "mapping"
 
 
-def _parts(tp) -> tuple:
-    """A union's / Literal's members, flattened (`Literal['a'] | bool | None` -> 'a', bool, None)."""
+def _parts(tp, literals_only=False) -> tuple:
+    """A union's / Literal's members, flattened (`Literal['a'] | bool | None` -> 'a', bool, None);
+    with `literals_only`, the Literal values alone ('a')."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         return typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        return tuple(p for a in typing.get_args(tp) for p in _parts(a))
-    return (tp,)
+        return tuple(p for a in typing.get_args(tp) for p in _parts(a, literals_only))
+    return () if literals_only else (tp,)
 
 
 def describe(name: str) -> str:

@@ -92,7 +92,9 @@ def _split_epochs(epochs):
     return head, fine
 
 
-def _steps_per_epoch(train, steps_per_epoch, batch_size):
+def batches_per_epoch(train, steps_per_epoch=None, batch_size=32) -> int:
+    """Batches per epoch of `train` (a dataset of known length, `(x, y[, w])` arrays, or a
+    sized sequence); `steps_per_epoch` wins when given."""
     if steps_per_epoch is not None:
         return int(steps_per_epoch)
     if isinstance(train, tf.data.Dataset):
@@ -236,7 +238,7 @@ def fine_tune(
     if not model.built:
         raise ValueError("Build the model (e.g. with `tlkit.build_model`) before `fine_tune`.")
     num_groups = num_backbone_groups(model)
-    steps = _steps_per_epoch(train, steps_per_epoch, batch_size)
+    steps = batches_per_epoch(train, steps_per_epoch, batch_size)
     plan = fine_tune_plan(
         model, config, steps, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule, verbose=verbose,

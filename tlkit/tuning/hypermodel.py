@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 
@@ -39,6 +38,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
+from tlkit.training.fine_tuning import batches_per_epoch
 from tlkit.tuning import space as space_lib
 
 logger = logging.getLogger("tlkit.tuning")
@@ -252,7 +252,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             own.append(keras.callbacks.BackupAndRestore(backup, delete_checkpoint=stop >= total))
         if initial_epoch > 0 and resumed_from is None:
             resumed_from = "weights"
-            window.start_step = initial_epoch * _steps_per_epoch(train, steps_per_epoch,
+            window.start_step = initial_epoch * batches_per_epoch(train, steps_per_epoch,
                                                                  batch_size)
             logger.warning(
                 "trial %s: no backup of the previous Hyperband round; continuing at epoch %d "
@@ -437,16 +437,3 @@ def _train_data(args):
     if len(args) in (2, 3):
         return tuple(args)
     raise TypeError(f"Expected the training data as `x` or `x, y`. Received {len(args)} values.")
-
-
-def _steps_per_epoch(train, steps_per_epoch, batch_size) -> int:
-    if steps_per_epoch is not None:
-        return int(steps_per_epoch)
-    if isinstance(train, tf.data.Dataset):
-        n = int(train.cardinality())
-        if n > 0:
-            return n
-        raise ValueError("The training data's length is unknown; pass `steps_per_epoch=`.")
-    if isinstance(train, tuple):
-        return math.ceil(len(train[0]) / int(batch_size))
-    return len(train)
