@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tlkit.data import _class_folders
-from tlkit.data.labeled_data import LabeledData
+from tlkit.data.sources import _class_folders
+from tlkit.data.sources.labeled_data import LabeledData
 
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data._feature_model import call_feature_model, l2_normalize
+from tlkit.data.features._feature_model import call_feature_model, l2_normalize
 
 _MAX_NEAR_PAIRS = 10_000
 _BLOCK = 512

@@ -16,10 +16,10 @@ import os
 import keras
 import numpy as np
 
-from tlkit.data._audit_sources import DatasetSource, FolderSource, Item, jsonable
-from tlkit.data._near_duplicates import embed_size, model_channels, near_duplicates
-from tlkit.data.audit_report import AuditReport
-from tlkit.data.labeled_data import LabeledData
+from tlkit.data.audit._audit_sources import DatasetSource, FolderSource, Item, jsonable
+from tlkit.data.audit._near_duplicates import embed_size, model_channels, near_duplicates
+from tlkit.data.audit.audit_report import AuditReport
+from tlkit.data.sources.labeled_data import LabeledData
 
 logger = logging.getLogger(__name__)
 

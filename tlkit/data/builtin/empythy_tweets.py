@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-from tlkit.data.labeled_data import LabeledData
-from tlkit.data.numpy_arrays import from_numpy
+from tlkit.data.sources.labeled_data import LabeledData
+from tlkit.data.sources.numpy_arrays import from_numpy
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data import _images, _splits
-from tlkit.data.labeled_data import LabeledData
-from tlkit.data.numpy_arrays import from_numpy
+from tlkit.data.sources import _images, _splits
+from tlkit.data.sources.labeled_data import LabeledData
+from tlkit.data.sources.numpy_arrays import from_numpy
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tlkit.data.labeled_data import LabeledData
-from tlkit.data.numpy_arrays import from_numpy
+from tlkit.data.sources.labeled_data import LabeledData
+from tlkit.data.sources.numpy_arrays import from_numpy
 
 
 def digits(
@@ -46,7 +46,7 @@ def digits(
         return data
     import tensorflow as tf
 
-    from tlkit.data._images import check_image_size
+    from tlkit.data.sources._images import check_image_size
 
     size = check_image_size(image_size)
     return data.map(lambda x, y: (tf.image.resize(x, size), y))

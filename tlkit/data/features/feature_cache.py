@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data._feature_model import call_feature_model
+from tlkit.data.features._feature_model import call_feature_model
 
 logger = logging.getLogger(__name__)
 

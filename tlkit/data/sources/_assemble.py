@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tlkit.data import _splits
-from tlkit.data.labeled_data import LabeledData, SplitSource
+from tlkit.data.sources import _splits
+from tlkit.data.sources.labeled_data import LabeledData, SplitSource
 
 
 def assemble(

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data.labeled_data import Skipped
+from tlkit.data.sources.labeled_data import Skipped
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from tlkit.data import _assemble, _images, _labels
-from tlkit.data.labeled_data import LabeledData, Skipped
+from tlkit.data.sources import _assemble, _images, _labels
+from tlkit.data.sources.labeled_data import LabeledData, Skipped
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from tlkit.data import _assemble, _class_folders, _images
-from tlkit.data.labeled_data import LabeledData
+from tlkit.data.sources import _assemble, _class_folders, _images
+from tlkit.data.sources.labeled_data import LabeledData
 
 logger = logging.getLogger(__name__)
 

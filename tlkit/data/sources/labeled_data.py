@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data import pipeline as pipeline_lib
+from tlkit.data.sources import pipeline as pipeline_lib
 
 KINDS = ("image", "text", "features")
 SPLITS = ("train", "val", "test")
@@ -52,7 +52,7 @@ class SplitSource:
             shuffle: shuffle the raw entries (paths, arrays) *before* `map_fn`, reshuffled each
                 epoch: the buffer fills fast and holds no decoded images.
             seed: shuffle seed.
-            buffer: shuffle buffer size (default: see `tlkit.data.pipeline.default_shuffle_buffer`).
+            buffer: shuffle buffer size (default: see `tlkit.data.sources.pipeline.default_shuffle_buffer`).
         """
         ds = tf.data.Dataset.from_tensor_slices((self.x, self.y))
         if shuffle:

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data import _assemble, _labels
-from tlkit.data.labeled_data import KINDS, LabeledData
+from tlkit.data.sources import _assemble, _labels
+from tlkit.data.sources.labeled_data import KINDS, LabeledData
 
 logger = logging.getLogger(__name__)
 

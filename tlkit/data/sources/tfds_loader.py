@@ -7,8 +7,8 @@ import re
 
 import tensorflow as tf
 
-from tlkit.data import _images
-from tlkit.data.labeled_data import LabeledData
+from tlkit.data.sources import _images
+from tlkit.data.sources.labeled_data import LabeledData
 
 logger = logging.getLogger(__name__)
 
