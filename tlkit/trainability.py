@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 
 from tlkit.backbones.base import Backbone
+from tlkit.compat import set_trainable_flag as _set_flag
 from tlkit.config import BN_POLICIES
 from tlkit.groups import HEAD_GROUP, LayerGroup, group_layers_by_rules, leaf_layers
 
@@ -50,18 +51,6 @@ def _batch_norms(layer) -> list:
         for sl in layer._flatten_layers(include_self=True, recursive=True)
         if isinstance(sl, keras.layers.BatchNormalization)
     ]
-
-
-def _set_flag(layer, value: bool) -> None:
-    """`layer.trainable = value` for `layer` and every sublayer, even where already equal.
-
-    Keras 3's TensorFlow layers skip assigning an attribute its current object
-    (`KerasAutoTrackable.__setattr__` short-circuits `self.x = self.x`), so `layer.trainable =
-    True` on a layer that is already `True` neither recurses into sublayers nor resets variable
-    flags. Calling the property setter on every layer avoids that.
-    """
-    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
-        type(sublayer).trainable.fset(sublayer, value)
 
 
 
