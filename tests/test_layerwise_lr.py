@@ -20,7 +20,7 @@ from tlkit.optimizers import (
     layerwise,
     variable_lr_multipliers,
 )
-from tlkit.schedules import OneCycle
+from tlkit.optimizers.schedules import OneCycle
 from tlkit.testing import check_save_reload_parity, tiny_model
 
 

@@ -39,6 +39,9 @@ _ATTRIBUTES = {
     "compile_model": "tlkit.model",
 }
 
+# Modules that moved, still reachable as attributes under their old names.
+_ALIASES = {"schedules": "tlkit.optimizers.schedules"}
+
 # Names that need no TensorFlow (no layer registration on access).
 _LIGHT = ("ConfigError", "FineTuneConfig")
 
@@ -62,7 +65,6 @@ _SUBMODULES = (
     "registry",
     "reports",
     "runner",
-    "schedules",
     "temperature",
     "testing",
     "trainability",
@@ -80,7 +82,7 @@ _SERIALIZABLE = (
     "tlkit.backbones.text_preprocessing",
     "tlkit.data.preprocess",
     "tlkit.optimizers",
-    "tlkit.schedules",
+    "tlkit.optimizers.schedules",
     "tlkit.unfreeze",
     "tlkit.lr_finder",
     "tlkit.pretrained",
@@ -105,6 +107,8 @@ def __getattr__(name: str):
         # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:
         # tlkit's own modules reach each other that way while they are still loading.)
         register_serializables()
+    elif name in _ALIASES:
+        value = importlib.import_module(_ALIASES[name])
     elif name in _SUBMODULES:
         value = importlib.import_module(f"tlkit.{name}")
     else:
@@ -114,10 +118,10 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES))
 
 
-__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | {"register_serializables"})
+__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES) | {"register_serializables"})
 
 
 # `import keras, tlkit; keras.models.load_model(...)`: with Keras already loaded, registering is

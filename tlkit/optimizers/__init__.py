@@ -1,4 +1,5 @@
-"""Optimizers for fine-tuning: discriminative (layer-wise) learning rates."""
+"""Optimizers for fine-tuning: discriminative (layer-wise) learning rates; their learning-rate
+and momentum schedules (`tlkit.optimizers.schedules`, also reachable as `tlkit.schedules`)."""
 
 from tlkit.optimizers.layerwise import (
     LayerwiseAdagrad,

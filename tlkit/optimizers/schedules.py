@@ -46,7 +46,7 @@ def warmup_cosine(peak_lr, total_steps, warmup_steps=0, initial_lr=0.0, final_lr
 
     Example:
     ```python
-    lr = tlkit.schedules.warmup_cosine(1e-3, total_steps=1000, warmup_steps=100)
+    lr = tlkit.optimizers.schedules.warmup_cosine(1e-3, total_steps=1000, warmup_steps=100)
     model.compile(optimizer=keras.optimizers.AdamW(lr), loss="sparse_categorical_crossentropy")
     ```
     """
@@ -98,7 +98,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
     ```python
-    one_cycle = tlkit.schedules.OneCycle(1e-3, total_steps=epochs * steps_per_epoch)
+    one_cycle = tlkit.optimizers.schedules.OneCycle(1e-3, total_steps=epochs * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(one_cycle), loss=...)
     model.fit(..., callbacks=[tlkit.callbacks.MomentumScheduler(one_cycle.momentum)])
     ```
@@ -180,7 +180,7 @@ class CombinedSchedule(keras.optimizers.schedules.LearningRateSchedule):
     Example:
     ```python
     # head phase: 1e-3 for 2 epochs; then cosine from 1e-4 over 3 epochs
-    lr = tlkit.schedules.CombinedSchedule(
+    lr = tlkit.optimizers.schedules.CombinedSchedule(
         [2 * steps], [1e-3, keras.optimizers.schedules.CosineDecay(1e-4, 3 * steps)])
     ```
     """
@@ -318,7 +318,7 @@ class MomentumScheduler(keras.callbacks.Callback):
 
     Example:
     ```python
-    one_cycle = tlkit.schedules.OneCycle(1e-3, total_steps=600)
+    one_cycle = tlkit.optimizers.schedules.OneCycle(1e-3, total_steps=600)
     model.fit(..., callbacks=[tlkit.callbacks.MomentumScheduler(one_cycle.momentum)])
     ```
     """

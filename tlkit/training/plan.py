@@ -15,8 +15,8 @@ import keras
 
 from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
-from tlkit import schedules as schedules_lib
 from tlkit import trainability
+from tlkit.optimizers import schedules as schedules_lib
 from tlkit.unfreeze.callback import GradualUnfreezing
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
