@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit import cli, train
-from tlkit.runs import RunDir
+from tlkit import cli
+from tlkit.runner import train
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")

@@ -30,7 +30,7 @@ def test_cached_head_training_matches_uncached(image_batch, tmp_path):
     x, y = image_batch
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     cached = _model()
-    backbone_before = [v.numpy().copy() for v in tlkit.groups.find_backbone(cached).weights]
+    backbone_before = [v.numpy().copy() for v in tlkit.trainability.find_backbone(cached).weights]
     history = train_head_on_features(
         cached, ds, ds, epochs=3, batch_size=8, shuffle=False, cache_dir=tmp_path, verbose=0
     )
@@ -42,7 +42,7 @@ def test_cached_head_training_matches_uncached(image_batch, tmp_path):
     plain.fit(ds.batch(8), epochs=3, verbose=0)
     for a, b in zip(tlkit.heads.find_head(cached).weights, tlkit.heads.find_head(plain).weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
-    for a, b in zip(backbone_before, tlkit.groups.find_backbone(cached).weights):
+    for a, b in zip(backbone_before, tlkit.trainability.find_backbone(cached).weights):
         np.testing.assert_array_equal(a, b.numpy())
     # The full model predicts with the head trained on features.
     np.testing.assert_allclose(cached.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-4)

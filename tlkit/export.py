@@ -25,14 +25,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlkit import groups as groups_lib
 from tlkit import heads as heads_lib
+from tlkit import trainability
 from tlkit.backbones.hub import HubBackbone
+from tlkit.config import EXPORT_FORMATS as FORMATS
 from tlkit.preprocessing import ImagePreprocessing
 
 logger = logging.getLogger("tlkit")
 
-FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
 HUB_INFO_FILE = "tlkit_backbone.json"
 
 
@@ -56,7 +56,7 @@ def export_keras(model, path) -> str:
     Returns:
         `path`.
     """
-    from tlkit.runs import atomic_path
+    from tlkit._io import atomic_path
 
     with atomic_path(path) as tmp:
         model.save(tmp)
@@ -74,7 +74,7 @@ def _pixel_size(model):
 def _decode_fn(model, default_size=224):
     height, width, channels = _pixel_size(model)
     if height is None or width is None:
-        backbone = groups_lib.find_backbone(model)
+        backbone = trainability.find_backbone(model)
         size = backbone.input_info.image_size if backbone is not None else None
         height, width = size or (default_size, default_size)
 
@@ -139,7 +139,7 @@ def export_savedmodel(model, path, class_names=None) -> str:
 @contextlib.contextmanager
 def _replacing_dir(path):
     """Yields a temporary folder next to `path` that replaces `path` on success."""
-    from tlkit.runs import temp_name
+    from tlkit._io import temp_name
 
     tmp = temp_name(path)
     os.makedirs(tmp)
@@ -171,7 +171,7 @@ def export_tflite(model, path, quantize: str | None = None, sample_inputs=None) 
         ValueError: a text model (string ops are not TFLite builtins), or an input shape
             with unknown dimensions.
     """
-    from tlkit.runs import atomic_path
+    from tlkit._io import atomic_path
 
     if _is_text(model):
         raise ValueError(
@@ -298,13 +298,13 @@ def export_hub(model_or_backbone, path) -> str:
     backbone = tlkit.backbones.from_hub("export/hub")
     ```
     """
+    from tlkit._io import atomic_write_json
     from tlkit.backbones.base import Backbone
-    from tlkit.runs import atomic_write_json
 
     path = os.fspath(path)
     backbone = model_or_backbone
     if not isinstance(backbone, Backbone):
-        backbone = groups_lib.find_backbone(model_or_backbone)
+        backbone = trainability.find_backbone(model_or_backbone)
         if backbone is None:
             raise ValueError(
                 "export_hub needs a tlkit model (with a tlkit Backbone) or a Backbone."
@@ -393,7 +393,7 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
         text model) is `{"skipped": reason}` and logged.
     """
-    from tlkit.runs import atomic_write_json, read_json
+    from tlkit._io import atomic_write_json, read_json
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:

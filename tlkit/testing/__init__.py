@@ -1,8 +1,21 @@
 """Tiny, network-free SavedModels and data for tests, examples and the offline smoke run."""
 
-from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.testing.checks import (
+    check_save_reload_parity,
+    check_serialization_round_trip,
+    frozen_weights_unchanged,
+)
 
-__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
+__all__ = [
+    "check_save_reload_parity",
+    "check_serialization_round_trip",
+    "frozen_weights_unchanged",
+    "make_image_savedmodel",
+    "make_text_savedmodel",
+    "tiny_cnn",
+    "tiny_model",
+]
 
 
 def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
