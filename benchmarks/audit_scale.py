@@ -73,19 +73,28 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: less sensitive to a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(n: int, dim: int, index: str, recall: bool) -> dict:
     """One measurement, in this (fresh) process."""
     similar_pairs = _similar_pairs()
     x, planted = make_embeddings(n, dim)
     before = _rss_mb()
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     a, b, _ = similar_pairs(x, THRESHOLD, index=index)
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu
     out = {
         "n": n,
         "dim": dim,
         "index": index,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "pairs": int(len(a)),
         "matrix_mb": x.nbytes / 2**20,
         "rss_before_search_mb": before,
@@ -117,12 +126,12 @@ def _run_child(n, dim, index, recall=False) -> dict:
     return result
 
 
-def fit_exponent(rows) -> float | None:
-    """Least-squares slope of log(seconds) over log(N)."""
+def fit_exponent(rows, key="seconds") -> float | None:
+    """Least-squares slope of log(rows[key]) over log(N)."""
     if len(rows) < 2:
         return None
     xs = [math.log(r["n"]) for r in rows]
-    ys = [math.log(r["seconds"]) for r in rows]
+    ys = [math.log(r[key]) for r in rows]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
@@ -147,7 +156,7 @@ def main(argv=None):
             row = _run_child(n, args.dim, index)
             runs[index].append(row)
             print(
-                f"N={n:>7}  {index:<4}  {row['seconds']:7.2f} s  peak {row['peak_rss_mb']:7.0f} MB"
+                f"N={n:>7}  {index:<4}  {row['seconds']:7.2f} s (CPU {row['cpu_seconds']:6.1f} s)  peak {row['peak_rss_mb']:7.0f} MB"
                 f"  (matrix {row['matrix_mb']:5.0f} MB)  pairs {row['pairs']}"
                 f"  load {row['loadavg_before'][0]:.1f}",
                 flush=True,
@@ -159,8 +168,12 @@ def main(argv=None):
         f"IVF {rec['seconds']:.2f} s, exact {rec['exact_seconds']:.2f} s"
     )
     exponents = {k: fit_exponent(v) for k, v in runs.items()}
+    cpu_exponents = {k: fit_exponent(v, "cpu_seconds") for k, v in runs.items()}
     print(
-        "growth exponent (time ~ N^k): " + ", ".join(f"{k} {v:.2f}" for k, v in exponents.items())
+        "growth exponent (time ~ N^k), wall: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in exponents.items())
+        + "; CPU: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cpu_exponents.items())
     )
     path = write_json(
         "audit_scale_quick" if args.quick else "audit_scale",
@@ -169,6 +182,7 @@ def main(argv=None):
             "threshold": THRESHOLD,
             "runs": runs,
             "growth_exponent": exponents,
+            "growth_exponent_cpu": cpu_exponents,
             "recall": rec,
             "note": "machine shared with other engineers' tests; see loadavg_* per run",
         },

@@ -11,7 +11,7 @@ Which index, chosen by N (`index="auto"`):
   cores). At this size it takes seconds and misses nothing: no reason to trade recall for speed.
 - N > `EXACT_MAX`: rows wider than 256 are projected on their top 256 principal axes (a
   projection only shortens distances, so no true pair is lost by it), then `IndexIVFFlat`, an inverted-file
-  index over about 4 sqrt(N) k-means cells, `nprobe` = 16 nearest cells searched per row. A
+  index over about 4 sqrt(N) k-means cells, `nprobe` = 8 nearest cells searched per row. A
   pair is missed only when its two rows fall into cells farther apart than that; near
   duplicates sit almost always in the same or an adjacent cell. `benchmarks/audit_scale.py`
   measures the recall against the exact search and the time's growth with N.
@@ -51,7 +51,7 @@ def similar_pairs(
         matrix: `(N, d)` L2-normalized rows (converted to C-contiguous float32).
         threshold: similarity from which a pair is returned.
         index: `"auto"` (exact up to `EXACT_MAX` rows, IVF above), `"exact"` or `"ivf"`.
-        nprobe: cells searched per query by the IVF index (default: 16, at most all cells).
+        nprobe: cells searched per query by the IVF index (default: 8, at most all cells).
         seed: seed of the k-means training sample of the IVF index.
 
     Returns:
@@ -117,7 +117,7 @@ def _ivf(faiss, x, nprobe, seed):
     searcher.cp.niter = 10
     searcher.train(x[_sample(rng, n, 40 * cells)])
     searcher.add(x)
-    searcher.nprobe = int(min(nprobe or 16, cells))
+    searcher.nprobe = int(min(nprobe or 8, cells))
     logger.debug("IVF index: %d cells, nprobe %d, %d dims", cells, searcher.nprobe, d)
     return searcher, x
 
