@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import write_json  # noqa: E402
+from _common import rss_mb, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = os.path.join(HERE, os.pardir, "tlkit", "data", "_similar_pairs.py")
@@ -65,14 +65,6 @@ def make_embeddings(n: int, dim: int, seed: int = 0):
     return x, planted
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _cpu_seconds() -> float:
     """User + system CPU time of this process, all threads: less sensitive to a shared machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -83,7 +75,7 @@ def child(n: int, dim: int, index: str, recall: bool) -> dict:
     """One measurement, in this (fresh) process."""
     similar_pairs = _similar_pairs()
     x, planted = make_embeddings(n, dim)
-    before = _rss_mb()
+    before = rss_mb()
     cpu = _cpu_seconds()
     start = time.perf_counter()
     a, b, _ = similar_pairs(x, THRESHOLD, index=index)

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import write_json  # noqa: E402
+from _common import rss_mb, write_json  # noqa: E402
 
 DIM = 1280
 
@@ -47,14 +47,6 @@ def _shards(n, folder):
     )
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child(n: int, folder: str, mode: str) -> dict:
     import keras
 
@@ -62,7 +54,7 @@ def child(n: int, folder: str, mode: str) -> dict:
     keras.utils.set_random_seed(0)
     head = keras.Sequential([keras.Input((DIM,)), keras.layers.Dense(10, activation="softmax")])
     head.compile("adam", "sparse_categorical_crossentropy")
-    before = _rss_mb()
+    before = rss_mb()
     start = time.perf_counter()
     if mode == "stream":
         ds = shards.dataset(shuffle=True, seed=0).batch(256)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tlkit import heads as heads_lib
 from tlkit.data import extract_feature_arrays, extract_feature_shards
+from tlkit.groups import find_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +122,13 @@ def train_head_on_features(
     extractor = feature_model(model)
     # Inference only: a bigger batch than training's amortizes per-call overhead.
     extract_batch = max(int(batch_size), 256)
+    backbone = find_backbone(model)
+    # What the cached features depend on besides the weights (fingerprinted by the cache).
+    describe = {"model": model.name, "input_shape": list(model.input_shape[1:]),
+                "backbone": type(backbone).__name__ if backbone is not None else None,
+                "feature_shape": list(extractor.output_shape[1:])}
     cache = {"dir": cache_dir, "in_memory_max_bytes": in_memory_max_bytes,
-             "shard_size": shard_size, "describe": {"model": model.name,
-                                                    "input_shape": list(model.input_shape[1:])}}
+             "shard_size": shard_size, "describe": describe}
     train_ds = _features(extractor, _unbatch(train), "train", cache, extract_batch, verbose,
                          shuffle=shuffle, seed=seed)
     train_ds = train_ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
