@@ -48,6 +48,7 @@ def test_similar_pairs_projects_wide_rows_without_losing_pairs():
 def test_similar_pairs_edge_cases():
     one = _unit(np.ones((1, 8)))
     assert all(len(v) == 0 for v in similar_pairs(one, 0.9))
+    assert all(len(v) == 0 for v in similar_pairs(np.eye(2, dtype="float32"), 0.9))
     same = _unit(np.ones((3, 8)))  # three identical rows: three pairs
     a, b, _ = similar_pairs(same, 0.999)
     assert list(zip(a.tolist(), b.tolist())) == [(0, 1), (0, 2), (1, 2)]

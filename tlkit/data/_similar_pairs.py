@@ -74,11 +74,13 @@ def similar_pairs(
     for start in range(0, n, _QUERY_BLOCK):
         lims, _, ids = searcher.range_search(queries[start : start + _QUERY_BLOCK], radius)
         rows = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims.astype("int64")))
-        keep = ids > rows  # each pair once; drops the row itself
-        found_a.append(rows[keep])
-        found_b.append(ids[keep].astype("int64"))
-    a = np.concatenate(found_a)
-    b = np.concatenate(found_b)
+        ids = ids.astype("int64")
+        keep = ids != rows  # drops the row itself
+        # A pair the IVF index finds from one side only still counts: order it, dedupe below.
+        found_a.append(np.minimum(rows[keep], ids[keep]))
+        found_b.append(np.maximum(rows[keep], ids[keep]))
+    pairs = np.unique(np.stack([np.concatenate(found_a), np.concatenate(found_b)], axis=1), axis=0)
+    a, b = pairs[:, 0], pairs[:, 1]
     # Exact re-check of every candidate, in blocks (bounded memory).
     sims = np.concatenate(
         [
@@ -88,9 +90,7 @@ def similar_pairs(
         or [np.zeros(0, "float32")]
     )
     keep = sims >= threshold
-    a, b, sims = a[keep], b[keep], sims[keep]
-    order = np.lexsort((b, a))
-    return a[order], b[order], sims[order]
+    return a[keep], b[keep], sims[keep]  # np.unique sorted the pairs by (a, b)
 
 
 def _flat(faiss, x):
