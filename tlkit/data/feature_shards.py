@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import os
+import time
 
 import keras
 import numpy as np
@@ -117,6 +118,8 @@ def extract_feature_shards(
     shard_size: int = 4096,
     batch_size: int = 256,
     progress: bool = False,
+    worker: tuple[int, int] | None = None,
+    wait_seconds: float = 3600.0,
 ) -> ShardedFeatures:
     """Extracts (or reuses, or resumes) a sharded feature cache of `ds` in `folder`.
 
@@ -132,6 +135,14 @@ def extract_feature_shards(
         shard_size: examples per shard (memory of streaming is about one shard).
         batch_size: batch size of the feature model.
         progress: show a `keras.utils.Progbar`.
+        worker: `(index, count)` of this process among the workers of a multi-worker job
+            (e.g. `(strategy.cluster_resolver.task_id, number of workers)` of a
+            `MultiWorkerMirroredStrategy`; `folder` on storage they all see, such as a `gs://`
+            path's mount). Worker `index` extracts every `count`-th example
+            (`ds.shard(count, index)`) into its own shards and part manifest (resumable on
+            its own); worker 0, the chief, waits for every part and writes the manifest of the
+            whole cache; the others wait for that. Default `None`: one process does it all.
+        wait_seconds: how long a worker waits for the others' parts. Default 3600.
 
     Returns:
         The complete `ShardedFeatures`.
@@ -159,12 +170,72 @@ def extract_feature_shards(
     }
     key_id = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     manifest_path = os.path.join(folder, f"manifest-{key_id}.json")
-    _warn_about_other_caches(folder, manifest_path, key)
-    manifest = _valid_prefix(folder, manifest_path, key)
-    done = sum(s["count"] for s in manifest["shards"])
-    if manifest["complete"]:
-        logger.info("Reusing %d cached feature vectors in %s", done, folder)
-        return ShardedFeatures(folder, manifest)
+    _warn_about_other_caches(folder, key_id, key)
+    whole = _valid_prefix(folder, manifest_path, key)
+    if whole["complete"]:
+        logger.info("Reusing %d cached feature vectors in %s", _count(whole), folder)
+        return ShardedFeatures(folder, whole)
+    index, count = (0, 1) if worker is None else (int(worker[0]), int(worker[1]))
+    if not 0 <= index < count:
+        raise ValueError(
+            f"Expected `worker` as (index, count), 0 <= index < count. Received: {worker}"
+        )
+    if count == 1:
+        manifest = _extract_part(
+            feature_model,
+            ds,
+            folder,
+            key_id,
+            manifest_path,
+            whole,
+            shard_size,
+            batch_size,
+            progress,
+        )
+    else:
+        part_id = f"{key_id}-w{index}of{count}"
+        part_path = os.path.join(folder, f"manifest-{part_id}.json")
+        part = _valid_prefix(folder, part_path, key)
+        if not part["complete"]:
+            _extract_part(
+                feature_model,
+                ds.shard(count, index),
+                folder,
+                part_id,
+                part_path,
+                part,
+                shard_size,
+                batch_size,
+                progress,
+            )
+        if index != 0:
+            return ShardedFeatures(folder, _wait_for(manifest_path, key, wait_seconds))
+        manifest = {**whole, "shards": [], "complete": True}
+        for k in range(count):
+            path = os.path.join(folder, f"manifest-{key_id}-w{k}of{count}.json")
+            done = _wait_for(path, key, wait_seconds)
+            manifest["shards"].extend(done["shards"])
+            manifest["feature_shape"] = done["feature_shape"]
+        _write_json(manifest_path, manifest)
+    _remove_other_caches(folder, key_id)
+    logger.info(
+        "Cached %d feature vectors in %d shard(s) in %s",
+        _count(manifest),
+        len(manifest["shards"]),
+        folder,
+    )
+    return ShardedFeatures(folder, manifest)
+
+
+def _count(manifest) -> int:
+    return sum(s["count"] for s in manifest["shards"])
+
+
+def _extract_part(
+    feature_model, ds, folder, part_id, manifest_path, manifest, shard_size, batch_size, progress
+) -> dict:
+    """Extracts the examples of `ds` the manifest does not list yet; marks it complete."""
+    done = _count(manifest)
     if done:
         logger.info("Resuming feature extraction in %s after %d examples", folder, done)
     card = int(ds.cardinality())
@@ -178,19 +249,32 @@ def extract_feature_shards(
         bar.update(seen)
         while sum(len(p) for p in pending_x) >= shard_size:
             pending_x, pending_y = _flush(
-                folder, key_id, manifest, manifest_path, pending_x, pending_y, shard_size
+                folder, part_id, manifest, manifest_path, pending_x, pending_y, shard_size
             )
     if pending_x:
-        _flush(folder, key_id, manifest, manifest_path, pending_x, pending_y, None)
+        _flush(folder, part_id, manifest, manifest_path, pending_x, pending_y, None)
     if not manifest["shards"]:
         raise ValueError("extract_feature_shards got an empty dataset.")
     manifest["complete"] = True
     _write_json(manifest_path, manifest)
-    _remove_other_caches(folder, manifest_path, key_id)
-    logger.info(
-        "Cached %d feature vectors in %d shard(s) in %s", seen, len(manifest["shards"]), folder
-    )
-    return ShardedFeatures(folder, manifest)
+    return manifest
+
+
+def _wait_for(path, key, wait_seconds) -> dict:
+    """The complete manifest at `path` once another worker has written it."""
+    deadline = time.monotonic() + float(wait_seconds)
+    while True:
+        if os.path.exists(path):
+            manifest = _read_json(path)
+            if manifest is not None and manifest.get("key") == key and manifest["complete"]:
+                return manifest
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Waited {wait_seconds:.0f} s for {path}, the feature cache of another worker. "
+                "Check that every worker runs, with the same data, model and cache folder, or "
+                "raise `wait_seconds`."
+            )
+        time.sleep(0.2)
 
 
 # -- manifest ----------------------------------------------------------------------------------
@@ -215,10 +299,10 @@ def _read_json(path):
         return None
 
 
-def _warn_about_other_caches(folder, manifest_path, key) -> None:
+def _warn_about_other_caches(folder, key_id, key) -> None:
     for other in sorted(glob.glob(os.path.join(folder, "manifest-*.json"))):
-        if other == manifest_path:
-            continue
+        if os.path.basename(other).startswith(f"manifest-{key_id}"):
+            continue  # this cache, or one worker's part of it
         old = _read_json(other)
         if old is None:
             continue
@@ -299,9 +383,9 @@ def _flush(folder, key_id, manifest, manifest_path, pending_x, pending_y, shard_
     return ([rest_x] if len(rest_x) else []), ([rest_y] if len(rest_y) else [])
 
 
-def _remove_other_caches(folder, manifest_path, key_id) -> None:
+def _remove_other_caches(folder, key_id) -> None:
     for other in glob.glob(os.path.join(folder, "manifest-*.json")):
-        if other != manifest_path:
+        if not os.path.basename(other).startswith(f"manifest-{key_id}"):
             os.remove(other)
     for shard in glob.glob(os.path.join(folder, "shard-*.npy")):
         if not os.path.basename(shard).startswith(f"shard-{key_id}-"):
