@@ -1,27 +1,18 @@
 """Sharded feature extraction across 2 MultiWorkerMirroredStrategy worker processes on localhost."""
 
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tlkit.testing import free_ports
+
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ",".join(map(str, ports))
-
-
 def test_two_workers_each_extract_half_and_share_one_cache(tmp_path):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tlkit.testing.shard_extraction_job", "--ports", ports,

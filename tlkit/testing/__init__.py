@@ -2,7 +2,7 @@
 
 from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
 
-__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
+__all__ = ["free_ports", "make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model"]
 
 
 def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
@@ -37,3 +37,16 @@ def tiny_model(num_classes=3, input_shape=(16, 16, 3), seed=0, **build_kwargs):
         input_shape=input_shape,
         **build_kwargs,
     )
+
+
+def free_ports(n: int) -> str:
+    """`n` free localhost TCP ports, comma-separated (for multi-worker jobs in tests)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ",".join(map(str, ports))
