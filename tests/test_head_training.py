@@ -58,3 +58,19 @@ def test_refuses_augmentation_and_unfrozen_backbone(image_batch):
     with pytest.raises(ValueError, match="frozen backbone"):
         train_head_on_features(model, ds, epochs=1, verbose=0)
     assert feature_model(model).output_shape == (None, 8)
+
+
+def test_streamed_shards_train_the_same_head_as_in_memory_features(image_batch, tmp_path):
+    x, y = image_batch
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    heads = []
+    for name, limit in (("memory", 2**31), ("stream", 0)):
+        model = _model()
+        train_head_on_features(
+            model, ds, ds, epochs=2, batch_size=8, shuffle=False, cache_dir=tmp_path / name,
+            verbose=0, in_memory_max_bytes=limit, shard_size=5,
+        )
+        heads.append([w.numpy() for w in tlkit.heads.find_head(model).weights])
+    assert len(list((tmp_path / "stream" / "train").glob("shard-*.x.npy"))) == 4  # 16 / 5
+    for a, b in zip(*heads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

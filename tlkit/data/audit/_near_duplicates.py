@@ -1,14 +1,22 @@
-"""Near-duplicate search for `tlkit.data.audit`: cosine similarity of normalized embeddings."""
+"""Near-duplicate search for `tlkit.data.audit`: cosine similarity of normalized embeddings.
+
+Every audited example is embedded, and all pairs at or above the threshold are found by
+`_similar_pairs.similar_pairs` (a faiss index, exact re-check), not by an N x N product.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import tensorflow as tf
 
+from tlkit.data.audit._similar_pairs import similar_pairs
 from tlkit.data.features._feature_model import call_feature_model, l2_normalize
 
+logger = logging.getLogger(__name__)
+
 _MAX_NEAR_PAIRS = 10_000
-_BLOCK = 512
 
 
 def embed_size(model, embed_image_size, dominant_size):
@@ -61,7 +69,7 @@ def near_duplicates(
     """Pairs of examples whose embeddings have cosine >= `threshold` (exact duplicates aside).
 
     Args:
-        source: the audit source; iterated again (same sample) for decoded values.
+        source: the audit source; iterated again (same examples) for decoded values.
         limit: per-split sample sizes, or `None`.
         items: the audit's items, in iteration order.
         group_of: item index → exact-duplicate group, to skip pairs already reported.
@@ -70,7 +78,7 @@ def near_duplicates(
         size: `(height, width)` images are resized to, or `None`.
         channels: channels the model takes (1 or 3).
         batch_size: batch size for the model.
-        notes: the report's notes (appended to when the search stops early).
+        notes: the report's notes (appended to when the pairs are cut).
     """
     embeddings, owners, batch, batch_owners = [], [], [], []
 
@@ -99,31 +107,31 @@ def near_duplicates(
     flush()
     if not embeddings:
         return []
-    matrix = np.concatenate(embeddings)
+    a, b, sims = similar_pairs(np.concatenate(embeddings), threshold)
     pairs = []
-    for start in range(0, len(matrix), _BLOCK):
-        sims = matrix[start : start + _BLOCK] @ matrix.T
-        rows, cols = np.nonzero(sims >= threshold)
-        for r, c in zip(rows, cols):
-            a, b = start + int(r), int(c)
-            if b <= a:
-                continue
-            ka, kb = owners[a], owners[b]
-            if ka in group_of and group_of.get(ka) == group_of.get(kb):
-                continue  # already an exact duplicate
-            ia, ib = items[ka], items[kb]
-            pairs.append(
-                {
-                    "a": {"split": ia.split, "item": ia.ref},
-                    "b": {"split": ib.split, "item": ib.ref},
-                    "similarity": round(float(sims[r, c]), 4),
-                    "cross_split": ia.split != ib.split,
-                }
-            )
-            if len(pairs) >= _MAX_NEAR_PAIRS:
-                notes.append(f"near-duplicate search stopped at {_MAX_NEAR_PAIRS} pairs")
-                return _sorted_pairs(pairs)
-    return _sorted_pairs(pairs)
+    for i, j, sim in zip(a.tolist(), b.tolist(), sims.tolist()):
+        ka, kb = owners[i], owners[j]
+        if ka in group_of and group_of.get(ka) == group_of.get(kb):
+            continue  # already an exact duplicate
+        ia, ib = items[ka], items[kb]
+        pairs.append(
+            {
+                "a": {"split": ia.split, "item": ia.ref},
+                "b": {"split": ib.split, "item": ib.ref},
+                "similarity": round(float(sim), 4),
+                "cross_split": ia.split != ib.split,
+            }
+        )
+    pairs = _sorted_pairs(pairs)
+    if len(pairs) > _MAX_NEAR_PAIRS:
+        message = (
+            f"{len(pairs)} near-duplicate pairs found; the report keeps the first "
+            f"{_MAX_NEAR_PAIRS} (pairs across splits first, then by similarity)"
+        )
+        logger.warning(message)
+        notes.append(message)
+        pairs = pairs[:_MAX_NEAR_PAIRS]
+    return pairs
 
 
 def _sorted_pairs(pairs):

@@ -29,7 +29,7 @@ def audit(
     splits=None,
     backbone_model=None,
     near_dup_threshold: float = 0.98,
-    max_images: int | None = 20_000,
+    max_images: int | None = None,
     class_names=None,
     embed_image_size=None,
     batch_size: int = 32,
@@ -55,7 +55,8 @@ def audit(
             `input_shape` says otherwise; texts as a batch of strings.
         near_dup_threshold: cosine similarity from which two examples are near duplicates.
         max_images: audit at most this many examples in total (a seeded sample, proportional
-            per split; noted in the report). `None`: all.
+            per split; logged as a warning and noted in the report: duplicates and leakage
+            outside the sample go unseen). Default `None`: every example.
         class_names: class list to check labels against (default: the folder's / data's).
         embed_image_size: `(height, width)` for the embeddings (default: the model's input
             size, else the most common image size).
@@ -93,10 +94,12 @@ def audit(
     notes = list(source.notes)
     limit = source.limit(max_images, seed)
     if limit is not None:
-        notes.append(
+        message = (
             f"audited a seeded sample of {sum(limit.values())} of {source.total} examples "
             f"(max_images={max_images}); duplicates outside the sample are not seen"
         )
+        logger.warning("%s; pass max_images=None to audit every example", message)
+        notes.append(message)
     items: list[Item] = []
     total = sum(limit.values()) if limit is not None else source.total
     bar = keras.utils.Progbar(total, unit_name="example") if progress and total else None

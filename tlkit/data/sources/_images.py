@@ -9,6 +9,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from tlkit.data.sources._decode_cache import DecodeCheckCache
 from tlkit.data.sources.labeled_data import Skipped
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ def decode_fn(channels: int, image_size=None, shape=None, interpolation="bilinea
     return load
 
 
-def find_unreadable(paths, check="decode", channels=3) -> tuple[list[Skipped], dict[str, tuple]]:
+def find_unreadable(
+    paths, check="decode", channels=3, cache: bool = True
+) -> tuple[list[Skipped], dict[str, tuple]]:
     """Finds files that would fail to decode, before any epoch runs.
 
     Args:
@@ -69,6 +72,8 @@ def find_unreadable(paths, check="decode", channels=3) -> tuple[list[Skipped], d
             will: the safe choice), `"header"` (PIL `verify`: cheap, misses truncated JPEGs) or
             `None` (no check).
         channels: channels to decode to.
+        cache: with `"decode"`, reuse the outcome remembered for a file whose size, mtime and
+            ctime are unchanged, and remember the new ones (`_decode_cache`).
 
     Returns:
         `(skipped, sizes)`: unreadable files with the reason, and `(height, width)` of every
@@ -81,6 +86,39 @@ def find_unreadable(paths, check="decode", channels=3) -> tuple[list[Skipped], d
         return [], {}
     if check == "header":
         return _check_headers(paths)
+    if not cache:
+        return _check_decode(paths, channels)
+    store = DecodeCheckCache()
+    try:
+        known, stamps = store.lookup(paths, channels)
+        todo = [p for p in paths if p not in known]
+        skipped, sizes = _check_decode(todo, channels) if todo else ([], {})
+        reasons = {s.source: s.reason for s in skipped}
+        store.store(
+            {p: (*sizes[p], None) if p in sizes else (None, None, reasons[p]) for p in todo},
+            stamps,
+            channels,
+        )
+    finally:
+        store.close()
+    logger.info(
+        "decode check: %d file(s) decoded, %d unchanged since an earlier check (%s)",
+        len(todo),
+        len(known),
+        store.path,
+    )
+    for path, (height, width, error) in known.items():
+        if error is None:
+            sizes[path] = (height, width)
+        else:
+            skipped.append(Skipped(path, error))
+    order = {p: i for i, p in enumerate(paths)}
+    skipped.sort(key=lambda s: order[s.source])
+    return skipped, sizes
+
+
+def _check_decode(paths, channels):
+    """Decodes every file with TensorFlow, in parallel on all cores (tf.data map)."""
 
     def probe(path):
         image = tf.io.decode_image(

@@ -22,13 +22,15 @@ def from_image_folder(
     channels: int = 3,
     class_names=None,
     check: str | None = "decode",
+    check_cache: bool = True,
     extensions=_class_folders.IMAGE_EXTENSIONS,
     interpolation: str = "bilinear",
 ) -> LabeledData:
     """Loads images stored as `path/<class>/<file>` or `path/{train,val,test}/<class>/<file>`.
 
     Files are checked before any epoch runs: with `check="decode"` every file is decoded once
-    (in parallel, with the same TensorFlow decoder training uses), so a corrupt or truncated
+    (in parallel on all cores, with the same TensorFlow decoder training uses; a later load of
+    the same unchanged files reuses the remembered outcome), so a corrupt or truncated
     file is skipped, logged as a warning and listed in `LabeledData.skipped` instead of
     crashing an epoch. Images are decoded lazily in the pipeline as float32 pixels in
     `[0, 255]`; `metadata[split]` holds each example's `path`, `height` and `width`.
@@ -45,6 +47,9 @@ def from_image_folder(
         class_names: optional class list (label order); default: sorted class folder names.
         check: `"decode"` (safe), `"header"` (cheap PIL verify; misses truncated files) or
             `None`.
+        check_cache: remember each file's `"decode"` outcome in the tlkit cache folder
+            (`$TLKIT_CACHE_DIR`, else `~/.cache/tlkit`) and skip decoding files whose size,
+            mtime and ctime are unchanged on a later load. `False`: decode every file.
         extensions: file extensions to read; others are ignored.
         interpolation: resize method when `image_size` is set.
 
@@ -67,7 +72,7 @@ def from_image_folder(
     layout = _class_folders.scan(path, extensions, class_names)
     _class_folders.require_classes(layout, extensions, "image")
     every_path = [p for files in layout.files.values() for p, _ in files]
-    skipped, sizes = _images.find_unreadable(every_path, check, channels)
+    skipped, sizes = _images.find_unreadable(every_path, check, channels, cache=check_cache)
     _images.log_skipped(layout.root, skipped)
     bad = {s.source for s in skipped}
     class_index = {c: i for i, c in enumerate(layout.class_names)}
