@@ -24,6 +24,7 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
 clean:

@@ -34,6 +34,15 @@ def write_json_to(path: str, payload: dict) -> str:
     return path
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (MB), from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     """Achieved GFLOP/s of a large float32 matmul: the machine's practical peak, same run."""
     import tensorflow as tf

@@ -45,9 +45,9 @@ import tensorflow as tf  # noqa: E402
 
 import tlkit  # noqa: E402
 from tlkit import data as tld  # noqa: E402
-from tlkit.fine_tune import fine_tune  # noqa: E402
 from tlkit.lr_finder import lr_find  # noqa: E402
 from tlkit.testing import make_image_savedmodel  # noqa: E402
+from tlkit.training.fine_tuning import fine_tune  # noqa: E402
 from tlkit.tuning import tune  # noqa: E402
 from tlkit.unfreeze import UnfreezeSchedule  # noqa: E402
 

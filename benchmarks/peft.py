@@ -172,8 +172,8 @@ def _int8(task, model, data, folder):
     import tensorflow as tf
 
     import tlkit
-    from tlkit import int8_export
-    from tlkit.predict import model_inputs
+    from tlkit.export import int8 as int8_export
+    from tlkit.inference import model_inputs
 
     test_x = model_inputs(np.concatenate([x.numpy() for x, _ in data.pipeline("test", 64)]))
     test_y = np.concatenate([y.numpy() for _, y in data.pipeline("test", 64)])

@@ -2,7 +2,7 @@
 
 Trains a small run (the tiny SavedModel backbone of the smoke recipe on Fashion-MNIST, 100
 images per class; the official test set, 1,000 per class, is the evaluation split), then times
-`tlkit.train.report_run`: loading the data and model, predicting the test split once (or reading
+`tlkit.runner.train.report_run`: loading the data and model, predicting the test split once (or reading
 the predictions the training run saved), metrics, top losses with their images, calibration,
 slices and writing `report.html`, both ways. The report-only part
 (everything after the predictions, from `tlkit.reports` on precomputed probabilities) is timed
@@ -45,9 +45,10 @@ output: {{export: [keras], tensorboard: false, temperature_scaling: true}}
 def run(test_per_class=1000, backbone="tiny", image_size=None):
     import numpy as np
 
-    from tlkit import reports, train
+    from tlkit import reports
     from tlkit.recipes import load_recipe
-    from tlkit.runs import RunDir
+    from tlkit.runner import train
+    from tlkit.runner.rundir import RunDir
 
     folder = tempfile.mkdtemp(prefix="report_speed_")
     recipe_path = os.path.join(folder, "recipe.yaml")

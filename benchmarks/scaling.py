@@ -163,7 +163,7 @@ def _full_fine_tune(runner, policy, jit, backbone, size, ds, epochs, images):
         ran = {  # what actually ran, so a row can't claim a setting Keras dropped
             "loss_scaled": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
             "xla": bool(model.jit_compile),
-            "backbone_compute_dtype": tlkit.groups.find_backbone(model).compute_dtype,
+            "backbone_compute_dtype": tlkit.trainability.find_backbone(model).compute_dtype,
         }
     return {"img_per_s": timer.images_per_second(images), **ran}
 

@@ -70,7 +70,7 @@ def _plain(backbone_name, size, freeze, ds, epochs, n):
 
 
 def _tlkit(backbone_name, size, freeze, ds, epochs, n):
-    from tlkit.fine_tune import fine_tune
+    from tlkit.training.fine_tuning import fine_tune
 
     model = _build(backbone_name, size, True)
     timer = _Timer()
@@ -107,7 +107,7 @@ def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3, 
             "ratio": float(np.median(ratios)),
             "ratios": ratios,
         }
-    flops = forward_flops_per_example(tlkit.groups.find_backbone(model), (size, size, 3))
+    flops = forward_flops_per_example(tlkit.trainability.find_backbone(model), (size, size, 3))
     peak = matmul_peak_gflops()
     achieved = 3 * flops * results["full"]["tlkit_img_per_s"] / 1e9
     results["flops"] = {

@@ -1,8 +1,12 @@
 """Shared fixtures: tiny SavedModels and Keras backbones built here, no network."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The decode-check cache of image folders (tlkit/data/_decode_cache.py) goes to a temporary
+# folder, not the user's ~/.cache, during tests.
+os.environ.setdefault("TLKIT_CACHE_DIR", tempfile.mkdtemp(prefix="tlkit-test-cache-"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

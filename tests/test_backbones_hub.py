@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tlkit
 from tlkit.backbones import HubBackbone, HubHandleError, InputInfo, from_hub
+from tlkit.testing import check_save_reload_parity
 
 
 def _snapshot(layer):
@@ -34,7 +35,7 @@ def test_hub_backbone_goes_into_sequential_and_trains(image_savedmodel, image_ba
 
 def test_frozen_hub_backbone_stays_bit_identical(image_savedmodel, image_batch):
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
-    backbone = tlkit.groups.find_backbone(model)
+    backbone = tlkit.trainability.find_backbone(model)
     before = _snapshot(backbone)
     head_before = [v.numpy().copy() for v in tlkit.heads.find_head(model).weights]
     x, y = image_batch
@@ -109,11 +110,11 @@ def test_save_and_reload_gives_same_outputs(image_savedmodel, image_batch, tmp_p
     path = tmp_path / "m.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)  # safe_mode=True (default)
-    assert [v.trainable for v in tlkit.groups.find_backbone(reloaded).weights] == [
-        v.trainable for v in tlkit.groups.find_backbone(model).weights
+    assert [v.trainable for v in tlkit.trainability.find_backbone(reloaded).weights] == [
+        v.trainable for v in tlkit.trainability.find_backbone(model).weights
     ]
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
-    backbone = tlkit.groups.find_backbone(reloaded)
+    backbone = tlkit.trainability.find_backbone(reloaded)
     assert isinstance(backbone, HubBackbone) and backbone.handle == image_savedmodel
 
 
@@ -127,11 +128,7 @@ def test_text_encoder_with_string_inputs_and_dict_outputs(text_savedmodel, tmp_p
     table_before = backbone.weights[0].numpy().copy()
     model.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(2), epochs=2, verbose=0)
     assert not np.array_equal(table_before, backbone.weights[0].numpy())
-    model.save(tmp_path / "text.keras")
-    reloaded = keras.models.load_model(tmp_path / "text.keras")
-    np.testing.assert_allclose(
-        reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6
-    )
+    check_save_reload_parity(model, texts, tmp_path, "text.keras")
     seq = from_hub(text_savedmodel, output_key="sequence_output")
     assert len(seq(texts).shape) == 3
     with pytest.raises(ValueError, match="not an output"):
@@ -183,9 +180,7 @@ def test_two_hub_layers_in_one_model_get_unique_names(image_savedmodel, tmp_path
     merged = keras.layers.Concatenate()([t(inputs) for t in towers])
     model = keras.Model(inputs, keras.layers.Dense(2)(merged))
     x = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
-    model.save(tmp_path / "two.keras")
-    reloaded = keras.models.load_model(tmp_path / "two.keras")
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    check_save_reload_parity(model, x, tmp_path, "two.keras")
 
 
 def test_bn_patterns_override_the_name_rule(image_savedmodel):

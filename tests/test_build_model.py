@@ -6,7 +6,7 @@ import pytest
 
 import tlkit
 from tlkit.backbones import InputInfo, WeightsUnavailableError, from_keras
-from tlkit.testing import tiny_cnn
+from tlkit.testing import check_save_reload_parity, tiny_cnn
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_heads_build_and_fit(tiny_cnn_model, head, num_classes, loss):
 
 def test_groups_freeze_and_unfreeze(tiny_cnn_model, image_batch):
     model = tlkit.build_model(from_keras(tiny_cnn_model), num_classes=3, input_shape=(16, 16, 3))
-    assert tlkit.groups.group_names(model) == ["block1", "block2", "block3", "head"]
+    assert tlkit.trainability.group_names(model) == ["block1", "block2", "block3", "head"]
     summary = {r["group"]: r for r in tlkit.trainable_summary(model)}
     assert summary["head"]["trainable"] and not summary["block3"]["trainable"]
     tlkit.unfreeze_top(model, 1)
@@ -51,7 +51,7 @@ def test_groups_freeze_and_unfreeze(tiny_cnn_model, image_batch):
     # conv kernel + bias trainable; BN frozen by default policy.
     assert summary["block3"]["trainable_params"] == 3 * 3 * 8 * 8 + 8
     assert not summary["block2"]["trainable"]
-    backbone = tlkit.groups.find_backbone(model)
+    backbone = tlkit.trainability.find_backbone(model)
     frozen = {v.path: v.numpy().copy() for v in backbone.weights}
     x, y = image_batch
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -90,13 +90,9 @@ def test_keras_backbone_save_reload(tiny_cnn_model, image_batch, tmp_path):
     tlkit.unfreeze_all(model)
     x, y = image_batch
     model.fit(x, y, epochs=1, verbose=0)
-    model.save(tmp_path / "m.keras")
-    reloaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(
-        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
-    )
+    reloaded = check_save_reload_parity(model, x, tmp_path)
     assert tlkit.heads.find_head(reloaded).class_names == ["a", "b", "c"]
-    assert tlkit.groups.group_names(reloaded) == ["block1", "block2", "block3", "head"]
+    assert tlkit.trainability.group_names(reloaded) == ["block1", "block2", "block3", "head"]
 
 
 def test_bad_inputs_give_clear_errors(tiny_cnn_model):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit import cli, train
-from tlkit.runs import RunDir
+from tlkit import cli
+from tlkit.runner import train
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
@@ -123,6 +124,15 @@ def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
         exported = json.load(f)
     assert exported["tflite"]["parity"]["max_abs_diff"] < 1e-4
     assert os.path.exists(os.path.join(out, "savedmodel", "saved_model.pb"))
+
+
+def test_export_full_integer_tflite_calibrates_on_the_runs_training_data(smoke_run, tmp_path):
+    out = str(tmp_path / "export")
+    assert cli.main(["export", smoke_run, "--format", "tflite-int8", "--output", out]) == 0
+    with open(os.path.join(out, "export.json")) as f:
+        record = json.load(f)["tflite-int8"]
+    assert os.path.exists(record["path"])
+    assert 0.0 <= record["parity"]["top1_agreement"] <= 1.0
 
 
 @pytest.mark.parametrize(

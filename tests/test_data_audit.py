@@ -164,3 +164,28 @@ def test_one_content_under_two_classes_is_a_label_conflict():
     assert "Exact duplicates: 1" in text  # "ok" twice, same label: only a copy
     assert "backbone_model=" not in text or "in Python" in text
     assert json.loads(report.to_json())["label_conflicts"][0]["items"][1]["label"] == 1
+
+
+def test_audit_sampling_is_a_logged_warning(tmp_path, caplog):
+    root = tld.make_image_folder(tmp_path / "one", ("a", "b"), per_class=6)
+    with caplog.at_level(logging.WARNING, logger="tlkit.data"):
+        tld.audit(root, max_images=6)
+    assert "sample of 6 of 12" in caplog.text and "max_images=None" in caplog.text
+
+
+def test_audit_searches_near_duplicates_over_every_example():
+    """More examples than the old 20,000 default sample: a leak at the very end is still found."""
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((20_500, 32)).astype("float32")
+    test = rng.standard_normal((600, 32)).astype("float32")
+    test[-1] = train[-1] + 0.01 * rng.standard_normal(32).astype("float32")
+    report = tld.audit(
+        {"train": (train, np.zeros(len(train), "int64")), "test": (test, np.zeros(600, "int64"))},
+        backbone_model=lambda x: x,
+    )
+    assert report.num_examples == {"train": 20_500, "test": 600}
+    assert not any("sample" in note for note in report.notes)
+    assert [(p["a"]["item"], p["b"]["item"], p["cross_split"]) for p in report.near_duplicates] == [
+        ("#20499", "#599", True)
+    ]
+    assert report.has_leakage

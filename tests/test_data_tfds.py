@@ -109,7 +109,7 @@ def _tfds_recipe(path, data_dir, name="tiny_shapes"):
 def test_tfds_recipe_trains_from_a_prepared_data_dir(tmp_path, capsys):
     """The recipe runner through TFDS's real builder/`as_dataset` path, offline."""
     from tlkit import cli
-    from tlkit.runs import RunDir
+    from tlkit.runner.rundir import RunDir
 
     TinyShapes(data_dir=str(tmp_path / "tfds")).download_and_prepare()
     recipe = _tfds_recipe(tmp_path / "r.yaml", tmp_path / "tfds")

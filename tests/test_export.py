@@ -99,7 +99,7 @@ def test_tflite_refuses_text_and_dynamic_shapes(text_savedmodel, tmp_path):
 
 
 def test_hub_export_of_a_keras_backbone_round_trips(image_model, pixels, tmp_path):
-    original = tlkit.groups.find_backbone(image_model)
+    original = tlkit.trainability.find_backbone(image_model)
     storage = [v.value for v in original.variables]
     flags = [v.trainable for v in image_model.variables]
     path = export.export_hub(image_model, tmp_path / "hub")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tlkit.fine_tune import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
 from tlkit.optimizers import LayerwiseAdamW
-from tlkit.testing import tiny_model
+from tlkit.testing import frozen_weights_unchanged, tiny_model
+from tlkit.training.fine_tuning import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
 
 
 def _model():
@@ -115,17 +115,18 @@ def test_unfreeze_top_n_and_one_cycle():
     train, _, _ = _data()
     model = _model()
     probe = _Probe()
-    fine_tune(
-        model,
-        train,
-        epochs=(0, 2),
-        lr=1e-3,
-        unfreeze=1,
-        lr_schedule="one_cycle",
-        early_stopping_patience=None,
-        callbacks=[probe],
-        verbose=0,
-    )
+    with frozen_weights_unchanged(model, ["block1", "block2"]):
+        fine_tune(
+            model,
+            train,
+            epochs=(0, 2),
+            lr=1e-3,
+            unfreeze=1,
+            lr_schedule="one_cycle",
+            early_stopping_patience=None,
+            callbacks=[probe],
+            verbose=0,
+        )
     assert probe.groups == [["block3", "head"], ["block3", "head"]]
     assert type(model.optimizer.beta_1) is float  # momentum scheduling cleaned up
 

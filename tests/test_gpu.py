@@ -60,6 +60,6 @@ def test_hub_savedmodel_fine_tunes_in_mixed_float16_on_gpu(image_savedmodel, jit
         result = tlkit.fine_tune(model, (x, y), epochs=(1, 1), unfreeze="all", batch_size=16,
                                  early_stopping_patience=None, verbose=0, jit_compile=jit)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert tlkit.groups.find_backbone(model).compute_dtype == "float16"
+    assert tlkit.trainability.find_backbone(model).compute_dtype == "float16"
     assert model.output.dtype == "float32"
     assert np.isfinite(result.history.history["loss"]).all()

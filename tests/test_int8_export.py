@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tlkit
-from tlkit.int8_export import export_savedmodel_int8
+from tlkit.export.int8 import export_savedmodel_int8
 from tlkit.peft import UnsupportedLayersError
 from tlkit.testing import tiny_model
 
@@ -69,7 +69,7 @@ def test_savedmodel_int8_lists_convolutions_it_cannot_quantize(tmp_path):
 
 
 def test_model_inputs_gives_predict_the_string_arrays_it_accepts():
-    from tlkit.predict import model_inputs
+    from tlkit.inference import model_inputs
 
     texts = keras.Input((), dtype="string")
     model = keras.Model(texts, keras.layers.Lambda(

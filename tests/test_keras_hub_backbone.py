@@ -29,7 +29,7 @@ def test_keras_hub_text_backbone_trains_on_raw_strings(bert_preset, tmp_path):
     backbone = tlkit.backbones.get(f"keras_hub:{bert_preset}")
     assert backbone.input_info.kind == "text" and backbone.preprocessor is not None
     model = tlkit.build_model(backbone, num_classes=2)
-    names = tlkit.groups.group_names(model)
+    names = tlkit.trainability.group_names(model)
     assert names[:3] == ["embeddings", "transformer_layer_0", "transformer_layer_1"]
     assert names[-1] == "head"
     tlkit.unfreeze_top(model, 1)
@@ -55,7 +55,7 @@ def test_missing_preset_folder_is_a_clear_error(tmp_path):
 def test_keras_hub_backbone_under_mixed_bfloat16(bert_preset, mixed_bfloat16):
     model = tlkit.build_model(tlkit.backbones.get(f"keras_hub:{bert_preset}"), num_classes=2)
     assert model.output.dtype == "float32"
-    assert tlkit.groups.find_backbone(model).compute_dtype == "bfloat16"
+    assert tlkit.trainability.find_backbone(model).compute_dtype == "bfloat16"
     tlkit.unfreeze_top(model, 1)
     texts = tf.constant(["good movie", "bad plot", "the good plot", "a bad movie"])
     history = model.fit(tf.data.Dataset.from_tensor_slices((texts, np.array([1, 0, 1, 0]))).batch(4),

@@ -20,8 +20,8 @@ from tlkit.optimizers import (
     layerwise,
     variable_lr_multipliers,
 )
-from tlkit.schedules import OneCycle
-from tlkit.testing import tiny_model
+from tlkit.optimizers.schedules import OneCycle
+from tlkit.testing import check_save_reload_parity, tiny_model
 
 
 def _model(**kwargs):
@@ -167,14 +167,9 @@ def test_serialization_and_saved_model(tmp_path):
     tlkit.compile_model(model, optimizer=optimizer)
     x, y = _data(8)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = check_save_reload_parity(model, x, tmp_path, rtol=1e-5)
     assert type(loaded.optimizer) is LayerwiseAdamW
     assert loaded.optimizer.lr_multipliers == optimizer.lr_multipliers
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
-    )
 
 
 def test_errors():

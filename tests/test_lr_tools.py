@@ -10,7 +10,7 @@ import pytest
 import tlkit
 from tlkit.lr_finder import LRFinderResult, lr_find, suggest
 from tlkit.optimizers import layerwise
-from tlkit.schedules import CombinedSchedule, MomentumScheduler, OneCycle, warmup_cosine
+from tlkit.optimizers.schedules import CombinedSchedule, MomentumScheduler, OneCycle, warmup_cosine
 from tlkit.testing import tiny_model
 from tlkit.unfreeze import GradualUnfreezing
 

@@ -17,7 +17,7 @@ from tlkit.backbones import InputInfo, from_hub, from_keras
 from tlkit.export import export_model, tflite_predict
 from tlkit.optimizers.layerwise import LayerwiseMixin
 from tlkit.pretrained.registry import MissingPackageError
-from tlkit.runs import RunDir
+from tlkit.runner.rundir import RunDir
 from tlkit.unfreeze import UnfreezeSchedule
 
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")
@@ -35,7 +35,7 @@ def _dataset(x, y, batch=8):
 def _assert_mixed(model):
     """Hidden layers compute in bfloat16; the model's output is float32, symbolically and really."""
     assert model.output.dtype == "float32"
-    assert tlkit.groups.find_backbone(model).compute_dtype == "bfloat16"
+    assert tlkit.trainability.find_backbone(model).compute_dtype == "bfloat16"
 
 
 def test_hub_image_savedmodel_fine_tunes_layerwise_and_reloads(

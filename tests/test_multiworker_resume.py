@@ -5,7 +5,6 @@ trainable at each epoch as an uninterrupted job) and end with the same weights.
 """
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,21 +12,13 @@ import time
 import numpy as np
 import pytest
 
+from tlkit.testing import free_ports
+
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ",".join(map(str, ports))
-
-
 def _start(tmp, tag, backup, die_worker=None, die_at=-1):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     procs = []
     for index in range(2):
         cmd = [

@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from tlkit import cli, train
+from tlkit import cli
 from tlkit.reports import apply_temperature
-from tlkit.runs import RunDir
+from tlkit.runner import train
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")

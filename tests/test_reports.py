@@ -80,7 +80,7 @@ def test_no_warning_on_healthy_or_missing_validation():
 
 
 def test_pngs_are_written(tmp_path):
-    from tlkit.data.fashion_mnist_idx import CLASS_NAMES
+    from tlkit.data.builtin.fashion_mnist_idx import CLASS_NAMES
 
     names = list(CLASS_NAMES)  # long, real class names: the plots must stay readable
     matrix = np.random.default_rng(0).integers(0, 30, (10, 10))

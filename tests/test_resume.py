@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
 
     import tlkit
     from tlkit.backbones import InputInfo, from_keras
-    from tlkit.fine_tune import fine_tune
+    from tlkit.training.fine_tuning import fine_tune
     from tlkit.testing import tiny_cnn
 
     mode, backup, out = sys.argv[1], sys.argv[2], sys.argv[3]

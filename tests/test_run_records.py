@@ -9,7 +9,7 @@ import pytest
 
 import tlkit
 from tlkit import cli
-from tlkit.runs import RunDir
+from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")

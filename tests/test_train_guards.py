@@ -7,7 +7,7 @@ import pytest
 import tlkit
 from tlkit.data import DataLeakageError
 from tlkit.recipes import Recipe, RecipeError
-from tlkit.train import train_recipe
+from tlkit.runner.train import train_recipe
 
 
 def _folder_recipe(path, allow):
@@ -42,8 +42,8 @@ def test_compare_section_is_validated():
 
 
 def test_scratch_baseline_skips_savedmodel_backbones(tmp_path):
-    from tlkit.runs import RunDir
-    from tlkit.train import scratch_baseline
+    from tlkit.runner.rundir import RunDir
+    from tlkit.runner.train import scratch_baseline
 
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "compare": {"scratch_epochs": 1}})
     result = scratch_baseline(recipe, RunDir(str(tmp_path)), data=None, verbose=0)
@@ -56,7 +56,7 @@ class _FakeStrategy:
 
 
 def test_batch_is_per_replica_and_lr_scales_on_request():
-    from tlkit.train import _per_replica
+    from tlkit.runner.train import _per_replica
 
     recipe = Recipe.from_dict({"data": {"batch_size": 16},
                                "optimizer": {"lr": 1.0e-4, "head_lr": 1.0e-3},
@@ -92,8 +92,9 @@ def test_smoke_recipe_under_mirrored_strategy(tmp_path):
 def test_tpu_runs_get_static_training_batches(monkeypatch):
     import tensorflow as tf
 
-    from tlkit import _wiring, distribute
-    from tlkit.train import _per_replica
+    import tlkit.data
+    from tlkit import distribute
+    from tlkit.runner.train import _per_replica
 
     class _TPU:
         num_replicas_in_sync = 1
@@ -105,6 +106,6 @@ def test_tpu_runs_get_static_training_batches(monkeypatch):
     assert _per_replica(recipe, _FakeStrategy()).data.drop_remainder is None  # not a TPU
     pinned = Recipe.from_dict({"data": {"drop_remainder": False}})
     assert _per_replica(pinned, _TPU()).data.drop_remainder is False
-    ds = _wiring.batch(tf.data.Dataset.range(20).map(lambda i: (i, i)), 8, True, 0, True)
+    ds = tlkit.data.batch(tf.data.Dataset.range(20).map(lambda i: (i, i)), 8, True, 0, True)
     distribute.check_static_batches(ds)  # would raise on a dynamic batch dimension
     assert [int(x.shape[0]) for x, _ in ds] == [8, 8]

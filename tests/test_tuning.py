@@ -10,8 +10,9 @@ import tensorflow as tf
 import yaml
 
 from tlkit.recipes import Recipe, load_recipe
-from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune, tune_recipe
-from tlkit.tuning._worker import build_tiny, tiny_data
+from tlkit.runner.tune import tune_recipe
+from tlkit.testing.tuning_worker import build_tiny, tiny_data
+from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune
 from tlkit.unfreeze import UnfreezeSchedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

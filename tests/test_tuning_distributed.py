@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tlkit.testing.tuning_worker import RESULT_PREFIX, build_tiny, tiny_data
 from tlkit.tuning import tune
-from tlkit.tuning._worker import RESULT_PREFIX, build_tiny, tiny_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,7 +60,7 @@ def _start(args, env_extra, log_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **env_extra}
     log = open(log_path, "w")  # noqa: SIM115 - closed by the caller through proc.log
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tlkit.tuning._worker", *args],
+        [sys.executable, "-m", "tlkit.testing.tuning_worker", *args],
         cwd=REPO,
         env=env,
         stdout=log,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.testing import tiny_model
+from tlkit.testing import check_serialization_round_trip, tiny_model
 from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
 
 BLOCKS = ("block1", "block2", "block3")
@@ -245,7 +245,7 @@ def test_hub_savedmodel_backbone(image_savedmodel):
     model = tlkit.build_model(
         image_savedmodel, num_classes=3, input_shape=(16, 16, 3), dropout=0.0, learning_rate=1e-2
     )
-    assert tlkit.groups.group_names(model) == ["block_1", "block_2", "top", "head"]
+    assert tlkit.trainability.group_names(model) == ["block_1", "block_2", "top", "head"]
     x, y = _data(8)
     snaps = _Snapshots()
     model.fit(
@@ -268,7 +268,7 @@ def test_callback_config_round_trip():
     callback = GradualUnfreezing(
         UnfreezeSchedule.gradual(head_epochs=2, first=2), bn_policy="train_affine", verbose=0
     )
-    restored = GradualUnfreezing.from_config(callback.get_config())
+    restored = check_serialization_round_trip(callback)
     assert restored.schedule == callback.schedule and restored.bn_policy == "train_affine"
     with pytest.raises(ValueError, match="bn_policy"):
         GradualUnfreezing({0: 0}, bn_policy="train")

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 import tlkit
-from tlkit import _wiring, cli, distribute
+from tlkit import cli, distribute
 from tlkit.backbones import InputInfo, from_hub
 from tlkit.recipes import Recipe, RecipeError
+from tlkit.runner.train import resolve_execution
 from tlkit.testing import tiny_model
 
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")
@@ -68,11 +69,11 @@ def test_text_savedmodel_keeps_xla_off_instead_of_failing(text_savedmodel):
 def test_recipe_steps_per_execution_comes_from_the_plan(monkeypatch):
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}})
     strategy = tf.distribute.get_strategy()
-    assert _wiring.resolve_execution(recipe, strategy).distribute.steps_per_execution == 1
+    assert resolve_execution(recipe, strategy).distribute.steps_per_execution == 1
     monkeypatch.setattr(distribute, "device_kind", lambda strategy: "tpu")
-    assert _wiring.resolve_execution(recipe, strategy).distribute.steps_per_execution == 32
+    assert resolve_execution(recipe, strategy).distribute.steps_per_execution == 32
     fixed = Recipe.from_dict({"backbone": {"name": "tiny"}, "distribute": {"steps_per_execution": 4}})
-    assert _wiring.resolve_execution(fixed, strategy).distribute.steps_per_execution == 4
+    assert resolve_execution(fixed, strategy).distribute.steps_per_execution == 4
 
 
 def test_recipe_jit_compile_and_steps_per_execution_reach_the_model(tmp_path):

@@ -2,74 +2,114 @@
 
 Importing tlkit configures nothing globally (no device, logging or dtype policy changes), and
 imports nothing heavy: its names load on first use (PEP 562 `__getattr__`), so `tlkit --help`
-answers without importing TensorFlow, and every submodule (`tlkit.export`, `tlkit.train`, ...)
+answers without importing TensorFlow, and every submodule (`tlkit.export`, `tlkit.runner`, ...)
 is reachable as an attribute after `import tlkit`.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
 # Public names defined in a submodule: name -> module.
 _ATTRIBUTES = {
-    "FineTuneResult": "tlkit.fine_tune",
-    "fine_tune": "tlkit.fine_tune",
+    "ConfigError": "tlkit.config",
+    "FineTuneConfig": "tlkit.config",
+    "FineTunePlan": "tlkit.training.plan",
+    "fine_tune_plan": "tlkit.training.plan",
+    "FineTuneResult": "tlkit.training.fine_tuning",
+    "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
+    "load": "tlkit.saving",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",
     "GradualUnfreezing": "tlkit.unfreeze",
     "UnfreezeSchedule": "tlkit.unfreeze",
     "prepare_optimizer": "tlkit.unfreeze",
-    "format_summary": "tlkit.groups",
-    "freeze_backbone": "tlkit.groups",
-    "layer_groups": "tlkit.groups",
-    "set_trainable": "tlkit.groups",
-    "trainable_summary": "tlkit.groups",
-    "unfreeze_all": "tlkit.groups",
-    "unfreeze_top": "tlkit.groups",
+    "format_summary": "tlkit.trainability",
+    "freeze_backbone": "tlkit.trainability",
+    "layer_groups": "tlkit.trainability",
+    "set_trainable": "tlkit.trainability",
+    "trainable_summary": "tlkit.trainability",
+    "unfreeze_all": "tlkit.trainability",
+    "unfreeze_top": "tlkit.trainability",
     "build_model": "tlkit.model",
     "compile_model": "tlkit.model",
 }
+
+# Modules that moved, still reachable as attributes under their old names.
+_ALIASES = {"schedules": "tlkit.optimizers.schedules"}
+
+# Names that need no TensorFlow (no layer registration on access).
+_LIGHT = ("ConfigError", "FineTuneConfig")
 
 # Submodules reachable as attributes (imported on first access).
 _SUBMODULES = (
     "backbones",
     "callbacks",
     "checkpoint",
+    "config",
     "data",
     "distribute",
     "export",
     "groups",
     "heads",
-    "int8_export",
+    "inference",
     "lr_finder",
     "optimizers",
     "peft",
-    "predict",
     "preprocessing",
     "pretrained",
     "recipes",
+    "registry",
     "reports",
-    "runs",
-    "schedules",
+    "runner",
     "temperature",
     "testing",
-    "train",
+    "trainability",
+    "training",
     "tuning",
     "unfreeze",
 )
 
 
+# Modules that register tlkit's serializable Keras classes (layers, backbones, heads, optimizers,
+# schedules), so `keras.models.load_model("model.keras")` finds them.
+_SERIALIZABLE = (
+    "tlkit.model",
+    "tlkit.backbones.hub",
+    "tlkit.backbones.text_preprocessing",
+    "tlkit.data.preprocess",
+    "tlkit.optimizers",
+    "tlkit.optimizers.schedules",
+    "tlkit.unfreeze",
+    "tlkit.lr_finder",
+    "tlkit.pretrained",
+    "tlkit.temperature",
+)
+
+
+def register_serializables() -> None:
+    """Registers tlkit's serializable Keras classes for `keras.models.load_model` (imports
+    TensorFlow). `import tlkit` does it by itself when keras or tensorflow is already imported,
+    and so does the first use of a model-level name (`tlkit.build_model`, ...)."""
+    for module in _SERIALIZABLE:
+        importlib.import_module(module)
+
+
 def __getattr__(name: str):
-    if name in _ATTRIBUTES:
+    if name in _LIGHT:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-        # Model-level names also register the pretrained backbones for
+    elif name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        # Model-level names also register the serializable classes for
         # `keras.models.load_model`, as the eager `import tlkit` did. (Not on submodule access:
         # tlkit's own modules reach each other that way while they are still loading.)
-        importlib.import_module("tlkit.pretrained")
-        importlib.import_module("tlkit.temperature")  # TemperatureScaling, for calibrated models
+        register_serializables()
+    elif name in _ALIASES:
+        value = importlib.import_module(_ALIASES[name])
     elif name in _SUBMODULES:
         value = importlib.import_module(f"tlkit.{name}")
     else:
@@ -79,7 +119,13 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES))
 
 
-__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))
+__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES) | {"register_serializables"})
+
+
+# `import keras, tlkit; keras.models.load_model(...)`: with Keras already loaded, registering is
+# cheap; without it, `import tlkit` stays light (`tlkit --help` imports no TensorFlow).
+if "keras" in sys.modules or "tensorflow" in sys.modules:
+    register_serializables()

@@ -1,10 +1,21 @@
 """tlkit's Keras callbacks, in one namespace (like `keras.callbacks`).
 
 - `GradualUnfreezing`: applies an `UnfreezeSchedule` inside one `fit()` (`tlkit.unfreeze`).
-- `MomentumScheduler`: sets the optimizer's momentum / `beta_1` every step (`tlkit.schedules`).
+- `MomentumScheduler`: sets the optimizer's momentum / `beta_1` every step (`tlkit.optimizers.schedules`).
+- `PhaseAwareEarlyStopping`: early stopping that waits for fine-tuning to start but keeps the
+  best weights of any epoch (`tlkit.fine_tune_plan`).
+- `AtomicBackupAndRestore`: Keras's `BackupAndRestore` with atomic commits and per-worker
+  folders (`tlkit.checkpoint`).
 """
 
-from tlkit.schedules import MomentumScheduler
+from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.optimizers.schedules import MomentumScheduler
+from tlkit.training.plan import PhaseAwareEarlyStopping
 from tlkit.unfreeze.callback import GradualUnfreezing
 
-__all__ = ["GradualUnfreezing", "MomentumScheduler"]
+__all__ = [
+    "AtomicBackupAndRestore",
+    "GradualUnfreezing",
+    "MomentumScheduler",
+    "PhaseAwareEarlyStopping",
+]

@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
+from tlkit.config import EXPORT_FORMATS
 
 
 class CommandError(Exception):
@@ -48,7 +48,7 @@ def _recipe(args):
 # -- subcommands -----------------------------------------------------------------------------------
 def _train(args) -> int:
     recipe = _recipe(args)  # recipe errors answer before TensorFlow is imported
-    from tlkit import train
+    from tlkit.runner import train
 
     run_dir = train.train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
     _print_results(run_dir)
@@ -56,7 +56,7 @@ def _train(args) -> int:
 
 
 def _print_results(run_dir):
-    from tlkit.runs import RunDir
+    from tlkit.runner.rundir import RunDir
 
     run = RunDir(run_dir)
     metrics = run.read_json("metrics.json", {})
@@ -89,8 +89,8 @@ def _print_results(run_dir):
 
 
 def _evaluate(args) -> int:
-    from tlkit import train
     from tlkit.reports import format_report
+    from tlkit.runner import train
 
     metrics = train.evaluate_run(args.run, verbose=_verbose())
     print(format_report(metrics))
@@ -99,19 +99,20 @@ def _evaluate(args) -> int:
 
 
 def _report(args) -> int:
-    from tlkit import train
+    from tlkit.runner import train
 
     print(f"report: {train.report_run(args.run, verbose=0)}")
     return 0
 
 
 def _predict(args) -> int:
-    from tlkit import predict, train
-    from tlkit.runs import open_run
+    from tlkit import inference
+    from tlkit.runner import train
+    from tlkit.runner.rundir import open_run
 
     run = open_run(args.run)
     model = train.load_run_model(run)
-    results = predict.predict(model, args.inputs, run.class_names(), top=args.top)
+    results = inference.predict(model, args.inputs, run.class_names(), top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -123,7 +124,7 @@ def _predict(args) -> int:
 
 def _lr_find(args) -> int:
     recipe = _recipe(args)
-    from tlkit import train
+    from tlkit.runner import train
 
     result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
     print(f"suggested learning rate: {result.suggestion:.3g}")
@@ -131,15 +132,15 @@ def _lr_find(args) -> int:
 
 
 def _tune(args) -> int:
-    from tlkit import _wiring
-
     recipe = _recipe(args)
     if recipe.tune is None:
         raise CommandError(f"{args.recipe}: no 'tune' section (search space) in the recipe")
     from tlkit.recipes import preflight
 
     preflight.check_ready(recipe)
-    result = _wiring.tune(recipe, output=args.output, overwrite=args.overwrite, verbose=_verbose())
+    from tlkit.runner.tune import tune_recipe
+
+    result = tune_recipe(recipe, output=args.output, overwrite=args.overwrite, verbose=_verbose())
     print(f"best: {result.best_hyperparameters}")
     for name, path in sorted(result.paths.items()):
         print(f"  {name}: {path}")
@@ -147,8 +148,6 @@ def _tune(args) -> int:
 
 
 def _audit(args) -> int:
-    from tlkit import _wiring
-
     data = args.data
     if data.endswith((".yaml", ".yml")):
         from tlkit.recipes import load_recipe
@@ -157,20 +156,38 @@ def _audit(args) -> int:
         from tlkit.recipes import preflight
 
         preflight.check_ready(recipe, backbone=False)
-        target = _wiring.load_data(recipe.data, recipe.seed)
+        from tlkit.runner.data import load_data
+
+        target = load_data(recipe.data, recipe.seed)
     elif os.path.isdir(data):
         target = data
     elif os.path.exists(data):
         raise CommandError(f"{data}: expected a recipe (.yaml) or an image folder")
     else:
         raise FileNotFoundError(f"data not found: {data}")
-    report = _wiring.audit(target, progress=not args.json)  # keep --json output parseable
+    import tlkit.data
+
+    report = tlkit.data.audit(target, progress=not args.json)  # keep --json output parseable
     print(report.to_json() if args.json else report.to_text())
     return 0
 
 
+def _list(args) -> int:
+    from tlkit import registry
+
+    tables = {"backbones": registry.BACKBONES, "sources": registry.DATA_SOURCES}
+    for what, table in tables.items():
+        if args.what not in (None, what):
+            continue
+        print(f"{what}:")
+        for entry in table:
+            needs = f" (needs {', '.join(entry.needs)})" if entry.needs else ""
+            print(f"  {entry.name}: {entry.description}{needs}")
+    return 0
+
+
 def _export(args) -> int:
-    from tlkit import train
+    from tlkit.runner import train
 
     results = train.export_run(args.run, args.format, output=args.output)
     for fmt, info in results.items():
@@ -289,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export format (repeatable)",
     )
     p.add_argument("--output", help="folder (default: RUN/export)")
+
+    p = add("list", _list, "list the registered backbones and data sources")
+    p.add_argument("what", nargs="?", choices=("backbones", "sources"), help="one table only")
 
     p = add("bench", _bench, "run the benchmark scripts in benchmarks/")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

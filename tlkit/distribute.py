@@ -17,9 +17,11 @@ import os
 import keras
 import tensorflow as tf
 
+from tlkit.compat import apply_keras_fixes  # noqa: F401  (tlkit.distribute.apply_keras_fixes)
+from tlkit.config import STRATEGIES
+
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
 
 class StrategyError(RuntimeError):
@@ -277,58 +279,20 @@ def check_static_batches(dataset: tf.data.Dataset) -> None:
             )
 
 
-def _symbolic_build_from_local_batch(self, iterator=None, data_batch=None):
-    """Keras's `_maybe_symbolic_build`, taking one replica's batch instead of a cross-worker MEAN.
-
-    Keras 3.15 reduces the first distributed batch with `strategy.reduce("MEAN", ...)` only to
-    learn shapes; under `MultiWorkerMirroredStrategy` that reduce fails with "Attempt to convert a
-    value (PerReplica...) to a Tensor" before the first step. One replica's batch has the same
-    structure and per-example shapes, which is all the symbolic build needs.
-    """
-    if self._distribute_strategy is None:
-        return
-    if iterator is not None:
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tf.nest.map_structure(
-                lambda x: self.distribute_strategy.experimental_local_results(x)[0]
-                if isinstance(x, tf.distribute.DistributedValues)
-                else x,
-                batch,
-            )
-            break
-    with self.distribute_strategy.scope():
-        self._symbolic_build(data_batch=data_batch)
-
-
-def _with_leading_axis(step):
-    def wrapped(data):
-        return tf.nest.map_structure(
-            lambda v: tf.reshape(v, [1]) if isinstance(v, tf.Tensor) and v.shape.rank == 0 else v,
-            step(data),
-        )
-
-    return wrapped
-
-
-def apply_keras_fixes(model):
-    """Works around known Keras 3 + tf.distribute failures on `model` (instance-level, no globals).
-
-    - MultiWorkerMirroredStrategy: `fit()` fails in Keras's symbolic build (see
-      `_symbolic_build_from_local_batch`); and after each step Keras reduces the (scalar) metric
-      results with a hard-coded `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
-      ("Invalid reduction dimension 0 for input with 0 dimensions"). The step outputs are given
-      a leading axis of length 1, so that MEAN over axis 0 gives back the scalar (metric results
-      are equal on every worker: sync-on-read variables). Both covered by
-      tests/test_multiworker_resume.py, so a Keras fix or regression shows.
-
-    Returns the model.
-    """
-    strategy = getattr(model, "distribute_strategy", None)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        import types
-
-        model._maybe_symbolic_build = types.MethodType(_symbolic_build_from_local_batch, model)
-        for name in ("train_step", "test_step"):
-            setattr(model, name, _with_leading_axis(getattr(model, name)))
-    return model
+@contextlib.contextmanager
+def strategy_scope(strategy="auto", mixed_precision=False, scale_lr=False):
+    """`get_strategy(strategy)`'s scope; with `mixed_precision`, the `mixed_float16` (GPU) or
+    `mixed_bfloat16` (CPU / TPU) dtype policy, restored on exit. Yields the strategy."""
+    name = strategy
+    strategy = get_strategy(name)
+    policy = None
+    if mixed_precision:
+        policy = "mixed_float16" if device_kind(strategy) == "gpu" else "mixed_bfloat16"
+    if strategy.num_replicas_in_sync > 1 or name != "auto":
+        logger.info("distribution: %s", plan(strategy, 1, scale_lr, bool(policy))
+                    .describe().replace("global batch 1 (1/replica), ", ""))
+    with contextlib.ExitStack() as stack:
+        if policy:
+            stack.enter_context(dtype_policy(policy))
+        stack.enter_context(strategy.scope())
+        yield strategy

@@ -8,11 +8,17 @@ This is not possible with augmentation (each epoch sees new images), so it refus
 
 from __future__ import annotations
 
+import logging
+import os
+
 import keras
 import tensorflow as tf
 
 from tlkit import heads as heads_lib
-from tlkit.data import extract_feature_arrays
+from tlkit.data import extract_feature_arrays, extract_feature_shards
+from tlkit.trainability import find_backbone
+
+logger = logging.getLogger(__name__)
 
 
 def feature_model(model) -> keras.Model:
@@ -61,6 +67,8 @@ def train_head_on_features(
     verbose="auto",
     jit_compile="auto",
     steps_per_execution: int = 1,
+    in_memory_max_bytes: int = 2**31,
+    shard_size: int = 4096,
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
 
@@ -71,7 +79,14 @@ def train_head_on_features(
         learning_rate: Adam learning rate of the head.
         batch_size: batch size for training the head on the features.
         shuffle: shuffle the cached features each epoch (seeded).
-        cache_dir: keep the features as `.npy` files there (reused by a later call).
+        cache_dir: keep the features there as sharded `.npy` files with a manifest
+            (`tlkit.data.extract_feature_shards`: reused by a later call with the same model
+            and data, resumed after a kill, checksummed). Default `None`: in memory only.
+        in_memory_max_bytes: with `cache_dir`, train from one in-memory array when the
+            features take at most this many bytes (fastest); larger caches are streamed shard
+            by shard (memory bounded by `shard_size`, not by the number of examples).
+            Default 2 GiB.
+        shard_size: examples per shard of the cache. Default 4096.
         callbacks, verbose: passed to the head's `fit` (e.g. a `BackupAndRestore`: a rerun
             resumes the head phase).
         optimizer: a Keras optimizer for the head (default: `Adam(learning_rate)`).
@@ -107,21 +122,20 @@ def train_head_on_features(
     extractor = feature_model(model)
     # Inference only: a bigger batch than training's amortizes per-call overhead.
     extract_batch = max(int(batch_size), 256)
-    x_train, y_train = extract_feature_arrays(
-        extractor, _unbatch(train), batch_size=extract_batch, cache_dir=cache_dir,
-        cache_name="train", progress=verbose != 0,
-    )
-    train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
-    if shuffle:
-        train_ds = train_ds.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+    backbone = find_backbone(model)
+    # What the cached features depend on besides the weights (fingerprinted by the cache).
+    describe = {"model": model.name, "input_shape": list(model.input_shape[1:]),
+                "backbone": type(backbone).__name__ if backbone is not None else None,
+                "feature_shape": list(extractor.output_shape[1:])}
+    cache = {"dir": cache_dir, "in_memory_max_bytes": in_memory_max_bytes,
+             "shard_size": shard_size, "describe": describe}
+    train_ds = _features(extractor, _unbatch(train), "train", cache, extract_batch, verbose,
+                         shuffle=shuffle, seed=seed)
     train_ds = train_ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     val_ds = None
     if validation is not None:
-        x_val, y_val = extract_feature_arrays(
-            extractor, _unbatch(validation), batch_size=extract_batch, cache_dir=cache_dir,
-            cache_name="val", progress=verbose != 0,
-        )
-        val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
+        val_ds = _features(extractor, _unbatch(validation), "val", cache, extract_batch,
+                           verbose).batch(batch_size)
     head = head_model(model)
     layer = heads_lib.find_head(model)
     head.compile(
@@ -133,3 +147,35 @@ def train_head_on_features(
     )
     return head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
                     verbose=verbose, shuffle=False)
+
+
+def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False, seed=0):
+    """Unbatched `(features, y)` of `ds`: from memory when they fit, else streamed from shards."""
+    if cache["dir"] is None:
+        x, y = extract_feature_arrays(
+            extractor, ds, batch_size=extract_batch, progress=verbose != 0
+        )
+    else:
+        shards = extract_feature_shards(
+            extractor,
+            ds,
+            os.path.join(os.fspath(cache["dir"]), name),
+            describe=cache["describe"],
+            shard_size=cache["shard_size"],
+            batch_size=extract_batch,
+            progress=verbose != 0,
+        )
+        if shards.nbytes > int(cache["in_memory_max_bytes"]):
+            logger.info(
+                "Streaming %d cached %s features (%.1f GB > in_memory_max_bytes) from %s",
+                shards.num_examples,
+                name,
+                shards.nbytes / 1e9,
+                shards.folder,
+            )
+            return shards.dataset(shuffle=shuffle, seed=seed)
+        x, y = shards.arrays()
+    out = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        out = out.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from tlkit import groups as groups_lib
 from tlkit import heads as heads_lib
+from tlkit import trainability
 from tlkit.backbones import resolve
 from tlkit.preprocessing import ImagePreprocessing
 
@@ -47,7 +47,7 @@ def build_model(
         augmentation: optional Keras layer (e.g. `tlkit.data.augmentation({...})`) applied to
             raw inputs; active only in training.
         freeze_backbone: start with only the head trainable (phase one of fine-tuning).
-        bn_policy: BatchNorm policy, see `tlkit.groups.set_trainable`.
+        bn_policy: BatchNorm policy, see `tlkit.trainability.set_trainable`.
         compile: compile with the head's default loss and metrics and `optimizer`.
         optimizer, learning_rate: used when `compile=True`.
         name: model name.
@@ -101,9 +101,9 @@ def build_model(
     outputs = head_layer(features)
     model = keras.Model(inputs, outputs, name=name or f"{backbone.name}_{head_layer.kind}")
     if freeze_backbone:
-        groups_lib.freeze_backbone(model, bn_policy=bn_policy)
+        trainability.freeze_backbone(model, bn_policy=bn_policy)
     else:
-        groups_lib.unfreeze_all(model, bn_policy=bn_policy)
+        trainability.unfreeze_all(model, bn_policy=bn_policy)
     if compile:
         compile_model(model, optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
     return model

@@ -1,6 +1,7 @@
 """In-model image preprocessing derived from a backbone's `InputInfo`.
 
-Models built by tlkit take raw pixels (`[0, 255]`, any size, grey or RGB) and do the backbone's
+The one home of image preprocessing layers: `ChannelAdapter` (channel conversion) and
+`ImagePreprocessing`. Models built by tlkit take raw pixels (`[0, 255]`, any size, grey or RGB) and do the backbone's
 resize / rescale / normalization inside the graph, so serving and training can't drift apart.
 """
 
@@ -10,6 +11,57 @@ import keras
 from keras import ops
 
 from tlkit.backbones.input_info import InputInfo
+
+
+@keras.saving.register_keras_serializable(package="tlkit")
+class ChannelAdapter(keras.layers.Layer):
+    """Converts images to `channels` channels: grey → RGB (repeat), RGB → grey (luma), RGBA → RGB.
+
+    Args:
+        channels: output channels, 1 or 3.
+
+    Example:
+    ```python
+    rgb = ChannelAdapter(3)(grey_images)  # (n, h, w, 1) -> (n, h, w, 3)
+    ```
+    """
+
+    def __init__(self, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if channels not in (1, 3):
+            raise ValueError(f"Expected `channels` 1 or 3. Received: channels={channels}")
+        self.channels = int(channels)
+        self.built = True  # no weights
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        have = x.shape[-1]
+        if have is None:
+            raise ValueError(
+                "ChannelAdapter needs a known channel count (last dimension); got shape "
+                f"{x.shape}. Set the image shape first (e.g. decode with fixed channels)."
+            )
+        if have == self.channels:
+            return x
+        if have == 4:
+            x = x[..., :3]
+            have = 3
+        if have == 1 and self.channels == 3:
+            return ops.concatenate([x, x, x], axis=-1)
+        if have == 3 and self.channels == 1:
+            weights = ops.convert_to_tensor([0.2989, 0.5870, 0.1140], "float32")
+            return ops.sum(x * weights, axis=-1, keepdims=True)
+        if have == self.channels:
+            return x
+        raise ValueError(f"Cannot convert {have} channels to {self.channels}.")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config["channels"] = self.channels
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tlkit")
@@ -27,6 +79,9 @@ class ImagePreprocessing(keras.layers.Layer):
         if isinstance(input_info, dict) or input_info is None:
             input_info = InputInfo.from_config(input_info)
         self.input_info = input_info
+        # One channel conversion for all of tlkit (grey -> RGB, RGB -> grey, RGBA -> RGB).
+        self._channels = ChannelAdapter(input_info.channels, name="channels", dtype="float32") if (
+            input_info.channels in (1, 3)) else None
         self._resize = (
             keras.layers.Resizing(*input_info.image_size, name="resize", dtype="float32")
             if input_info.image_size
@@ -36,8 +91,8 @@ class ImagePreprocessing(keras.layers.Layer):
     def call(self, inputs):
         info = self.input_info
         x = ops.cast(inputs, "float32")
-        if info.channels == 3 and x.shape[-1] == 1:
-            x = ops.concatenate([x, x, x], axis=-1)
+        if self._channels is not None and x.shape[-1] not in (None, info.channels):
+            x = self._channels(x)
         if self._resize is not None:
             x = self._resize(x)
         low, high = info.value_range

@@ -111,7 +111,7 @@ class HubBackbone(Backbone):
             matching variables train (e.g. `["block_16/.*"]`), since a SavedModel has no
             `.layers` (tensorflow/hub#852).
         bn_policy: what the SavedModel's BatchNorm does, as for Keras backbones (see
-            `tlkit.groups.set_trainable`): `"frozen"` (default) runs it in inference mode and
+            `tlkit.trainability.set_trainable`): `"frozen"` (default) runs it in inference mode and
             keeps its gamma/beta fixed; `"train_affine"` trains gamma/beta everywhere with the
             statistics frozen; `"update"` passes `training=True` while training and lets
             gamma/beta follow their group.

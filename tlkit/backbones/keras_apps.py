@@ -165,7 +165,7 @@ def from_keras_hub(
         input_info = InputInfo(kind="text", dtype="string") if text else InputInfo()
     backbone = KerasBackbone(model, input_info=input_info, output_key=output_key)
     if text:
-        from tlkit.pretrained.minilm import TextPreprocessing
+        from tlkit.backbones.text_preprocessing import TextPreprocessing
 
         options = {"sequence_length": sequence_length} if sequence_length else {}
         tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, **options)

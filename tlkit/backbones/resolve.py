@@ -7,6 +7,7 @@ import re
 
 import keras
 
+from tlkit import registry
 from tlkit.backbones.base import Backbone
 from tlkit.backbones.hub import from_hub
 from tlkit.backbones.keras_apps import _APP_INPUTS, from_keras
@@ -31,25 +32,19 @@ def get(spec, **kwargs) -> Backbone:
         from tlkit.backbones.keras_apps import from_keras_hub
 
         return from_keras_hub(spec[len("keras_hub:") :], **kwargs)
-    pretrained = _pretrained_names()
-    if spec in pretrained:
-        from tlkit.pretrained import registry
-
-        return registry.get_backbone(spec, **kwargs)
+    if spec in registry.BACKBONES:
+        return registry.BACKBONES.get(spec).load()(**kwargs)
     if spec.lower() in {n.lower() for n in _APP_INPUTS}:
         return from_keras(spec, **kwargs)
     if re.match(r"^[a-z]+://", spec) or "/" in spec or os.path.exists(spec):
         return from_hub(spec, **kwargs)
     raise ValueError(
-        f"Unknown backbone {spec!r}. Use a tlkit pretrained name ({', '.join(pretrained) or 'none'}), "
+        f"Unknown backbone {spec!r}. Use a registered name ({', '.join(registry.BACKBONES.names())}), "
         "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>', a TF-Hub handle, "
         "or a SavedModel folder."
     )
 
 
 def _pretrained_names() -> list[str]:
-    try:
-        from tlkit.pretrained import registry
-    except ImportError:
-        return []
-    return list(registry.BACKBONES)
+    """The registered backbone names (`tlkit.registry.BACKBONES`)."""
+    return list(registry.BACKBONES.names())

@@ -1,4 +1,5 @@
-"""Optimizers for fine-tuning: discriminative (layer-wise) learning rates."""
+"""Optimizers for fine-tuning: discriminative (layer-wise) learning rates; their learning-rate
+and momentum schedules (`tlkit.optimizers.schedules`, also reachable as `tlkit.schedules`)."""
 
 from tlkit.optimizers.layerwise import (
     LayerwiseAdagrad,
@@ -29,8 +30,29 @@ __all__ = [
     "LayerwiseSGD",
     "clone_optimizer",
     "current_step",
+    "from_config",
     "group_lr_multipliers",
     "layerwise",
     "layerwise_class",
     "variable_lr_multipliers",
 ]
+
+
+def from_config(config, learning_rate, model=None, optimizer=None):
+    """The optimizer of a `tlkit.FineTuneConfig`: class `config.optimizer` (with
+    `weight_decay`), the given `learning_rate` (a float or schedule), wrapped for layer-wise LRs
+    over `model`'s groups when `config.layerwise_decay` is set and a `model` is given.
+
+    `optimizer`: an unbuilt optimizer instance whose class and config replace the name's.
+    """
+    import keras
+
+    if optimizer is None:
+        settings = {"learning_rate": 1e-3}
+        if config.weight_decay is not None:
+            settings["weight_decay"] = float(config.weight_decay)
+        optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": settings})
+    new = clone_optimizer(optimizer, learning_rate=learning_rate)
+    if config.layerwise_decay is not None and model is not None:
+        new = layerwise(new, model, decay=config.layerwise_decay)
+    return new

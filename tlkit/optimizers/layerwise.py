@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tlkit import groups as groups_lib
+from tlkit import trainability
 
 
 class LayerwiseMixin:
@@ -163,7 +163,7 @@ def group_lr_multipliers(model, decay=None, multipliers=None) -> dict[str, float
     """Learning-rate multiplier of each layer group of `model`.
 
     Args:
-        model: a tlkit model (or any Keras model; see `tlkit.groups.layer_groups`).
+        model: a tlkit model (or any Keras model; see `tlkit.trainability.layer_groups`).
         decay: ULMFiT-style decay: the group `k` groups below the top one (the head) gets
             `1 / decay**k` (ULMFiT uses 2.6).
         multipliers: `{group name: multiplier}`; overrides `decay` for the groups it names.
@@ -172,7 +172,7 @@ def group_lr_multipliers(model, decay=None, multipliers=None) -> dict[str, float
     Returns:
         `{group name: multiplier}` for every group, input to output.
     """
-    groups = groups_lib.layer_groups(model)
+    groups = trainability.layer_groups(model)
     names = [g.name for g in groups]
     if decay is None and multipliers is None:
         raise ValueError("Pass `decay=` (e.g. 2.6) and/or `multipliers={group: factor}`.")
@@ -198,7 +198,7 @@ def variable_lr_multipliers(model, decay=None, multipliers=None) -> dict[str, fl
     """`{variable.path: multiplier}` for the model's variables (see `group_lr_multipliers`)."""
     per_group = group_lr_multipliers(model, decay=decay, multipliers=multipliers)
     out: dict[str, float] = {}
-    for group in groups_lib.layer_groups(model):
+    for group in trainability.layer_groups(model):
         value = per_group[group.name]
         for variable in group.variables:
             if variable.path in out and out[variable.path] != value:
@@ -221,7 +221,7 @@ def layerwise(optimizer, model, decay=None, multipliers=None, scale_weight_decay
 
     Args:
         optimizer: a Keras optimizer instance (not yet built) or name (`"adam"`, `"sgd"`, ...).
-        model: the model whose `tlkit.groups.layer_groups` define the groups.
+        model: the model whose `tlkit.trainability.layer_groups` define the groups.
         decay: group `k` below the top group (the head) gets `1 / decay**k`; ULMFiT: 2.6.
         multipliers: `{group name: multiplier}`, e.g. `{"head": 1.0, "block_16": 0.5}`;
             overrides `decay` for those groups; unnamed groups get 1.0 (or their decay value).

@@ -19,6 +19,7 @@ import logging
 import keras
 
 from tlkit import groups as groups_lib
+from tlkit import trainability
 from tlkit.peft import targets as targets_lib
 from tlkit.peft.config import LoraConfig
 from tlkit.peft.errors import InvalidRankError, PeftError
@@ -145,7 +146,7 @@ def apply(model, config: LoraConfig, bn_policy: str | None = None) -> LoraReport
     model._tlkit_lora_config = config
     if bn_policy is None:
         bn_policy = "train_affine" if config.train_norms else "frozen"
-    groups_lib.unfreeze_all(model, bn_policy=bn_policy)
+    trainability.unfreeze_all(model, bn_policy=bn_policy)
     model.train_function = model.test_function = model.predict_function = None
     adapter_params = sum(groups_lib._size(v) for v in model.weights if is_lora_variable(v))
     report = LoraReport(

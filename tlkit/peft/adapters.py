@@ -16,10 +16,11 @@ import os
 import numpy as np
 
 from tlkit import groups as groups_lib
+from tlkit import trainability
+from tlkit._io import atomic_path
 from tlkit.peft import adapt as lora_lib
 from tlkit.peft.config import LoraConfig
 from tlkit.peft.errors import AdapterMismatchError, PeftError
-from tlkit.runs import atomic_path
 
 FORMAT = "tlkit.peft.adapters/1"
 _META = "__meta__"
@@ -37,7 +38,7 @@ def _base_record(layer) -> dict:
 
 def _saved_variables(model) -> list[tuple[int, object]]:
     """(position in `model.weights`, variable) of the adapters, the head and unfrozen norms."""
-    head = {id(v) for g in groups_lib.layer_groups(model) if g.name == groups_lib.HEAD_GROUP
+    head = {id(v) for g in trainability.layer_groups(model) if g.name == groups_lib.HEAD_GROUP
             for v in g.variables}
     out = []
     for index, v in enumerate(model.weights):

@@ -7,9 +7,9 @@ import logging
 
 import numpy as np
 
+from tlkit.inference import model_inputs
 from tlkit.optimizers.util import clone_optimizer
 from tlkit.peft import adapt as lora_lib
-from tlkit.predict import model_inputs
 
 logger = logging.getLogger("tlkit.peft")
 

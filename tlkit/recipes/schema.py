@@ -16,17 +16,20 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-SOURCES = ("tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets")
+from tlkit import config as config_lib
+from tlkit import registry
+
+SOURCES = registry.DATA_SOURCES.names()
 HEAD_KINDS = ("classification", "multilabel", "mlp")
-SCHEDULES = ("gradual", "all", "table")
-BN_POLICIES = ("frozen", "train_affine", "update")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-LR_SCHEDULES = ("constant", "cosine", "one_cycle")
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-dynamic", "hub")
+SCHEDULES = config_lib.UNFREEZE_SCHEDULES
+BN_POLICIES = config_lib.BN_POLICIES
+OPTIMIZERS = config_lib.OPTIMIZERS
+LR_SCHEDULES = config_lib.LR_SCHEDULES
+STRATEGIES = config_lib.STRATEGIES
+EXPORT_FORMATS = config_lib.EXPORT_FORMATS
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
 SPLITS = ("train", "val", "test")
-TINY_BACKBONES = ("tiny", "tiny_text")
+TINY_BACKBONES = tuple(e.name for e in registry.BACKBONES if "folder" in e.needs)
 
 
 class RecipeError(ValueError):
@@ -143,9 +146,7 @@ class DataConfig:
         options: extra keyword arguments for the loader.
     """
 
-    source: Literal["tfds", "folder", "csv", "numpy", "fashion_mnist", "digits", "tweets"] = (
-        "digits"
-    )
+    source: Literal[SOURCES] = "digits"
     name: str | None = None
     path: str | None = None
     x_col: str | None = None
@@ -164,12 +165,9 @@ class DataConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def check(self, path):
-        needs = {"tfds": "name", "folder": "path", "csv": "path", "numpy": "path"}
-        key = needs.get(self.source)
-        if key and not getattr(self, key):
-            raise RecipeError(f"{path}.{key}: required when {path}.source is {self.source!r}")
-        if self.source == "csv" and not (self.x_col and self.y_col):
-            raise RecipeError(f"{path}.x_col / {path}.y_col: required when {path}.source is 'csv'")
+        missing = [k for k in registry.DATA_SOURCES.get(self.source).needs if not getattr(self, k)]
+        if missing:
+            raise RecipeError(f"{path}.{missing[0]}: required when {path}.source is {self.source!r}")
         if self.batch_size < 1:
             _fail(f"{path}.batch_size", "an int >= 1", self.batch_size)
         if isinstance(self.image_size, list) and (
@@ -190,124 +188,87 @@ class DataConfig:
                     _fail(f"{path}.per_class.{split}", "an int >= 1", n)
 
 
-@dataclasses.dataclass
-class PhasesConfig:
-    """Training phases: the head alone, then fine-tuning with an unfreezing schedule.
-
-    Args (YAML keys):
-        head_epochs: epochs of phase 1 (backbone frozen; on cached features when
-            `data.cache_features`).
-        fine_epochs: epochs of phase 2 (0: no fine-tuning).
-        schedule: `gradual` (top `first` groups at the start of phase 2, `per_step` more every
-            `every` epochs), `all` (everything at once) or `table` (`{phase-2 epoch: groups or
-            "all"}`).
-        bn_policy: frozen | train_affine | update (see `tlkit.set_trainable`).
-        patience: early stopping patience on `val_loss`, counted from the start of phase 2;
-            the best epoch's weights are restored (`null`: off).
-    """
-
-    head_epochs: int = 5
-    fine_epochs: int = 5
-    schedule: Literal["gradual", "all", "table"] = "gradual"
-    first: int = 1
-    every: int = 1
-    per_step: int = 1
-    table: dict[int, int | str] | None = None
-    bn_policy: Literal["frozen", "train_affine", "update"] = "frozen"
-    patience: int | None = None
+def _fine_tune_section(name, section, doc, extra=(), namespace=None):
+    """A recipe section made of the `tlkit.FineTuneConfig` fields whose recipe key is in
+    `section` (YAML key = the part after the dot), in the config's order, with the config's
+    types and defaults; `check` applies the config's bounds, naming the YAML key."""
+    fields = []
+    for field_name, field in config_lib.FIELDS.items():
+        prefix, _, key = field.metadata["yaml"].partition(".")
+        if prefix == section:
+            default = config_lib.DEFAULTS[field_name]
+            fields.append((key, config_lib.HINTS[field_name], dataclasses.field(
+                default=default, metadata={**field.metadata, "field": field_name})))
+    fields = list(extra) + fields
 
     def check(self, path):
-        for key, low in (
-            ("head_epochs", 0),
-            ("fine_epochs", 0),
-            ("first", 0),
-            ("every", 1),
-            ("per_step", 0),
-        ):
-            if getattr(self, key) < low:
-                _fail(f"{path}.{key}", f"an int >= {low}", getattr(self, key))
-        if self.head_epochs + self.fine_epochs < 1:
-            raise RecipeError(f"{path}: expected head_epochs + fine_epochs >= 1, got 0")
-        if self.schedule == "table":
-            if not self.table:
-                raise RecipeError(f"{path}.table: required when {path}.schedule is 'table'")
-            for epoch, count in self.table.items():
-                if epoch < 0:
-                    _fail(f"{path}.table", "epochs >= 0 as keys", epoch)
-                if isinstance(count, str) and count != "all":
-                    _fail(f"{path}.table.{epoch}", "an int >= 0 or 'all'", count)
-        if self.patience is not None and self.patience < 1:
-            _fail(f"{path}.patience", "an int >= 1 or null", self.patience)
+        for f in dataclasses.fields(self):
+            field_name = f.metadata.get("field")
+            if field_name is None:
+                continue
+            problem = config_lib.check_value(field_name, getattr(self, f.name))
+            if problem:
+                _fail(f"{path}.{f.name}", problem, getattr(self, f.name))
+        values = types.SimpleNamespace(**{
+            f.metadata["field"]: getattr(self, f.name)
+            for f in dataclasses.fields(self) if f.metadata.get("field")
+        })
+        for field_name, message in config_lib.cross_check(values):
+            key = config_lib.FIELDS[field_name].metadata["yaml"].partition(".")[2]
+            if field_name == "head_epochs":
+                raise RecipeError(f"{path}: {message}")
+            raise RecipeError(f"{path}.{key}: {message}")
+        extra_check = (namespace or {}).get("extra_check")
+        if extra_check is not None:
+            extra_check(self, path)
+
+    ns = {k: v for k, v in (namespace or {}).items() if k != "extra_check"}
+    ns["check"] = check
+    cls = dataclasses.make_dataclass(name, fields, namespace=ns)
+    cls.__module__ = __name__
+    cls.__doc__ = doc + "\n\n    Args (YAML keys; declared once in `tlkit.config.FineTuneConfig`):\n" + "".join(
+        f"        {f.name}: {f.metadata['help']}.\n"
+        for f in dataclasses.fields(cls) if f.metadata.get("help"))
+    return cls
 
 
-@dataclasses.dataclass
-class OptimizerConfig:
-    """Optimizer of both phases.
-
-    Args (YAML keys):
-        name: adam | adamw | sgd | rmsprop.
-        lr: learning rate of fine-tuning (phase 2), for the top group.
-        head_lr: learning rate of the head phase (default: `10 * lr`).
-        layerwise_decay: discriminative rates: each group below the top one trains at
-            `1 / decay` of the rate of the group above (ULMFiT: 2.6; `null`: one rate).
-        schedule: shape of the fine-tuning learning rate: cosine (to `lr / 100`), constant or
-            one_cycle; the head phase uses `head_lr`, constant.
-        weight_decay: for `adamw` (and `sgd` / `adam` when the optimizer supports it).
-    """
-
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = 1e-4
-    head_lr: float | None = None
-    layerwise_decay: float | None = None
-    schedule: Literal["constant", "cosine", "one_cycle"] = "cosine"
-    weight_decay: float | None = None
-
-    def check(self, path):
-        for key in ("lr", "head_lr"):
-            value = getattr(self, key)
-            if value is not None and not value > 0:
-                _fail(f"{path}.{key}", "a float > 0", value)
-        if self.layerwise_decay is not None and not self.layerwise_decay >= 1:
-            _fail(
-                f"{path}.layerwise_decay", "a float >= 1 (e.g. 2.6) or null", self.layerwise_decay
-            )
-        if self.weight_decay is not None and self.weight_decay < 0:
-            _fail(f"{path}.weight_decay", "a float >= 0 or null", self.weight_decay)
-
-    @property
-    def resolved_head_lr(self) -> float:
-        return self.head_lr if self.head_lr is not None else 10.0 * self.lr
+PhasesConfig = _fine_tune_section(
+    "PhasesConfig", "phases",
+    "Training phases: the head alone, then fine-tuning with an unfreezing schedule (`schedule`:\n"
+    "    gradual, all or table; see `tlkit.config`).",
+)
 
 
-@dataclasses.dataclass
-class DistributeConfig:
-    """Where to train.
+OptimizerConfig = _fine_tune_section(
+    "OptimizerConfig", "optimizer",
+    "Optimizer of both phases (`name`, `lr`, `head_lr`, `layerwise_decay`, `schedule`,\n"
+    "    `weight_decay`).",
+    namespace={"resolved_head_lr": property(
+        lambda self: self.head_lr if self.head_lr is not None else 10.0 * self.lr)},
+)
 
-    Args (YAML keys):
-        strategy: auto | cpu | gpu | mirrored | multiworker | tpu | tpu:<name> (see
-            `tlkit.distribute.get_strategy`).
-        mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU / TPU.
-        scale_lr: multiply learning rates by the number of replicas (`data.batch_size` is per
-            replica; the global batch is `batch_size x replicas`).
-        jit_compile: XLA for the training steps: `auto` (Keras decides: on for a GPU without
-            tf.distribute, off on CPU), `true` or `false`.
-        steps_per_execution: training steps per `tf.function` call; null takes
-            `tlkit.distribute.plan`'s (32 on a TPU, 1 elsewhere).
-    """
 
-    strategy: str = "auto"
-    mixed_precision: bool = False
-    scale_lr: bool = False
-    jit_compile: Literal["auto"] | bool = "auto"
-    steps_per_execution: int | None = None
+def _check_strategy(self, path):
+    allowed = config_lib.STRATEGIES
+    if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
+        _fail(f"{path}.strategy", "one of " + ", ".join(map(repr, allowed)) + " or 'tpu:<name>'",
+              self.strategy)
 
-    def check(self, path):
-        if self.steps_per_execution is not None and self.steps_per_execution < 1:
-            _fail(f"{path}.steps_per_execution", "an int >= 1 or null", self.steps_per_execution)
-        allowed = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
-        if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
-            _fail(f"{path}.strategy", "one of " + ", ".join(map(repr, allowed)) + " or 'tpu:<name>'",
-                  self.strategy)
+
+DistributeConfig = _fine_tune_section(
+    "DistributeConfig", "distribute",
+    "Where to train: `strategy` (auto | cpu | gpu | mirrored | multiworker | tpu | tpu:<name>,\n"
+    "    see `tlkit.distribute.get_strategy`), `mixed_precision` (`mixed_float16` on GPU,\n"
+    "    `mixed_bfloat16` on CPU / TPU), `scale_lr` (multiply learning rates by the number of\n"
+    "    replicas; `data.batch_size` is per replica), and the XLA / steps-per-execution settings\n"
+    "    of `tlkit.FineTuneConfig` (null `steps_per_execution`: `tlkit.distribute.plan`'s).",
+    extra=[
+        ("strategy", str, dataclasses.field(default="auto")),
+        ("mixed_precision", bool, dataclasses.field(default=False)),
+        ("scale_lr", bool, dataclasses.field(default=False)),
+    ],
+    namespace={"extra_check": _check_strategy},
+)
 
 
 @dataclasses.dataclass
@@ -337,6 +298,43 @@ class TuneConfig:
                 raise RecipeError(f"{path}.space: {message}") from None
 
 
+def _peft_section():
+    """The `peft:` section: `method` plus `tlkit.peft.LoraConfig`'s fields, declared there once
+    (YAML lists where the config keeps tuples); `check` is the config's own validation."""
+    from tlkit.peft.config import LoraConfig
+    from tlkit.peft.errors import PeftError
+
+    hints = typing.get_type_hints(LoraConfig)
+    yaml_types = {"targets": list[str] | None, "quantize": Literal["int8"] | None}
+    fields = [("method", Literal["lora"], dataclasses.field(default="lora"))] + [
+        (f.name, yaml_types.get(f.name, hints[f.name]), dataclasses.field(default=f.default))
+        for f in dataclasses.fields(LoraConfig)
+    ]
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoraConfig)})
+
+    def check(self, path):
+        try:
+            self.lora_config()
+        except PeftError as err:
+            raise RecipeError(f"{path}: {err}") from None
+
+    cls = dataclasses.make_dataclass(
+        "PeftConfig", fields, namespace={"lora_config": lora_config, "check": check}
+    )
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "Parameter-efficient fine-tuning (`method: lora`): the backbone's weights stay frozen and\n"
+        "    only LoRA adapters (and the head) train; keys are `tlkit.peft.LoraConfig`'s (`rank`,\n"
+        "    `alpha`, `targets`, `train_norms`, `quantize`)."
+    )
+    return cls
+
+
+PeftConfig = _peft_section()
+
+
 @dataclasses.dataclass
 class OutputConfig:
     """Where results go: `dir` (default `runs/<recipe name>`), export formats, TensorBoard.
@@ -347,7 +345,7 @@ class OutputConfig:
     """
 
     dir: str | None = None
-    export: list[Literal["keras", "savedmodel", "tflite", "tflite-dynamic", "hub"]] = (
+    export: list[Literal[config_lib.EXPORT_FORMATS]] = (
         dataclasses.field(default_factory=lambda: ["keras"])
     )
     tensorboard: bool = True
@@ -397,6 +395,7 @@ class Recipe:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
     tune: TuneConfig | None = None
+    peft: PeftConfig | None = None
     compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
@@ -412,6 +411,10 @@ class Recipe:
     def to_dict(self) -> dict:
         """Plain data (dicts, lists, scalars) that `from_dict` turns back into an equal recipe."""
         return _plain(dataclasses.asdict(self))
+
+    def fine_tune_config(self) -> config_lib.FineTuneConfig:
+        """The recipe's fine-tuning settings (`phases`, `optimizer`, `distribute` keys)."""
+        return config_lib.from_sections(self)
 
 
 def check_required(recipe: Recipe, sections=("backbone",)) -> None:

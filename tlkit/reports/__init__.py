@@ -96,7 +96,7 @@ def write_reports(
         The metrics dict (`classification_metrics`) plus `"warnings"`, `"slices"` when given,
         and `"files"`: `{what: path}`.
     """
-    from tlkit.runs import atomic_path, atomic_write_json, atomic_write_text
+    from tlkit._io import atomic_path, atomic_write_json, atomic_write_text
 
     os.makedirs(folder, exist_ok=True)
     metrics = classification_metrics(y_true, probs, class_names)

@@ -225,6 +225,6 @@ def write_html_report(path, **content) -> str:
         model_card: the model card (Markdown, shown as text).
         files: `{name: relative path}` links to the exported models.
     """
-    from tlkit.runs import atomic_write_text
+    from tlkit._io import atomic_write_text
 
     return atomic_write_text(os.fspath(path), render_html_report(**content))

@@ -1,8 +1,23 @@
 """Tiny, network-free SavedModels and data for tests, examples and the offline smoke run."""
 
-from tlkit.testing.savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.testing.checks import (
+    check_save_reload_parity,
+    check_serialization_round_trip,
+    frozen_weights_unchanged,
+)
 
-__all__ = ["make_image_savedmodel", "make_text_savedmodel", "tiny_cnn", "tiny_model", "tiny_transformer"]
+__all__ = [
+    "check_save_reload_parity",
+    "check_serialization_round_trip",
+    "free_ports",
+    "frozen_weights_unchanged",
+    "make_image_savedmodel",
+    "make_text_savedmodel",
+    "tiny_cnn",
+    "tiny_model",
+    "tiny_transformer",
+]
 
 
 def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
@@ -56,3 +71,16 @@ def tiny_transformer(seed=0):
     x = keras.layers.GlobalAveragePooling1D()(x)
     backbone = tlkit.backbones.from_keras(keras.Model(inputs, x, name="encoder"))
     return tlkit.build_model(backbone, num_classes=3, input_shape=(6, 8), dropout=0.0)
+
+
+def free_ports(n: int) -> str:
+    """`n` free localhost TCP ports, comma-separated (for multi-worker jobs in tests)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ",".join(map(str, ports))

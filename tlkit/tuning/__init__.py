@@ -4,12 +4,13 @@
   "sampling": "log"}, ...}`), validated, turned into `hp.Float` / `hp.Int` / `hp.Choice`.
 - `FineTuneHyperModel` (`hypermodel.py`): `build(hp)` a fresh model, `fit(hp, model, ...)` runs
   `tlkit.fine_tune` (head phase, then unfreezing); Hyperband rounds continue the same schedule.
-- `tune` / `tune_recipe` (`search.py`): build the tuner, search, resume, report.
+- `tune` (`search.py`): build the tuner, search, resume, report. (The recipe front end,
+  `tune_recipe`, is in `tlkit.runner`.)
 - `report.py`: the trials table (Markdown, CSV), the best recipe (YAML), the objective-vs-LR plot.
 """
 
 from tlkit.tuning.hypermodel import FineTuneHyperModel
-from tlkit.tuning.search import SearchChangedError, TuneResult, tune, tune_recipe
+from tlkit.tuning.search import SearchChangedError, TuneResult, tune
 from tlkit.tuning.space import DEFAULTS, TUNABLE, SearchSpace
 
 __all__ = [
@@ -20,5 +21,4 @@ __all__ = [
     "TUNABLE",
     "TuneResult",
     "tune",
-    "tune_recipe",
 ]

@@ -1,7 +1,7 @@
 """`FineTuneHyperModel`: keras-tuner's `HyperModel` over tlkit's two-phase fine-tuning.
 
 `build(hp)` builds a fresh model (the head's dropout from `hp`); `fit(hp, model, ...)` runs
-`tlkit.fine_tune.fine_tune` — the head phase, then gradual unfreezing at a lower LR, in one
+`tlkit.fine_tune` — the head phase, then gradual unfreezing at a lower LR, in one
 `fit()` — with the trial's head LR, fine-tuning LR, layer-wise decay, unfreezing schedule, and
 with keras-tuner's callbacks (its `TunerCallback` and best-epoch checkpoint) appended. It returns
 the Keras `History`, which keras-tuner reduces to the objective.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 
@@ -39,6 +38,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
+from tlkit.training.fine_tuning import batches_per_epoch
 from tlkit.tuning import space as space_lib
 
 logger = logging.getLogger("tlkit.tuning")
@@ -71,8 +71,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             (`num_classes`, `input_shape`, `head`, ...).
         unfreeze: optional callable `head_epochs -> UnfreezeSchedule` used when the space
             tunes none of `head_epochs` / `unfreeze_*` (e.g. a recipe's `table` schedule);
-            default: `UnfreezeSchedule.gradual(head_epochs, first=unfreeze_groups,
-            every=unfreeze_every, per_step=unfreeze_per_step)`.
+            default: the trial config's gradual schedule (`first=unfreeze_groups`,
+            `every=unfreeze_every`, `per_step=unfreeze_per_step`; see `tlkit.config`).
         early_stopping_patience: `fine_tune`'s early stopping (`None`: off; Hyperband does the
             pruning).
         seed: when not `None`, `keras.utils.set_random_seed(seed)` before each build, so every
@@ -175,18 +175,28 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         return model
 
     # -- fit -----------------------------------------------------------------------------------
-    def schedule(self, values, head_epochs):
-        """The `UnfreezeSchedule` of a trial with these `values`."""
-        from tlkit.unfreeze import UnfreezeSchedule
+    def config(self, values, head_epochs, total_epochs):
+        """The `tlkit.FineTuneConfig` of a trial with these `values` (short names)."""
+        from tlkit.config import FineTuneConfig
 
+        layerwise = values["layerwise_decay"]
+        fields = {short: values[short] for short in space_lib.FIELD_OF}
+        fields = {space_lib.FIELD_OF[k]: v for k, v in fields.items()}
+        fields.update(
+            head_epochs=int(head_epochs),
+            fine_epochs=int(total_epochs) - int(head_epochs),
+            layerwise_decay=None if layerwise is None or float(layerwise) == 1.0
+            else float(layerwise),
+            patience=self.early_stopping_patience,
+        )
+        return FineTuneConfig(**fields)
+
+    def schedule(self, values, head_epochs):
+        """The `UnfreezeSchedule` given to the trials instead of the config's (the recipe's
+        `table` / `all` schedule when the space tunes no unfreezing parameter), else `None`."""
         if self.unfreeze is not None and not any(n in self.space for n in _UNFREEZE_PARAMS):
             return self.unfreeze(head_epochs)
-        return UnfreezeSchedule.gradual(
-            head_epochs=int(head_epochs),
-            first=int(values["unfreeze_groups"]),
-            every=int(values["unfreeze_every"]),
-            per_step=int(values["unfreeze_per_step"]),
-        )
+        return None
 
     def fit(self, hp, model, *args, validation_data=None, callbacks=None, epochs=None,
             initial_epoch=0, verbose=0, batch_size=32, steps_per_epoch=None, **kwargs):
@@ -212,7 +222,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             TypeError: unexpected `fit` arguments (e.g. `validation_split`).
             ValueError: no training data, or a Hyperband round without `epochs` set here.
         """
-        from tlkit.fine_tune import fine_tune
+        from tlkit.training.fine_tuning import fine_tune
 
         if kwargs:
             raise TypeError(
@@ -242,30 +252,21 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             own.append(keras.callbacks.BackupAndRestore(backup, delete_checkpoint=stop >= total))
         if initial_epoch > 0 and resumed_from is None:
             resumed_from = "weights"
-            window.start_step = initial_epoch * _steps_per_epoch(train, steps_per_epoch,
+            window.start_step = initial_epoch * batches_per_epoch(train, steps_per_epoch,
                                                                  batch_size)
             logger.warning(
                 "trial %s: no backup of the previous Hyperband round; continuing at epoch %d "
                 "from the weights keras-tuner loaded (fresh optimizer state).",
                 trial_id, initial_epoch,
             )
-        layerwise = values["layerwise_decay"]
+        schedule = self.schedule(values, head)
         result = fine_tune(
-            model, train, validation_data,
-            epochs=(head, total - head),
-            head_lr=float(values["head_lr"]),
-            lr=float(values["lr"]),
-            unfreeze=self.schedule(values, head),
-            layerwise_decay=None if layerwise is None or float(layerwise) == 1.0
-            else float(layerwise),
-            bn_policy=values["bn_policy"],
-            early_stopping_patience=self.early_stopping_patience,
+            model, train, validation_data, self.config(values, head, total),
             callbacks=own + callbacks,
-            optimizer=_optimizer(values),
-            lr_schedule=values["lr_schedule"],
             steps_per_epoch=steps_per_epoch,
             batch_size=batch_size,
             verbose=verbose,
+            **({} if schedule is None else {"unfreeze": schedule}),
         )
         history = result.history
         self.trial_log.append({
@@ -436,23 +437,3 @@ def _train_data(args):
     if len(args) in (2, 3):
         return tuple(args)
     raise TypeError(f"Expected the training data as `x` or `x, y`. Received {len(args)} values.")
-
-
-def _steps_per_epoch(train, steps_per_epoch, batch_size) -> int:
-    if steps_per_epoch is not None:
-        return int(steps_per_epoch)
-    if isinstance(train, tf.data.Dataset):
-        n = int(train.cardinality())
-        if n > 0:
-            return n
-        raise ValueError("The training data's length is unknown; pass `steps_per_epoch=`.")
-    if isinstance(train, tuple):
-        return math.ceil(len(train[0]) / int(batch_size))
-    return len(train)
-
-
-def _optimizer(values):
-    config = {"learning_rate": float(values["lr"])}
-    if values.get("weight_decay") is not None:
-        config["weight_decay"] = float(values["weight_decay"])
-    return keras.optimizers.get({"class_name": values["optimizer"], "config": config})

@@ -12,7 +12,7 @@ import os
 
 import yaml
 
-from tlkit.runs import atomic_path, atomic_write_text
+from tlkit._io import atomic_path, atomic_write_text
 from tlkit.tuning import space as space_lib
 
 _TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",

@@ -1,4 +1,4 @@
-"""`tune` / `tune_recipe`: a keras-tuner search over tlkit's two-phase fine-tuning.
+"""`tune`: a keras-tuner search over tlkit's two-phase fine-tuning.
 
 One call builds a `FineTuneHyperModel` and a keras-tuner tuner (Hyperband, Bayesian
 optimization or random search), runs the search, and writes into the project folder:
@@ -34,7 +34,7 @@ import os
 import keras
 import keras_tuner
 
-from tlkit.runs import atomic_write_json
+from tlkit._io import atomic_write_json
 from tlkit.tuning import report
 from tlkit.tuning.hypermodel import FineTuneHyperModel
 from tlkit.tuning.space import SearchSpace
@@ -327,10 +327,6 @@ def _finish(result, kt_tuner, hypermodel, space, max_epochs, recipe, model, load
         backbone = model if isinstance(model, (str, os.PathLike)) else None
         recipe_dict = report.best_recipe(values, space, max_epochs, recipe=recipe,
                                          backbone=backbone)
-        if recipe is not None:
-            from tlkit.recipes import Recipe
-
-            Recipe.from_dict(recipe_dict)  # the written recipe must load
         comment = (
             f"Best of {len(rows)} trials (trial {best.trial_id}, {result.objective} = "
             f"{result.best_score}), written by tlkit.tuning.tune.\n"
@@ -355,101 +351,3 @@ def _compile(model):
 
     with model.distribute_strategy.scope():
         tlkit.compile_model(model)
-
-
-# -- recipes ---------------------------------------------------------------------------------------
-def recipe_fixed_values(recipe) -> dict:
-    """The recipe's values of every tunable parameter (what trials use when not searched)."""
-    opt, phases = recipe.optimizer, recipe.phases
-    return {
-        "head_lr": opt.head_lr,  # None: ten times the trial's lr, as in recipes
-        "lr": opt.lr,
-        "layerwise_decay": opt.layerwise_decay,
-        "weight_decay": opt.weight_decay,
-        "optimizer": opt.name,
-        "lr_schedule": opt.schedule,
-        "dropout": recipe.head.dropout,
-        "head_epochs": phases.head_epochs,
-        "unfreeze_groups": phases.first,
-        "unfreeze_every": phases.every,
-        "unfreeze_per_step": phases.per_step,
-        "bn_policy": phases.bn_policy,
-    }
-
-
-def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_model=False,
-                verbose=0) -> TuneResult:
-    """Runs the hyperparameter search of a recipe's `tune:` section (`tlkit tune RECIPE`).
-
-    The recipe's data, backbone, head and phases define each trial; `tune.space` names what
-    varies (short names such as `lr`, or recipe keys such as `optimizer.lr`), `tune.algorithm`
-    the tuner, `tune.max_trials` and `tune.objective` the rest. The epoch budget of a trial is
-    the recipe's `phases.head_epochs + phases.fine_epochs`. Trials train the whole model in both
-    phases (no cached features). The search folder is `<output>/tune`; rerunning the command
-    resumes it.
-
-    Args:
-        recipe: a `tlkit.recipes.Recipe` or the path of a recipe YAML file.
-        output: the run folder (default: `recipe.output.dir`, else `runs/<recipe name>`).
-        overwrite: start the search afresh.
-        overrides: `"key=value"` strings when `recipe` is a path (`--set`).
-        load_best_model: also return the best trial's model.
-        verbose: Keras / keras-tuner progress output.
-
-    Returns:
-        A `TuneResult`; `result.paths["recipe"]` is the best recipe, ready for `tlkit train`.
-
-    Raises:
-        ValueError: the recipe has no `tune` section, or its space is invalid.
-
-    Example:
-    ```python
-    result = tlkit.tuning.tune_recipe("recipes/smoke.yaml", output="/tmp/smoke")
-    print(open(result.paths["recipe"]).read())
-    ```
-    """
-    import tensorflow as tf
-
-    from tlkit import _wiring
-    from tlkit import train as train_lib
-    from tlkit.recipes import Recipe, load_recipe
-    from tlkit.runs import RunDir
-
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
-    if recipe.tune is None:
-        raise ValueError(
-            f"Recipe {recipe.name!r} has no `tune` section; add e.g. `tune: {{algorithm: random, "
-            "max_trials: 8, space: {optimizer.lr: {min: 1.0e-5, max: 1.0e-3, log: true}}}`."
-        )
-    cfg = recipe.tune
-    folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
-    run = RunDir(folder)
-    phases = recipe.phases
-    budget = phases.head_epochs + phases.fine_epochs
-    keras.utils.set_random_seed(recipe.seed)
-    unfreeze = None
-    if phases.schedule != "gradual":
-        def unfreeze(head_epochs):
-            return _wiring.unfreeze_schedule(phases, head_epochs)
-
-    with _wiring.strategy_scope(recipe.distribute) as strategy:
-        data = _wiring.load_data(recipe.data, recipe.seed)
-        batch_size = recipe.data.batch_size
-        train = _wiring.batch(data.split("train"), batch_size, True, recipe.seed)
-        val = None if data.val is None else _wiring.batch(data.val, batch_size, False,
-                                                          recipe.seed)
-
-        def build(dropout):
-            head = dataclasses.replace(recipe.head, dropout=float(dropout))
-            return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
-
-        return tune(
-            build, train, val, cfg.space,
-            tuner=cfg.algorithm, max_trials=cfg.max_trials, max_epochs=budget,
-            directory=folder, project_name="tune", overwrite=overwrite,
-            distribution_strategy=strategy if tf.distribute.has_strategy() else None,
-            objective=cfg.objective, fixed=recipe_fixed_values(recipe), recipe=recipe,
-            unfreeze=unfreeze, early_stopping_patience=phases.patience,
-            load_best_model=load_best_model, seed=recipe.seed, verbose=verbose,
-        )

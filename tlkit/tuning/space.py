@@ -27,10 +27,9 @@ import json
 import math
 import re
 
+from tlkit import config as config_lib
+
 SAMPLINGS = ("linear", "log", "reverse_log")
-BN_POLICIES = ("frozen", "train_affine", "update")
-LR_SCHEDULES = ("constant", "cosine", "one_cycle")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,31 +79,36 @@ class Tunable:
         return True
 
 
-_TUNABLES = (
-    Tunable("head_lr", "float", "optimizer.head_lr", 0.0, None, low_open=True, default=1e-3,
-            help="learning rate of the head phase"),
-    Tunable("lr", "float", "optimizer.lr", 0.0, None, low_open=True, default=1e-4,
-            help="peak learning rate of fine-tuning (top group)"),
-    Tunable("layerwise_decay", "float", "optimizer.layerwise_decay", 1.0, None, default=1.0,
-            help="layer-wise LR decay per group (1.0: one LR for all groups)"),
-    Tunable("weight_decay", "float", "optimizer.weight_decay", 0.0, None, default=None,
-            help="decoupled weight decay of the optimizer"),
-    Tunable("optimizer", "str", "optimizer.name", allowed=OPTIMIZERS, default="adam",
-            help="optimizer class"),
-    Tunable("lr_schedule", "str", "optimizer.schedule", allowed=LR_SCHEDULES, default="cosine",
-            help="shape of the fine-tuning LR"),
+def from_field(name: str, field: str) -> Tunable:
+    """The `Tunable` `name` for `tlkit.FineTuneConfig` field `field`: kind, bounds, allowed
+    values, default, help and recipe key come from the config (declared there once)."""
+    meta = config_lib.FIELDS[field].metadata
+    kind = config_lib.kind(field)
+    return Tunable(name, kind, meta["yaml"], low=meta["min"], high=meta["max"],
+                   low_open=meta["min_open"], allowed=config_lib.choices(field),
+                   default=config_lib.DEFAULTS[field], help=meta["help"])
+
+
+FIELD_OF: dict[str, str] = {
+    "head_lr": "head_lr",
+    "lr": "lr",
+    "layerwise_decay": "layerwise_decay",
+    "weight_decay": "weight_decay",
+    "optimizer": "optimizer",
+    "lr_schedule": "lr_schedule",
+    "head_epochs": "head_epochs",
+    "unfreeze_groups": "first",
+    "unfreeze_every": "every",
+    "unfreeze_per_step": "per_step",
+    "bn_policy": "bn_policy",
+}
+"""Tunable short name -> `tlkit.FineTuneConfig` field (the search space names config fields;
+the short names are the keras-tuner hyperparameter names)."""
+
+_TUNABLES = tuple(from_field(name, field) for name, field in FIELD_OF.items()) + (
+    # The head's dropout is a model setting, not a fine-tuning one.
     Tunable("dropout", "float", "head.dropout", 0.0, 1.0, high_open=True, default=0.2,
             help="dropout rate of the head"),
-    Tunable("head_epochs", "int", "phases.head_epochs", 0, None, default=1,
-            help="epochs with only the head training, before unfreezing starts"),
-    Tunable("unfreeze_groups", "int", "phases.first", 0, None, default=1,
-            help="top backbone groups unfrozen when fine-tuning starts"),
-    Tunable("unfreeze_every", "int", "phases.every", 1, None, default=1,
-            help="epochs between two further unfreezing steps"),
-    Tunable("unfreeze_per_step", "int", "phases.per_step", 0, None, default=1,
-            help="groups added at each further unfreezing step (0: depth stays fixed)"),
-    Tunable("bn_policy", "str", "phases.bn_policy", allowed=BN_POLICIES, default="frozen",
-            help="BatchNorm policy while fine-tuning"),
 )
 
 TUNABLE: dict[str, Tunable] = {t.name: t for t in _TUNABLES}
@@ -401,7 +405,8 @@ def check_fixed(values: dict) -> dict:
 
     Returns:
         `{short name: value}`. `None` is kept for `weight_decay` (no weight decay) and
-        `head_lr` (ten times the trial's `lr`, the recipes' rule); `layerwise_decay=None`
+        `head_lr` (ten times the trial's `lr`, the recipes' rule) and `unfreeze_groups` /
+        `unfreeze_per_step` (groups spread evenly over the fine-tuning epochs); `layerwise_decay=None`
         becomes 1.0 (one LR for all groups).
 
     Raises:
@@ -410,7 +415,8 @@ def check_fixed(values: dict) -> dict:
     out = {}
     for key, value in (values or {}).items():
         name = canonical_name(key)
-        if value is None and name in ("weight_decay", "head_lr"):
+        if value is None and name in ("weight_decay", "head_lr", "unfreeze_groups",
+                                      "unfreeze_per_step"):
             out[name] = None
         elif value is None and name == "layerwise_decay":
             out[name] = 1.0

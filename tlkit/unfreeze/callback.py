@@ -27,6 +27,7 @@ import sys
 import keras
 
 from tlkit import groups as groups_lib
+from tlkit import trainability
 from tlkit.optimizers.util import clone_optimizer, current_step
 from tlkit.unfreeze import schedule as schedule_lib
 
@@ -48,7 +49,7 @@ def _print_msg(message: str) -> None:
 def _snapshot_trainable(model):
     layers = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True)]
     variables = [(v, v.trainable) for v in model.variables]
-    backbone = groups_lib.find_backbone(model)
+    backbone = trainability.find_backbone(model)
     bn_policy = getattr(backbone, "bn_policy", None)
     return layers, variables, backbone, bn_policy
 
@@ -74,7 +75,7 @@ def trainable_candidates(model, bn_policy: str = "frozen") -> list:
 
     Args:
         model: a model built by `tlkit.build_model` (or any Keras model with layer groups).
-        bn_policy: the BatchNorm policy the training will use (see `tlkit.groups.set_trainable`).
+        bn_policy: the BatchNorm policy the training will use (see `tlkit.trainability.set_trainable`).
 
     Returns:
         A list of variables.
@@ -82,7 +83,7 @@ def trainable_candidates(model, bn_policy: str = "frozen") -> list:
     current = list(model.trainable_variables)
     snapshot = _snapshot_trainable(model)
     try:
-        groups_lib.unfreeze_all(model, bn_policy=bn_policy)
+        trainability.unfreeze_all(model, bn_policy=bn_policy)
         everything = list(model.trainable_variables)
     finally:
         _restore_trainable(snapshot)
@@ -188,7 +189,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     At each epoch start (and, for step schedules, each batch) the callback derives the number of
     top backbone groups to train from the epoch or `optimizer.iterations`; when it changes, it
-    calls `tlkit.groups.unfreeze_top(model, n, bn_policy)` and `model.make_train_function(
+    calls `tlkit.trainability.unfreeze_top(model, n, bn_policy)` and `model.make_train_function(
     force=True)`: no recompile, optimizer and callback state continue. Frozen groups are left out
     of the gradient computation and keep bit-identical weights. Each change is logged (logger
     `tlkit.unfreeze`, and printed when `verbose`) with the per-group trainable parameter counts.
@@ -203,7 +204,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         schedule: an `UnfreezeSchedule`, a `{epoch: num_groups or "all"}` dict, or an int.
         bn_policy: BatchNorm policy while unfreezing: `"frozen"` (default: BN layers stay in
             inference mode with frozen statistics, keras#20285), `"train_affine"` or `"update"`;
-            see `tlkit.groups.set_trainable`.
+            see `tlkit.trainability.set_trainable`.
         verbose: 1 prints each change; 0 only logs it.
 
     Attributes:
@@ -248,7 +249,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                     "`tlkit.unfreeze.prepare_optimizer(model)` before `fit()`."
                 )
         prepare_optimizer(model, bn_policy=self.bn_policy)
-        self._num_groups = _num_backbone_groups(groups_lib.layer_groups(model))
+        self._num_groups = _num_backbone_groups(trainability.layer_groups(model))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = int(epoch)
@@ -270,7 +271,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         n = self.schedule.num_unfrozen(t, total)
         if n == self._applied:
             return
-        groups = groups_lib.unfreeze_top(self.model, n, bn_policy=self.bn_policy)
+        groups = trainability.unfreeze_top(self.model, n, bn_policy=self.bn_policy)
         # The traced train step holds the old list of trainable variables: trace a new one.
         self.model.make_train_function(force=True)
         previous, self._applied = self._applied, n
@@ -295,7 +296,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         message = (
             f"{verb} head + top {n} of {total} backbone groups trainable at epoch "
             f"{self._epoch + 1} (step {step}), bn_policy={self.bn_policy!r}: {trainable}; "
-            f"{params:,} trainable parameters.\n{groups_lib.format_summary(self.model)}"
+            f"{params:,} trainable parameters.\n{trainability.format_summary(self.model)}"
         )
         logger.info(message)
         # Print unless tlkit's own logger already has a console handler (the CLI's): no doubles.

@@ -111,6 +111,23 @@ class UnfreezeSchedule:
         return GradualUnfreeze(head_epochs, first, every, per_step, unit=unit)
 
     @staticmethod
+    def from_fine_tune_config(config, num_groups: int) -> UnfreezeSchedule:
+        """The schedule of a `tlkit.FineTuneConfig` (`unfreeze`, `first`, `every`, `per_step`,
+        `table`; see `tlkit.config`) for a backbone of `num_groups` groups. Fine-tuning starts
+        at epoch `config.head_epochs`."""
+        head = int(config.head_epochs)
+        if config.unfreeze == "all":
+            return UnfreezeSchedule.table({0: 0, head: "all"})
+        if config.unfreeze == "table":
+            table = {head + int(k): v for k, v in config.table.items()}
+            table.setdefault(0, 0)
+            return UnfreezeSchedule.table(table)
+        first, per_step = config.unfreeze_steps(num_groups)
+        return UnfreezeSchedule.gradual(
+            head_epochs=head, first=first, every=int(config.every), per_step=per_step
+        )
+
+    @staticmethod
     def table(table, unit="epoch") -> TableUnfreeze:
         """Piecewise-constant schedule: `{epoch: num_groups or "all"}` (missing 0 means 0)."""
         return TableUnfreeze(table, unit=unit)

@@ -1,0 +1,40 @@
+"""Sharded feature extraction across 2 MultiWorkerMirroredStrategy worker processes on localhost."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tlkit.testing import free_ports
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_workers_each_extract_half_and_share_one_cache(tmp_path):
+    ports = free_ports(2)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tlkit.testing.shard_extraction_job", "--ports", ports,
+             "--index", str(i), "--cache", str(tmp_path / "cache"), "--out",
+             str(tmp_path / f"out{i}.npz")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, out[-3000:]
+    seen = [np.load(tmp_path / f"out{i}.npz") for i in range(2)]
+    for result in seen:  # both workers see the whole cache
+        order = np.argsort(result["labels"])
+        np.testing.assert_array_equal(result["labels"][order], np.arange(45))
+        np.testing.assert_array_equal(
+            result["features"][order], 10.0 * np.arange(90, dtype="float32").reshape(45, 2)
+        )
+    files = list(seen[0]["files"])
+    assert files == list(seen[1]["files"])
+    # 23 examples for worker 0 (3 shards), 22 for worker 1 (3 shards), each written by its worker.
+    assert sum("-w0of2-" in f for f in files) == 3 and sum("-w1of2-" in f for f in files) == 3
+    manifests = sorted(p.name for p in (tmp_path / "cache").glob("manifest-*.json"))
+    assert len(manifests) == 3  # the chief's whole-cache manifest and one part per worker

@@ -1,0 +1,299 @@
+"""`FineTuneConfig`: every fine-tuning setting, declared once (TensorFlow-free).
+
+Each field carries its default, its allowed values (a `Literal` type) or bounds (`min` / `max`),
+a one-line help, and the recipe key that sets it (`yaml`, e.g. `optimizer.lr`). Everything else
+derives from these declarations:
+
+- `tlkit.fine_tune(model, train, val, config=..., **overrides)` takes a config and/or field names
+  as keyword overrides;
+- the recipe schema's `phases` and `optimizer` sections (and `distribute.jit_compile` /
+  `steps_per_execution`) are built from the fields (`tlkit.recipes.schema`);
+- the tuner's search space names fields; their kinds, bounds and defaults come from here
+  (`tlkit.tuning.space`).
+
+The vocabularies (BatchNorm policies, unfreezing schedules, optimizers, LR schedules,
+strategies, export formats) live here once; other modules import them from here.
+
+Unfreezing (`unfreeze`), one meaning everywhere:
+- `gradual`: when fine-tuning starts, the top `first` backbone groups train; every `every`
+  epochs `per_step` more join. `first` / `per_step` left at `None` spread the groups evenly
+  over the fine-tuning epochs (`ceil(groups / fine_epochs)` each), so all train in the last one.
+- `all`: every group from the first fine-tuning epoch.
+- `table`: `{fine-tuning epoch: groups or "all"}`, epochs counted from the start of fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from typing import Literal
+
+BN_POLICIES = ("frozen", "train_affine", "update")
+UNFREEZE_SCHEDULES = ("gradual", "all", "table")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+EXPORT_FORMATS = (
+    "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
+)
+
+
+class ConfigError(ValueError):
+    """A fine-tuning setting with a bad value; the message names the field and what to give."""
+
+
+def setting(default, help, *, yaml, min=None, max=None, min_open=False, expected=None):  # noqa: A002
+    """A `FineTuneConfig` field: `default`, one-line `help`, the recipe key `yaml`, bounds.
+
+    `expected` overrides the generated description of valid values in error messages.
+    """
+    metadata = {"help": help, "yaml": yaml, "min": min, "max": max, "min_open": min_open,
+                "expected": expected}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class FineTuneConfig:
+    """Every setting of `tlkit.fine_tune`, with defaults (see the module docstring).
+
+    Example:
+    ```python
+    config = tlkit.FineTuneConfig(head_epochs=2, fine_epochs=4, layerwise_decay=2.6)
+    tlkit.fine_tune(model, train, val, config=config, lr=3e-4)  # overrides are field names
+    tlkit.FineTuneConfig.from_config(config.get_config()) == config  # True
+    ```
+    """
+
+    head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
+                               yaml="phases.head_epochs", min=0)
+    fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",
+                               yaml="phases.fine_epochs", min=0)
+    unfreeze: Literal[UNFREEZE_SCHEDULES] = setting(
+        "gradual", "which backbone groups train when: gradual, all or table",
+        yaml="phases.schedule")
+    first: int | None = setting(
+        None, "gradual: top groups trainable when fine-tuning starts (null: spread evenly)",
+        yaml="phases.first", min=0)
+    every: int = setting(1, "gradual: epochs between two unfreezing steps",
+                         yaml="phases.every", min=1)
+    per_step: int | None = setting(
+        None, "gradual: groups added per unfreezing step (null: spread evenly; 0: depth fixed)",
+        yaml="phases.per_step", min=0)
+    table: dict[int, int | str] | None = setting(
+        None, "table: {fine-tuning epoch: trainable top groups or 'all'}", yaml="phases.table")
+    bn_policy: Literal[BN_POLICIES] = setting(
+        "frozen", "BatchNorm layers: frozen, train_affine (gamma/beta) or update (statistics too)",
+        yaml="phases.bn_policy")
+    patience: int | None = setting(
+        3, "early stopping patience (epochs) from the start of fine-tuning; best weights "
+        "restored (null: off)", yaml="phases.patience", min=1)
+    optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
+    lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
+                        yaml="optimizer.lr", min=0.0, min_open=True)
+    head_lr: float | None = setting(None, "learning rate of the head phase (null: 10 x lr)",
+                                    yaml="optimizer.head_lr", min=0.0, min_open=True)
+    layerwise_decay: float | None = setting(
+        None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
+        yaml="optimizer.layerwise_decay", min=1.0, expected="a float >= 1 (e.g. 2.6) or null")
+    lr_schedule: Literal[LR_SCHEDULES] = setting(
+        "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
+        yaml="optimizer.schedule")
+    weight_decay: float | None = setting(None, "decoupled weight decay of the optimizer",
+                                         yaml="optimizer.weight_decay", min=0.0)
+    jit_compile: Literal["auto"] | bool = setting(
+        "auto", "XLA for the train step: auto (as compiled, else Keras decides), true or false",
+        yaml="distribute.jit_compile")
+    steps_per_execution: int | None = setting(
+        None, "train steps per tf.function call (null: as compiled / the strategy's plan)",
+        yaml="distribute.steps_per_execution", min=1)
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- derived values ------------------------------------------------------------------------
+    @property
+    def resolved_head_lr(self) -> float:
+        """`head_lr`, or ten times `lr` when it is `None`."""
+        return float(self.head_lr) if self.head_lr is not None else 10.0 * float(self.lr)
+
+    @property
+    def epochs(self) -> int:
+        return self.head_epochs + self.fine_epochs
+
+    def unfreeze_steps(self, num_groups: int) -> tuple[int, int]:
+        """`(first, per_step)` of the gradual schedule for a backbone of `num_groups` groups."""
+        spread = max(1, math.ceil(num_groups / max(self.fine_epochs, 1)))
+        first = spread if self.first is None else int(self.first)
+        per_step = spread if self.per_step is None else int(self.per_step)
+        return first, per_step
+
+    # -- serialization -------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """Plain data: `{field: value}`, which `from_config` turns back into an equal config."""
+        return {f.name: _copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> FineTuneConfig:
+        """A config from `get_config()`'s data (or any subset of the fields; others default)."""
+        if isinstance(config, cls):
+            return config
+        if not isinstance(config, dict):
+            raise ConfigError(f"Expected a dict of FineTuneConfig fields. Received: {config!r}")
+        check_names(config)
+        return cls(**config)
+
+    def replace(self, **changes) -> FineTuneConfig:
+        """A copy with `changes` (field names; validated)."""
+        check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raises `ConfigError` naming the first bad field and what it expects."""
+        for name in FIELDS:
+            problem = check_value(name, getattr(self, name))
+            if problem:
+                raise ConfigError(f"FineTuneConfig.{name}: expected {problem}, got "
+                                  f"{getattr(self, name)!r}")
+        for name, message in cross_check(self):
+            raise ConfigError(f"FineTuneConfig.{name}: {message}")
+
+
+def _copy(value):
+    return dict(value) if isinstance(value, dict) else value
+
+
+def choices(name: str) -> tuple:
+    """The allowed values of a choice field (`bn_policy`, ...), else `()`."""
+    return _parts(HINTS[name], literals_only=True)
+
+
+def nullable(name: str) -> bool:
+    return type(None) in _parts(HINTS[name])
+
+
+def kind(name: str) -> str:
+    """`"int"`, `"float"`, `"str"` (a choice), `"bool"` or `"mapping"`."""
+    parts = [p for p in _parts(HINTS[name]) if p is not type(None)]
+    if choices(name):
+        return "str"
+    for tp, label in ((int, "int"), (float, "float"), (bool, "bool")):
+        if tp in parts:
+            return label
+    return "mapping"
+
+
+def _parts(tp, literals_only=False) -> tuple:
+    """A union's / Literal's members, flattened (`Literal['a'] | bool | None` -> 'a', bool, None);
+    with `literals_only`, the Literal values alone ('a')."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(p for a in typing.get_args(tp) for p in _parts(a, literals_only))
+    return () if literals_only else (tp,)
+
+
+def describe(name: str) -> str:
+    """What `name` accepts, e.g. `"an int >= 1 or null"`, for error messages."""
+    meta = FIELDS[name].metadata
+    if meta["expected"]:
+        return meta["expected"]
+    allowed = choices(name)
+    if allowed:
+        extra = [p for p in _parts(HINTS[name]) if p is bool]
+        text = "one of " + ", ".join(repr(a) for a in allowed) + (", true or false" if extra else "")
+    else:
+        text = {"int": "an int", "float": "a float", "mapping": "a mapping"}.get(kind(name), "a value")
+        if meta["min"] is not None:
+            text += f" {'>' if meta['min_open'] else '>='} {meta['min']:g}"
+        if meta["max"] is not None:
+            text += f" <= {meta['max']:g}"
+    return text + (" or null" if nullable(name) else "")
+
+
+def check_value(name: str, value) -> str | None:
+    """`None` when `value` is valid for field `name`, else what it expects (`describe`)."""
+    if value is None:
+        return None if nullable(name) else describe(name)
+    meta = FIELDS[name].metadata
+    allowed = choices(name)
+    if allowed or kind(name) == "bool":
+        ok = (value in allowed and not isinstance(value, bool)) or (
+            isinstance(value, bool) and bool in _parts(HINTS[name]))
+        return None if ok else describe(name)
+    if kind(name) == "mapping":
+        return None if isinstance(value, dict) else describe(name)
+    if kind(name) == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return describe(name)
+    if kind(name) == "int" and not isinstance(value, int):
+        return describe(name)
+    low, high = meta["min"], meta["max"]
+    if low is not None and (value < low or (meta["min_open"] and value == low)):
+        return describe(name)
+    if high is not None and value > high:
+        return describe(name)
+    return None
+
+
+def cross_check(values) -> list[tuple[str, str]]:
+    """Problems between fields of `values` (a config or a section object with the same names)."""
+    problems = []
+
+    def get(name):
+        return getattr(values, name) if hasattr(values, name) else FIELDS[name].default
+
+    if get("head_epochs") + get("fine_epochs") < 1:
+        problems.append(("head_epochs", "expected head_epochs + fine_epochs >= 1, got 0"))
+    if get("unfreeze") == "table":
+        table = get("table")
+        if not table:
+            problems.append(("table", "required when the unfreezing schedule is 'table'"))
+        for epoch, count in (table or {}).items():
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                problems.append(("table", f"expected epochs >= 0 as keys, got {epoch!r}"))
+            elif isinstance(count, str) and count != "all" or isinstance(count, int) and count < 0:
+                problems.append(("table", f"expected an int >= 0 or 'all' at epoch {epoch}, "
+                                 f"got {count!r}"))
+    return problems
+
+
+def check_names(values: dict) -> None:
+    """Raises `ConfigError` for a key that is not a field (with the closest field name)."""
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(str(key), list(FIELDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown fine-tuning setting {key!r}{hint} (settings: "
+                              f"{', '.join(FIELDS)})")
+
+
+def yaml_keys() -> dict[str, str]:
+    """`{recipe key: field}`, e.g. `{"optimizer.lr": "lr", ...}`."""
+    return {f.metadata["yaml"]: name for name, f in FIELDS.items()}
+
+
+def from_sections(sections) -> FineTuneConfig:
+    """The config held by an object with recipe sections as attributes (a `Recipe`)."""
+    values = {}
+    for key, name in yaml_keys().items():
+        section, attribute = key.split(".")
+        values[name] = _copy(getattr(getattr(sections, section), attribute))
+    return FineTuneConfig(**values)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(FineTuneConfig)}
+"""The config's fields by name (their `metadata`: help, yaml, min, max, min_open, expected)."""
+
+HINTS: dict[str, object] = typing.get_type_hints(FineTuneConfig)
+"""The fields' types (resolved), e.g. `Literal['frozen', 'train_affine', 'update']`."""
+
+DEFAULTS: dict[str, object] = FineTuneConfig().get_config()
+"""Each field's one default."""

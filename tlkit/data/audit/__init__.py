@@ -1,0 +1,1 @@
+"""The data audit: counts, corrupt files, duplicates, near duplicates and leakage across splits."""

@@ -1,0 +1,1 @@
+"""The built-in offline data sets: Fashion-MNIST (IDX files), scikit-learn digits, tweets."""

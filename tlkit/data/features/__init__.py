@@ -1,0 +1,1 @@
+"""Features: extraction from a frozen backbone, the feature cache, the few-shot prototype classifier."""

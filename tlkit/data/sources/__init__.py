@@ -1,0 +1,1 @@
+"""Generic data sources: folders, CSV, NumPy, text files, TFDS; `LabeledData`, splits, pipelines."""

@@ -1,0 +1,115 @@
+"""`from_image_folder`: one subfolder per class (optionally under train/, val/, test/)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from tlkit.data.sources import _assemble, _class_folders, _images
+from tlkit.data.sources.labeled_data import LabeledData
+
+logger = logging.getLogger(__name__)
+
+
+def from_image_folder(
+    path,
+    image_size=None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    channels: int = 3,
+    class_names=None,
+    check: str | None = "decode",
+    check_cache: bool = True,
+    extensions=_class_folders.IMAGE_EXTENSIONS,
+    interpolation: str = "bilinear",
+) -> LabeledData:
+    """Loads images stored as `path/<class>/<file>` or `path/{train,val,test}/<class>/<file>`.
+
+    Files are checked before any epoch runs: with `check="decode"` every file is decoded once
+    (in parallel on all cores, with the same TensorFlow decoder training uses; a later load of
+    the same unchanged files reuses the remembered outcome), so a corrupt or truncated
+    file is skipped, logged as a warning and listed in `LabeledData.skipped` instead of
+    crashing an epoch. Images are decoded lazily in the pipeline as float32 pixels in
+    `[0, 255]`; `metadata[split]` holds each example's `path`, `height` and `width`.
+
+    Args:
+        path: the folder.
+        image_size: `(height, width)` (or an int) to resize to; `None` keeps the files' size
+            (then batching needs every image to have the same size).
+        val_fraction: fraction of each class held out for validation when there is no `val/`
+            folder (stratified, seeded).
+        test_fraction: same for a test split when there is no `test/` folder.
+        seed: seed of the split and of the order of examples.
+        channels: 3 (grey repeated to RGB, alpha dropped), 1 (grey) or 4.
+        class_names: optional class list (label order); default: sorted class folder names.
+        check: `"decode"` (safe), `"header"` (cheap PIL verify; misses truncated files) or
+            `None`.
+        check_cache: remember each file's `"decode"` outcome in the tlkit cache folder
+            (`$TLKIT_CACHE_DIR`, else `~/.cache/tlkit`) and skip decoding files whose size,
+            mtime and ctime are unchanged on a later load. `False`: decode every file.
+        extensions: file extensions to read; others are ignored.
+        interpolation: resize method when `image_size` is set.
+
+    Returns:
+        A `LabeledData` of kind `"image"`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: no class folders, a single class, no image files, or class folders in
+            val/test that are not in the class list.
+
+    Example:
+    ```python
+    data = tlkit.data.from_image_folder("flowers/", image_size=(224, 224), val_fraction=0.2)
+    print(data.summary(), data.skipped)
+    ```
+    """
+    channels = _images.check_channels(channels)
+    image_size = _images.check_image_size(image_size)
+    layout = _class_folders.scan(path, extensions, class_names)
+    _class_folders.require_classes(layout, extensions, "image")
+    every_path = [p for files in layout.files.values() for p, _ in files]
+    skipped, sizes = _images.find_unreadable(every_path, check, channels, cache=check_cache)
+    _images.log_skipped(layout.root, skipped)
+    bad = {s.source for s in skipped}
+    class_index = {c: i for i, c in enumerate(layout.class_names)}
+
+    paths, labels, per_split = [], [], {}
+    for split, files in layout.files.items():
+        good = [(p, c) for p, c in files if p not in bad]
+        paths.extend(p for p, _ in good)
+        per_split[split] = np.asarray([class_index[c] for _, c in good], dtype="int64")
+        labels.extend(per_split[split])
+    if not paths:
+        raise ValueError(
+            f"None of the {len(every_path)} image files in {layout.root!r} could be decoded; "
+            f"first problems: {[(s.source, s.reason) for s in skipped[:3]]}"
+        )
+    shape = None
+    if image_size is None and sizes:
+        shape = _images.common_size({p: sizes[p] for p in paths if p in sizes})
+        if shape is None:
+            logger.info(
+                "%s: images have %d different sizes; pass `image_size=` to batch them.",
+                layout.root,
+                len({sizes[p] for p in paths if p in sizes}),
+            )
+    metadata = {"path": np.asarray(paths, dtype=object)}
+    if sizes:
+        metadata["height"] = np.asarray([sizes.get(p, (-1, -1))[0] for p in paths], "int64")
+        metadata["width"] = np.asarray([sizes.get(p, (-1, -1))[1] for p in paths], "int64")
+    split_indices = _assemble.layout_splits(per_split, val_fraction, test_fraction, seed)
+    return _assemble.assemble(
+        np.asarray(paths, dtype=object),
+        np.asarray(labels, dtype="int64"),
+        split_indices,
+        layout.class_names,
+        "image",
+        map_fn=_images.decode_fn(channels, image_size, shape, interpolation),
+        metadata=metadata,
+        skipped=skipped,
+        name=f"image folder {os.path.abspath(layout.root)}",
+    )

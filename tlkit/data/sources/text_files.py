@@ -1,0 +1,99 @@
+"""`from_text_files`: one subfolder of `.txt` files per class (optionally under train/, val/, test/)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from tlkit.data.sources import _assemble, _class_folders
+from tlkit.data.sources.labeled_data import LabeledData, Skipped
+
+logger = logging.getLogger(__name__)
+
+
+def from_text_files(
+    path,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    class_names=None,
+    encoding: str = "utf-8",
+    extensions=_class_folders.TEXT_EXTENSIONS,
+    strip: bool = True,
+) -> LabeledData:
+    """Loads texts stored as `path/<class>/<file>.txt` (or under `train/`, `val/`, `test/`).
+
+    Each file is one example. Files that cannot be decoded with `encoding`, or are empty, are
+    skipped, logged as a warning and listed in `LabeledData.skipped`.
+
+    Args:
+        path: the folder.
+        val_fraction, test_fraction: held-out fractions per class when there is no `val/` /
+            `test/` folder (stratified, seeded).
+        seed: seed of the split and of the order of examples.
+        class_names: optional class list (label order); default: sorted class folder names.
+        encoding: text encoding of the files.
+        extensions: file extensions to read.
+        strip: strip leading and trailing whitespace.
+
+    Returns:
+        A `LabeledData` of kind `"text"` (scalar `tf.string` inputs); `metadata[split]["path"]`
+        names each example's file.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: no class folders, a single class, or no text files.
+
+    Example:
+    ```python
+    data = tlkit.data.from_text_files("reviews/", val_fraction=0.1)
+    ```
+    """
+    layout = _class_folders.scan(path, extensions, class_names)
+    _class_folders.require_classes(layout, extensions, "text")
+    class_index = {c: i for i, c in enumerate(layout.class_names)}
+    texts, paths, per_split, skipped = [], [], {}, []
+    for split, files in layout.files.items():
+        labels = []
+        for file_path, class_name in files:
+            text, problem = _read_text(file_path, encoding, strip)
+            if problem:
+                skipped.append(Skipped(file_path, problem))
+                continue
+            texts.append(text)
+            paths.append(file_path)
+            labels.append(class_index[class_name])
+        per_split[split] = np.asarray(labels, dtype="int64")
+    if skipped:
+        listed = "; ".join(f"{s.source} ({s.reason})" for s in skipped[:10])
+        logger.warning("%s: skipped %d text file(s): %s", layout.root, len(skipped), listed)
+    if not texts:
+        raise ValueError(f"No readable text files in {layout.root!r}; see the warnings above.")
+    split_indices = _assemble.layout_splits(per_split, val_fraction, test_fraction, seed)
+    return _assemble.assemble(
+        np.asarray(texts, dtype=object),
+        np.concatenate(list(per_split.values())),
+        split_indices,
+        layout.class_names,
+        "text",
+        metadata={"path": np.asarray(paths, dtype=object)},
+        skipped=skipped,
+        name=f"text folder {os.path.abspath(layout.root)}",
+    )
+
+
+def _read_text(path: str, encoding: str, strip: bool) -> tuple[str, str | None]:
+    try:
+        with open(path, encoding=encoding) as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        return "", f"not valid {encoding} (byte {err.start}); pass `encoding=`"
+    except OSError as err:
+        return "", f"{type(err).__name__}: {err}"
+    if strip:
+        text = text.strip()
+    if not text:
+        return "", "empty file"
+    return text, None

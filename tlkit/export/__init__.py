@@ -1,0 +1,31 @@
+"""Exporting a trained tlkit model (see `formats` for each format, `int8` for the integer ones).
+
+`export_model(model, folder, formats)` writes several formats at once and merges their records
+into `folder/export.json`.
+"""
+
+from tlkit.export.folder import FORMATS, export_model
+from tlkit.export.formats import (
+    HUB_INFO_FILE,
+    export_hub,
+    export_keras,
+    export_savedmodel,
+    export_tflite,
+    tflite_parity,
+    tflite_predict,
+)
+from tlkit.export.int8 import export_savedmodel_int8, export_tflite_int8
+
+__all__ = [
+    "FORMATS",
+    "HUB_INFO_FILE",
+    "export_hub",
+    "export_keras",
+    "export_model",
+    "export_savedmodel",
+    "export_savedmodel_int8",
+    "export_tflite",
+    "export_tflite_int8",
+    "tflite_parity",
+    "tflite_predict",
+]

@@ -1,0 +1,97 @@
+"""`export_model`: several export formats of one model into one folder, with one merged record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import keras
+
+from tlkit.config import EXPORT_FORMATS as FORMATS
+from tlkit.export.formats import (
+    _is_text,
+    export_hub,
+    export_keras,
+    export_savedmodel,
+    export_tflite,
+)
+
+logger = logging.getLogger("tlkit")
+
+
+# -- everything at once ------------------------------------------------------------------------------
+def export_model(model, folder, formats=("keras",), sample_inputs=None, class_names=None,
+                 representative_inputs=None) -> dict:
+    """Exports `model` into `folder` in each of `formats` (see `FORMATS`).
+
+    Files: `model.keras`, `savedmodel/`, `model.tflite`, `model_dynamic.tflite`, `hub/`,
+    `savedmodel_int8/`, `model_int8.tflite` (see `tlkit.export.int8`; `"tflite-int8"` needs
+    `representative_inputs`, raw training inputs to calibrate on);
+    `export.json` lists them with the TFLite parity figures, merged with the records of earlier
+    exports into the same folder.
+
+    Returns:
+        `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
+        text model) is `{"skipped": reason}` and logged.
+    """
+    from tlkit._io import atomic_write_json, read_json
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
+    os.makedirs(folder, exist_ok=True)
+    results = {}
+    bar = keras.utils.Progbar(len(formats), unit_name="format") if len(formats) > 1 else None
+    for fmt in formats:
+        if bar is not None:
+            bar.add(0)  # shows the bar before the (slow) first conversion
+        if fmt == "keras":
+            results[fmt] = {"path": export_keras(model, os.path.join(folder, "model.keras"))}
+        elif fmt == "savedmodel":
+            results[fmt] = {
+                "path": export_savedmodel(model, os.path.join(folder, "savedmodel"), class_names)
+            }
+        elif fmt.startswith("tflite") and _is_text(model):
+            reason = "TFLite export supports image models only"
+            logger.warning("export %s skipped: %s", fmt, reason)
+            results[fmt] = {"skipped": reason}
+            continue
+        elif fmt in ("tflite", "tflite-dynamic"):
+            name = "model.tflite" if fmt == "tflite" else "model_dynamic.tflite"
+            results[fmt] = export_tflite(
+                model,
+                os.path.join(folder, name),
+                quantize="dynamic" if fmt == "tflite-dynamic" else None,
+                sample_inputs=sample_inputs,
+            )
+        elif fmt == "savedmodel-int8":
+            from tlkit.export.int8 import export_savedmodel_int8
+
+            results[fmt] = export_savedmodel_int8(
+                model, os.path.join(folder, "savedmodel_int8"), sample_inputs=sample_inputs
+            )
+        elif fmt == "tflite-int8":
+            from tlkit.export.int8 import export_tflite_int8
+
+            if representative_inputs is None:
+                raise ValueError(
+                    "Format 'tflite-int8' calibrates on training inputs: pass "
+                    "`representative_inputs=` (e.g. 100 raw training images)."
+                )
+            results[fmt] = export_tflite_int8(
+                model, os.path.join(folder, "model_int8.tflite"), representative_inputs,
+                sample_inputs=sample_inputs,
+                float_size_bytes=results.get("tflite", {}).get("size_bytes"),
+            )
+        else:
+            results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}
+        logger.info("exported %s: %s", fmt, json.dumps(results[fmt]))
+        if bar is not None:
+            bar.add(1)
+    # Earlier exports into this folder keep their records (and parity figures): merged, not
+    # replaced; a format exported again gets its new record.
+    record = os.path.join(folder, "export.json")
+    previous = read_json(record, {}) or {}
+    atomic_write_json(record, {**previous, **results})
+    return results

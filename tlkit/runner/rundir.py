@@ -1,0 +1,258 @@
+"""The run directory: everything one training run writes, in one folder.
+
+```
+runs/<recipe name>/
+  recipe.yaml          the resolved recipe (after --set overrides)
+  state.json           which stages are done; "complete" at the end
+  checkpoints/         keras BackupAndRestore backups per stage + weights after each stage
+  logs/                TensorBoard
+  history.json         per-epoch metrics of every stage, with the stage and phase names
+  model.keras          the trained model (reloads with keras.models.load_model, safe mode)
+  class_names.json
+  metrics.json         test (or validation) metrics
+  reports/             classification report, confusion matrix, learning curves, model card
+  export/              exported models (savedmodel/, model.tflite, hub/, parity.json)
+```
+
+Files tlkit writes itself are written atomically (temporary file + `os.replace`), so an
+interrupted run never leaves a half-written `state.json` or `model.keras`. A folder that holds a
+run is never deleted or overwritten unless the caller asks (`force=True`).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import shutil
+
+from tlkit._io import atomic_path, atomic_write_json, atomic_write_text, read_json, temp_name
+
+__all__ = ["RECIPE_FILE", "STATE_FILE", "RunDir", "RunError", "atomic_path", "atomic_write_json",
+           "atomic_write_text", "open_run", "read_json", "temp_name"]
+
+logger = logging.getLogger("tlkit")
+
+STATE_FILE = "state.json"
+RECIPE_FILE = "recipe.yaml"
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked (e.g. it holds a different recipe)."""
+
+
+class RunDir:
+    """Paths and state of one run folder.
+
+    Args:
+        path: the folder (created by `prepare`).
+
+    Example:
+    ```python
+    run = RunDir("runs/smoke")
+    run.prepare(recipe_yaml)          # new run, or resume the same recipe
+    if run.stage_done("head"): ...
+    run.mark_stage_done("head")
+    ```
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.replaced = None  # set by `prepare(force=True)`: where the replaced run waits
+
+    def __repr__(self):
+        return f"RunDir({self.path!r})"
+
+    # -- paths -----------------------------------------------------------------------------------
+    def file(self, *parts) -> str:
+        return os.path.join(self.path, *parts)
+
+    @property
+    def recipe_path(self) -> str:
+        return self.file(RECIPE_FILE)
+
+    @property
+    def model_path(self) -> str:
+        return self.file("model.keras")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.file("checkpoints")
+
+    @property
+    def logs(self) -> str:
+        return self.file("logs")
+
+    @property
+    def reports(self) -> str:
+        return self.file("reports")
+
+    @property
+    def export_dir(self) -> str:
+        return self.file("export")
+
+    def backup_dir(self, stage: str) -> str:
+        """The `BackupAndRestore` folder of `stage` (one per `fit` call)."""
+        return os.path.join(self.checkpoints, f"backup_{stage}")
+
+    def stage_weights(self, stage: str) -> str:
+        """Model weights saved when `stage` finished."""
+        return os.path.join(self.checkpoints, f"{stage}.weights.h5")
+
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def state(self) -> dict:
+        return read_json(self.file(STATE_FILE), default={"stages_done": [], "complete": False})
+
+    def _write_state(self, state):
+        atomic_write_json(self.file(STATE_FILE), state)
+
+    def update_state(self, **items):
+        """Adds `items` to `state.json` (e.g. the training segments, for reports)."""
+        state = self.state
+        state.update(items)
+        self._write_state(state)
+
+    @property
+    def exists(self) -> bool:
+        return os.path.exists(self.recipe_path) or os.path.exists(self.file(STATE_FILE))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state.get("complete")) and os.path.exists(self.model_path)
+
+    def stage_done(self, stage: str) -> bool:
+        return stage in self.state.get("stages_done", [])
+
+    @property
+    def last_stage_done(self) -> str | None:
+        done = self.state.get("stages_done", [])
+        return done[-1] if done else None
+
+    def mark_stage_done(self, stage: str):
+        state = self.state
+        if stage not in state["stages_done"]:
+            state["stages_done"].append(stage)
+        self._write_state(state)
+
+    def mark_complete(self, **info):
+        state = self.state
+        state["complete"] = True
+        state.update(info)
+        self._write_state(state)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def prepare(self, recipe_yaml: str, force: bool = False) -> str:
+        """Creates the folder for a new run, or checks it for resuming.
+
+        Returns:
+            `"new"`, `"resume"` (same recipe, unfinished) or `"complete"` (same recipe, done).
+
+        Raises:
+            RunError: the folder holds a run of a *different* recipe, or files that are not a
+                run; nothing is deleted unless `force=True`.
+        """
+        if force and os.path.exists(self.path) and os.listdir(self.path):
+            # Moved aside, not deleted: `settle` removes it once the new run has a checkpoint
+            # and puts it back if the new run fails before that.
+            self.replaced = temp_name(self.path)
+            os.replace(self.path, self.replaced)
+        if os.path.exists(self.path) and os.listdir(self.path):
+            if not self.exists:
+                raise RunError(
+                    f"{self.path} exists and is not a tlkit run folder; choose another --output "
+                    "or pass --force to replace it"
+                )
+            with open(self.recipe_path, encoding="utf-8") as f:
+                previous = f.read()
+            if self.failed and not self.has_checkpoint:
+                # Nothing to resume or keep but its audit: start again (with this recipe).
+                logger.info("%s: the last attempt failed (%s); starting again", self.path,
+                            self.failed)
+                atomic_write_text(self.recipe_path, recipe_yaml)
+                self._write_state({"stages_done": [], "complete": False})
+                return "new"
+            if previous != recipe_yaml:
+                raise RunError(
+                    f"{self.path} holds a run of a different recipe ({RECIPE_FILE} differs); "
+                    "pass --force to retrain from scratch there, or choose another --output"
+                )
+            return "complete" if self.complete else "resume"
+        os.makedirs(self.path, exist_ok=True)
+        atomic_write_text(self.recipe_path, recipe_yaml)
+        self._write_state({"stages_done": [], "complete": False})
+        return "new"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether training has saved anything to resume from (a finished stage or a backup)."""
+        if self.state.get("stages_done"):
+            return True
+        backups = glob.glob(os.path.join(self.checkpoints, "backup_*", "**", "*"), recursive=True)
+        return any(os.path.isfile(f) for f in backups)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """After a run stopped with `error` (or finished, `None`): keeps the records that matter.
+
+        A run that failed before its first checkpoint is marked failed in `state.json` (its
+        audit stays; `open_run` and the next `prepare` say so), or, when it replaced a run with
+        `force=True`, removed and the replaced run put back. The replaced run is deleted only
+        once the new run has a checkpoint.
+        """
+        replaced = self.replaced
+        if error is not None and not self.has_checkpoint:
+            if replaced:
+                shutil.rmtree(self.path, ignore_errors=True)
+                os.replace(replaced, self.path)
+            else:
+                reason = " ".join(str(error).split())[:300] or type(error).__name__
+                self.update_state(failed=f"{type(error).__name__}: {reason}")
+        elif replaced:
+            shutil.rmtree(replaced, ignore_errors=True)
+        self.replaced = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why the run failed before its first checkpoint (`None` when it did not)."""
+        return self.state.get("failed")
+
+    # -- results ---------------------------------------------------------------------------------
+    def write_json(self, name: str, data) -> str:
+        return atomic_write_json(self.file(name), data)
+
+    def read_json(self, name: str, default=None):
+        return read_json(self.file(name), default)
+
+    def history(self) -> list[dict]:
+        """Per-epoch records `{epoch, stage, loss, val_loss, ...}` of the run so far."""
+        return self.read_json("history.json", default=[])
+
+    def add_history(self, records: list[dict]):
+        """Adds epoch records; a record replaces an earlier one of the same epoch (resumes)."""
+        keep = {r["epoch"]: r for r in self.history()}
+        for record in records:
+            keep[record["epoch"]] = record
+        self.write_json("history.json", [keep[e] for e in sorted(keep)])
+
+    def class_names(self) -> list[str]:
+        names = self.read_json("class_names.json")
+        if names is None:
+            raise FileNotFoundError(f"{self.file('class_names.json')} not found: is it a run?")
+        return names
+
+
+def open_run(path) -> RunDir:
+    """An existing, completed run folder (for `evaluate`, `predict`, `export`)."""
+    run = RunDir(path)
+    if not os.path.isdir(run.path):
+        raise FileNotFoundError(f"run folder not found: {run.path}")
+    if not os.path.exists(run.model_path) and run.failed:
+        raise RunError(
+            f"{run.path}: training failed before its first checkpoint ({run.failed}); fix that "
+            "and run tlkit train again"
+        )
+    if not os.path.exists(run.model_path):
+        raise FileNotFoundError(
+            f"{run.path} has no model.keras: not a finished tlkit run (train it with tlkit train)"
+        )
+    return run

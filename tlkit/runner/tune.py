@@ -1,0 +1,110 @@
+"""`tune_recipe`: the recipe front end of `tlkit.tuning` (`tlkit tune RECIPE`).
+
+`tlkit.tuning` is a library in keras-tuner's sense (hypermodel + search) that knows nothing of
+recipe files; this module reads a recipe's `tune:` section, its data and backbone, and runs
+`tlkit.tuning.tune` over them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+
+import tlkit.data as tdata
+from tlkit import distribute
+from tlkit.runner import train as train_lib
+from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.rundir import RunDir
+from tlkit.tuning import space as space_lib
+from tlkit.tuning.search import TuneResult, tune
+from tlkit.unfreeze.schedule import UnfreezeSchedule
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+def recipe_fixed_values(recipe) -> dict:
+    """The recipe's values of every tunable parameter (what trials use when not searched)."""
+    config = recipe.fine_tune_config()
+    values = {short: getattr(config, field) for short, field in space_lib.FIELD_OF.items()}
+    values["dropout"] = recipe.head.dropout
+    return values
+
+
+def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_model=False,
+                verbose=0) -> TuneResult:
+    """Runs the hyperparameter search of a recipe's `tune:` section (`tlkit tune RECIPE`).
+
+    The recipe's data, backbone, head and phases define each trial; `tune.space` names what
+    varies (short names such as `lr`, or recipe keys such as `optimizer.lr`), `tune.algorithm`
+    the tuner, `tune.max_trials` and `tune.objective` the rest. The epoch budget of a trial is
+    the recipe's `phases.head_epochs + phases.fine_epochs`. Trials train the whole model in both
+    phases (no cached features). The search folder is `<output>/tune`; rerunning the command
+    resumes it.
+
+    Args:
+        recipe: a `tlkit.recipes.Recipe` or the path of a recipe YAML file.
+        output: the run folder (default: `recipe.output.dir`, else `runs/<recipe name>`).
+        overwrite: start the search afresh.
+        overrides: `"key=value"` strings when `recipe` is a path (`--set`).
+        load_best_model: also return the best trial's model.
+        verbose: Keras / keras-tuner progress output.
+
+    Returns:
+        A `TuneResult`; `result.paths["recipe"]` is the best recipe, ready for `tlkit train`.
+
+    Raises:
+        ValueError: the recipe has no `tune` section, or its space is invalid.
+
+    Example:
+    ```python
+    result = tlkit.runner.tune_recipe("recipes/smoke.yaml", output="/tmp/smoke")
+    print(open(result.paths["recipe"]).read())
+    ```
+    """
+    import tensorflow as tf
+
+    from tlkit.recipes import Recipe, load_recipe
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    if recipe.tune is None:
+        raise ValueError(
+            f"Recipe {recipe.name!r} has no `tune` section; add e.g. `tune: {{algorithm: random, "
+            "max_trials: 8, space: {optimizer.lr: {min: 1.0e-5, max: 1.0e-3, log: true}}}`."
+        )
+    cfg = recipe.tune
+    folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
+    run = RunDir(folder)
+    phases = recipe.phases
+    budget = phases.head_epochs + phases.fine_epochs
+    keras.utils.set_random_seed(recipe.seed)
+    unfreeze = None
+    if phases.schedule != "gradual":
+        def unfreeze(head_epochs):
+            config = recipe.fine_tune_config().replace(head_epochs=head_epochs)
+            return UnfreezeSchedule.from_fine_tune_config(config, 0)
+
+    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+        data = load_data(recipe.data, recipe.seed)
+        batch_size = recipe.data.batch_size
+        train = tdata.batch(data.split("train"), batch_size, training=True, seed=recipe.seed)
+        val = None if data.val is None else tdata.batch(data.val, batch_size, training=False,
+                                                        seed=recipe.seed)
+
+        def build(dropout):
+            head = dataclasses.replace(recipe.head, dropout=float(dropout))
+            return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
+
+        result = tune(
+            build, train, val, cfg.space,
+            tuner=cfg.algorithm, max_trials=cfg.max_trials, max_epochs=budget,
+            directory=folder, project_name="tune", overwrite=overwrite,
+            distribution_strategy=strategy if tf.distribute.has_strategy() else None,
+            objective=cfg.objective, fixed=recipe_fixed_values(recipe), recipe=recipe,
+            unfreeze=unfreeze, early_stopping_patience=phases.patience,
+            load_best_model=load_best_model, seed=recipe.seed, verbose=verbose,
+        )
+    if result.best_recipe is not None:
+        Recipe.from_dict(result.best_recipe)  # the written recipe must load
+    return result

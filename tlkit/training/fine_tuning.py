@@ -1,0 +1,307 @@
+"""`fine_tune`: head first, then (gradual) unfreezing with a lower LR, in ONE `fit()`.
+
+The analogue of fastai's `Learner.fine_tune`, built from tlkit's mid-level pieces, each usable on
+its own: `UnfreezeSchedule` + `GradualUnfreezing` (which groups train when), a
+`CombinedSchedule` learning rate (the head LR, then the lower fine-tuning LR, constant, cosine or
+one-cycle), optional layer-wise LR decay (`tlkit.optimizers.layerwise`), the BatchNorm policy,
+early stopping with best-weight restore, and `BackupAndRestore` for preemption.
+
+Everything happens inside a single `model.fit()`, so the optimizer state, the callbacks (early
+stopping, TensorBoard, your own) and the History continue across the phase switch, and a killed
+run resumes from `checkpoint_dir` with the same groups trainable and the same LR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import math
+
+import keras
+import tensorflow as tf
+
+from tlkit import config as config_lib
+from tlkit import heads as heads_lib
+from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
+from tlkit.unfreeze import schedule as unfreeze_lib
+from tlkit.unfreeze.callback import prepare_optimizer
+
+logger = logging.getLogger("tlkit.training")
+
+_PhaseAwareEarlyStopping = PhaseAwareEarlyStopping  # the name tests and older code used
+
+@dataclasses.dataclass
+class FineTuneResult:
+    """What `fine_tune` did.
+
+    Attributes:
+        model: the fine-tuned model (best weights when early stopping restored them).
+        history: the Keras `History` of the one `fit()` (all phases). Its `history` dict also has
+            `"unfrozen_groups"`: the number of trainable backbone groups at each epoch.
+        unfreeze_events: the changes `GradualUnfreezing` applied (`epoch`, `step`,
+            `num_unfrozen`, `trainable_groups`, `trainable_params`), the starting state first.
+        head_epochs, fine_epochs: the two phases' lengths.
+        schedule: the `UnfreezeSchedule` used.
+        best_epoch: the epoch (0-based) whose weights early stopping restored, else `None`.
+        stopped_epoch: the epoch where early stopping stopped the run, else `None`.
+        config: the `tlkit.FineTuneConfig` the run used (overrides applied).
+    """
+
+    model: keras.Model
+    history: keras.callbacks.History
+    unfreeze_events: list
+    head_epochs: int
+    fine_epochs: int
+    schedule: unfreeze_lib.UnfreezeSchedule
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
+    config: config_lib.FineTuneConfig | None = None
+
+    @property
+    def unfreeze_epochs(self) -> list[int]:
+        """Epochs (0-based) at whose start more groups became trainable."""
+        return [e["epoch"] for e in self.unfreeze_events[1:]]
+
+
+def _split_epochs(epochs):
+    if isinstance(epochs, dict):
+        unknown = set(epochs) - {"head", "fine"}
+        if unknown:
+            raise ValueError(f"Expected `epochs` keys 'head' and 'fine'. Received: {sorted(epochs)}")
+        head, fine = epochs.get("head", 1), epochs.get("fine", 1)
+    elif isinstance(epochs, (tuple, list)):
+        if len(epochs) != 2:
+            raise ValueError(
+                f"Expected `epochs` as (head_epochs, fine_epochs). Received: epochs={epochs!r}"
+            )
+        head, fine = epochs
+    elif isinstance(epochs, int) and not isinstance(epochs, bool):
+        head, fine = 1, epochs
+    else:
+        raise TypeError(
+            "Expected `epochs` as an int (fine-tuning epochs after 1 head epoch), a tuple "
+            f"(head_epochs, fine_epochs) or a dict. Received: {epochs!r}"
+        )
+    head, fine = int(head), int(fine)
+    if head < 0 or fine < 0 or head + fine == 0:
+        raise ValueError(
+            f"Expected head_epochs >= 0, fine_epochs >= 0, and some epochs. Received: {head}, {fine}"
+        )
+    return head, fine
+
+
+def batches_per_epoch(train, steps_per_epoch=None, batch_size=32) -> int:
+    """Batches per epoch of `train` (a dataset of known length, `(x, y[, w])` arrays, or a
+    sized sequence); `steps_per_epoch` wins when given."""
+    if steps_per_epoch is not None:
+        return int(steps_per_epoch)
+    if isinstance(train, tf.data.Dataset):
+        n = int(train.cardinality())
+        if n > 0:
+            return n
+        raise ValueError(
+            "The training dataset's length is unknown or infinite (cardinality "
+            f"{n}); pass `steps_per_epoch=` so the LR schedule can switch at the right step."
+        )
+    if isinstance(train, (tuple, list)) and len(train) in (2, 3):
+        return math.ceil(len(train[0]) / int(batch_size))
+    try:
+        return len(train)
+    except TypeError:
+        raise ValueError("Could not tell the number of batches per epoch; pass `steps_per_epoch=`.") from None
+
+
+def _compile_args(model, loss, metrics):
+    config = getattr(getattr(model, "_compile_config", None), "config", None) or {}
+    args = {
+        key: config[key]
+        for key in ("loss_weights", "weighted_metrics", "steps_per_execution", "jit_compile")
+        if config.get(key) is not None
+    }
+    args["loss"] = loss if loss is not None else config.get("loss")
+    args["metrics"] = metrics if metrics is not None else config.get("metrics")
+    if args["loss"] is None:
+        head = heads_lib.find_head(model)
+        if head is None:
+            raise ValueError("The model has no tlkit head and was not compiled; pass `loss=`.")
+        args["loss"] = head.default_loss()
+        if args["metrics"] is None:
+            args["metrics"] = head.default_metrics()
+    return args
+
+
+def _legacy_overrides(overrides):
+    """Today's keyword arguments of `fine_tune` that are not config fields, as fields.
+
+    Returns `(fields, optimizer instance or None, UnfreezeSchedule or None)`.
+    """
+    fields, optimizer, schedule = dict(overrides), None, None
+    if "epochs" in fields:
+        fields["head_epochs"], fields["fine_epochs"] = _split_epochs(fields.pop("epochs"))
+    if "early_stopping_patience" in fields:
+        fields["patience"] = fields.pop("early_stopping_patience")
+    unfreeze = fields.get("unfreeze")
+    if isinstance(unfreeze, unfreeze_lib.UnfreezeSchedule):
+        schedule = fields.pop("unfreeze")
+    elif isinstance(unfreeze, int) and not isinstance(unfreeze, bool):
+        fields["unfreeze"], fields["table"] = "table", {0: unfreeze}
+    elif unfreeze is not None and unfreeze not in config_lib.UNFREEZE_SCHEDULES:
+        raise ValueError(
+            "Expected `unfreeze` 'gradual', 'all', a number of top groups, or an UnfreezeSchedule. "
+            f"Received: unfreeze={unfreeze!r}"
+        )
+    if fields.get("optimizer") is not None and not isinstance(fields["optimizer"], str):
+        optimizer = fields.pop("optimizer")
+    for key in fields:
+        if key not in config_lib.FIELDS:
+            names = list(config_lib.FIELDS) + ["epochs", "early_stopping_patience"]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"fine_tune() got an unexpected keyword argument {key!r}.{hint} "
+                            f"Settings are the fields of tlkit.FineTuneConfig: {', '.join(names)}.")
+    return fields, optimizer, schedule
+
+
+def fine_tune(
+    model,
+    train,
+    validation=None,
+    config=None,
+    *,
+    callbacks=None,
+    checkpoint_dir=None,
+    loss=None,
+    metrics=None,
+    steps_per_epoch=None,
+    batch_size=32,
+    shuffle=True,
+    verbose="auto",
+    **overrides,
+) -> FineTuneResult:
+    """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
+
+    One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
+    head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
+    (without recompiling) and the LR drops to `lr` (constant, cosine-decayed to `lr / 100`, or a
+    one-cycle). The model is recompiled once, before `fit`, with a fresh optimizer (the class
+    of `optimizer`, the model's own loss and metrics), built over every variable that may train.
+    The pieces are public: `tlkit.fine_tune_plan` (optimizer, LR, callbacks), then
+    `compile`, `tlkit.prepare_optimizer`, `fit`.
+
+    Args:
+        model: a model from `tlkit.build_model` (or any Keras model with layer groups).
+        train: training data: a batched `tf.data.Dataset`, a `(x, y)` tuple of arrays
+            (batched with `batch_size`), or a `keras.utils.PyDataset`.
+        validation: validation data (evaluated each epoch), or `None`.
+        config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
+            (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
+            `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`) is
+            documented there, with its default and allowed values.
+        **overrides: config fields by name, e.g. `lr=3e-4`. Also accepted: `epochs=(head, fine)`
+            (or a dict `{"head": .., "fine": ..}`, or an int: fine epochs after one head epoch),
+            `early_stopping_patience=` (`patience`), `unfreeze=` an int (that many top groups)
+            or an `UnfreezeSchedule`, `optimizer=` an unbuilt optimizer instance.
+        callbacks: more Keras callbacks.
+        checkpoint_dir: enables `tlkit.checkpoint.AtomicBackupAndRestore(checkpoint_dir)` (Keras's
+            `BackupAndRestore`, with atomic commits and per-worker folders): a rerun of
+            the same call after an interruption resumes from the last finished epoch (same
+            weights, optimizer state, LR and trainable groups). Early stopping's own counters
+            are not part of the backup (a Keras limitation).
+        loss, metrics: override the model's compiled (or its head's default) loss and metrics.
+        steps_per_epoch: batches per epoch, needed when `train`'s length is unknown.
+        batch_size, shuffle: for array data (a dataset is used as it comes).
+        verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
+
+    Returns:
+        A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
+
+    Raises:
+        tlkit.config.ConfigError: a setting with a bad value (the message names it).
+        TypeError: an unknown keyword argument.
+
+    Example:
+    ```python
+    model = tlkit.build_model(backbone, num_classes=5)
+    result = tlkit.fine_tune(model, train_ds, val_ds, epochs=(2, 4), layerwise_decay=2.6,
+                             checkpoint_dir="runs/flowers/backup")
+    result.history.history["val_accuracy"], result.unfreeze_epochs
+    ```
+    """
+    if isinstance(validation, config_lib.FineTuneConfig) and config is None:
+        validation, config = None, validation  # fine_tune(model, train, config)
+    fields, optimizer, schedule = _legacy_overrides(overrides)
+    config = config_lib.FineTuneConfig.from_config(
+        {} if config is None else config).replace(**fields)
+    if not model.built:
+        raise ValueError("Build the model (e.g. with `tlkit.build_model`) before `fine_tune`.")
+    num_groups = num_backbone_groups(model)
+    steps = batches_per_epoch(train, steps_per_epoch, batch_size)
+    plan = fine_tune_plan(
+        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        optimizer=optimizer, schedule=schedule, verbose=verbose,
+    )
+    compile_args = _compile_args(model, loss, metrics)
+    if config.jit_compile != "auto" or "jit_compile" not in compile_args:
+        compile_args["jit_compile"] = config.jit_compile
+    if config.steps_per_execution is not None:
+        compile_args["steps_per_execution"] = int(config.steps_per_execution)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=plan.optimizer, **compile_args)
+    # Builds the optimizer over every variable that may train, before any backup is loaded.
+    prepare_optimizer(model, bn_policy=config.bn_policy)
+
+    all_callbacks = list(plan.callbacks)
+    if checkpoint_dir is not None:
+        at = len(all_callbacks) - (plan.early_stopping is not None)
+        all_callbacks.insert(at, AtomicBackupAndRestore(str(checkpoint_dir)))
+    all_callbacks.extend(callbacks or [])
+
+    fit_kwargs = {}
+    if isinstance(train, (tuple, list)):
+        x, y = train[0], train[1]
+        fit_kwargs["batch_size"] = batch_size
+        fit_kwargs["shuffle"] = shuffle
+        if len(train) == 3:
+            fit_kwargs["sample_weight"] = train[2]
+    else:
+        x, y = train, None
+        fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
+    if steps_per_epoch is not None:
+        fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
+    history = model.fit(
+        x,
+        y,
+        validation_data=validation,
+        epochs=plan.epochs,
+        callbacks=all_callbacks,
+        verbose=verbose,
+        **fit_kwargs,
+    )
+    history.history["unfrozen_groups"] = [
+        plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
+    ]
+    stopper = plan.early_stopping
+    best_epoch = stopped_epoch = None
+    if stopper is not None and stopper.best_weights is not None:
+        best_epoch = int(stopper.best_epoch)
+    if stopper is not None and stopper.stopped_epoch:
+        stopped_epoch = int(stopper.stopped_epoch)
+    result = FineTuneResult(
+        model=model,
+        history=history,
+        unfreeze_events=list(plan.unfreezing.changes),
+        head_epochs=config.head_epochs,
+        fine_epochs=config.fine_epochs,
+        schedule=plan.schedule,
+        best_epoch=best_epoch,
+        stopped_epoch=stopped_epoch,
+        config=config,
+    )
+    logger.info(
+        "fine_tune: %d head + %d fine epochs, unfreezing at epochs %s, best epoch %s",
+        config.head_epochs, config.fine_epochs, result.unfreeze_epochs, best_epoch,
+    )
+    return result
