@@ -197,6 +197,11 @@ CASES = [
      "backbone.path: SavedModel folder not found", ()),
     ("backbone-unknown-name", ["train", "{SMOKE}", "--set", "backbone.name=resnet9000"], BAD,
      "backbone.name: unknown backbone 'resnet9000'", ()),
+    ("backbone-unknown-option", ["train", "{SMOKE}", "--output", "{FIX}/out_opt", "--set",
+                                 "backbone.name=MobileNetV2", "--set",
+                                 "backbone.options={weights: null, image_size: 32}"], BAD,
+     "backbone.options: Backbone 'MobileNetV2' takes no option 'image_size'. Its options: "
+     "weights, input_shape", ()),
     ("hub-offline", ["train", "{R_hub_offline}"], BAD, "TFHUB_CACHE_DIR", ("offline",)),
     ("keras-weights-offline", ["train", "{R_keras_offline}"], BAD,
      "backbone.options.weights", ("offline",)),

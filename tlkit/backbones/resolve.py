@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 
@@ -25,24 +26,44 @@ def get(spec, **kwargs) -> Backbone:
     if isinstance(spec, Backbone):
         return spec
     if isinstance(spec, keras.layers.Layer):
-        return from_keras(spec, **kwargs)
+        return _call(from_keras, spec, spec, **kwargs)
     if not isinstance(spec, str):
         raise TypeError(f"Cannot make a backbone from {type(spec).__name__}: {spec!r}")
     if spec.startswith("keras_hub:"):
         from tlkit.backbones.keras_apps import from_keras_hub
 
-        return from_keras_hub(spec[len("keras_hub:") :], **kwargs)
+        return _call(from_keras_hub, spec, spec[len("keras_hub:") :], **kwargs)
     if spec in registry.BACKBONES:
-        return registry.BACKBONES.get(spec).load()(**kwargs)
+        return _call(registry.BACKBONES.get(spec).load(), spec, **kwargs)
     if spec.lower() in {n.lower() for n in _APP_INPUTS}:
-        return from_keras(spec, **kwargs)
+        return _call(from_keras, spec, spec, **kwargs)
     if re.match(r"^[a-z]+://", spec) or "/" in spec or os.path.exists(spec):
-        return from_hub(spec, **kwargs)
+        return _call(from_hub, spec, spec, **kwargs)
     raise ValueError(
         f"Unknown backbone {spec!r}. Use a registered name ({', '.join(registry.BACKBONES.names())}), "
         "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>', a TF-Hub handle, "
         "or a SavedModel folder."
     )
+
+
+class BackboneOptionError(ValueError):
+    """An option the backbone's constructor does not take (names the accepted ones)."""
+
+
+def _call(factory, spec, *args, **kwargs):
+    """`factory(*args, **kwargs)`, after checking that it takes every keyword: a misspelt or
+    misplaced option is one clear error naming the accepted ones, not a `TypeError` from inside."""
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params] if not takes_any else []
+    if unknown:
+        accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        accepted = accepted[len(args):]
+        raise BackboneOptionError(
+            f"Backbone {str(spec)!r} takes no option {unknown[0]!r}. "
+            f"Its options: {', '.join(accepted)}."
+        )
+    return factory(*args, **kwargs)
 
 
 def _pretrained_names() -> list[str]:

@@ -31,9 +31,10 @@ import tlkit.data as tdata
 from tlkit import distribute, registry, trainability
 from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
+from tlkit.backbones.resolve import BackboneOptionError
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.lr_finder import lr_find
-from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
+from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
 from tlkit.runner.data import load_data, recipe_strategy
 from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
 from tlkit.training.fine_tuning import fine_tune
@@ -53,7 +54,10 @@ def make_backbone(recipe: Recipe, run: RunDir):
     if cfg.name in registry.BACKBONES and "folder" in registry.BACKBONES.get(cfg.name).needs:
         kwargs.setdefault("folder", run.file("backbone", cfg.name))
         kwargs.setdefault("seed", recipe.seed)
-    return tlkit.backbones.get(cfg.spec, **kwargs)
+    try:
+        return tlkit.backbones.get(cfg.spec, **kwargs)
+    except BackboneOptionError as err:
+        raise RecipeError(f"backbone.options: {err}") from None
 
 
 def build(recipe: Recipe, data, run: RunDir) -> keras.Model:
