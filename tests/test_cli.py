@@ -148,7 +148,7 @@ def test_export_full_integer_tflite_calibrates_on_the_runs_training_data(smoke_r
             "data.splits.val_fraction: expected a float in [0, 1), got 2",
         ),
         (["evaluate", "no/such/run"], "run folder not found"),
-        (["tune", SMOKE], "no 'tune' section"),
+        (["tune", SMOKE, "--set", "tune=null"], "no 'tune' section"),
         (["audit", "no/such/folder"], "data not found"),
         (["bench", "--dir", "no/such/dir"], "no benchmark scripts"),
     ],
@@ -173,8 +173,6 @@ def test_tune_runs_a_search(tmp_path, capsys):
             "phases.fine_epochs=1",
             "--set",
             "tune.max_trials=2",
-            "--set",
-            "tune.space={optimizer.lr: {min: 1.0e-4, max: 1.0e-2, log: true}}",
         ]
     )
     assert code == 0
@@ -212,6 +210,12 @@ def test_bench_lists_scripts(tmp_path, capsys):
     assert cli.main(["bench", "--dir", str(tmp_path), "--list"]) == 0
     assert capsys.readouterr().out.split() == ["hello"]
     assert cli.main(["bench", "--dir", str(tmp_path)]) == 0
+
+
+def test_bench_finds_the_checkouts_benchmarks_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--list"]) == 0
+    assert "lr_choice" in capsys.readouterr().out.split()
 
 
 def test_entry_point_exit_code_and_no_traceback(tmp_path):
@@ -308,7 +312,10 @@ def test_text_recipe_with_slices_and_string_serving(tmp_path, capsys):
 def test_lr_find(tmp_path, capsys):
     code = cli.main(["lr-find", SMOKE, "--output", str(tmp_path)])
     assert code == 0
-    assert "suggested learning rate" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "suggested learning rate" in out
+    assert f"plot: {tmp_path / 'lr_find.png'}" in out
+    assert "--set optimizer.lr=" in out
     assert os.path.exists(tmp_path / "lr_find.png")
 
 

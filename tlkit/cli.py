@@ -128,6 +128,9 @@ def _lr_find(args) -> int:
 
     result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
     print(f"suggested learning rate: {result.suggestion:.3g}")
+    if result.plot_path:
+        print(f"plot: {result.plot_path}")
+    print(f"to use it: --set optimizer.lr={result.suggestion:.3g} (or optimizer.lr in the recipe)")
     return 0
 
 
@@ -202,8 +205,19 @@ def _export(args) -> int:
     return 0
 
 
+def _default_benchmarks() -> str:
+    """`./benchmarks` where it exists, else the `benchmarks/` of the checkout tlkit runs from
+    (so `tlkit bench` works from any directory of an editable install)."""
+    if os.path.isdir("benchmarks"):
+        return "benchmarks"
+    import tlkit
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__))),
+                        "benchmarks")
+
+
 def _bench(args) -> int:
-    folder = args.dir
+    folder = args.dir or _default_benchmarks()
     scripts = []
     if os.path.isdir(folder):
         scripts = sorted(
@@ -312,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("bench", _bench, "run the benchmark scripts in benchmarks/")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
-    p.add_argument("--dir", default="benchmarks", help="benchmark folder")
+    p.add_argument("--dir", default=None,
+                   help="benchmark folder (default: ./benchmarks, else the checkout's benchmarks/)")
     p.add_argument("--list", action="store_true", help="list benchmarks")
     p.add_argument("--full", action="store_true", help="full-size runs (run_all.py's --full)")
     return parser
