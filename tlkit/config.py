@@ -98,6 +98,10 @@ class FineTuneConfig:
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
         yaml="optimizer.layerwise_decay", min=1.0, expected="a float >= 1 (e.g. 2.6) or null")
+    layer_decay: float | None = setting(
+        None, "each group below the top trains at layer_decay x the LR above (timm/MAE style, "
+        "e.g. 0.75; null: one LR)", yaml="optimizer.layer_decay", min=0.0, max=1.0,
+        min_open=True, expected="a float in (0, 1] (e.g. 0.75) or null")
     lr_schedule: Literal[LR_SCHEDULES] = setting(
         "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
         yaml="optimizer.schedule")
@@ -250,6 +254,9 @@ def cross_check(values) -> list[tuple[str, str]]:
 
     if get("head_epochs") + get("fine_epochs") < 1:
         problems.append(("head_epochs", "expected head_epochs + fine_epochs >= 1, got 0"))
+    if get("layer_decay") is not None and get("layerwise_decay") is not None:
+        problems.append(("layer_decay", "give layer_decay (a factor per group, e.g. 0.75) or the "
+                         "ULMFiT divisor layerwise_decay (e.g. 2.6), not both"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:
