@@ -46,3 +46,47 @@ def test_layer_decay_from_a_recipe():
     assert recipe.fine_tune_config().layer_decay == 0.65
     with pytest.raises(RecipeError, match="layer_decay"):
         Recipe.from_dict({"backbone": {"name": "tiny"}, "optimizer": {"layer_decay": 2.6}})
+
+
+def _fit(config):
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 16, 16, 3)).astype("float32")
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    keras.utils.set_random_seed(0)
+    model = tiny_model(compile=False)
+    plan = tlkit.fine_tune_plan(model, config, steps_per_epoch=2, verbose=0)
+    model.compile(optimizer=plan.optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(train, validation_data=train, epochs=plan.epochs, callbacks=plan.callbacks,
+              verbose=0)
+    return model, plan
+
+
+def test_ema_weights_are_validated_and_kept():
+    import keras
+
+    base = dict(head_epochs=1, fine_epochs=2, lr=1e-2, lr_schedule="constant", patience=None)
+    plain, _ = _fit(tlkit.FineTuneConfig(**base))
+    model, plan = _fit(tlkit.FineTuneConfig(ema_momentum=0.5, **base))
+    assert plan.optimizer.use_ema and plan.optimizer.ema_momentum == 0.5
+    assert any(isinstance(c, keras.callbacks.SwapEMAWeights) for c in plan.callbacks)
+    # The final weights are the optimizer's moving averages (Keras's finalize), not the raw ones.
+    pairs = list(zip(plan.optimizer._trainable_variables,
+                     plan.optimizer._model_variables_moving_average))
+    assert pairs
+    for variable, average in pairs:
+        np.testing.assert_allclose(variable.numpy(), average.numpy())
+    head = [w for w in model.trainable_weights if "head" in w.path or "dense" in w.path]
+    raw = {w.path: w for w in plain.trainable_weights}
+    assert any(not np.allclose(w.numpy(), raw[w.path].numpy()) for w in head)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5])
+def test_bad_ema_momentum_names_the_setting(bad):
+    with pytest.raises(config_lib.ConfigError, match=r"ema_momentum: expected a float in \(0, 1\)"):
+        tlkit.FineTuneConfig(ema_momentum=bad)
+    with pytest.raises(RecipeError, match="ema_momentum"):
+        Recipe.from_dict({"backbone": {"name": "tiny"}, "optimizer": {"ema_momentum": bad}})

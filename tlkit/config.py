@@ -102,6 +102,11 @@ class FineTuneConfig:
         None, "each group below the top trains at layer_decay x the LR above (timm/MAE style, "
         "e.g. 0.75; null: one LR)", yaml="optimizer.layer_decay", min=0.0, max=1.0,
         min_open=True, expected="a float in (0, 1] (e.g. 0.75) or null")
+    ema_momentum: float | None = setting(
+        None, "keep an exponential moving average of the weights with this momentum "
+        "(e.g. 0.99); validation, early stopping and the final weights use it (null: off)",
+        yaml="optimizer.ema_momentum", min=0.0, max=1.0, min_open=True,
+        expected="a float in (0, 1) (e.g. 0.99) or null")
     lr_schedule: Literal[LR_SCHEDULES] = setting(
         "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
         yaml="optimizer.schedule")
@@ -257,6 +262,8 @@ def cross_check(values) -> list[tuple[str, str]]:
     if get("layer_decay") is not None and get("layerwise_decay") is not None:
         problems.append(("layer_decay", "give layer_decay (a factor per group, e.g. 0.75) or the "
                          "ULMFiT divisor layerwise_decay (e.g. 2.6), not both"))
+    if get("ema_momentum") is not None and get("ema_momentum") == 1.0:
+        problems.append(("ema_momentum", "expected a float in (0, 1) (e.g. 0.99) or null, got 1.0"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:

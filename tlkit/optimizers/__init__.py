@@ -54,6 +54,10 @@ def from_config(config, learning_rate, model=None, optimizer=None):
             settings["weight_decay"] = float(config.weight_decay)
         optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": settings})
     new = clone_optimizer(optimizer, learning_rate=learning_rate)
+    if config.ema_momentum is not None:
+        inner = getattr(new, "inner_optimizer", new)
+        # Keras's own EMA (read when the optimizer builds); SwapEMAWeights evaluates with it.
+        inner.use_ema, inner.ema_momentum = True, float(config.ema_momentum)
     decay = config.layerwise_decay
     if config.layer_decay is not None:
         decay = 1.0 / float(config.layer_decay)  # x0.75 per group == divisor 1/0.75
