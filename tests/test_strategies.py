@@ -90,3 +90,30 @@ def test_bad_ema_momentum_names_the_setting(bad):
         tlkit.FineTuneConfig(ema_momentum=bad)
     with pytest.raises(RecipeError, match="ema_momentum"):
         Recipe.from_dict({"backbone": {"name": "tiny"}, "optimizer": {"ema_momentum": bad}})
+
+
+@pytest.mark.parametrize("layer_decay", [None, 0.75])
+def test_weight_decay_skips_biases_and_normalization(layer_decay):
+    import keras
+
+    model = tiny_model(compile=False, freeze_backbone=False)
+    config = tlkit.FineTuneConfig(weight_decay=0.5, layer_decay=layer_decay, optimizer="sgd")
+    optimizer = from_config(config, 0.1, model=model)
+    optimizer.build(model.trainable_variables)
+    names = {v.name for v in model.trainable_variables}
+    assert "bias" in names and ("gamma" in names or "kernel" in names)
+    for variable in model.trainable_variables:
+        decayed = optimizer._use_weight_decay(variable)
+        assert decayed == (variable.name not in ("bias", "gamma", "beta")), variable.path
+    # Behaviour: with zero gradients, only kernels shrink (biases set non-zero to show it).
+    for variable in model.trainable_variables:
+        if variable.name in ("bias", "gamma", "beta"):
+            variable.assign(keras.ops.ones_like(variable))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    for variable, old in zip(model.trainable_variables, before):
+        changed = not np.allclose(variable.numpy(), old)
+        if variable.name in ("bias", "gamma", "beta"):
+            assert not changed, variable.path
+        elif variable.name == "kernel":
+            assert changed, variable.path
