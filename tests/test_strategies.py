@@ -117,3 +117,28 @@ def test_weight_decay_skips_biases_and_normalization(layer_decay):
             assert not changed, variable.path
         elif variable.name == "kernel":
             assert changed, variable.path
+
+
+def test_simpleshot_centering_removes_a_shared_offset():
+    from tlkit.data import PrototypeClassifier
+
+    rng = np.random.default_rng(0)
+    # Two classes that differ only by a small direction, on top of a large shared offset: cosine
+    # similarity without centering sees almost the same vector everywhere.
+    offset = np.full(8, 50.0, "float32")
+    direction = np.eye(8, dtype="float32")[0]
+    support = np.stack([offset + direction, offset - direction])
+    support = support + rng.normal(0, 0.05, support.shape).astype("float32")
+    labels = np.array([0, 1])
+    query = np.stack([offset + 0.5 * direction + np.eye(8)[1] * 2.0,
+                      offset - 0.5 * direction + np.eye(8)[1] * 2.0]).astype("float32")
+    plain = PrototypeClassifier().fit(support, labels)
+    centered = PrototypeClassifier(center=True).fit(support, labels)
+    np.testing.assert_allclose(centered.mean, support.mean(axis=0), rtol=1e-6)
+    assert centered.predict(query).tolist() == [0, 1]
+    # Without centering the margin is tiny; with it the classes are far apart.
+    margin = lambda clf: np.abs(np.diff(clf.similarities(query), axis=1)).min()  # noqa: E731
+    assert margin(centered) > 10 * margin(plain)
+    # The mean is saved with the prototypes: a reloaded classifier scores the same.
+    again = PrototypeClassifier.from_config(centered.get_config())
+    np.testing.assert_allclose(again.similarities(query), centered.similarities(query), rtol=1e-6)
