@@ -142,3 +142,40 @@ def test_simpleshot_centering_removes_a_shared_offset():
     # The mean is saved with the prototypes: a reloaded classifier scores the same.
     again = PrototypeClassifier.from_config(centered.get_config())
     np.testing.assert_allclose(again.similarities(query), centered.similarities(query), rtol=1e-6)
+
+
+def test_linear_probe_writes_the_converged_solution_into_the_head():
+    import tensorflow as tf
+
+    from tlkit.head_training import feature_model, fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (48, 16, 16, 3)).astype("float32")
+    y = (np.arange(48) % 3).astype("int32")
+    x[y == 1, :, :, 0] = 255.0  # separable through the backbone's features
+    x[y == 2, :, :, 1] = 0.0
+    model = tiny_model()
+    backbone_before = [w.numpy().copy() for w in tlkit.trainability.find_backbone(model).weights]
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    info = fit_linear_probe(model, train, train, Cs=(0.1, 100.0))
+    assert info["C"] in (0.1, 100.0) and info["val_accuracy"] == info["train_accuracy"]
+    # The Keras model now predicts what the probe predicts, and only the head changed.
+    from sklearn.linear_model import LogisticRegression
+
+    feats = np.asarray(feature_model(model).predict(x, verbose=0)).reshape(len(x), -1)
+    probe = LogisticRegression(C=info["C"], max_iter=1000).fit(feats, y)
+    keras_pred = np.argmax(model.predict(x, verbose=0), axis=1)
+    assert (keras_pred == probe.predict(feats)).mean() == 1.0
+    for before, after in zip(backbone_before, tlkit.trainability.find_backbone(model).weights):
+        np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_linear_probe_refuses_missing_classes():
+    import tensorflow as tf
+
+    from tlkit.head_training import fit_linear_probe
+
+    x = np.zeros((4, 16, 16, 3), "float32")
+    train = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int32"))).batch(2)
+    with pytest.raises(ValueError, match=r"no training examples of class\(es\) \[1, 2\]"):
+        fit_linear_probe(tiny_model(), train)
