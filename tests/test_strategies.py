@@ -179,3 +179,35 @@ def test_linear_probe_refuses_missing_classes():
     train = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int32"))).batch(2)
     with pytest.raises(ValueError, match=r"no training examples of class\(es\) \[1, 2\]"):
         fit_linear_probe(tiny_model(), train)
+
+
+def test_wise_ft_interpolates_and_picks_alpha_on_validation():
+    import tensorflow as tf
+
+    from tlkit.training.weight_interpolation import wise_ft
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (24, 16, 16, 3)).astype("float32")
+    y = (np.arange(24) % 3).astype("int32")
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    model = tiny_model()
+    good = model.get_weights()
+    # "Fine-tuned" end: the same weights with the float ones scaled, so alpha changes outputs.
+    model.set_weights([w * 3.0 if np.issubdtype(w.dtype, np.floating) else w for w in good])
+    info = wise_ft(model, good, val, metric="loss")
+    assert set(info["scores"]) == {0.25, 0.5, 0.75, 1.0}
+    best = info["alpha"]
+    assert info["scores"][best] == min(info["scores"].values())
+    expected = [(1 - best) * g + best * 3.0 * g for g in good]
+    for w, e in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(w, e, rtol=1e-5, atol=1e-6)
+
+
+def test_wise_ft_bad_inputs_name_the_setting():
+    from tlkit.training.weight_interpolation import wise_ft
+
+    model = tiny_model()
+    with pytest.raises(ValueError, match="wise_ft: no pretrained weights"):
+        wise_ft(model, None, None)
+    with pytest.raises(ValueError, match=r"wise_ft: alphas must be in \[0, 1\]"):
+        wise_ft(model, model.get_weights(), None, alphas=(1.5,))
