@@ -211,3 +211,20 @@ def test_wise_ft_bad_inputs_name_the_setting():
         wise_ft(model, None, None)
     with pytest.raises(ValueError, match=r"wise_ft: alphas must be in \[0, 1\]"):
         wise_ft(model, model.get_weights(), None, alphas=(1.5,))
+
+
+def test_predict_tta_averages_the_views():
+    from tlkit.inference import predict_tta
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    model = tiny_model()
+    plain = model.predict(x, verbose=0)
+    mirrored = model.predict(x[:, :, ::-1, :], verbose=0)
+    np.testing.assert_allclose(predict_tta(model, x), (plain + mirrored) / 2, rtol=1e-5)
+    np.testing.assert_allclose(predict_tta(model, x, flip=False), plain, rtol=1e-5)
+    with_crops = predict_tta(model, x, crops=0.75)
+    assert with_crops.shape == plain.shape
+    np.testing.assert_allclose(with_crops.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="crops must be a fraction"):
+        predict_tta(model, x, crops=1.5)
