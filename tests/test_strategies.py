@@ -228,3 +228,28 @@ def test_predict_tta_averages_the_views():
     np.testing.assert_allclose(with_crops.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="crops must be a fraction"):
         predict_tta(model, x, crops=1.5)
+
+
+def test_label_smoothing_reaches_the_loss():
+    import keras
+
+    from tlkit.training.fine_tuning import fine_tune
+    from tlkit.training.label_smoothing import SparseLabelSmoothingCrossentropy
+
+    model = tiny_model()
+    x = np.zeros((8, 16, 16, 3), "float32")
+    y = (np.arange(8) % 3).astype("int32")
+    fine_tune(model, (x, y), tlkit.FineTuneConfig(head_epochs=1, fine_epochs=0,
+                                                  label_smoothing=0.2), batch_size=8, verbose=0)
+    loss = model.loss
+    assert isinstance(loss, SparseLabelSmoothingCrossentropy) and loss.label_smoothing == 0.2
+    # Equals Keras's categorical cross-entropy with smoothing on one-hot labels.
+    pred = keras.ops.convert_to_tensor(np.full((3, 3), 1 / 3, "float32") + np.eye(3) * 0.1)
+    pred = pred / keras.ops.sum(pred, axis=1, keepdims=True)
+    expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(np.eye(3), pred)
+    np.testing.assert_allclose(float(loss(np.arange(3), pred)), float(expected), rtol=1e-5)
+    with pytest.raises(config_lib.ConfigError, match=r"label_smoothing: expected a float in"):
+        tlkit.FineTuneConfig(label_smoothing=0.9)
+    with pytest.raises(ValueError, match="label_smoothing=0.2 needs a cross-entropy loss"):
+        fine_tune(tiny_model(), (x, y), tlkit.FineTuneConfig(label_smoothing=0.2), loss="mse",
+                  batch_size=8, verbose=0)

@@ -107,6 +107,9 @@ class FineTuneConfig:
         "(e.g. 0.99); validation, early stopping and the final weights use it (null: off)",
         yaml="optimizer.ema_momentum", min=0.0, max=1.0, min_open=True,
         expected="a float in (0, 1) (e.g. 0.99) or null")
+    label_smoothing: float = setting(
+        0.0, "label smoothing of the cross-entropy loss (0: off; e.g. 0.1)",
+        yaml="optimizer.label_smoothing", min=0.0, max=0.5, expected="a float in [0, 0.5]")
     lr_schedule: Literal[LR_SCHEDULES] = setting(
         "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
         yaml="optimizer.schedule")
