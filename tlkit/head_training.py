@@ -200,7 +200,7 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
 
     Example:
     ```python
-    tlkit.head_training.fit_linear_probe(model, train, val)          # converged probe
+    tlkit.fit_linear_probe(model, train, val)          # converged probe
     tlkit.fine_tune(model, train, val, head_epochs=0, fine_epochs=3)   # then fine-tune: LP-FT
     ```
     """
