@@ -46,9 +46,10 @@ def test_every_field_reachable_from_yaml_and_fine_tune_with_one_default():
 def test_yaml_sets_each_field():
     values = {"head_epochs": 2, "fine_epochs": 4, "unfreeze": "table", "first": 2, "every": 2,
               "per_step": 0, "table": {0: 1, 2: "all"}, "bn_policy": "update", "patience": None,
-              "optimizer": "adamw", "lr": 3e-4, "head_lr": 1e-2, "layerwise_decay": 2.6,
+              "optimizer": "adamw", "lr": 3e-4, "head_lr": 1e-2, "layerwise_decay": None,
               "lr_schedule": "one_cycle", "weight_decay": 0.01, "jit_compile": False,
-              "steps_per_execution": 4}
+              "steps_per_execution": 4, "layer_decay": 0.75,
+              "ema_momentum": 0.99, "label_smoothing": 0.1}
     assert set(values) == set(config_lib.FIELDS)
     data = {"backbone": {"name": "tiny"}}
     for name, value in values.items():

@@ -22,6 +22,8 @@ _ATTRIBUTES = {
     "FineTuneResult": "tlkit.training.fine_tuning",
     "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
+    "fit_linear_probe": "tlkit.head_training",
+    "wise_ft": "tlkit.training.weight_interpolation",
     "load": "tlkit.saving",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",

@@ -100,6 +100,18 @@ class FineTuneConfig:
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
         yaml="optimizer.layerwise_decay", min=1.0, expected="a float >= 1 (e.g. 2.6) or null")
+    layer_decay: float | None = setting(
+        None, "each group below the top trains at layer_decay x the LR above (timm/MAE style, "
+        "e.g. 0.75; null: one LR)", yaml="optimizer.layer_decay", min=0.0, max=1.0,
+        min_open=True, expected="a float in (0, 1] (e.g. 0.75) or null")
+    ema_momentum: float | None = setting(
+        None, "keep an exponential moving average of the weights with this momentum "
+        "(e.g. 0.99); validation, early stopping and the final weights use it (null: off)",
+        yaml="optimizer.ema_momentum", min=0.0, max=1.0, min_open=True,
+        expected="a float in (0, 1) (e.g. 0.99) or null")
+    label_smoothing: float = setting(
+        0.0, "label smoothing of the cross-entropy loss (0: off; e.g. 0.1)",
+        yaml="optimizer.label_smoothing", min=0.0, max=0.5, expected="a float in [0, 0.5]")
     lr_schedule: Literal[LR_SCHEDULES] = setting(
         "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
         yaml="optimizer.schedule")
@@ -252,6 +264,11 @@ def cross_check(values) -> list[tuple[str, str]]:
 
     if get("head_epochs") + get("fine_epochs") < 1:
         problems.append(("head_epochs", "expected head_epochs + fine_epochs >= 1, got 0"))
+    if get("layer_decay") is not None and get("layerwise_decay") is not None:
+        problems.append(("layer_decay", "give layer_decay (a factor per group, e.g. 0.75) or the "
+                         "ULMFiT divisor layerwise_decay (e.g. 2.6), not both"))
+    if get("ema_momentum") is not None and get("ema_momentum") == 1.0:
+        problems.append(("ema_momentum", "expected a float in (0, 1) (e.g. 0.99) or null, got 1.0"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:

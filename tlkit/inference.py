@@ -104,3 +104,32 @@ def predict(model, inputs, class_names, top: int = 1, batch_size: int = 32) -> l
         ranked = [{"class": class_names[i], "probability": float(p[i])} for i in order]
         results.append({"input": source, **ranked[0], "top": ranked})
     return results
+
+
+def predict_tta(model, x, flip: bool = True, crops: float | None = None,
+                batch_size: int = 32) -> np.ndarray:
+    """Test-time augmentation: the mean of `model`'s predictions over deterministic views of
+    images `x` `(n, h, w, c)`: the images, their horizontal mirror (`flip`), and with `crops`
+    (a fraction such as 0.9) the four corner crops and the centre crop resized back.
+
+    Returns the averaged predictions, shape `(n, outputs)`.
+    """
+    import keras
+
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"predict_tta takes images (n, height, width, channels); got {x.shape}")
+    if crops is not None and not 0.0 < float(crops) < 1.0:
+        raise ValueError(f"predict_tta: crops must be a fraction in (0, 1), got {crops!r}")
+    views = [x]
+    if flip:
+        views.append(x[:, :, ::-1, :])
+    if crops is not None:
+        h, w = x.shape[1:3]
+        ch, cw = max(1, round(h * float(crops))), max(1, round(w * float(crops)))
+        for top, left in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw),
+                          ((h - ch) // 2, (w - cw) // 2)):
+            crop = x[:, top:top + ch, left:left + cw, :].astype("float32")
+            views.append(np.asarray(keras.ops.image.resize(crop, (h, w))).astype(x.dtype))
+    outputs = [np.asarray(model.predict(v, batch_size=batch_size, verbose=0)) for v in views]
+    return np.mean(outputs, axis=0)

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tlkit import config as config_lib
 from tlkit import heads as heads_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.training.label_smoothing import with_label_smoothing
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
 from tlkit.unfreeze import schedule as unfreeze_lib
 from tlkit.unfreeze.callback import prepare_optimizer
@@ -244,6 +245,7 @@ def fine_tune(
         optimizer=optimizer, schedule=schedule, verbose=verbose,
     )
     compile_args = _compile_args(model, loss, metrics)
+    compile_args["loss"] = with_label_smoothing(compile_args["loss"], config.label_smoothing)
     if config.jit_compile != "auto" or "jit_compile" not in compile_args:
         compile_args["jit_compile"] = config.jit_compile
     if config.steps_per_execution is not None:

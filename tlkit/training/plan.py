@@ -122,6 +122,9 @@ def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimi
     if config.lr_schedule == "one_cycle" and config.fine_epochs:
         one_cycle = learning_rate.schedules[-1] if head_steps else learning_rate
         callbacks.append(schedules_lib.MomentumScheduler(_PhaseMomentum(one_cycle, head_steps)))
+    if config.ema_momentum is not None:
+        # Before the stopper: validation runs on the EMA weights and the stopper keeps those.
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     stopper = None
     if config.patience is not None:
         stopper = PhaseAwareEarlyStopping(

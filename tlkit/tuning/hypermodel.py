@@ -187,6 +187,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             fine_epochs=int(total_epochs) - int(head_epochs),
             layerwise_decay=None if layerwise is None or float(layerwise) == 1.0
             else float(layerwise),
+            layer_decay=None if values.get("layer_decay") is None
+            or float(values["layer_decay"]) == 1.0 else float(values["layer_decay"]),
             patience=self.early_stopping_patience,
         )
         return FineTuneConfig(**fields)

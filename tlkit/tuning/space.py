@@ -93,6 +93,7 @@ FIELD_OF: dict[str, str] = {
     "head_lr": "head_lr",
     "lr": "lr",
     "layerwise_decay": "layerwise_decay",
+    "layer_decay": "layer_decay",
     "weight_decay": "weight_decay",
     "optimizer": "optimizer",
     "lr_schedule": "lr_schedule",

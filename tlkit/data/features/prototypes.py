@@ -20,6 +20,8 @@ class PrototypeClassifier:
         temperature: scale of the cosine similarities before the softmax of `predict_proba`.
         batch_size: batch size when running `feature_model`.
         class_names: optional names for `predict_names` / reports.
+        center: SimpleShot's "CL2N" (Wang et al., 2019): subtract the mean embedding of the
+            training (support) examples before the L2 normalization, in `fit` and after it.
 
     Example:
     ```python
@@ -30,7 +32,8 @@ class PrototypeClassifier:
     """
 
     def __init__(
-        self, feature_model=None, temperature: float = 10.0, batch_size: int = 64, class_names=None
+        self, feature_model=None, temperature: float = 10.0, batch_size: int = 64, class_names=None,
+        center: bool = False,
     ):
         if temperature <= 0:
             raise ValueError(f"Expected `temperature` > 0. Received: temperature={temperature}")
@@ -39,18 +42,31 @@ class PrototypeClassifier:
         self.batch_size = int(batch_size)
         self.class_names = list(class_names) if class_names is not None else None
         self.prototypes: np.ndarray | None = None
+        self.center = bool(center)
+        self.mean: np.ndarray | None = None  # the centering vector, set by `fit` when `center`
 
     # -- embeddings ----------------------------------------------------------------------------
     def embed(self, x) -> np.ndarray:
-        """L2-normalized embeddings `(n, d)` of `x` (raw inputs, or embeddings already)."""
+        """L2-normalized embeddings `(n, d)` of `x` (raw inputs, or embeddings already);
+        centered first on the fitted mean when `center`."""
+        return self._normalize(self._features(x))
+
+    def _features(self, x) -> np.ndarray:
         if self.feature_model is None:
-            return l2_normalize(np.asarray(x))
+            return np.asarray(x, dtype="float32")
         x = np.asarray(x)
         out = [
             call_feature_model(self.feature_model, tf.convert_to_tensor(x[i : i + self.batch_size]))
             for i in range(0, len(x), self.batch_size)
         ]
-        return l2_normalize(np.concatenate(out) if out else np.zeros((0, 0), "float32"))
+        return np.concatenate(out) if out else np.zeros((0, 0), "float32")
+
+    def _normalize(self, features) -> np.ndarray:
+        if features.size:
+            features = features.reshape(len(features), -1)
+        if self.mean is not None and features.shape[-1:] == self.mean.shape:
+            features = features - self.mean
+        return l2_normalize(features)
 
     # -- fitting and predicting ----------------------------------------------------------------
     def fit(self, features, labels, num_classes: int | None = None) -> PrototypeClassifier:
@@ -84,7 +100,9 @@ class PrototypeClassifier:
         if (counts == 0).any():
             missing = np.flatnonzero(counts == 0).tolist()
             raise ValueError(f"No examples for class(es) {missing}; each class needs at least one.")
-        embeddings = self.embed(features)
+        features = self._features(features)
+        self.mean = features.reshape(len(features), -1).mean(axis=0) if self.center else None
+        embeddings = self._normalize(features)
         sums = np.zeros((num_classes, embeddings.shape[1]), "float32")
         np.add.at(sums, labels, embeddings)
         self.prototypes = l2_normalize(sums / counts[:, None])
@@ -134,6 +152,8 @@ class PrototypeClassifier:
             "temperature": self.temperature,
             "batch_size": self.batch_size,
             "class_names": self.class_names,
+            "center": self.center,
+            "mean": None if self.mean is None else self.mean.tolist(),
             "prototypes": None if self.prototypes is None else self.prototypes.tolist(),
         }
 
@@ -141,7 +161,9 @@ class PrototypeClassifier:
     def from_config(cls, config: dict, feature_model=None) -> PrototypeClassifier:
         config = dict(config)
         prototypes = config.pop("prototypes", None)
+        mean = config.pop("mean", None)
         clf = cls(feature_model=feature_model, **config)
+        clf.mean = None if mean is None else np.asarray(mean, dtype="float32")
         if prototypes is not None:
             clf.prototypes = np.asarray(prototypes, dtype="float32")
         return clf
