@@ -23,6 +23,7 @@ _ATTRIBUTES = {
     "fine_tune": "tlkit.training.fine_tuning",
     "train_head_on_features": "tlkit.head_training",
     "load": "tlkit.saving",
+    "predict": "tlkit.inference",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",
     "GradualUnfreezing": "tlkit.unfreeze",

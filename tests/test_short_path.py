@@ -1,0 +1,73 @@
+"""The three-line start: build_model(backbone, data), fine_tune(model, data), tlkit.predict."""
+
+import numpy as np
+import pytest
+
+import tlkit
+from tlkit.testing import tiny_cnn
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 12)
+    x = rng.uniform(0, 255, (36, 16, 16, 3)).astype("float32")
+    x[..., 0] += 40.0 * y[:, None, None]  # learnable signal
+    x = np.clip(x, 0, 255)
+    return tlkit.data.from_numpy(x, y, class_names=["ant", "bee", "cat"],
+                                 val_fraction=0.25, test_fraction=0.25)
+
+
+def _backbone():
+    from tlkit.backbones import InputInfo, from_keras
+
+    return from_keras(tiny_cnn((16, 16, 3)), input_info=InputInfo(value_range=(-1, 1)))
+
+
+def test_build_model_takes_class_names_and_input_shape_from_data():
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    head = tlkit.heads.find_head(model)
+    assert head.class_names == ["ant", "bee", "cat"]
+    assert tuple(model.inputs[0].shape[1:]) == (16, 16, 3)
+    assert model.output_shape == (None, 3)
+
+
+def test_build_model_rejects_non_labeled_data():
+    with pytest.raises(TypeError, match="LabeledData"):
+        tlkit.build_model(_backbone(), data=[1, 2, 3])
+
+
+def test_fine_tune_on_labeled_data_evaluates_the_test_split():
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    result = tlkit.fine_tune(model, data, epochs=(1, 1), batch_size=8, verbose=0)
+    assert set(result.test_metrics) >= {"loss", "accuracy"}
+    expected = model.evaluate(data.pipeline("test", 8), verbose=0, return_dict=True)
+    assert result.test_metrics["accuracy"] == pytest.approx(float(expected["accuracy"]))
+    assert "val_loss" in result.history.history  # the val split was used for validation
+
+
+def test_fine_tune_on_datasets_has_no_test_metrics():
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    result = tlkit.fine_tune(model, data.pipeline("train", 8), epochs=(1, 0), verbose=0)
+    assert result.test_metrics is None
+
+
+def test_predict_takes_paths_pil_images_and_arrays_alike(tmp_path):
+    from PIL import Image
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    image = np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype="uint8")
+    Image.fromarray(image).save(tmp_path / "a.png")
+    by_path = tlkit.predict(model, str(tmp_path / "a.png"), top=2)
+    by_pil = tlkit.predict(model, [Image.fromarray(image)])
+    by_array = tlkit.predict(model, image.astype("float32"))
+    assert by_path[0]["class"] in data.class_names and len(by_path[0]["top"]) == 2
+    for other in (by_pil, by_array):
+        assert other[0]["class"] == by_path[0]["class"]
+        assert other[0]["probability"] == pytest.approx(by_path[0]["probability"], abs=1e-5)
+    # A larger grey PIL image is resized and repeated to RGB.
+    grey = Image.fromarray(image[..., 0]).resize((32, 32))
+    assert tlkit.predict(model, grey)[0]["class"] in data.class_names
