@@ -71,3 +71,23 @@ def test_predict_takes_paths_pil_images_and_arrays_alike(tmp_path):
     # A larger grey PIL image is resized and repeated to RGB.
     grey = Image.fromarray(image[..., 0]).resize((32, 32))
     assert tlkit.predict(model, grey)[0]["class"] in data.class_names
+
+
+def test_load_a_run_folder_applies_its_temperature_and_keeps_class_names(tmp_path):
+    import json
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    x = np.random.default_rng(2).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    plain = tlkit.load(run)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    (run / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    calibrated = tlkit.load(run)
+    expected = tlkit.reports.apply_temperature(model.predict(x, verbose=0), 2.0)
+    np.testing.assert_allclose(calibrated.predict(x, verbose=0), expected, atol=1e-5)
+    assert tlkit.predict(calibrated, x[0])[0]["class"] in data.class_names
+    with pytest.raises(FileNotFoundError, match="model.keras"):
+        tlkit.load(tmp_path)
