@@ -91,3 +91,35 @@ def test_load_a_run_folder_applies_its_temperature_and_keeps_class_names(tmp_pat
     assert tlkit.predict(calibrated, x[0])[0]["class"] in data.class_names
     with pytest.raises(FileNotFoundError, match="model.keras"):
         tlkit.load(tmp_path)
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def test_show_batch_draws_the_first_images_with_their_class_names():
+    data = _data()
+    fig = data.show_batch(n=4, columns=2)
+    _, y = data.take("train", 4)
+    assert _titles(fig) == [data.class_names[i] for i in y]
+    assert sum(bool(ax.images) for ax in fig.axes) == 4
+
+
+def test_show_batch_refuses_text_data():
+    text = tlkit.data.from_numpy(np.array(["a b", "c d", "e f", "g h"]), np.array([0, 1, 0, 1]),
+                                 val_fraction=0.0)
+    with pytest.raises(ValueError, match="show_batch draws images"):
+        text.show_batch()
+
+
+def test_show_results_titles_true_and_predicted_classes_coloured_by_correctness():
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    fig = tlkit.reports.show_results(model, data, n=5)
+    x, y = data.take("test", 5)
+    predicted = model.predict(x, verbose=0).argmax(-1)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert len(axes) == 5
+    for ax, t, p in zip(axes, y, predicted):
+        assert ax.get_title().startswith(f"true {data.class_names[t]}\npred {data.class_names[p]}")
+        assert ax.title.get_color() == ("tab:green" if t == p else "tab:red")
