@@ -123,3 +123,31 @@ def test_show_results_titles_true_and_predicted_classes_coloured_by_correctness(
     for ax, t, p in zip(axes, y, predicted):
         assert ax.get_title().startswith(f"true {data.class_names[t]}\npred {data.class_names[p]}")
         assert ax.title.get_color() == ("tab:green" if t == p else "tab:red")
+
+
+def test_reloading_a_model_raises_no_build_warning(tmp_path):
+    import warnings
+
+    from tlkit.backbones import InputInfo, from_keras
+
+    backbone = from_keras(tiny_cnn((16, 16, 3)),
+                          input_info=InputInfo(value_range=(-1, 1), image_size=(16, 16)))
+    model = tlkit.build_model(backbone, _data())  # a resizing step inside the preprocessing
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tlkit.load(tmp_path / "m.keras")
+    assert not [w for w in caught if "build()" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_unfreezing_prints_one_line_and_logs_the_table_at_debug(capsys, caplog):
+    import logging
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    with caplog.at_level(logging.DEBUG, logger="tlkit"):
+        tlkit.fine_tune(model, data, epochs=(1, 1), batch_size=8, verbose=1)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "group" in line]
+    assert not [line for line in printed if line.startswith("group ")], printed
+    assert any("trainable parameters per group" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.DEBUG)
