@@ -151,3 +151,18 @@ def test_unfreezing_prints_one_line_and_logs_the_table_at_debug(capsys, caplog):
     assert not [line for line in printed if line.startswith("group ")], printed
     assert any("trainable parameters per group" in r.getMessage() for r in caplog.records
                if r.levelno == logging.DEBUG)
+
+
+def test_cli_verbose_shows_debug_lines_and_restores_logging():
+    import logging
+
+    from tlkit import cli
+
+    logger = logging.getLogger("tlkit")
+    before = logger.level
+    with cli._cli_logging(quiet=False, verbose=True):
+        assert logger.isEnabledFor(logging.DEBUG)
+    with cli._cli_logging(quiet=False):
+        assert not logger.isEnabledFor(logging.DEBUG)
+    assert logger.level == before
+    assert cli.build_parser().parse_args(["--verbose", "list"]).verbose
