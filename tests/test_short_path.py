@@ -166,3 +166,16 @@ def test_cli_verbose_shows_debug_lines_and_restores_logging():
         assert not logger.isEnabledFor(logging.DEBUG)
     assert logger.level == before
     assert cli.build_parser().parse_args(["--verbose", "list"]).verbose
+
+
+def test_summary_lines_count_the_epochs_that_ran(caplog):
+    import logging
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    with caplog.at_level(logging.INFO, logger="tlkit"):
+        tlkit.train_head_on_features(model, data.train, data.val, epochs=3, verbose=0)
+        tlkit.fine_tune(model, data.pipeline("train", 8), epochs=(0, 2), verbose=0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("3 head epochs ran" in m for m in messages), messages
+    assert any(m.startswith("fine_tune: 2 epochs ran (0 head + 2 fine)") for m in messages), messages

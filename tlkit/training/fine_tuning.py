@@ -309,9 +309,13 @@ def fine_tune(
         stopped_epoch=stopped_epoch,
         config=config,
     )
+    # What ran (a resumed or early-stopped run runs fewer epochs than planned).
+    ran = len(history.epoch)
+    head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
     logger.info(
-        "fine_tune: %d head + %d fine epochs, unfreezing at epochs %s, best epoch %s",
-        config.head_epochs, config.fine_epochs, result.unfreeze_epochs, best_epoch,
+        "fine_tune: %d epochs ran (%d head + %d fine), unfreezing at epochs %s%s",
+        ran, head_ran, ran - head_ran, result.unfreeze_epochs,
+        "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
     if data is not None and data.test is not None:
         result.test_metrics = {
