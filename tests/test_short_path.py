@@ -179,3 +179,21 @@ def test_summary_lines_count_the_epochs_that_ran(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("3 head epochs ran" in m for m in messages), messages
     assert any(m.startswith("fine_tune: 2 epochs ran (0 head + 2 fine)") for m in messages), messages
+
+
+def test_train_logs_the_pretrained_result_before_the_scratch_comparison(tmp_path, capsys):
+    import json
+    import os
+
+    from tlkit import cli
+
+    smoke = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
+    assert cli.main(["train", smoke, "--output", str(tmp_path / "run"), "--set",
+                     "phases.head_epochs=1", "--set", "phases.fine_epochs=1", "--set",
+                     "compare.scratch_epochs=1"]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    first = [line for line in err if line.startswith("pretrained backbone: test accuracy")]
+    assert first and "compare.scratch_epochs: 0 skips it" in first[0], err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert f"{metrics['accuracy']:.4f}" in first[0] and metrics["scratch"]["epochs"] == 1
