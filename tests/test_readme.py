@@ -14,7 +14,17 @@ README = os.path.join(ROOT, "README.md")
 # Network handles in the README -> offline stand-ins (fixture names), so the blocks run here.
 STAND_INS = {
     "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5": "image_savedmodel",
+    "my_photo.png": "readme_photo",  # "your own image"
 }
+
+
+@pytest.fixture
+def readme_photo(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photo") / "my_photo.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(path)
+    return path
 
 
 def _readme():
@@ -76,4 +86,5 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, request):
         exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
     assert (tmp_path / "model.keras").exists()
     assert namespace["result"].history  # fine_tune ran both phases
+    assert namespace["fig"].axes  # show_batch drew its grid
     assert namespace["model"].output_shape == (None, 5)  # the hub block's model

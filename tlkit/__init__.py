@@ -25,6 +25,7 @@ _ATTRIBUTES = {
     "fit_linear_probe": "tlkit.head_training",
     "wise_ft": "tlkit.training.weight_interpolation",
     "load": "tlkit.saving",
+    "predict": "tlkit.inference",
     "LRFinderResult": "tlkit.lr_finder",
     "lr_find": "tlkit.lr_finder",
     "GradualUnfreezing": "tlkit.unfreeze",

@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also debug lines (e.g. the trainable-parameter table per group)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
@@ -346,7 +348,7 @@ def _one_line(err) -> str:
 
 
 @contextlib.contextmanager
-def _cli_logging(quiet: bool):
+def _cli_logging(quiet: bool, verbose: bool = False):
     """tlkit's log lines on stderr, once, for the duration of a command; restored afterwards
     (so `main()` called in-process, e.g. from tests or a notebook, leaves logging as it was)."""
     logger = logging.getLogger("tlkit")
@@ -354,7 +356,7 @@ def _cli_logging(quiet: bool):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False  # the CLI prints tlkit's messages once, whatever root logs
     try:
         yield
@@ -368,7 +370,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _cli_logging(args.quiet):
+        with _cli_logging(args.quiet, args.verbose):
             return args.func(args)
     except KeyboardInterrupt:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)

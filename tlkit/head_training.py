@@ -145,8 +145,11 @@ def train_head_on_features(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
-    return head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                    verbose=verbose, shuffle=False)
+    history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+                       verbose=verbose, shuffle=False)
+    logger.info("train_head_on_features: %d head epochs ran on cached features",
+                len(history.epoch))
+    return history
 
 
 def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False, seed=0):

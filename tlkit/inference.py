@@ -78,25 +78,33 @@ def model_inputs(inputs):
     ).reshape(array.shape)
 
 
-def predict(model, inputs, class_names, top: int = 1, batch_size: int = 32) -> list[dict]:
+def predict(model, inputs, class_names=None, top: int = 1, batch_size: int = 32) -> list[dict]:
     """Top-`top` classes with probabilities for each input.
 
     Args:
         model: a trained tlkit model (raw inputs).
-        inputs: image file paths / folders (image models) or strings (text models).
-        class_names: names of the model's classes.
+        inputs: image file paths / folders, PIL images or `[0, 255]` arrays (one image or a
+            batch) for image models; strings for text models. One input alone is accepted too.
+        class_names: names of the model's classes; default: those saved in its head.
         top: how many classes per input.
         batch_size: prediction batch size.
 
     Returns:
         `[{"input", "class", "probability", "top": [{"class", "probability"}, ...]}]`.
+
+    Example:
+    ```python
+    tlkit.predict(model, ["cat.jpg", "dog.png"])[0]["class"]
+    ```
     """
-    if model.inputs[0].dtype == "string":
-        sources = [str(t) for t in inputs]
-        x = np.asarray(sources, dtype=object)
-    else:
-        sources = expand_image_inputs(inputs)
-        x = load_images(sources, model)
+    if class_names is None:
+        from tlkit import heads
+
+        head = heads.find_head(model)
+        class_names = getattr(head, "class_names", None)
+        if not class_names:
+            raise ValueError("The model's head has no class names; pass `class_names=`.")
+    sources, x = _prediction_batch(model, inputs)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     results = []
     for source, p in zip(sources, probs):
@@ -133,3 +141,39 @@ def predict_tta(model, x, flip: bool = True, crops: float | None = None,
             views.append(np.asarray(keras.ops.image.resize(crop, (h, w))).astype(x.dtype))
     outputs = [np.asarray(model.predict(v, batch_size=batch_size, verbose=0)) for v in views]
     return np.mean(outputs, axis=0)
+
+
+def _prediction_batch(model, inputs):
+    """`(sources, x)`: a description of each input and the model's raw input batch."""
+    if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, (list, tuple, np.ndarray)):
+        inputs = [inputs]
+    if model.inputs[0].dtype == "string":
+        x = model_inputs(list(inputs))
+        return [str(t) for t in x], x
+    if isinstance(inputs, np.ndarray):
+        batch = inputs[None] if inputs.ndim == len(model.inputs[0].shape) - 1 else inputs
+        return [f"array[{i}]" for i in range(len(batch))], _resized(batch, model)
+    if all(isinstance(i, (str, os.PathLike)) for i in inputs):
+        sources = expand_image_inputs([os.fspath(i) for i in inputs])
+        return sources, load_images(sources, model)
+    arrays = [np.asarray(i.convert("RGB") if hasattr(i, "convert") else i, dtype="float32")
+              for i in inputs]
+    return [f"image[{i}]" for i in range(len(arrays))], np.stack(
+        [_resized(a[None], model)[0] for a in arrays])
+
+
+def _resized(batch, model) -> np.ndarray:
+    """`batch` as float32 at the model's fixed input size and channel count."""
+    import tensorflow as tf
+
+    _, height, width, channels = model.inputs[0].shape
+    x = tf.convert_to_tensor(np.asarray(batch, dtype="float32"))
+    if x.shape.rank == 3:
+        x = x[..., None]
+    if channels == 1 and x.shape[-1] == 3:
+        x = tf.image.rgb_to_grayscale(x)
+    elif channels == 3 and x.shape[-1] == 1:
+        x = tf.image.grayscale_to_rgb(x)
+    if height is not None and width is not None and tuple(x.shape[1:3]) != (height, width):
+        x = tf.image.resize(x, (height, width))
+    return x.numpy()

@@ -27,6 +27,7 @@ def build_model(
     learning_rate=1e-3,
     name=None,
     jit_compile="auto",
+    data=None,
 ) -> keras.Model:
     """Stacks a new head on a pretrained backbone.
 
@@ -53,6 +54,8 @@ def build_model(
         name: model name.
         jit_compile: XLA for `compile=True`: `"auto"` (Keras decides: on for a GPU without
             tf.distribute, off on CPU), `True` or `False`.
+        data: a `tlkit.data.LabeledData` (may also be passed in place of `head`): gives
+            `class_names` and the image `input_shape` unless they are passed.
 
     Returns:
         A `keras.Model`.
@@ -61,8 +64,21 @@ def build_model(
     ```python
     model = tlkit.build_model("path/to/saved_model", num_classes=5, input_shape=(96, 96, 3))
     model.fit(train_ds, validation_data=val_ds, epochs=3)
+    model = tlkit.build_model("efficientnet_lite0", data)   # classes and input shape from data
     ```
     """
+    if _is_labeled_data(head):
+        head, data = "classification", head
+    if data is not None:
+        if not _is_labeled_data(data):
+            raise TypeError(
+                "Expected `data` to be a tlkit.data.LabeledData (from tlkit.data.from_image_folder, "
+                f"...). Received: {type(data).__name__}"
+            )
+        if class_names is None and num_classes is None:
+            class_names = list(data.class_names)
+        if input_shape is None and data.kind != "text":
+            input_shape = data.input_shape
     backbone = resolve.get(backbone)
     info = backbone.input_info
     head_kwargs = {"dropout": dropout}
@@ -107,6 +123,11 @@ def build_model(
     if compile:
         compile_model(model, optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
     return model
+
+
+def _is_labeled_data(value) -> bool:
+    # Duck-typed: the model layer does not import the data package (import contracts).
+    return hasattr(value, "class_names") and hasattr(value, "pipeline") and hasattr(value, "splits")
 
 
 def _image_input_shape(input_shape, info):

@@ -88,6 +88,15 @@ class ImagePreprocessing(keras.layers.Layer):
             else None
         )
 
+    def build(self, input_shape):
+        # The sublayers hold no weights; building them here keeps Keras from warning "build()
+        # was called on layer 'preprocessing' ... unbuilt state" at every load.
+        if self._channels is not None:
+            self._channels.build(input_shape)
+        if self._resize is not None:
+            self._resize.build((*tuple(input_shape)[:-1], self.input_info.channels))
+        self.built = True
+
     def call(self, inputs):
         info = self.input_info
         x = ops.cast(inputs, "float32")

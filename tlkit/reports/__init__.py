@@ -37,6 +37,7 @@ from tlkit.reports.plots import (
     plot_reliability_diagram,
     plot_top_losses,
 )
+from tlkit.reports.show_results import show_results
 from tlkit.reports.top_losses import TopLosses, top_losses, top_losses_from_predictions
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "plot_reliability_diagram",
     "plot_top_losses",
     "reliability_curve",
+    "show_results",
     "render_html_report",
     "slice_warnings",
     "top_losses",

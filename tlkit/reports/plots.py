@@ -224,24 +224,15 @@ def plot_top_losses(losses, columns: int = 4, path=None):
     inputs = losses.inputs
     is_image = inputs is not None and np.asarray(inputs).ndim >= 3
     if is_image:
-        columns = max(1, min(columns, n))
-        rows = max(1, -(-n // columns))
-        fig = _figure(2.3 * columns, 2.6 * rows)
-        axes = np.atleast_1d(fig.subplots(rows, columns)).reshape(-1)
-        for i, ax in enumerate(axes):
-            ax.axis("off")
-            if i >= n:
-                continue
-            image = np.asarray(inputs[i], dtype="float32")
-            if image.shape[-1] == 1:
-                image = image[..., 0]
-            ax.imshow(np.clip(image / 255.0, 0, 1), cmap="gray" if image.ndim == 2 else None)
-            ax.set_title(
-                f"true {losses.true[i]}\npred {losses.predicted[i]} {losses.probability[i]:.2f}"
-                f"\nloss {losses.loss[i]:.2f}",
-                fontsize=8,
-                color="tab:red" if losses.notes[i] else "black",
-            )
+        from tlkit._image_grid import image_grid
+
+        fig = image_grid(
+            inputs[:n],
+            [f"true {losses.true[i]}\npred {losses.predicted[i]} {losses.probability[i]:.2f}"
+             f"\nloss {losses.loss[i]:.2f}" for i in range(n)],
+            columns,
+            colors=["tab:red" if losses.notes[i] else "black" for i in range(n)],
+        )
     else:
         fig = _figure(9.0, 0.35 * n + 0.8)
         ax = fig.subplots()

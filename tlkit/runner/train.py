@@ -333,6 +333,13 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
     metrics["train_seconds"] = round(time.time() - started, 1)
     if recipe.compare.scratch_epochs:
+        # The pretrained result first: the from-scratch comparison can take longer than it.
+        logger.info(
+            "pretrained backbone: %s accuracy %.4f; now the from-scratch comparison "
+            "(%d epochs; compare.scratch_epochs: 0 skips it)",
+            metrics.get("split", "test"), metrics.get("accuracy", float("nan")),
+            recipe.compare.scratch_epochs,
+        )
         metrics["scratch"] = scratch_baseline(recipe, run, data, verbose)
     exports = _export(recipe, run, _served(run, model), data)
     run.write_json("metrics.json", metrics)

@@ -48,6 +48,8 @@ class FineTuneResult:
         best_epoch: the epoch (0-based) whose weights early stopping restored, else `None`.
         stopped_epoch: the epoch where early stopping stopped the run, else `None`.
         config: the `tlkit.FineTuneConfig` the run used (overrides applied).
+        test_metrics: `model.evaluate` on the test split (`{"loss": .., "accuracy": ..}`) when
+            `fine_tune` was given a `LabeledData` with a test split, else `None`.
     """
 
     model: keras.Model
@@ -59,6 +61,7 @@ class FineTuneResult:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     config: config_lib.FineTuneConfig | None = None
+    test_metrics: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -193,8 +196,11 @@ def fine_tune(
 
     Args:
         model: a model from `tlkit.build_model` (or any Keras model with layer groups).
-        train: training data: a batched `tf.data.Dataset`, a `(x, y)` tuple of arrays
-            (batched with `batch_size`), or a `keras.utils.PyDataset`.
+        train: training data: a `tlkit.data.LabeledData` (its train split, shuffled with a
+            seed, its val split for `validation`, its test split evaluated at the end, batches
+            of `batch_size` per replica as `tlkit.distribute.plan` scales them), a batched
+            `tf.data.Dataset`, a `(x, y)` tuple of arrays (batched with `batch_size`), or a
+            `keras.utils.PyDataset`.
         validation: validation data (evaluated each epoch), or `None`.
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
             (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
@@ -233,6 +239,9 @@ def fine_tune(
     """
     if isinstance(validation, config_lib.FineTuneConfig) and config is None:
         validation, config = None, validation  # fine_tune(model, train, config)
+    data = None
+    if _is_labeled_data(train):
+        data, train, validation, batch_size = _pipelines(model, train, validation, batch_size)
     fields, optimizer, schedule = _legacy_overrides(overrides)
     config = config_lib.FineTuneConfig.from_config(
         {} if config is None else config).replace(**fields)
@@ -302,8 +311,39 @@ def fine_tune(
         stopped_epoch=stopped_epoch,
         config=config,
     )
+    # What ran (a resumed or early-stopped run runs fewer epochs than planned).
+    ran = len(history.epoch)
+    head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
     logger.info(
-        "fine_tune: %d head + %d fine epochs, unfreezing at epochs %s, best epoch %s",
-        config.head_epochs, config.fine_epochs, result.unfreeze_epochs, best_epoch,
+        "fine_tune: %d epochs ran (%d head + %d fine), unfreezing at epochs %s%s",
+        ran, head_ran, ran - head_ran, result.unfreeze_epochs,
+        "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
+    if data is not None and data.test is not None:
+        result.test_metrics = {
+            k: float(v) for k, v in model.evaluate(
+                data.pipeline("test", batch_size), verbose=0, return_dict=True).items()
+        }
+        logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
+                    data.num_examples("test"))
     return result
+
+
+def _is_labeled_data(value) -> bool:
+    # Duck-typed, like tlkit.model: training does not import the data package.
+    return hasattr(value, "class_names") and hasattr(value, "pipeline") and hasattr(value, "splits")
+
+
+def _pipelines(model, data, validation, batch_size):
+    """Train / val pipelines of a LabeledData, batched for the model's strategy."""
+    from tlkit import distribute
+
+    global_batch = distribute.plan(model.distribute_strategy, int(batch_size)).global_batch
+    train = data.pipeline("train", global_batch, training=True, seed=0)
+    if validation is None and data.val is not None:
+        validation = data.pipeline("val", global_batch)
+    return data, train, validation, global_batch
+
+
+def _format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

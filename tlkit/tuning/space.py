@@ -242,7 +242,7 @@ def _param(name, spec) -> Param:
     has_range = "min" in spec or "max" in spec
     if values is not None:
         if has_range or "step" in spec or "sampling" in spec or "log" in spec:
-            raise _fail(name, "either a list of `values` or a range (min, max, step, sampling)",
+            raise _fail(name, "either a list of `values` or a range (min, max, step, log: true)",
                         repr(spec))
         if not isinstance(values, (list, tuple)) or not values:
             raise _fail(name, "`values` a non-empty list", f"values={values!r}")

@@ -296,9 +296,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
         message = (
             f"{verb} head + top {n} of {total} backbone groups trainable at epoch "
             f"{self._epoch + 1} (step {step}), bn_policy={self.bn_policy!r}: {trainable}; "
-            f"{params:,} trainable parameters.\n{trainability.format_summary(self.model)}"
+            f"{params:,} trainable parameters."
         )
         logger.info(message)
+        # The per-group table goes to the log (the run's log file, `--verbose`), not the console.
+        logger.debug("trainable parameters per group:\n%s", trainability.format_summary(self.model))
         # Print unless tlkit's own logger already has a console handler (the CLI's): no doubles.
         shown = logger.isEnabledFor(logging.INFO) and any(
             isinstance(h, logging.StreamHandler) for h in logging.getLogger("tlkit").handlers

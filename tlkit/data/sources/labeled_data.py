@@ -217,6 +217,34 @@ class LabeledData:
             lines.append(f"  skipped: {len(self.skipped)} inputs (see `.skipped`)")
         return "\n".join(lines)
 
+    def take(self, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `n` examples of `split` as arrays `(x, y)` (dataset order)."""
+        xs, ys = [], []
+        for x, y in self.split(split).take(int(n)).as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.asarray(ys, dtype="int64")
+
+    def show_batch(self, split: str = "train", n: int = 9, columns: int = 3):
+        """A grid of the first `n` images of `split` with their class names (like fastai's).
+
+        Returns:
+            A `matplotlib.figure.Figure` (shown by Jupyter; `fig.savefig("batch.png")` elsewhere).
+
+        Raises:
+            ValueError: the data are not images.
+        """
+        if self.kind != "image":
+            raise ValueError(
+                f"show_batch draws images; this data is kind={self.kind!r}. Look at texts with "
+                f"`data.take({split!r}, {n})`."
+            )
+        from tlkit._image_grid import image_grid
+
+        x, y = self.take(split, n)
+        return image_grid(x, [self.class_names[i] for i in y], columns,
+                          suptitle=f"{self.name or 'data'}: {split}")
+
     def map(self, fn: Callable) -> LabeledData:
         """Returns a copy with `fn(x, y) -> (x, y)` applied to every split (order kept).
 
