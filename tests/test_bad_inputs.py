@@ -99,7 +99,7 @@ def env(tmp_path_factory):
         "keras_offline": _write_recipe(fix, "keras_offline", backbone={"name": "EfficientNetB0"}),
         "keras_hub_offline": _write_recipe(
             fix, "keras_hub_offline", backbone={"name": "keras_hub:bert_tiny_en_uncased"}),
-        "no_tune": _write_recipe(fix, "no_tune", backbone=tiny),
+        "no_tune": _write_recipe(fix, "no_tune", backbone=tiny, drop=("tune",)),
     }
     return {"RUN": run, "FIX": fix, "SMOKE": SMOKE, **{f"R_{k}": v for k, v in recipes.items()}}
 

@@ -27,8 +27,8 @@ _ATTRIBUTES = {
     "resolve_targets": "tlkit.peft.targets",
     "save_adapters": "tlkit.peft.adapters",
     "load_adapters": "tlkit.peft.adapters",
-    "MergeReport": "tlkit.peft.merge",
-    "merge": "tlkit.peft.merge",
+    "MergeReport": "tlkit.peft.merging",
+    "merge": "tlkit.peft.merging",
     "quantize_base": "tlkit.peft.quantize",
     "unsupported_for_quantization": "tlkit.peft.quantize",
 }

@@ -408,7 +408,7 @@ def check_fixed(values: dict) -> dict:
         `{short name: value}`. `None` is kept for `weight_decay` (no weight decay) and
         `head_lr` (ten times the trial's `lr`, the recipes' rule) and `unfreeze_groups` /
         `unfreeze_per_step` (groups spread evenly over the fine-tuning epochs); `layerwise_decay=None`
-        becomes 1.0 (one LR for all groups).
+        and `layer_decay=None` become 1.0 (one LR for all groups).
 
     Raises:
         ValueError: unknown parameter or invalid value (the message names the parameter).
@@ -419,7 +419,7 @@ def check_fixed(values: dict) -> dict:
         if value is None and name in ("weight_decay", "head_lr", "unfreeze_groups",
                                       "unfreeze_per_step"):
             out[name] = None
-        elif value is None and name == "layerwise_decay":
+        elif value is None and name in ("layerwise_decay", "layer_decay"):
             out[name] = 1.0
         else:
             out[name] = _value(TUNABLE[name], value, "value")
