@@ -47,9 +47,14 @@ def load(path, **kwargs):
         raise FileNotFoundError(
             f"{path} has no {RUN_MODEL}: not a finished tlkit run (train it with tlkit train)")
     kwargs.setdefault("compile", False)
-    model = keras.models.load_model(model_path, **kwargs)
+    return with_run_calibration(keras.models.load_model(model_path, **kwargs), path)
+
+
+def with_run_calibration(model, run_folder):
+    """`model` as a run serves it: wrapped with the temperature fitted into
+    `run_folder/calibration.json` (`output.temperature_scaling`), or unchanged when none was."""
+    calibration = os.path.join(os.fspath(run_folder), RUN_CALIBRATION)
     temperature = None
-    calibration = os.path.join(path, RUN_CALIBRATION)
     if os.path.exists(calibration):
         with open(calibration) as f:
             temperature = json.load(f).get("temperature")

@@ -37,6 +37,7 @@ from tlkit.lr_finder import lr_find
 from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
 from tlkit.runner.data import load_data, recipe_strategy
 from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
+from tlkit.saving import with_run_calibration
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
@@ -726,12 +727,7 @@ def load_run_model(run: RunDir, calibrated: bool = True) -> keras.Model:
 
 def _served(run: RunDir, model) -> keras.Model:
     """`model` as users get it: with the run's temperature, when one was fitted."""
-    temperature = run.read_json("calibration.json", {}).get("temperature")
-    if temperature is None:
-        return model
-    from tlkit.temperature import with_temperature
-
-    return with_temperature(model, temperature)
+    return with_run_calibration(model, run.path)
 
 
 def evaluate_run(path, verbose="auto") -> dict:
