@@ -67,10 +67,10 @@ def build_model(
     model = tlkit.build_model("efficientnet_lite0", data)   # classes and input shape from data
     ```
     """
-    if _is_labeled_data(head):
+    if is_labeled_data(head):
         head, data = "classification", head
     if data is not None:
-        if not _is_labeled_data(data):
+        if not is_labeled_data(data):
             raise TypeError(
                 "Expected `data` to be a tlkit.data.LabeledData (from tlkit.data.from_image_folder, "
                 f"...). Received: {type(data).__name__}"
@@ -125,8 +125,9 @@ def build_model(
     return model
 
 
-def _is_labeled_data(value) -> bool:
-    # Duck-typed: the model layer does not import the data package (import contracts).
+def is_labeled_data(value) -> bool:
+    """Whether `value` is a `tlkit.data.LabeledData`, duck-typed: the model and training layers
+    do not import the data package (import contracts)."""
     return hasattr(value, "class_names") and hasattr(value, "pipeline") and hasattr(value, "splits")
 
 

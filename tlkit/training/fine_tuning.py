@@ -24,6 +24,7 @@ import tensorflow as tf
 from tlkit import config as config_lib
 from tlkit import heads as heads_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.model import is_labeled_data
 from tlkit.training.label_smoothing import with_label_smoothing
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
 from tlkit.unfreeze import schedule as unfreeze_lib
@@ -240,7 +241,7 @@ def fine_tune(
     if isinstance(validation, config_lib.FineTuneConfig) and config is None:
         validation, config = None, validation  # fine_tune(model, train, config)
     data = None
-    if _is_labeled_data(train):
+    if is_labeled_data(train):
         data, train, validation, batch_size = _pipelines(model, train, validation, batch_size)
     fields, optimizer, schedule = _legacy_overrides(overrides)
     config = config_lib.FineTuneConfig.from_config(
@@ -327,11 +328,6 @@ def fine_tune(
         logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
                     data.num_examples("test"))
     return result
-
-
-def _is_labeled_data(value) -> bool:
-    # Duck-typed, like tlkit.model: training does not import the data package.
-    return hasattr(value, "class_names") and hasattr(value, "pipeline") and hasattr(value, "splits")
 
 
 def _pipelines(model, data, validation, batch_size):
