@@ -181,19 +181,40 @@ def test_summary_lines_count_the_epochs_that_ran(caplog):
     assert any(m.startswith("fine_tune: 2 epochs ran (0 head + 2 fine)") for m in messages), messages
 
 
-def test_train_logs_the_pretrained_result_before_the_scratch_comparison(tmp_path, capsys):
+def test_train_logs_the_pretrained_result_before_the_scratch_comparison(
+    tmp_path, capsys, monkeypatch
+):
+    """The pretrained run's result, model, exports and reports exist before the from-scratch
+    baseline starts; its result is merged into metrics.json and the card afterwards."""
     import json
     import os
 
     from tlkit import cli
+    from tlkit.runner import train
 
+    run_dir = tmp_path / "run"
+    seen = {}
+
+    def fake_baseline(recipe, run, data, verbose="auto"):
+        seen["files"] = {name: (run_dir / name).exists() for name in (
+            "metrics.json", "model.keras", "reports/model_card.md", "report.html",
+            "export/export.json")}
+        seen["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+        return {"accuracy": 0.125, "split": "test", "epochs": 1, "seconds": 3.0}
+
+    monkeypatch.setattr(train, "scratch_baseline", fake_baseline)
     smoke = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
-    assert cli.main(["train", smoke, "--output", str(tmp_path / "run"), "--set",
+    assert cli.main(["train", smoke, "--output", str(run_dir), "--set",
                      "phases.head_epochs=1", "--set", "phases.fine_epochs=1", "--set",
-                     "compare.scratch_epochs=1"]) == 0
+                     "compare.scratch_epochs=1", "--set", "output.export=[keras,savedmodel]"]) == 0
     captured = capsys.readouterr()
     err = captured.err.splitlines()
     first = [line for line in err if line.startswith("pretrained backbone: test accuracy")]
     assert first and "compare.scratch_epochs: 0 skips it" in first[0], err
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert f"{metrics['accuracy']:.4f}" in first[0] and "scratch" in metrics
+    assert all(seen["files"].values()), seen["files"]
+    assert "scratch" not in seen["metrics"] and "accuracy" in seen["metrics"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"{metrics['accuracy']:.4f}" in first[0]
+    assert metrics["scratch"]["accuracy"] == 0.125
+    card = (run_dir / "reports" / "model_card.md").read_text()
+    assert "trained from scratch on the same data: accuracy 0.1250" in card

@@ -333,20 +333,27 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     found = _interpret(recipe, run, model, data, verbose)
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
     metrics["train_seconds"] = round(time.time() - started, 1)
+    exports = _export(recipe, run, _served(run, model), data)
+    _write_records(recipe, run, model, data, metrics, found, exports)
     if recipe.compare.scratch_epochs:
-        # The pretrained result first: the from-scratch comparison can take longer than it.
+        # The pretrained result, its model, exports and reports first: the from-scratch
+        # comparison can take longer than all of them; its result is merged in afterwards.
         logger.info(
-            "pretrained backbone: %s accuracy %.4f; now the from-scratch comparison "
-            "(%d epochs; compare.scratch_epochs: 0 skips it)",
+            "pretrained backbone: %s accuracy %.4f (model, exports and reports written); now "
+            "the from-scratch comparison (%d epochs; compare.scratch_epochs: 0 skips it)",
             metrics.get("split", "test"), metrics.get("accuracy", float("nan")),
             recipe.compare.scratch_epochs,
         )
         metrics["scratch"] = scratch_baseline(recipe, run, data, verbose)
-    exports = _export(recipe, run, _served(run, model), data)
+        _write_records(recipe, run, model, data, metrics, found, exports)
+    run.mark_complete(train_seconds=metrics["train_seconds"])
+
+
+def _write_records(recipe, run, model, data, metrics, found, exports) -> None:
+    """`metrics.json`, the model card and `report.html` from what the run knows so far."""
     run.write_json("metrics.json", metrics)
     _write_card(recipe, run, model, data, metrics, exports)
     write_report(recipe, run, data, metrics, found, exports)
-    run.mark_complete(train_seconds=metrics["train_seconds"])
 
 
 def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
