@@ -47,6 +47,36 @@ def test_fine_tune_on_labeled_data_evaluates_the_test_split():
     assert "val_loss" in result.history.history  # the val split was used for validation
 
 
+def test_batch_size_defaults_to_the_plan_in_the_short_path_and_recipes(monkeypatch):
+    """No batch size given: `fine_tune(model, data)` and a recipe without `data.batch_size`
+    both take `tlkit.distribute.plan`'s default (one table, patched here)."""
+    import keras
+    import tensorflow as tf
+
+    from tlkit import distribute
+    from tlkit.recipes import Recipe
+    from tlkit.runner.train import resolve_batch
+
+    for device in ("cpu", "gpu"):
+        monkeypatch.setitem(distribute.DEFAULT_PER_REPLICA_BATCH, device, 5)
+    steps = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            steps.append(self.params["steps"])
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    tlkit.fine_tune(model, data, epochs=(1, 0), callbacks=[Steps()], verbose=0)
+    assert steps == [-(-data.num_examples("train") // 5)], steps
+    strategy = tf.distribute.get_strategy()
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}})
+    assert recipe.data.batch_size is None
+    assert resolve_batch(recipe, strategy).data.batch_size == 5
+    given = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"batch_size": 64}})
+    assert resolve_batch(given, strategy).data.batch_size == 64
+
+
 def test_fine_tune_on_datasets_has_no_test_metrics():
     data = _data()
     model = tlkit.build_model(_backbone(), data)

@@ -100,6 +100,17 @@ def _optimizer(recipe, learning_rate):
     return optimizers_lib.from_config(recipe.fine_tune_config(), learning_rate)
 
 
+def resolve_batch(recipe, strategy):
+    """The recipe with `data.batch_size` (per replica) filled from `tlkit.distribute.plan`
+    (the device's default: 32 on CPU, 64 on GPU, 128 per TPU core) when the recipe leaves it
+    null."""
+    if recipe.data.batch_size is not None:
+        return recipe
+    batch = distribute.plan(strategy).per_replica_batch
+    logger.info("data.batch_size: %d per replica (tlkit.distribute.plan's default here)", batch)
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, batch_size=batch))
+
+
 def resolve_execution(recipe, strategy):
     """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.plan`
     (32 on a TPU, 1 elsewhere) when the recipe leaves it null."""
@@ -307,7 +318,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     keras.utils.set_random_seed(recipe.seed)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = resolve_execution(_per_replica(recipe, strategy), strategy)
+        recipe = resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy),
+                                   strategy)
         data = load_data(recipe.data, recipe.seed)
         report = tdata.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
@@ -439,6 +451,7 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
         validation_data=val,
         epochs=recipe.compare.scratch_epochs,
         verbose=verbose,
+        shuffle=False,  # the dataset comes shuffled (Keras warns about shuffle=True with one)
     )
     split = "test" if data.test is not None else "val"
     test = tdata.batch(data.split(split), batch_size, training=False, seed=seed)
@@ -807,7 +820,8 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
-    with distribute.strategy_scope(**recipe_strategy(recipe)):
+    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+        recipe = resolve_batch(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
         trainability.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
