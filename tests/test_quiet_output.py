@@ -17,8 +17,12 @@ NATIVE = [
     "E0000 00:00:1796072952.066674    6374 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
     "W1130 21:09:07.123456   6374 local_rendezvous.cc:404] Local rendezvous is aborting",
     "2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] Could not",
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+    "with the appropriate compiler flags.",
 ]
-NATIVE_LINE = re.compile(r"^([IWE]\d{4} \d\d:\d\d|\d{4}-\d\d-\d\d .*: [IWE] )|absl::InitializeLog")
+NATIVE_LINE = re.compile(
+    r"^([IWE]\d{4} \d\d:\d\d|\d{4}-\d\d-\d\d .*: [IWE] |INFO: |To enable)|absl::InitializeLog")
 
 
 def test_native_log_lines_are_recognised():

@@ -77,6 +77,21 @@ def test_scratch_baseline_trains_without_keras_warnings(tmp_path):
     assert result["epochs"] == 1 and result["split"] == "test" and 0 <= result["accuracy"] <= 1
 
 
+def test_segments_name_the_bn_policy_only_for_backbones_with_batchnorm():
+    from tlkit import trainability
+    from tlkit.runner.train import plan_segments
+    from tlkit.testing import tiny_model, tiny_transformer
+
+    assert trainability.has_batch_norm(tiny_model())
+    transformer = tiny_transformer()  # LayerNorm only, as MiniLM
+    assert not trainability.has_batch_norm(transformer)
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"},
+                               "phases": {"head_epochs": 1, "fine_epochs": 2, "first": 1}})
+    labels = [s["label"] for s in plan_segments(recipe, 2, batch_norm=False)]
+    assert labels[1:] and not [label for label in labels if "BN" in label], labels
+    assert all("BN frozen" in s["label"] for s in plan_segments(recipe, 2)[1:])
+
+
 class _FakeStrategy:
     num_replicas_in_sync = 4
 

@@ -9,7 +9,8 @@ the import), and absl's threshold is a C++ flag with no environment variable. So
 its own stderr at the file-descriptor level (hand-written: neither TF nor absl offers a switch):
 fd 2 becomes a pipe, and a thread forwards everything but lines in absl / TSL log format
 (`I0000 00:00:1796072947.595640    6374 port.cc:153] ...`, `2025-09-17 14:44:05.157831: I
-external/...cc:32] ...`) and the InitializeLog notice. Fatal (`F`) lines pass. Child processes
+external/...cc:32] ...`), the InitializeLog notice and TFLite's `INFO:` lines. Fatal (`F`)
+lines pass. Child processes
 (`tlkit bench`) inherit the filtered fd.
 
 The library never calls this: importing tlkit changes no global setting.
@@ -26,10 +27,12 @@ import threading
 _NATIVE = re.compile(
     rb"(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\s\]]+:\d+\]"  # absl (seconds unpadded before init)
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [^\s\]]+:\d+\]"  # TSL
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|INFO: "  # TFLite's own logger ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"  # 2nd line of a CPU notice
 )
 # A line starting with anything else is forwarded at once, before its newline arrives.
-_MAY_START_NATIVE = frozenset(b"IWE0123456789")
+_MAY_START_NATIVE = frozenset(b"IWET0123456789")
 
 
 def is_native_log_line(line: bytes) -> bool:

@@ -34,10 +34,12 @@ from tlkit import optimizers as optimizers_lib
 from tlkit.backbones.resolve import BackboneOptionError
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.lr_finder import lr_find
+from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
+from tlkit.reports.versions import library_versions
 from tlkit.runner.data import load_data, recipe_strategy
 from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
-from tlkit.saving import with_run_calibration
+from tlkit.saving import load_keras_model, with_run_calibration
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
@@ -133,11 +135,12 @@ def plan_stages(recipe: Recipe) -> list[dict]:
     return [{"name": "all", "start": 0, "end": head + fine}]
 
 
-def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
+def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True) -> list[dict]:
     """What trains when, for reports: `[{name, label, start, end, unfrozen, lr}]`.
 
     One segment per change of the unfreezing schedule; `unfrozen` counts the top backbone
-    groups that train (`num_groups` = all).
+    groups that train (`num_groups` = all). `batch_norm`: whether the backbone has BatchNorm
+    (the labels name the BN policy only then: a transformer has LayerNorm instead).
     """
     phases, opt = recipe.phases, recipe.optimizer
     head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
@@ -152,7 +155,7 @@ def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
         else:
             short = "all" if n >= num_groups else f"top {n}"
             label = ("all groups" if n >= num_groups else f"top {n} group{'s' * (n != 1)}") + (
-                f" + head, BN {phases.bn_policy}"
+                " + head" + (f", BN {phases.bn_policy}" if batch_norm else "")
             )
         segments.append(
             {
@@ -252,7 +255,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
 
 def _train(recipe, run, model, data, verbose):
     num_groups = sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
-    segments = plan_segments(recipe, num_groups)
+    segments = plan_segments(recipe, num_groups, trainability.has_batch_norm(model))
     run.update_state(segments=segments)
     if run.last_stage_done:
         logger.info("resuming after stage %s", run.last_stage_done)
@@ -261,12 +264,15 @@ def _train(recipe, run, model, data, verbose):
         if run.stage_done(stage["name"]):
             continue
         logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1, stage["end"])
+        started = time.time()
         if stage["name"] == "head":
             _head_on_features(recipe, run, model, data, stage, segments, verbose)
         else:
             _fine_tune(recipe, run, model, data, stage, segments, verbose)
         with atomic_path(run.stage_weights(stage["name"])) as tmp:
             model.save_weights(tmp)
+        seconds = {**run.state.get("stage_seconds", {}), stage["name"]: _since(started)}
+        run.update_state(stage_seconds=seconds)  # this attempt's, when the stage resumed
         run.mark_stage_done(stage["name"])
     logger.info("trainable parameters at the end:\n%s", tlkit.format_summary(model))
 
@@ -342,10 +348,16 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         _train(recipe, run, model, data, verbose)
         with atomic_path(run.model_path) as tmp:
             model.save(tmp)
+    evaluation_started = time.time()
     found = _interpret(recipe, run, model, data, verbose)
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
-    metrics["train_seconds"] = round(time.time() - started, 1)
+    metrics["train_seconds"] = _since(started)
+    metrics["timings"] = {**run.state.get("stage_seconds", {}),
+                          "evaluation": _since(evaluation_started)}
+    metrics["versions"] = library_versions()
+    export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
+    metrics["timings"]["export"] = _since(export_started)
     _write_records(recipe, run, model, data, metrics, found, exports)
     if recipe.compare.scratch_epochs:
         # The pretrained result, its model, exports and reports first: the from-scratch
@@ -357,8 +369,13 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
             recipe.compare.scratch_epochs,
         )
         metrics["scratch"] = scratch_baseline(recipe, run, data, verbose)
+        metrics["timings"]["scratch"] = metrics["scratch"].get("seconds")
         _write_records(recipe, run, model, data, metrics, found, exports)
     run.mark_complete(train_seconds=metrics["train_seconds"])
+
+
+def _since(started: float) -> float:
+    return round(time.time() - started, 1)
 
 
 def _write_records(recipe, run, model, data, metrics, found, exports) -> None:
@@ -701,10 +718,58 @@ def _write_card(recipe, run, model, data, metrics, exports):
         warnings=metrics.get("warnings", ()),
         slices=metrics.get("slices"),
         calibration=metrics.get("calibration"),
+        training=_training_record(recipe, model, data),
         evaluated_on=metrics.get("split", "test"),
         exports={k: v.get("path", v.get("skipped")) for k, v in (exports or {}).items()},
     )
     atomic_write_text(os.path.join(run.reports, "model_card.md"), text)
+
+
+def _training_record(recipe, model, data) -> dict:
+    """How the run trained, for the model card's Training section (`model_card(training=)`)."""
+    config = recipe.fine_tune_config()
+    spec = recipe.data.augmentation if data.kind == "image" else {}
+    augmentation = ", ".join(f"{k}: {v}" for k, v in spec.items())
+    if augmentation and recipe.data.cache_features:
+        augmentation += " (fine-tuning epochs only: the head phase trains on cached features)"
+    optimizer = config.optimizer + (
+        f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
+    batch_norm = None
+    if trainability.has_batch_norm(model):
+        batch_norm = {
+            "frozen": "frozen (inference mode: statistics and gamma/beta fixed)",
+            "train_affine": "statistics frozen, gamma/beta trained",
+            "update": "statistics updated and gamma/beta trained in unfrozen groups",
+        }.get(config.bn_policy, config.bn_policy)
+    return {
+        "input": _input_description(model, data),
+        "augmentation": augmentation,
+        "batch_size": recipe.data.batch_size,
+        "optimizer": optimizer,
+        "learning_rate": schedules.describe(config),
+        "batch_norm": batch_norm,
+        "seed": recipe.seed,
+    }
+
+
+def _input_description(model, data) -> str:
+    """E.g. `28x28x1 pixels in [0, 255] (resized to 128x128 px, 3 channels, scaled to [-1, 1]
+    inside the model)`."""
+    from tlkit.preprocessing import ImagePreprocessing
+
+    if data.kind == "text":
+        return "strings, tokenized inside the model"
+    raw = "x".join(str(d) for d in data.input_shape) if data.input_shape else "any-size"
+    layer = next((x for x in model._flatten_layers(include_self=False)
+                  if isinstance(x, ImagePreprocessing)), None)
+    if layer is None:
+        return f"{raw} pixels in [0, 255]"
+    info = layer.input_info
+    size = ("resized to " + "x".join(map(str, info.image_size)) + " px" if info.image_size
+            else "at the data's size")
+    low, high = info.value_range
+    return (f"{raw} pixels in [0, 255] ({size}, {info.channels} channels, scaled to "
+            f"[{low:g}, {high:g}] inside the model)")
 
 
 def sample_inputs(data, n=32, split=None):
@@ -741,7 +806,7 @@ def load_run_model(run: RunDir, calibrated: bool = True) -> keras.Model:
     temperature applied (`output.temperature_scaling`) unless `calibrated=False`."""
     import tlkit.pretrained  # noqa: F401  (registers the pretrained backbones' classes)
 
-    model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    model = load_keras_model(run.model_path, safe_mode=True, compile=False)
     return _served(run, model) if calibrated else model
 
 
