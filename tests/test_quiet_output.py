@@ -70,3 +70,7 @@ def test_train_output_in_a_log_file_is_plain_text(tmp_path):
     assert "test accuracy" in text and "data audit:" in text, text
     assert "\x1b[" not in text, text
     assert not [line for line in text.splitlines() if NATIVE_LINE.search(line)], text
+    assert "trainable parameters per group" not in text  # DEBUG: not on the console...
+    run_log = (tmp_path / "run" / "train.log").read_text()
+    assert "trainable parameters per group" in run_log  # ...but in the run's own log file
+    assert "INFO tlkit: data audit:" in run_log and "\x1b[" not in run_log

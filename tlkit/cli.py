@@ -359,8 +359,9 @@ def _cli_logging(quiet: bool, verbose: bool = False):
     saved = (list(logger.handlers), logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.handlers = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG)  # everything reaches a run's train.log; the console filters
     logger.propagate = False  # the CLI prints tlkit's messages once, whatever root logs
     try:
         yield

@@ -38,7 +38,14 @@ from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
 from tlkit.reports.versions import library_versions
 from tlkit.runner.data import load_data, recipe_strategy
-from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
+from tlkit.runner.rundir import (
+    RunDir,
+    RunError,
+    atomic_path,
+    atomic_write_text,
+    open_run,
+    run_log,
+)
 from tlkit.saving import load_keras_model, with_run_calibration
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
@@ -308,9 +315,10 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     if status == "complete":
         logger.info("%s is already trained with this recipe; pass --force to retrain", run.path)
         return run.path
-    logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
     try:
-        _run(recipe, run, verbose)
+        with run_log(run):
+            logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
+            _run(recipe, run, verbose)
     except BaseException as err:
         if status == "new":
             run.settle(err)
