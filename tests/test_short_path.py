@@ -190,10 +190,13 @@ def test_cli_verbose_shows_debug_lines_and_restores_logging():
 
     logger = logging.getLogger("tlkit")
     before = logger.level
+    # The logger lets DEBUG through (for a run's train.log); the console handler filters.
     with cli._cli_logging(quiet=False, verbose=True):
-        assert logger.isEnabledFor(logging.DEBUG)
+        assert logger.isEnabledFor(logging.DEBUG) and logger.handlers[0].level == logging.DEBUG
     with cli._cli_logging(quiet=False):
-        assert not logger.isEnabledFor(logging.DEBUG)
+        assert [h.level for h in logger.handlers] == [logging.INFO]
+    with cli._cli_logging(quiet=True):
+        assert [h.level for h in logger.handlers] == [logging.WARNING]
     assert logger.level == before
     assert cli.build_parser().parse_args(["--verbose", "list"]).verbose
 
