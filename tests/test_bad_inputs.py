@@ -294,6 +294,7 @@ def test_help_does_not_import_tensorflow():
         "        cli.main(['train'])\n"
         "    except SystemExit:\n"
         "        pass\n"
+        "    assert cli.main(['bench', '--list']) == 0\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -83,6 +83,17 @@ def test_tpu_plan_and_preflight_checks(monkeypatch):
     )
 
 
+def test_batch_size_default_comes_from_the_plan(monkeypatch):
+    strategy = tf.distribute.get_strategy()
+    device = distribute.device_kind(strategy)
+    plan = distribute.plan(strategy)
+    assert plan.per_replica_batch == distribute.DEFAULT_PER_REPLICA_BATCH[device]
+    assert distribute.plan(strategy, 8).per_replica_batch == 8  # given: kept
+    monkeypatch.setattr(distribute, "is_tpu", lambda s: isinstance(s, _FakeTPU))
+    tpu = distribute.plan(_FakeTPU())
+    assert (tpu.per_replica_batch, tpu.global_batch) == (128, 1024)
+
+
 def test_mixed_precision_choices():
     strategy = tf.distribute.get_strategy()
     assert distribute.plan(strategy, 8, mixed_precision=True).dtype_policy == "mixed_bfloat16"

@@ -8,6 +8,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import tlkit
 from tlkit.testing import tiny_model
 
@@ -64,3 +66,41 @@ def test_keras_then_tlkit_loads_a_tlkit_model_in_a_fresh_process(tmp_path):
                        tmp_path)
     assert tlkit_first.returncode == 0, tlkit_first.stderr[-2000:]
     assert tlkit_first.stdout.strip() == "Head"
+
+
+def test_plain_keras_without_tlkit_cannot_load_a_tlkit_model(tmp_path):
+    """The documented limit: Keras imports only keras / keras_hub modules by itself, so a
+    process that never imports tlkit cannot rebuild tlkit's layers (the README says so and names
+    the serving SavedModel / TFLite exports for that case)."""
+    tiny_model().save(str(tmp_path / "m.keras"))
+    plain = _run("import keras; keras.models.load_model('m.keras')", tmp_path)
+    assert plain.returncode != 0
+    assert "Could not locate class 'ImagePreprocessing'" in plain.stderr, plain.stderr[-2000:]
+
+
+def test_load_names_an_unregistered_class_and_the_fix_in_one_line(tmp_path, monkeypatch):
+    import keras
+
+    from tlkit.saving import ModelLoadError
+
+    path = str(tmp_path / "m.keras")
+    tiny_model().save(path)
+    registry = keras.saving.get_custom_objects()  # Keras' live global registry
+    monkeypatch.delitem(registry, "tlkit>Head")  # as in a tlkit that lacks the class
+    with pytest.raises(ModelLoadError) as err:
+        tlkit.load(path)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400 and "Full object config" not in message
+    assert "class 'Head' ('tlkit>Head')" in message and "serving SavedModel" in message
+    assert isinstance(err.value, ValueError)  # the CLI reports it as one `tlkit: error:` line
+
+    @keras.saving.register_keras_serializable(package="mine")
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inputs = keras.Input((3,))
+    keras.Model(inputs, Scale()(inputs)).save(str(tmp_path / "custom.keras"))
+    monkeypatch.delitem(registry, "mine>Scale")  # a process that did not import its module
+    with pytest.raises(ModelLoadError, match=r"custom class: import the module that defines it"):
+        tlkit.load(str(tmp_path / "custom.keras"))

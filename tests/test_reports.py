@@ -167,3 +167,62 @@ def test_model_card_reports_the_scratch_baseline():
     metrics["scratch"] = {"accuracy": 0.5, "epochs": 5, "seconds": 61.7, "split": "test"}
     card = model_card("run", metrics, ["a", "b"])
     assert "trained from scratch on the same data: accuracy 0.5000 (5 epochs, 62 s)" in card
+
+
+def test_final_validation_is_the_last_validated_epoch_and_the_best():
+    from tlkit.reports import final_validation
+
+    history = [{"epoch": 0, "val_accuracy": 0.5, "val_loss": 1.0},
+               {"epoch": 1, "val_accuracy": 0.75, "val_loss": 0.6},
+               {"epoch": 2, "val_accuracy": 0.625, "val_loss": 0.7},
+               {"epoch": 3, "loss": 0.1}]  # not validated
+    assert final_validation(history) == {"epoch": 3, "accuracy": 0.625, "loss": 0.7,
+                                         "best_epoch": 2, "best_accuracy": 0.75}
+    assert final_validation([{"epoch": 0, "loss": 1.0}]) is None
+
+
+def test_lr_schedule_is_described_per_phase_as_it_runs():
+    from tlkit import FineTuneConfig
+    from tlkit.optimizers.schedules import describe
+
+    config = FineTuneConfig(head_epochs=2, fine_epochs=5, lr=3e-4, head_lr=3e-3, patience=None)
+    assert describe(config) == {"head": "constant 0.003 for 2 epochs",
+                                "fine": "cosine 0.0003 -> 3e-06 over 5 epochs"}
+    one_cycle = config.replace(head_epochs=0, lr_schedule="one_cycle", layer_decay=0.75)
+    assert describe(one_cycle) == {
+        "fine": "one-cycle 6e-05 -> 0.0003 (first 30%) -> 3e-09 over 5 epochs, x0.75 per group "
+                "below the top"}
+    assert describe(config.replace(lr_schedule="constant", fine_epochs=1))["fine"] == (
+        "constant 0.0003 over 1 epoch")
+
+
+def test_model_card_training_section_says_what_was_done():
+    from tlkit.reports.metrics import classification_metrics
+    from tlkit.reports.model_card import model_card
+
+    metrics = classification_metrics([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["a", "b"])
+    metrics["timings"] = {"head": 9.6, "fine": 150.2, "evaluation": 4.0}
+    metrics["versions"] = {"tlkit": "0.1.0", "tensorflow": "2.21.0", "keras_hub": None}
+    training = {"input": "strings, tokenized inside the model", "augmentation": "",
+                "batch_size": 32, "optimizer": "adamw, weight decay 0.01",
+                "learning_rate": {"head": "constant 0.003 for 2 epochs",
+                                  "fine": "cosine 0.0003 -> 3e-06 over 5 epochs"},
+                "batch_norm": None, "seed": 7}
+    stages = [{"name": "s0", "label": "head only", "start": 0, "end": 2, "lr": 3e-3},
+              {"name": "s1", "label": "all groups + head", "start": 2, "end": 7, "lr": 3e-4}]
+    card = model_card("run", metrics, ["a", "b"], stages=stages, training=training)
+    section = card.split("## Training\n")[1].split("\n## ")[0]
+    assert section.strip().splitlines() == [
+        "- Input: strings, tokenized inside the model",
+        "- Augmentation: none",
+        "- Batch size: 32",
+        "- Optimizer: adamw, weight decay 0.01",
+        "- Learning rate, head phase: constant 0.003 for 2 epochs",
+        "- Learning rate, fine-tuning: cosine 0.0003 -> 3e-06 over 5 epochs",
+        "- Seed: 7",
+        "- epochs 1-2: head only",
+        "- epochs 3-7: all groups + head",
+        "- Time: head phase 10 s, fine-tuning 150 s, evaluation 4 s",
+        "- Versions: tlkit 0.1.0, TensorFlow 2.21.0",
+    ]
+    assert "BatchNorm" not in card and "BN" not in card

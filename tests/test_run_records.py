@@ -126,3 +126,43 @@ def test_export_json_records_survive_a_library_export(tmp_path):
     tlkit.export.export_model(model, tmp_path, ["savedmodel"])
     with open(tmp_path / "export.json") as f:
         assert set(json.load(f)) == {"keras", "savedmodel"}
+
+
+def test_metrics_and_card_say_what_the_run_did(smoke_run):
+    """metrics.json: versions, timings per phase, the final validation score, labelled confusion
+    matrix axes (old keys kept); the card: input, batch size, LR schedule per phase, seed."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    metrics = smoke_run.read_json("metrics.json")
+    versions = metrics["versions"]
+    assert versions["tlkit"] == tlkit.__version__ and versions["tensorflow"] == tf.__version__
+    assert versions["keras"] == keras.__version__
+    assert versions["python"] == platform.python_version() and "keras_hub" in versions
+    assert set(metrics["timings"]) == {"head", "fine", "evaluation", "export"}
+    assert all(v >= 0 for v in metrics["timings"].values())
+    history = smoke_run.history()
+    assert metrics["final_validation"]["epoch"] == len(history) == 2
+    assert metrics["final_validation"]["accuracy"] == pytest.approx(history[-1]["val_accuracy"])
+    classes = smoke_run.class_names()
+    assert metrics["confusion_matrix_axes"] == {
+        "rows": "true class", "columns": "predicted class", "labels": classes}
+    assert len(metrics["confusion_matrix"]) == len(classes)  # the old key, as before
+    card = _card(smoke_run)
+    for line in (
+        "- Input: 8x8x1 pixels in [0, 255] (at the data's size, 3 channels, scaled to [0, 1]",
+        "- Batch size: 64",
+        "- Optimizer: adam",
+        "- Learning rate, head phase: constant 0.03 for 1 epoch",
+        "- Learning rate, fine-tuning: cosine 0.001 -> 1e-05 over 1 epoch",
+        "- BatchNorm: frozen",
+        "- Seed: 0",
+        "- epoch 2: top 1 group + head, BN frozen",
+        "- Time: head phase ",
+        f"- Versions: tlkit {tlkit.__version__}, TensorFlow {tf.__version__}",
+        "- Validation accuracy at the last epoch (2): ",
+    ):
+        assert line in card, (line, card)
+    assert "(lr " not in card  # no single LR for a scheduled phase

@@ -47,6 +47,36 @@ def test_fine_tune_on_labeled_data_evaluates_the_test_split():
     assert "val_loss" in result.history.history  # the val split was used for validation
 
 
+def test_batch_size_defaults_to_the_plan_in_the_short_path_and_recipes(monkeypatch):
+    """No batch size given: `fine_tune(model, data)` and a recipe without `data.batch_size`
+    both take `tlkit.distribute.plan`'s default (one table, patched here)."""
+    import keras
+    import tensorflow as tf
+
+    from tlkit import distribute
+    from tlkit.recipes import Recipe
+    from tlkit.runner.train import resolve_batch
+
+    for device in ("cpu", "gpu"):
+        monkeypatch.setitem(distribute.DEFAULT_PER_REPLICA_BATCH, device, 5)
+    steps = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            steps.append(self.params["steps"])
+
+    data = _data()
+    model = tlkit.build_model(_backbone(), data)
+    tlkit.fine_tune(model, data, epochs=(1, 0), callbacks=[Steps()], verbose=0)
+    assert steps == [-(-data.num_examples("train") // 5)], steps
+    strategy = tf.distribute.get_strategy()
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}})
+    assert recipe.data.batch_size is None
+    assert resolve_batch(recipe, strategy).data.batch_size == 5
+    given = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"batch_size": 64}})
+    assert resolve_batch(given, strategy).data.batch_size == 64
+
+
 def test_fine_tune_on_datasets_has_no_test_metrics():
     data = _data()
     model = tlkit.build_model(_backbone(), data)
@@ -160,10 +190,13 @@ def test_cli_verbose_shows_debug_lines_and_restores_logging():
 
     logger = logging.getLogger("tlkit")
     before = logger.level
+    # The logger lets DEBUG through (for a run's train.log); the console handler filters.
     with cli._cli_logging(quiet=False, verbose=True):
-        assert logger.isEnabledFor(logging.DEBUG)
+        assert logger.isEnabledFor(logging.DEBUG) and logger.handlers[0].level == logging.DEBUG
     with cli._cli_logging(quiet=False):
-        assert not logger.isEnabledFor(logging.DEBUG)
+        assert [h.level for h in logger.handlers] == [logging.INFO]
+    with cli._cli_logging(quiet=True):
+        assert [h.level for h in logger.handlers] == [logging.WARNING]
     assert logger.level == before
     assert cli.build_parser().parse_args(["--verbose", "list"]).verbose
 
@@ -181,19 +214,40 @@ def test_summary_lines_count_the_epochs_that_ran(caplog):
     assert any(m.startswith("fine_tune: 2 epochs ran (0 head + 2 fine)") for m in messages), messages
 
 
-def test_train_logs_the_pretrained_result_before_the_scratch_comparison(tmp_path, capsys):
+def test_train_logs_the_pretrained_result_before_the_scratch_comparison(
+    tmp_path, capsys, monkeypatch
+):
+    """The pretrained run's result, model, exports and reports exist before the from-scratch
+    baseline starts; its result is merged into metrics.json and the card afterwards."""
     import json
     import os
 
     from tlkit import cli
+    from tlkit.runner import train
 
+    run_dir = tmp_path / "run"
+    seen = {}
+
+    def fake_baseline(recipe, run, data, verbose="auto"):
+        seen["files"] = {name: (run_dir / name).exists() for name in (
+            "metrics.json", "model.keras", "reports/model_card.md", "report.html",
+            "export/export.json")}
+        seen["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+        return {"accuracy": 0.125, "split": "test", "epochs": 1, "seconds": 3.0}
+
+    monkeypatch.setattr(train, "scratch_baseline", fake_baseline)
     smoke = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
-    assert cli.main(["train", smoke, "--output", str(tmp_path / "run"), "--set",
+    assert cli.main(["train", smoke, "--output", str(run_dir), "--set",
                      "phases.head_epochs=1", "--set", "phases.fine_epochs=1", "--set",
-                     "compare.scratch_epochs=1"]) == 0
+                     "compare.scratch_epochs=1", "--set", "output.export=[keras,savedmodel]"]) == 0
     captured = capsys.readouterr()
     err = captured.err.splitlines()
     first = [line for line in err if line.startswith("pretrained backbone: test accuracy")]
     assert first and "compare.scratch_epochs: 0 skips it" in first[0], err
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert f"{metrics['accuracy']:.4f}" in first[0] and "scratch" in metrics
+    assert all(seen["files"].values()), seen["files"]
+    assert "scratch" not in seen["metrics"] and "accuracy" in seen["metrics"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"{metrics['accuracy']:.4f}" in first[0]
+    assert metrics["scratch"]["accuracy"] == 0.125
+    card = (run_dir / "reports" / "model_card.md").read_text()
+    assert "trained from scratch on the same data: accuracy 0.1250" in card

@@ -51,6 +51,47 @@ def test_scratch_baseline_skips_savedmodel_backbones(tmp_path):
     assert RunDir(str(tmp_path)).read_json("scratch_baseline.json")["skipped"] == result["skipped"]
 
 
+def test_scratch_baseline_trains_without_keras_warnings(tmp_path):
+    """The baseline's `fit` on a shuffled tf.data pipeline passes no `shuffle=True` (Keras
+    warns that it ignores it)."""
+    import warnings
+
+    from tlkit.runner.data import load_data
+    from tlkit.runner.rundir import RunDir
+    from tlkit.runner.train import scratch_baseline
+
+    root = tmp_path / "images"
+    tlkit.data.make_image_folder(root, per_class=4, splits=("train", "test"))
+    recipe = Recipe.from_dict({
+        "backbone": {"name": "efficientnet_lite0", "options": {"image_size": 32}},
+        "data": {"source": "folder", "path": str(root), "batch_size": 4,
+                 "splits": {"train": "train", "test": "test"}},
+        "compare": {"scratch_epochs": 1},
+    })
+    data = load_data(recipe.data, recipe.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = scratch_baseline(recipe, RunDir(str(tmp_path / "run")), data, verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "shuffle" in m], messages
+    assert result["epochs"] == 1 and result["split"] == "test" and 0 <= result["accuracy"] <= 1
+
+
+def test_segments_name_the_bn_policy_only_for_backbones_with_batchnorm():
+    from tlkit import trainability
+    from tlkit.runner.train import plan_segments
+    from tlkit.testing import tiny_model, tiny_transformer
+
+    assert trainability.has_batch_norm(tiny_model())
+    transformer = tiny_transformer()  # LayerNorm only, as MiniLM
+    assert not trainability.has_batch_norm(transformer)
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"},
+                               "phases": {"head_epochs": 1, "fine_epochs": 2, "first": 1}})
+    labels = [s["label"] for s in plan_segments(recipe, 2, batch_norm=False)]
+    assert labels[1:] and not [label for label in labels if "BN" in label], labels
+    assert all("BN frozen" in s["label"] for s in plan_segments(recipe, 2)[1:])
+
+
 class _FakeStrategy:
     num_replicas_in_sync = 4
 

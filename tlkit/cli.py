@@ -36,7 +36,11 @@ class CommandError(Exception):
 
 
 def _verbose():
-    return 1 if sys.stderr.isatty() else 2
+    """Keras' progress verbosity: redrawn bars on a terminal, one plain line per epoch in a
+    file or pipe (no ANSI codes there)."""
+    from tlkit._progress import fit_verbose
+
+    return fit_verbose("auto")
 
 
 def _recipe(args):
@@ -355,8 +359,9 @@ def _cli_logging(quiet: bool, verbose: bool = False):
     saved = (list(logger.handlers), logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.handlers = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG)  # everything reaches a run's train.log; the console filters
     logger.propagate = False  # the CLI prints tlkit's messages once, whatever root logs
     try:
         yield
@@ -364,13 +369,24 @@ def _cli_logging(quiet: bool, verbose: bool = False):
         logger.handlers, logger.level, logger.propagate = saved
 
 
+def _native_log_filter(verbose: bool):
+    """TensorFlow's C++ log lines filtered off stderr (`tlkit._native_log`), unless `--verbose`
+    or `sys.stderr` is not the process's own (`main()` called in-process, e.g. under pytest)."""
+    if verbose or sys.stderr is not sys.__stderr__:
+        return contextlib.nullcontext()
+    from tlkit._native_log import filtered_stderr
+
+    return filtered_stderr()
+
+
 def main(argv=None) -> int:
     """Entry point of the `tlkit` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:  # before TensorFlow's first import (the subcommands import it)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _cli_logging(args.quiet, args.verbose):
+        with _native_log_filter(args.verbose), _cli_logging(args.quiet, args.verbose):
             return args.func(args)
     except KeyboardInterrupt:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)

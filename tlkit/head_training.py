@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tlkit import heads as heads_lib
+from tlkit._progress import fit_verbose
 from tlkit.data import extract_feature_arrays, extract_feature_shards
 from tlkit.trainability import find_backbone
 
@@ -146,7 +147,7 @@ def train_head_on_features(
         steps_per_execution=steps_per_execution,
     )
     history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                       verbose=verbose, shuffle=False)
+                       verbose=fit_verbose(verbose), shuffle=False)
     logger.info("train_head_on_features: %d head epochs ran on cached features",
                 len(history.epoch))
     return history

@@ -4,9 +4,45 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 RUN_MODEL = "model.keras"
 RUN_CALIBRATION = "calibration.json"
+# Keras' message when a config names a class nobody registered (followed by a config dump).
+_UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")
+
+
+class ModelLoadError(ValueError):
+    """A saved model names a Keras class that is not registered in this process."""
+
+
+def load_keras_model(path, **kwargs):
+    """`keras.models.load_model(path, **kwargs)`, with Keras' "Could not locate class" error
+    (a `TypeError` followed by kilobytes of config) turned into one `ModelLoadError` line that
+    says what to do."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, **kwargs)
+    except TypeError as err:
+        found = _UNKNOWN_CLASS.search(str(err))
+        if found is None:
+            raise
+        name = found.group(1)
+        # Its registered name, `package>Class`, is in the config dump that follows.
+        registered = re.search(rf"'([\w.-]+>{re.escape(name)})'", str(err))
+        registered = registered.group(1) if registered else name
+        if registered.startswith("tlkit>"):
+            fix = ("it is a tlkit layer this tlkit version does not have (saved by a newer "
+                   "tlkit?): upgrade tlkit, or load the run's serving SavedModel / TFLite export "
+                   "(`tlkit export RUN --format savedmodel`), which need no tlkit")
+        else:
+            fix = ("it is a custom class: import the module that defines it (decorated with "
+                   "@keras.saving.register_keras_serializable) before loading, or pass "
+                   f"custom_objects={{'{registered}': TheClass}}")
+        raise ModelLoadError(
+            f"{path}: Keras could not find class {name!r} ({registered!r}); {fix}"
+        ) from None
 
 
 def load(path, **kwargs):
@@ -25,6 +61,8 @@ def load(path, **kwargs):
 
     Raises:
         FileNotFoundError: no such file, or a folder without `model.keras`.
+        ModelLoadError: the model uses a Keras class that no imported module registers (the
+            message names it and the fix).
 
     Example:
     ```python
@@ -32,7 +70,6 @@ def load(path, **kwargs):
     tlkit.predict(model, "my_image.png")[0]["class"]
     ```
     """
-    import keras
 
     import tlkit
 
@@ -41,13 +78,13 @@ def load(path, **kwargs):
     if not os.path.isdir(path):
         if not os.path.exists(path):
             raise FileNotFoundError(f"no model at {path}: pass a .keras file or a run folder")
-        return keras.models.load_model(path, **kwargs)
+        return load_keras_model(path, **kwargs)
     model_path = os.path.join(path, RUN_MODEL)
     if not os.path.exists(model_path):
         raise FileNotFoundError(
             f"{path} has no {RUN_MODEL}: not a finished tlkit run (train it with tlkit train)")
     kwargs.setdefault("compile", False)
-    return with_run_calibration(keras.models.load_model(model_path, **kwargs), path)
+    return with_run_calibration(load_keras_model(model_path, **kwargs), path)
 
 
 def with_run_calibration(model, run_folder):

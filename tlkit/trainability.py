@@ -55,6 +55,19 @@ def _batch_norms(layer) -> list:
 
 
 
+def has_batch_norm(model) -> bool:
+    """Whether the model's backbone (else the model) has BatchNorm: `BatchNormalization` layers
+    or SavedModel variables marked as BN gamma/beta. Transformers (MiniLM: LayerNorm) have
+    none, so the BN policy means nothing for them."""
+    backbone = find_backbone(model) or model
+    for layer in backbone._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization) or getattr(
+            layer, "_has_bn_stats", False  # a SavedModel backbone with BN moving statistics
+        ):
+            return True
+    return any(getattr(v, "_tlkit_bn_affine", False) for v in backbone.weights)
+
+
 def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[LayerGroup]:
     """Makes exactly `trainable_groups` trainable and freezes every other group.
 

@@ -6,8 +6,7 @@ import json
 import logging
 import os
 
-import keras
-
+from tlkit._progress import progbar
 from tlkit.config import EXPORT_FORMATS as FORMATS
 from tlkit.export.formats import (
     _is_text,
@@ -42,7 +41,7 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
     os.makedirs(folder, exist_ok=True)
     results = {}
-    bar = keras.utils.Progbar(len(formats), unit_name="format") if len(formats) > 1 else None
+    bar = progbar(len(formats), unit_name="format") if len(formats) > 1 else None
     for fmt in formats:
         if bar is not None:
             bar.add(0)  # shows the bar before the (slow) first conversion

@@ -366,6 +366,41 @@ class MomentumScheduler(keras.callbacks.Callback):
         self._target = None
 
 
+def describe(config) -> dict:
+    """What `from_config` (and the optimizer around it) does, in words, per phase:
+    `{"head": ..., "fine": ...}` (a phase of 0 epochs is left out), for model cards.
+
+    Example:
+    ```python
+    describe(tlkit.FineTuneConfig(head_epochs=2, fine_epochs=5, lr=3e-4, head_lr=3e-3))
+    # {"head": "constant 0.003 for 2 epochs", "fine": "cosine 0.0003 -> 3e-06 over 5 epochs"}
+    ```
+    """
+    def epochs(n):
+        return f"{n} epoch{'s' * (n != 1)}"
+
+    phases = {}
+    if config.head_epochs:
+        phases["head"] = f"constant {config.resolved_head_lr:g} for {epochs(config.head_epochs)}"
+    if config.fine_epochs:
+        lr = float(config.lr)
+        if config.lr_schedule == "constant":
+            text = f"constant {lr:g}"
+        elif config.lr_schedule == "cosine":
+            text = f"cosine {lr:g} -> {lr * 0.01:g}"  # CosineDecay(alpha=0.01) below
+        elif config.lr_schedule == "one_cycle":
+            text = f"one-cycle {lr / 5:g} -> {lr:g} (first 30%) -> {lr / 1e5:g}"  # OneCycle below
+        else:
+            text = f"{config.lr_schedule} from {lr:g}"
+        text += f" over {epochs(config.fine_epochs)}"
+        if config.layer_decay is not None:
+            text += f", x{config.layer_decay:g} per group below the top"
+        elif config.layerwise_decay is not None:
+            text += f", /{config.layerwise_decay:g} per group below the top"
+        phases["fine"] = text
+    return phases
+
+
 def from_config(config, steps_per_epoch: int):
     """The learning rate of a `tlkit.FineTuneConfig` over its epochs, per optimizer step.
 

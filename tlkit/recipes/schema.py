@@ -135,7 +135,8 @@ class DataConfig:
         per_class: examples kept per class: an int (train split) or `{split: int}`.
         augmentation: `{name: value}` for `tlkit.data.augmentation` (e.g. `flip: horizontal`,
             `rotation: 0.1`, `zoom: 0.1`); images only; not used on cached features.
-        batch_size: examples per batch.
+        batch_size: examples per batch (per replica); default (null): the device's, from
+            `tlkit.distribute.plan` (32 on CPU, 64 on GPU, 128 per TPU core).
         cache_features: train the head on features extracted once from the frozen backbone.
         slice_by: metadata column to slice test metrics by (e.g. `source`).
         allow_leakage: train even when the data audit finds the same example in two splits
@@ -156,7 +157,7 @@ class DataConfig:
     image_size: int | list[int] | None = None
     per_class: int | dict[str, int] | None = None
     augmentation: dict[str, Any] = dataclasses.field(default_factory=dict)
-    batch_size: int = 32
+    batch_size: int | None = None
     cache_features: bool = False
     slice_by: str | None = None
     allow_leakage: bool = False
@@ -168,7 +169,7 @@ class DataConfig:
         missing = [k for k in registry.DATA_SOURCES.get(self.source).needs if not getattr(self, k)]
         if missing:
             raise RecipeError(f"{path}.{missing[0]}: required when {path}.source is {self.source!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             _fail(f"{path}.batch_size", "an int >= 1", self.batch_size)
         if isinstance(self.image_size, list) and (
             len(self.image_size) != 2 or min(self.image_size) < 1

@@ -25,6 +25,7 @@ from tlkit.reports.confusions import most_confused
 from tlkit.reports.html_report import render_html_report, write_html_report
 from tlkit.reports.metrics import (
     classification_metrics,
+    final_validation,
     format_report,
     overfitting_warning,
     slice_warnings,
@@ -39,6 +40,7 @@ from tlkit.reports.plots import (
 )
 from tlkit.reports.show_results import show_results
 from tlkit.reports.top_losses import TopLosses, top_losses, top_losses_from_predictions
+from tlkit.reports.versions import library_versions
 
 __all__ = [
     "TopLosses",
@@ -57,6 +59,8 @@ __all__ = [
     "top_losses_from_predictions",
     "write_html_report",
     "classification_metrics",
+    "final_validation",
+    "library_versions",
     "format_report",
     "model_card",
     "overfitting_warning",
@@ -122,6 +126,9 @@ def write_reports(
         warning = overfitting_warning(history)
         if warning:
             warnings.append(warning)
+        validation = final_validation(history)
+        if validation is not None:
+            metrics["final_validation"] = validation
     if calibration is not None:
         target = os.path.join(folder, "reliability_diagram.png")
         with atomic_path(target) as tmp:

@@ -30,8 +30,9 @@ def classification_metrics(y_true, probs, class_names) -> dict:
     Returns:
         `{"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "num_examples",
         "per_class": {name: {precision, recall, f1, support}}, "confusion_matrix": [[...]],
-        "most_confused": [{true, predicted, count, share}]}` (plain JSON types). Rows of the
-        confusion matrix are true classes, columns predicted classes. Balanced accuracy is the
+        "confusion_matrix_axes": {rows, columns, labels}, "most_confused": [{true, predicted,
+        count, share}]}` (plain JSON types). Rows of the confusion matrix are true classes,
+        columns predicted classes, both in `labels` order (`confusion_matrix_axes` says so). Balanced accuracy is the
         mean recall over the classes present in `y_true`.
 
     Example:
@@ -73,8 +74,35 @@ def classification_metrics(y_true, probs, class_names) -> dict:
         "num_examples": int(len(y_true)),
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
+        "confusion_matrix_axes": {"rows": "true class", "columns": "predicted class",
+                                  "labels": [str(name) for name in class_names]},
         "most_confused": most_confused(matrix, class_names),
     }
+
+
+def final_validation(history) -> dict | None:
+    """The validation score of the last epoch that had one, and the best one:
+    `{"epoch", "accuracy", "loss", "best_epoch", "best_accuracy"}` (epochs count from 1; keys
+    without a value are left out), or `None` when no epoch was validated.
+
+    Args:
+        history: per-epoch records (`RunDir.history()`: dicts with `epoch` from 0 and Keras'
+            `val_*` logs).
+    """
+    records = [r for r in history or () if "val_accuracy" in r or "val_loss" in r]
+    if not records:
+        return None
+    last = records[-1]
+    result = {"epoch": int(last.get("epoch", len(records) - 1)) + 1}
+    for key in ("accuracy", "loss"):
+        if f"val_{key}" in last:
+            result[key] = float(last[f"val_{key}"])
+    scored = [r for r in records if "val_accuracy" in r]
+    if scored:
+        best = max(scored, key=lambda r: r["val_accuracy"])
+        result["best_epoch"] = int(best.get("epoch", records.index(best))) + 1
+        result["best_accuracy"] = float(best["val_accuracy"])
+    return result
 
 
 def sliced_metrics(y_true, probs, groups, name: str = "group") -> dict:

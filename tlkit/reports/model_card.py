@@ -19,6 +19,7 @@ def model_card(
     exports: dict | None = None,
     extra_limitations=(),
     calibration: dict | None = None,
+    training: dict | None = None,
 ) -> str:
     """Renders the model card.
 
@@ -36,6 +37,11 @@ def model_card(
         exports: `{format: path}`.
         extra_limitations: more limitation sentences.
         calibration: `calibration_summary(...)` output (ECE, temperature), when measured.
+        training: how the model was trained, each entry a line of the Training section when
+            present: `input`, `augmentation`, `batch_size`, `optimizer`, `learning_rate`
+            (`{phase: description}`, e.g. `tlkit.schedules.describe(config)`), `batch_norm`,
+            `seed`. `metrics["timings"]` (`{phase: seconds}`) and `metrics["versions"]`
+            (`library_versions()`) are listed there too.
 
     Returns:
         Markdown text.
@@ -66,11 +72,12 @@ def model_card(
     for split, count in (data.get("splits") or {}).items():
         lines.append(f"- {split}: {count} examples")
     lines += ["", "## Training", ""]
+    lines += _training_lines(training or {})
     for stage in stages or []:
         first, last = stage["start"] + 1, stage["end"]
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"
-        lr = f" (lr {stage['lr']:g})" if stage.get("lr") else ""
-        lines.append(f"- {when}: {stage.get('label', stage['name'])}{lr}")
+        lines.append(f"- {when}: {stage.get('label', stage['name'])}")
+    lines += _run_lines(metrics)
     lines += ["", f"## Metrics ({evaluated_on} split, {metrics['num_examples']} examples)", ""]
     lines.append(f"- Accuracy: **{metrics['accuracy']:.4f}**")
     if "balanced_accuracy" in metrics:
@@ -80,6 +87,14 @@ def model_card(
     lines.append(
         f"- Macro F1: {metrics['macro_f1']:.4f}; weighted F1: {metrics['weighted_f1']:.4f}"
     )
+    validation = metrics.get("final_validation")
+    if validation and "accuracy" in validation:
+        lines.append(
+            f"- Validation accuracy at the last epoch ({validation['epoch']}): "
+            f"{validation['accuracy']:.4f}"
+            + (f" (best {validation['best_accuracy']:.4f} at epoch {validation['best_epoch']})"
+               if "best_accuracy" in validation else "")
+        )
     if calibration:
         lines.append(f"- {calibration_sentence(calibration)}")
     scratch = metrics.get("scratch") or {}
@@ -135,6 +150,42 @@ def model_card(
         lines += ["", "## Files", ""]
         lines += [f"- {fmt}: `{path}`" for fmt, path in exports.items()]
     return "\n".join(lines) + "\n"
+
+
+_PHASES = {"head": "head phase", "fine": "fine-tuning", "all": "training",
+           "evaluation": "evaluation", "export": "export", "scratch": "from-scratch baseline"}
+
+
+def _training_lines(training: dict) -> list[str]:
+    lines = []
+    if training.get("input"):
+        lines.append(f"- Input: {training['input']}")
+    if "augmentation" in training:
+        lines.append(f"- Augmentation: {training['augmentation'] or 'none'}")
+    if training.get("batch_size"):
+        lines.append(f"- Batch size: {training['batch_size']}")
+    if training.get("optimizer"):
+        lines.append(f"- Optimizer: {training['optimizer']}")
+    for phase, text in (training.get("learning_rate") or {}).items():
+        lines.append(f"- Learning rate, {_PHASES.get(phase, phase)}: {text}")
+    if training.get("batch_norm"):
+        lines.append(f"- BatchNorm: {training['batch_norm']}")
+    if training.get("seed") is not None:
+        lines.append(f"- Seed: {training['seed']}")
+    return lines
+
+
+def _run_lines(metrics: dict) -> list[str]:
+    from tlkit.reports.versions import format_versions
+
+    lines = []
+    timings = metrics.get("timings") or {}
+    if timings:
+        lines.append("- Time: " + ", ".join(
+            f"{_PHASES.get(k, k)} {v:.0f} s" for k, v in timings.items() if v is not None))
+    if metrics.get("versions"):
+        lines.append(f"- Versions: {format_versions(metrics['versions'])}")
+    return lines
 
 
 def calibration_sentence(calibration: dict) -> str:

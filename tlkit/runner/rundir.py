@@ -10,6 +10,8 @@ runs/<recipe name>/
   model.keras          the trained model (reloads with keras.models.load_model, safe mode)
   class_names.json
   metrics.json         test (or validation) metrics
+  train.log            tlkit's log lines of every attempt, plain text (under the CLI: DEBUG
+                       and up, e.g. the trainable-parameter table of each unfreezing step)
   reports/             classification report, confusion matrix, learning curves, model card
   export/              exported models (savedmodel/, model.tflite, hub/, parity.json)
 ```
@@ -21,6 +23,7 @@ run is never deleted or overwritten unless the caller asks (`force=True`).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -34,6 +37,7 @@ __all__ = ["RECIPE_FILE", "STATE_FILE", "RunDir", "RunError", "atomic_path", "at
 logger = logging.getLogger("tlkit")
 
 STATE_FILE = "state.json"
+LOG_FILE = "train.log"
 RECIPE_FILE = "recipe.yaml"
 
 
@@ -256,3 +260,19 @@ def open_run(path) -> RunDir:
             f"{run.path} has no model.keras: not a finished tlkit run (train it with tlkit train)"
         )
     return run
+
+
+@contextlib.contextmanager
+def run_log(run: RunDir):
+    """Within the block, the `tlkit` logger's records also go to the run's `train.log` (appended:
+    a resumed run keeps the earlier attempts' lines), whatever level reaches the logger (the CLI
+    lets DEBUG through and filters its console itself). Plain text: tlkit logs no ANSI codes."""
+    tlkit_logger = logging.getLogger("tlkit")
+    handler = logging.FileHandler(run.file(LOG_FILE), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tlkit_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        tlkit_logger.removeHandler(handler)
+        handler.close()

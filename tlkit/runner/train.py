@@ -34,10 +34,19 @@ from tlkit import optimizers as optimizers_lib
 from tlkit.backbones.resolve import BackboneOptionError
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.lr_finder import lr_find
+from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
+from tlkit.reports.versions import library_versions
 from tlkit.runner.data import load_data, recipe_strategy
-from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
-from tlkit.saving import with_run_calibration
+from tlkit.runner.rundir import (
+    RunDir,
+    RunError,
+    atomic_path,
+    atomic_write_text,
+    open_run,
+    run_log,
+)
+from tlkit.saving import load_keras_model, with_run_calibration
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
@@ -100,6 +109,17 @@ def _optimizer(recipe, learning_rate):
     return optimizers_lib.from_config(recipe.fine_tune_config(), learning_rate)
 
 
+def resolve_batch(recipe, strategy):
+    """The recipe with `data.batch_size` (per replica) filled from `tlkit.distribute.plan`
+    (the device's default: 32 on CPU, 64 on GPU, 128 per TPU core) when the recipe leaves it
+    null."""
+    if recipe.data.batch_size is not None:
+        return recipe
+    batch = distribute.plan(strategy).per_replica_batch
+    logger.info("data.batch_size: %d per replica (tlkit.distribute.plan's default here)", batch)
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, batch_size=batch))
+
+
 def resolve_execution(recipe, strategy):
     """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.plan`
     (32 on a TPU, 1 elsewhere) when the recipe leaves it null."""
@@ -122,11 +142,12 @@ def plan_stages(recipe: Recipe) -> list[dict]:
     return [{"name": "all", "start": 0, "end": head + fine}]
 
 
-def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
+def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True) -> list[dict]:
     """What trains when, for reports: `[{name, label, start, end, unfrozen, lr}]`.
 
     One segment per change of the unfreezing schedule; `unfrozen` counts the top backbone
-    groups that train (`num_groups` = all).
+    groups that train (`num_groups` = all). `batch_norm`: whether the backbone has BatchNorm
+    (the labels name the BN policy only then: a transformer has LayerNorm instead).
     """
     phases, opt = recipe.phases, recipe.optimizer
     head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
@@ -141,7 +162,7 @@ def plan_segments(recipe: Recipe, num_groups: int) -> list[dict]:
         else:
             short = "all" if n >= num_groups else f"top {n}"
             label = ("all groups" if n >= num_groups else f"top {n} group{'s' * (n != 1)}") + (
-                f" + head, BN {phases.bn_policy}"
+                " + head" + (f", BN {phases.bn_policy}" if batch_norm else "")
             )
         segments.append(
             {
@@ -241,7 +262,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
 
 def _train(recipe, run, model, data, verbose):
     num_groups = sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
-    segments = plan_segments(recipe, num_groups)
+    segments = plan_segments(recipe, num_groups, trainability.has_batch_norm(model))
     run.update_state(segments=segments)
     if run.last_stage_done:
         logger.info("resuming after stage %s", run.last_stage_done)
@@ -250,12 +271,15 @@ def _train(recipe, run, model, data, verbose):
         if run.stage_done(stage["name"]):
             continue
         logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1, stage["end"])
+        started = time.time()
         if stage["name"] == "head":
             _head_on_features(recipe, run, model, data, stage, segments, verbose)
         else:
             _fine_tune(recipe, run, model, data, stage, segments, verbose)
         with atomic_path(run.stage_weights(stage["name"])) as tmp:
             model.save_weights(tmp)
+        seconds = {**run.state.get("stage_seconds", {}), stage["name"]: _since(started)}
+        run.update_state(stage_seconds=seconds)  # this attempt's, when the stage resumed
         run.mark_stage_done(stage["name"])
     logger.info("trainable parameters at the end:\n%s", tlkit.format_summary(model))
 
@@ -291,9 +315,10 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
     if status == "complete":
         logger.info("%s is already trained with this recipe; pass --force to retrain", run.path)
         return run.path
-    logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
     try:
-        _run(recipe, run, verbose)
+        with run_log(run):
+            logger.info("%s run in %s", "resuming" if status == "resume" else "starting", run.path)
+            _run(recipe, run, verbose)
     except BaseException as err:
         if status == "new":
             run.settle(err)
@@ -307,7 +332,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     keras.utils.set_random_seed(recipe.seed)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = resolve_execution(_per_replica(recipe, strategy), strategy)
+        recipe = resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy),
+                                   strategy)
         data = load_data(recipe.data, recipe.seed)
         report = tdata.audit(data, progress=verbose != 0)
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
@@ -330,23 +356,41 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         _train(recipe, run, model, data, verbose)
         with atomic_path(run.model_path) as tmp:
             model.save(tmp)
+    evaluation_started = time.time()
     found = _interpret(recipe, run, model, data, verbose)
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
-    metrics["train_seconds"] = round(time.time() - started, 1)
+    metrics["train_seconds"] = _since(started)
+    metrics["timings"] = {**run.state.get("stage_seconds", {}),
+                          "evaluation": _since(evaluation_started)}
+    metrics["versions"] = library_versions()
+    export_started = time.time()
+    exports = _export(recipe, run, _served(run, model), data)
+    metrics["timings"]["export"] = _since(export_started)
+    _write_records(recipe, run, model, data, metrics, found, exports)
     if recipe.compare.scratch_epochs:
-        # The pretrained result first: the from-scratch comparison can take longer than it.
+        # The pretrained result, its model, exports and reports first: the from-scratch
+        # comparison can take longer than all of them; its result is merged in afterwards.
         logger.info(
-            "pretrained backbone: %s accuracy %.4f; now the from-scratch comparison "
-            "(%d epochs; compare.scratch_epochs: 0 skips it)",
+            "pretrained backbone: %s accuracy %.4f (model, exports and reports written); now "
+            "the from-scratch comparison (%d epochs; compare.scratch_epochs: 0 skips it)",
             metrics.get("split", "test"), metrics.get("accuracy", float("nan")),
             recipe.compare.scratch_epochs,
         )
         metrics["scratch"] = scratch_baseline(recipe, run, data, verbose)
-    exports = _export(recipe, run, _served(run, model), data)
+        metrics["timings"]["scratch"] = metrics["scratch"].get("seconds")
+        _write_records(recipe, run, model, data, metrics, found, exports)
+    run.mark_complete(train_seconds=metrics["train_seconds"])
+
+
+def _since(started: float) -> float:
+    return round(time.time() - started, 1)
+
+
+def _write_records(recipe, run, model, data, metrics, found, exports) -> None:
+    """`metrics.json`, the model card and `report.html` from what the run knows so far."""
     run.write_json("metrics.json", metrics)
     _write_card(recipe, run, model, data, metrics, exports)
     write_report(recipe, run, data, metrics, found, exports)
-    run.mark_complete(train_seconds=metrics["train_seconds"])
 
 
 def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
@@ -432,6 +476,7 @@ def scratch_baseline(recipe: Recipe, run: RunDir, data, verbose="auto") -> dict:
         validation_data=val,
         epochs=recipe.compare.scratch_epochs,
         verbose=verbose,
+        shuffle=False,  # the dataset comes shuffled (Keras warns about shuffle=True with one)
     )
     split = "test" if data.test is not None else "val"
     test = tdata.batch(data.split(split), batch_size, training=False, seed=seed)
@@ -681,10 +726,58 @@ def _write_card(recipe, run, model, data, metrics, exports):
         warnings=metrics.get("warnings", ()),
         slices=metrics.get("slices"),
         calibration=metrics.get("calibration"),
+        training=_training_record(recipe, model, data),
         evaluated_on=metrics.get("split", "test"),
         exports={k: v.get("path", v.get("skipped")) for k, v in (exports or {}).items()},
     )
     atomic_write_text(os.path.join(run.reports, "model_card.md"), text)
+
+
+def _training_record(recipe, model, data) -> dict:
+    """How the run trained, for the model card's Training section (`model_card(training=)`)."""
+    config = recipe.fine_tune_config()
+    spec = recipe.data.augmentation if data.kind == "image" else {}
+    augmentation = ", ".join(f"{k}: {v}" for k, v in spec.items())
+    if augmentation and recipe.data.cache_features:
+        augmentation += " (fine-tuning epochs only: the head phase trains on cached features)"
+    optimizer = config.optimizer + (
+        f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
+    batch_norm = None
+    if trainability.has_batch_norm(model):
+        batch_norm = {
+            "frozen": "frozen (inference mode: statistics and gamma/beta fixed)",
+            "train_affine": "statistics frozen, gamma/beta trained",
+            "update": "statistics updated and gamma/beta trained in unfrozen groups",
+        }.get(config.bn_policy, config.bn_policy)
+    return {
+        "input": _input_description(model, data),
+        "augmentation": augmentation,
+        "batch_size": recipe.data.batch_size,
+        "optimizer": optimizer,
+        "learning_rate": schedules.describe(config),
+        "batch_norm": batch_norm,
+        "seed": recipe.seed,
+    }
+
+
+def _input_description(model, data) -> str:
+    """E.g. `28x28x1 pixels in [0, 255] (resized to 128x128 px, 3 channels, scaled to [-1, 1]
+    inside the model)`."""
+    from tlkit.preprocessing import ImagePreprocessing
+
+    if data.kind == "text":
+        return "strings, tokenized inside the model"
+    raw = "x".join(str(d) for d in data.input_shape) if data.input_shape else "any-size"
+    layer = next((x for x in model._flatten_layers(include_self=False)
+                  if isinstance(x, ImagePreprocessing)), None)
+    if layer is None:
+        return f"{raw} pixels in [0, 255]"
+    info = layer.input_info
+    size = ("resized to " + "x".join(map(str, info.image_size)) + " px" if info.image_size
+            else "at the data's size")
+    low, high = info.value_range
+    return (f"{raw} pixels in [0, 255] ({size}, {info.channels} channels, scaled to "
+            f"[{low:g}, {high:g}] inside the model)")
 
 
 def sample_inputs(data, n=32, split=None):
@@ -721,7 +814,7 @@ def load_run_model(run: RunDir, calibrated: bool = True) -> keras.Model:
     temperature applied (`output.temperature_scaling`) unless `calibrated=False`."""
     import tlkit.pretrained  # noqa: F401  (registers the pretrained backbones' classes)
 
-    model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    model = load_keras_model(run.model_path, safe_mode=True, compile=False)
     return _served(run, model) if calibrated else model
 
 
@@ -800,7 +893,8 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
-    with distribute.strategy_scope(**recipe_strategy(recipe)):
+    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+        recipe = resolve_batch(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
         trainability.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)

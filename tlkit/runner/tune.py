@@ -87,7 +87,7 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
 
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         data = load_data(recipe.data, recipe.seed)
-        batch_size = recipe.data.batch_size
+        batch_size = distribute.plan(strategy, recipe.data.batch_size).global_batch
         train = tdata.batch(data.split("train"), batch_size, training=True, seed=recipe.seed)
         val = None if data.val is None else tdata.batch(data.val, batch_size, training=False,
                                                         seed=recipe.seed)

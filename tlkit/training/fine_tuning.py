@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tlkit import config as config_lib
 from tlkit import heads as heads_lib
+from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.model import is_labeled_data
 from tlkit.training.label_smoothing import with_label_smoothing
@@ -180,7 +181,7 @@ def fine_tune(
     loss=None,
     metrics=None,
     steps_per_epoch=None,
-    batch_size=32,
+    batch_size=None,
     shuffle=True,
     verbose="auto",
     **overrides,
@@ -220,7 +221,10 @@ def fine_tune(
             are not part of the backup (a Keras limitation).
         loss, metrics: override the model's compiled (or its head's default) loss and metrics.
         steps_per_epoch: batches per epoch, needed when `train`'s length is unknown.
-        batch_size, shuffle: for array data (a dataset is used as it comes).
+        batch_size: per replica for a `LabeledData`, global for arrays; default (`None`):
+            `tlkit.distribute.plan`'s for the model's device (32 on CPU, 64 on GPU, 128 per
+            TPU core). A dataset is used as it comes.
+        shuffle: for array data.
         verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
 
     Returns:
@@ -243,6 +247,10 @@ def fine_tune(
     data = None
     if is_labeled_data(train):
         data, train, validation, batch_size = _pipelines(model, train, validation, batch_size)
+    elif batch_size is None:
+        from tlkit import distribute
+
+        batch_size = distribute.plan(model.distribute_strategy).global_batch
     fields, optimizer, schedule = _legacy_overrides(overrides)
     config = config_lib.FineTuneConfig.from_config(
         {} if config is None else config).replace(**fields)
@@ -289,7 +297,7 @@ def fine_tune(
         validation_data=validation,
         epochs=plan.epochs,
         callbacks=all_callbacks,
-        verbose=verbose,
+        verbose=fit_verbose(verbose),  # no ANSI bars in a file or pipe
         **fit_kwargs,
     )
     history.history["unfrozen_groups"] = [
@@ -334,7 +342,8 @@ def _pipelines(model, data, validation, batch_size):
     """Train / val pipelines of a LabeledData, batched for the model's strategy."""
     from tlkit import distribute
 
-    global_batch = distribute.plan(model.distribute_strategy, int(batch_size)).global_batch
+    per_replica = None if batch_size is None else int(batch_size)  # None: the plan's default
+    global_batch = distribute.plan(model.distribute_strategy, per_replica).global_batch
     train = data.pipeline("train", global_batch, training=True, seed=0)
     if validation is None and data.val is not None:
         validation = data.pipeline("val", global_batch)

@@ -303,7 +303,9 @@ class GradualUnfreezing(keras.callbacks.Callback):
         logger.debug("trainable parameters per group:\n%s", trainability.format_summary(self.model))
         # Print unless tlkit's own logger already has a console handler (the CLI's): no doubles.
         shown = logger.isEnabledFor(logging.INFO) and any(
-            isinstance(h, logging.StreamHandler) for h in logging.getLogger("tlkit").handlers
+            isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+            and h.level <= logging.INFO  # a console that shows INFO (a run's train.log is not)
+            for h in logging.getLogger("tlkit").handlers
         )
         if self.verbose and not shown:
             _print_msg(message)

@@ -13,9 +13,9 @@ import collections
 import logging
 import os
 
-import keras
 import numpy as np
 
+from tlkit._progress import progbar
 from tlkit.data.audit._audit_sources import DatasetSource, FolderSource, Item, jsonable
 from tlkit.data.audit._near_duplicates import embed_size, model_channels, near_duplicates
 from tlkit.data.audit.audit_report import AuditReport
@@ -102,7 +102,7 @@ def audit(
         notes.append(message)
     items: list[Item] = []
     total = sum(limit.values()) if limit is not None else source.total
-    bar = keras.utils.Progbar(total, unit_name="example") if progress and total else None
+    bar = progbar(total, unit_name="example") if progress and total else None
     for item, _ in source.iterate(limit, with_values=False):
         items.append(item)
         if bar is not None and len(items) % 256 == 0:

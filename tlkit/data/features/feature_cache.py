@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tlkit._progress import progbar
 from tlkit.data.features._feature_model import call_feature_model
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,7 @@ def weights_fingerprint(model) -> str | None:
 
 def _compute(feature_model, batches: tf.data.Dataset, progress: bool):
     card = int(batches.cardinality())
-    bar = keras.utils.Progbar(
-        card if card >= 0 else None, verbose=1 if progress else 0, unit_name="batch"
-    )
+    bar = progbar(card if card >= 0 else None, progress, unit_name="batch")
     features, labels = [], []
     for step, element in enumerate(batches.prefetch(tf.data.AUTOTUNE), start=1):
         if not (isinstance(element, tuple) and len(element) == 2):

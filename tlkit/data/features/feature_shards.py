@@ -32,10 +32,10 @@ import logging
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from tlkit._progress import progbar
 from tlkit.data.features._feature_model import call_feature_model
 from tlkit.data.features.feature_cache import _atomic_write, weights_fingerprint
 
@@ -239,7 +239,7 @@ def _extract_part(
     if done:
         logger.info("Resuming feature extraction in %s after %d examples", folder, done)
     card = int(ds.cardinality())
-    bar = keras.utils.Progbar(card if card >= 0 else None, verbose=1 if progress else 0)
+    bar = progbar(card if card >= 0 else None, progress)
     pending_x, pending_y, seen = [], [], done
     for x, y in ds.skip(done).batch(int(batch_size)).prefetch(tf.data.AUTOTUNE):
         out = call_feature_model(feature_model, x).astype("float32", copy=False)
