@@ -5,7 +5,9 @@ evaluations only, and the paper reports gains in and (more) out of distribution.
 from __future__ import annotations
 
 import logging
+import os
 
+import keras
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -56,3 +58,34 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
                        for p, f in zip(pretrained, fine)])
     logger.info("WiSE-FT: alpha %.2f (%s %s)", best, metric, scores)
     return {"alpha": best, "scores": scores}
+
+
+class FineTuneStartWeights(keras.callbacks.Callback):
+    """Keeps `model.get_weights()` from the start of epoch `epoch` (the end of the head phase,
+    or of a linear probe run before `fit`): the "pretrained" end of WiSE-FT, with the new head.
+
+    Args:
+        epoch: the epoch (0-based) at whose start the weights are taken (`head_epochs`).
+        path: optional `.npz` file that keeps them across an interrupted and resumed `fit`
+            (`fine_tune` puts it in its `checkpoint_dir`).
+    """
+
+    def __init__(self, epoch: int, path: str | None = None):
+        super().__init__()
+        self.epoch, self.path, self.weights = int(epoch), path, None
+
+    def on_train_begin(self, logs=None):
+        self.weights = None
+        if self.path and os.path.exists(self.path):
+            with np.load(self.path) as saved:
+                self.weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.epoch or self.weights is not None:
+            return
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        if self.path:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            tmp = self.path + ".tmp.npz"
+            np.savez(tmp, *self.weights)
+            os.replace(tmp, self.path)
