@@ -162,3 +162,20 @@ def test_focal_loss_in_fine_tune_and_its_sparse_form():
     with pytest.raises(config_lib.ConfigError, match="loss_type: 'focal' replaces"):
         tlkit.fine_tune(model, (x, y), loss="sparse_categorical_crossentropy",
                         loss_type="focal", verbose=0)
+
+
+def test_audit_suggests_class_weights_or_focal_loss_when_imbalanced():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (20, 6, 6, 3)).astype("uint8")
+    balanced = tlkit.data.audit({"train": (x[:8], np.arange(8) % 2)}, class_names=["a", "b"])
+    assert balanced.imbalance_suggestion is None
+    assert "class imbalance" not in balanced.to_text()
+    skewed = tlkit.data.audit({"train": (x, [0] * 16 + [1] * 4)}, class_names=["a", "b"])
+    line = ("class imbalance: train ratio 4.0 (>= 3); consider regularization.class_weight: "
+            "balanced or regularization.loss: focal in the recipe")
+    assert skewed.imbalance_suggestion.startswith(line)
+    assert line in skewed.to_text()
+    # The keys it names are recipe keys.
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "regularization": {
+        "class_weight": "balanced", "loss": "focal"}})
+    assert recipe.fine_tune_config().loss_type == "focal"

@@ -71,6 +71,13 @@ def model_card(
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"
         lr = f" (lr {stage['lr']:g})" if stage.get("lr") else ""
         lines.append(f"- {when}: {stage.get('label', stage['name'])}{lr}")
+    wise = metrics.get("wise_ft")
+    if wise:
+        scores = ", ".join(f"{a}: {v:.4f}" for a, v in wise["scores"].items())
+        lines.append(
+            f"- WiSE-FT: final weights = (1 - alpha) x start of fine-tuning + alpha x end, "
+            f"alpha **{wise['alpha']:g}**, chosen on validation {wise['metric']} ({scores})"
+        )
     lines += ["", f"## Metrics ({evaluated_on} split, {metrics['num_examples']} examples)", ""]
     lines.append(f"- Accuracy: **{metrics['accuracy']:.4f}**")
     if "balanced_accuracy" in metrics:

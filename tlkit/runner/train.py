@@ -30,6 +30,7 @@ import tlkit
 import tlkit.data as tdata
 from tlkit import distribute, registry, trainability
 from tlkit import groups as groups_lib
+from tlkit import heads as heads_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit.backbones.resolve import BackboneOptionError
 from tlkit.checkpoint import AtomicBackupAndRestore
@@ -38,7 +39,9 @@ from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load
 from tlkit.runner.data import load_data, recipe_strategy
 from tlkit.runner.rundir import RunDir, RunError, atomic_path, atomic_write_text, open_run
 from tlkit.saving import with_run_calibration
+from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.fine_tuning import fine_tune
+from tlkit.training.training_loss import training_loss
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit")
@@ -213,6 +216,10 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         optimizer=_optimizer(recipe, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,
         drop_remainder=bool(recipe.data.drop_remainder),
+        # The head's loss and class weights as configured; MixUp / CutMix mix images, so they
+        # apply from the `fine` stage on (not to cached features).
+        loss=_head_loss(recipe, model),
+        class_weight=_class_weight(recipe, model, data),
         verbose=verbose,
         jit_compile=recipe.distribute.jit_compile,
         steps_per_execution=recipe.distribute.steps_per_execution or 1,
@@ -230,13 +237,34 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
     if data.val is not None:
         val = tdata.batch(data.val, batch_size, training=False, seed=seed, drop_remainder=drop)
     config = recipe.fine_tune_config().replace(
-        head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs)
-    fine_tune(
+        head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs,
+        class_weight=_class_weight(recipe, model, data))
+    result = fine_tune(
         model, train, val, config,
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
     )
+    if result.wise_ft is not None:
+        run.write_json("wise_ft.json", {
+            "alpha": result.wise_ft["alpha"], "metric": result.wise_ft["metric"],
+            "scores": {f"{a:g}": v for a, v in result.wise_ft["scores"].items()}})
+
+
+def _class_weight(recipe, model, data):
+    """`regularization.class_weight` with `balanced` computed from the training labels."""
+    setting = recipe.fine_tune_config().class_weight
+    if setting != "balanced":
+        return setting
+    num_classes = int(model.outputs[0].shape[-1])
+    return resolve_class_weight(setting, num_classes, data.split_labels("train"))
+
+
+def _head_loss(recipe, model):
+    """The head's loss under the recipe's `regularization` settings, for integer labels."""
+    objective = training_loss(heads_lib.find_head(model).default_loss(),
+                              recipe.fine_tune_config(), owned=True)
+    return objective.after_fit if objective.after_fit is not None else objective.loss
 
 
 def _train(recipe, run, model, data, verbose):
@@ -333,6 +361,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     found = _interpret(recipe, run, model, data, verbose)
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
     metrics["train_seconds"] = round(time.time() - started, 1)
+    if run.read_json("wise_ft.json", None) is not None:
+        metrics["wise_ft"] = run.read_json("wise_ft.json")
     if recipe.compare.scratch_epochs:
         # The pretrained result first: the from-scratch comparison can take longer than it.
         logger.info(

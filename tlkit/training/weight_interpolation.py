@@ -22,13 +22,14 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
         model: the fine-tuned model (compiled, e.g. by `tlkit.fine_tune`).
         pretrained_weights: `model.get_weights()` taken before fine-tuning (for LP-FT: after
             the head phase / linear probe, so the head is interpolated too).
-        validation: data for `model.evaluate` (a dataset of `(x, y)`).
+        validation: data for `model.evaluate`: a dataset of `(x, y)` or `(x, y)` arrays.
         alphas: weights of the fine-tuned end, each in [0, 1]; the best on `validation` wins
             (ties: the larger alpha).
         metric: the `evaluate` result to maximize (`"loss"` is minimized).
 
     Returns:
-        `{"alpha": chosen, "scores": {alpha: value}}`; `model` holds the chosen weights.
+        `{"alpha": chosen, "metric": metric, "scores": {alpha: value}}`; `model` holds the
+        chosen weights.
     """
     if pretrained_weights is None:
         raise ValueError("wise_ft: no pretrained weights; pass model.get_weights() taken before "
@@ -46,7 +47,8 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
         model.set_weights([f if not np.issubdtype(f.dtype, np.floating)
                            else ((1 - alpha) * p + alpha * f).astype(f.dtype)
                            for p, f in zip(pretrained, fine)])
-        result = model.evaluate(validation, verbose=0, return_dict=True)
+        args = tuple(validation) if isinstance(validation, (tuple, list)) else (validation,)
+        result = model.evaluate(*args, verbose=0, return_dict=True)
         if metric not in result:
             model.set_weights(fine)
             raise ValueError(f"wise_ft: metric {metric!r} is not among {sorted(result)}.")
@@ -57,7 +59,7 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
                        else ((1 - best) * p + best * f).astype(f.dtype)
                        for p, f in zip(pretrained, fine)])
     logger.info("WiSE-FT: alpha %.2f (%s %s)", best, metric, scores)
-    return {"alpha": best, "scores": scores}
+    return {"alpha": best, "metric": metric, "scores": scores}
 
 
 class FineTuneStartWeights(keras.callbacks.Callback):
