@@ -66,3 +66,29 @@ def test_wise_ft_needs_a_fine_phase_and_validation():
                                                      "validation data"):
         tlkit.fine_tune(tiny_model(num_classes=2, compile=False), (x, y), fine_epochs=1,
                         wise_ft_alphas=[0.5], verbose=0)
+
+
+def test_recipe_run_records_the_chosen_alpha_with_the_regularization_settings(tmp_path):
+    import json
+    import os
+
+    from tlkit.recipes import load_recipe
+    from tlkit.runner.train import train_recipe
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    recipe = load_recipe(os.path.join(root, "recipes", "smoke.yaml"), [
+        "phases.head_epochs=2", "phases.fine_epochs=1", "phases.wise_ft_alphas=[0.5, 1.0]",
+        "regularization.mixup=0.2", "regularization.class_weight=balanced",
+        "regularization.loss=focal", "output.tensorboard=false"])
+    out = train_recipe(recipe, output=str(tmp_path / "run"), verbose=0)
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["wise_ft"]["alpha"] in (0.5, 1.0)
+    assert set(metrics["wise_ft"]["scores"]) == {"0.5", "1"}
+    with open(os.path.join(out, "reports", "model_card.md")) as f:
+        card = f.read()
+    assert f"WiSE-FT: final weights = (1 - alpha) x start of fine-tuning + alpha x end, alpha " \
+           f"**{metrics['wise_ft']['alpha']:g}**" in card
+    # The saved model takes integer labels again (trained on one-hot, mixed batches).
+    model = keras.models.load_model(os.path.join(out, "model.keras"), compile=True)
+    assert type(model.loss).__name__ == "SparseCategoricalFocalCrossentropy"

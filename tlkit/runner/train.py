@@ -760,8 +760,13 @@ def _served(run: RunDir, model) -> keras.Model:
     return with_run_calibration(model, run.path)
 
 
-def evaluate_run(path, verbose="auto") -> dict:
-    """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports."""
+def evaluate_run(path, verbose="auto", tta=None) -> dict:
+    """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports.
+
+    `tta`: also evaluate with test-time augmentation (`tlkit.inference.predict_tta`), e.g.
+    `{"flip": True, "crops": 0.9}`; its metrics go to `metrics_tta.json` beside `metrics.json`
+    (which keeps the plain ones) and are returned under `"tta"`.
+    """
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
@@ -774,7 +779,35 @@ def evaluate_run(path, verbose="auto") -> dict:
     merged = {**run.read_json("metrics.json", {}), **metrics}
     run.write_json("metrics.json", merged)
     _write_card(recipe, run, model, data, merged, recorded_exports(run))
+    if tta is not None:
+        return {**merged, "tta": evaluate_tta(run, data, **tta)}
     return merged
+
+
+def evaluate_tta(run: RunDir, data, flip: bool = True, crops: float | None = None) -> dict:
+    """Metrics of the run's served model with test-time augmentation on its evaluation split,
+    written to `metrics_tta.json` (`views`, accuracy, macro F1, ..., and `without_tta`: the
+    same figures from `metrics.json`)."""
+    from tlkit.inference import predict_tta
+    from tlkit.reports import classification_metrics
+
+    if data.kind != "image":
+        raise ValueError("--tta averages flipped / cropped views of images; this run's model "
+                         "takes text")
+    split = _eval_split(data)
+    x = np.stack([np.asarray(x) for x, _ in data.split(split).as_numpy_iterator()])
+    probs = predict_tta(load_run_model(run), x, flip=flip, crops=crops)
+    metrics = classification_metrics(data.split_labels(split), probs, data.class_names)
+    views = 1 + bool(flip) + (5 if crops else 0)
+    plain = run.read_json("metrics.json", {})
+    record = {"split": split, "flip": bool(flip), "crops": crops, "views": views,
+              **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                         "weighted_f1", "num_examples") if k in metrics},
+              "without_tta": {k: plain[k] for k in ("accuracy", "macro_f1") if k in plain}}
+    run.write_json("metrics_tta.json", record)
+    logger.info("test-time augmentation (%d views): %s accuracy %.4f (without: %s)", views,
+                split, record["accuracy"], record["without_tta"].get("accuracy"))
+    return record
 
 
 def recorded_exports(run: RunDir) -> dict:
