@@ -179,3 +179,22 @@ def test_audit_suggests_class_weights_or_focal_loss_when_imbalanced():
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "regularization": {
         "class_weight": "balanced", "loss": "focal"}})
     assert recipe.fine_tune_config().loss_type == "focal"
+
+
+def test_regularization_settings_reach_the_tuner():
+    import keras_tuner
+
+    from tlkit.runner.tune import recipe_fixed_values
+    from tlkit.tuning.hypermodel import FineTuneHyperModel
+
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "regularization": {
+        "loss": "focal", "focal_gamma": 1.0, "cutmix": 0.5}})
+    fixed = recipe_fixed_values(recipe)
+    hypermodel = FineTuneHyperModel("tiny", space={"regularization.mixup": {"values": [0.2, 0.4]}},
+                                    fixed=fixed)
+    hp = keras_tuner.HyperParameters()
+    config = hypermodel.config(hypermodel.values(hp), head_epochs=1, total_epochs=3)
+    assert config.mixup in (0.2, 0.4)
+    assert (config.loss_type, config.focal_gamma, config.cutmix) == ("focal", 1.0, 0.5)
+    with pytest.raises(ValueError, match="mixup"):
+        FineTuneHyperModel("tiny", space={"mixup": {"min": -1.0, "max": 0.4}})
