@@ -8,11 +8,14 @@
   folders (`tlkit.checkpoint`).
 - `FineTuneStartWeights`: keeps the weights at the start of fine-tuning, the pretrained end of
   WiSE-FT (`tlkit.training.weight_interpolation`).
+- `StochasticWeightAveraging`: the mean of the weights over the last epochs, BatchNorm
+  statistics recomputed (`tlkit.training.swa`).
 """
 
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.optimizers.schedules import MomentumScheduler
 from tlkit.training.plan import PhaseAwareEarlyStopping
+from tlkit.training.swa import StochasticWeightAveraging
 from tlkit.training.weight_interpolation import FineTuneStartWeights
 from tlkit.unfreeze.callback import GradualUnfreezing
 
@@ -22,4 +25,5 @@ __all__ = [
     "GradualUnfreezing",
     "MomentumScheduler",
     "PhaseAwareEarlyStopping",
+    "StochasticWeightAveraging",
 ]

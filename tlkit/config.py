@@ -143,6 +143,10 @@ class FineTuneConfig:
         yaml="regularization.loss")
     focal_gamma: float = setting(2.0, "focusing parameter gamma of the focal loss",
                                  yaml="regularization.focal_gamma", min=0.0)
+    swa_epochs: int | None = setting(
+        None, "stochastic weight averaging: final weights = the mean over the last swa_epochs "
+        "epochs of fine-tuning, BatchNorm statistics recomputed when they train (null: off)",
+        yaml="phases.swa_epochs", min=1)
     wise_ft_alphas: list[float] | None = setting(
         None, "WiSE-FT: after fine-tuning, the weights (1 - alpha) x start of fine-tuning + "
         "alpha x end with alpha chosen on validation among these (e.g. [0.25, 0.5, 0.75, 1.0]; "
@@ -312,6 +316,13 @@ def cross_check(values) -> list[tuple[str, str]]:
         problems.append(("wise_ft_alphas", "WiSE-FT interpolates the weights before and after "
                          "fine-tuning, and fine_epochs is 0 (nothing to interpolate); set "
                          "fine_epochs >= 1 or wise_ft_alphas to null"))
+    swa = get("swa_epochs")
+    if swa is not None and swa > get("fine_epochs"):
+        problems.append(("swa_epochs", f"averages the last epochs of fine-tuning: expected at "
+                         f"most fine_epochs ({get('fine_epochs')}), got {swa}"))
+    if swa is not None and get("ema_momentum") is not None:
+        problems.append(("swa_epochs", "give one weight average: swa_epochs or ema_momentum, "
+                         "not both"))
     weights = get("class_weight")
     if isinstance(weights, dict):
         for index, weight in weights.items():

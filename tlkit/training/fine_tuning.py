@@ -30,6 +30,7 @@ from tlkit.model import is_labeled_data
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
+from tlkit.training.swa import StochasticWeightAveraging
 from tlkit.training.training_loss import mixing_setting, training_loss
 from tlkit.training.weight_interpolation import FineTuneStartWeights, wise_ft
 from tlkit.unfreeze import schedule as unfreeze_lib
@@ -291,6 +292,13 @@ def fine_tune(
         start_weights = FineTuneStartWeights(config.head_epochs, None if checkpoint_dir is None
                                              else os.path.join(checkpoint_dir, "wise_ft_start.npz"))
         all_callbacks.append(start_weights)
+    if config.swa_epochs is not None:
+        # After the early stopper: the average replaces the restored best weights.
+        bn_data = None
+        if config.bn_policy == "update":
+            bn_data = as_dataset(train, batch_size, False, seed=0, setting="swa_epochs")
+        all_callbacks.append(StochasticWeightAveraging(
+            config.head_epochs + config.fine_epochs - config.swa_epochs, bn_data=bn_data))
     all_callbacks.extend(callbacks or [])
 
     fit_kwargs = {"class_weight": resolve_class_weight(

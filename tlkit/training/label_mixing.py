@@ -84,8 +84,8 @@ def as_dataset(train, batch_size: int, shuffle: bool, seed: int, setting: str):
         return train
     if not isinstance(train, (tuple, list)) or len(train) not in (2, 3):
         raise ConfigError(
-            f"FineTuneConfig.{setting}: mixing needs a tf.data.Dataset, a LabeledData or "
-            f"(x, y) arrays as training data; got {type(train).__name__}")
+            f"FineTuneConfig.{setting}: needs a tf.data.Dataset, a LabeledData or (x, y) "
+            f"arrays as training data; got {type(train).__name__}")
     ds = tf.data.Dataset.from_tensor_slices(tuple(train))
     if shuffle:
         ds = ds.shuffle(len(train[0]), seed=int(seed), reshuffle_each_iteration=True)
