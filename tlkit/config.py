@@ -320,9 +320,6 @@ def cross_check(values) -> list[tuple[str, str]]:
     if swa is not None and swa > get("fine_epochs"):
         problems.append(("swa_epochs", f"averages the last epochs of fine-tuning: expected at "
                          f"most fine_epochs ({get('fine_epochs')}), got {swa}"))
-    if swa is not None and get("ema_momentum") is not None:
-        problems.append(("swa_epochs", "give one weight average: swa_epochs or ema_momentum, "
-                         "not both"))
     weights = get("class_weight")
     if isinstance(weights, dict):
         for index, weight in weights.items():

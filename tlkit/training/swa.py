@@ -27,7 +27,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             statistics of BatchNorm layers that train; `None`: keep the statistics.
 
     Runs at the end of `fit`, after early stopping's restore (place it after the stopper); a
-    resumed `fit` restarts the mean from the epochs it runs.
+    resumed `fit` restarts the mean from the epochs it runs. Placed after
+    `keras.callbacks.SwapEMAWeights(swap_on_epoch=True)`, it averages the EMA weights.
     """
 
     def __init__(self, first_epoch: int, bn_data=None):
