@@ -198,3 +198,13 @@ def test_regularization_settings_reach_the_tuner():
     assert (config.loss_type, config.focal_gamma, config.cutmix) == ("focal", 1.0, 0.5)
     with pytest.raises(ValueError, match="mixup"):
         FineTuneHyperModel("tiny", space={"mixup": {"min": -1.0, "max": 0.4}})
+
+
+def test_integer_multi_hot_labels_are_mixed_as_fractions():
+    x = _constant_images([0.0, 100.0, 200.0, 250.0])
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], "int32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    labels = np.concatenate([lab.numpy() for _ in range(5)
+                             for _, lab in mix_batches(ds, mixup=0.4, seed=0)])
+    assert labels.dtype == np.float32
+    assert ((labels > 1e-3) & (labels < 1 - 1e-3)).any()

@@ -215,8 +215,12 @@ def fine_tune(
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
             (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
             `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
-            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`) is
-            documented there, with its default and allowed values.
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`, and the
+            regularization / averaging settings `mixup`, `cutmix`, `class_weight`,
+            `loss_type`, `focal_gamma`, `swa_epochs`, `wise_ft_alphas`) is documented there,
+            with its default and allowed values. With `mixup` / `cutmix` and tlkit's own loss,
+            `fit` sees one-hot labels (validation too, unmixed) and the model is compiled
+            back for integer labels afterwards.
         **overrides: config fields by name, e.g. `lr=3e-4`. Also accepted: `epochs=(head, fine)`
             (or a dict `{"head": .., "fine": ..}`, or an int: fine epochs after one head epoch),
             `early_stopping_patience=` (`patience`), `unfreeze=` an int (that many top groups)

@@ -67,6 +67,8 @@ def mix_batches(ds: tf.data.Dataset, *, mixup: float | None = None, cutmix: floa
         return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], y.dtype)
 
     def mix(x, y, *rest):
+        if y.dtype.is_integer:  # multi-hot integer labels: mixed ones are fractions
+            y = tf.cast(y, tf.float32)
         if len(layers) == 1:
             x, y = apply(layers[0], x, y)
         else:
