@@ -8,14 +8,7 @@ import tensorflow as tf
 import tlkit
 from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
-from tlkit.testing import tiny_model
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (24, 16, 16, 3)).astype("float32")
-    y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
-    return x, y
+from tlkit.testing import tiny_image_data, tiny_model
 
 
 class _EpochEnds(keras.callbacks.Callback):
@@ -27,7 +20,7 @@ class _EpochEnds(keras.callbacks.Callback):
 
 
 def test_final_weights_are_the_mean_of_the_last_epochs():
-    x, y = _data()
+    x, y = tiny_image_data()
     model = tiny_model(num_classes=2, compile=False)
     ends = _EpochEnds()
     tlkit.fine_tune(model, (x, y), head_epochs=1, fine_epochs=3, swa_epochs=2, lr=1e-2,
@@ -44,7 +37,7 @@ def test_final_weights_are_the_mean_of_the_last_epochs():
 def test_update_batch_norm_is_the_average_over_the_training_batches():
     from tlkit.training.swa import update_batch_norm
 
-    x, _ = _data()
+    x, _ = tiny_image_data()
     keras.utils.set_random_seed(0)
     conv = keras.layers.Conv2D(4, 3)
     bn = keras.layers.BatchNormalization()
@@ -67,7 +60,7 @@ def test_update_batch_norm_is_the_average_over_the_training_batches():
 def test_fine_tune_recomputes_batchnorm_statistics_only_when_they_train(caplog):
     import logging
 
-    x, y = _data()
+    x, y = tiny_image_data()
     for policy, expected in (("update", True), ("frozen", False)):
         model = tiny_model(num_classes=2, compile=False)
         caplog.clear()

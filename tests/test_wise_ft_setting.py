@@ -7,14 +7,7 @@ import pytest
 import tlkit
 from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
-from tlkit.testing import tiny_model
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (24, 16, 16, 3)).astype("float32")
-    y = (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
-    return x, y
+from tlkit.testing import tiny_image_data, tiny_model
 
 
 class _Record(keras.callbacks.Callback):
@@ -34,7 +27,7 @@ class _Record(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("head_epochs", [0, 1])
 def test_final_weights_interpolate_the_start_and_end_of_fine_tuning(head_epochs):
-    x, y = _data()
+    x, y = tiny_image_data()
     model = tiny_model(num_classes=2, compile=False)
     record = _Record(head_epochs)
     alphas = (0.25, 0.5)
@@ -61,7 +54,7 @@ def test_wise_ft_needs_a_fine_phase_and_validation():
                           "phases": {"fine_epochs": 0, "wise_ft_alphas": [0.5]}})
     with pytest.raises(config_lib.ConfigError, match=r"wise_ft_alphas: expected a non-empty"):
         tlkit.FineTuneConfig(wise_ft_alphas=[0.5, 1.5])
-    x, y = _data()
+    x, y = tiny_image_data()
     with pytest.raises(config_lib.ConfigError, match="wise_ft_alphas: WiSE-FT chooses alpha on "
                                                      "validation data"):
         tlkit.fine_tune(tiny_model(num_classes=2, compile=False), (x, y), fine_epochs=1,
