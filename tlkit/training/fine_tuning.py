@@ -57,8 +57,9 @@ class FineTuneResult:
         config: the `tlkit.FineTuneConfig` the run used (overrides applied).
         test_metrics: `model.evaluate` on the test split (`{"loss": .., "accuracy": ..}`) when
             `fine_tune` was given a `LabeledData` with a test split, else `None`.
-        wise_ft: with `wise_ft_alphas`, `{"alpha": chosen, "scores": {alpha: validation
-            score}}` (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
+        wise_ft: with `wise_ft_alphas`, `{"alpha": chosen, "metric": "accuracy" (or "loss"
+            without an accuracy metric), "scores": {alpha: validation score}}`
+            (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
     """
 
     model: keras.Model
