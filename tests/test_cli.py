@@ -326,3 +326,22 @@ def test_cli_leaves_logging_as_it_found_it():
     before = (list(logger.handlers), logger.level, logger.propagate)
     assert cli.main(["train", "does/not/exist.yaml"]) == 1
     assert (list(logger.handlers), logger.level, logger.propagate) == before
+
+
+def test_evaluate_tta_writes_its_metrics_beside_the_plain_ones(smoke_run, capsys):
+    with open(os.path.join(smoke_run, "metrics.json")) as f:
+        plain = json.load(f)
+    assert cli.main(["evaluate", smoke_run, "--tta", "--tta-crops", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "with test-time augmentation (7 views): accuracy" in out
+    with open(os.path.join(smoke_run, "metrics_tta.json")) as f:
+        tta = json.load(f)
+    assert tta["views"] == 7 and tta["crops"] == 0.9 and tta["split"] == plain["split"]
+    assert 0.0 <= tta["accuracy"] <= 1.0 and tta["num_examples"] == plain["num_examples"]
+    with open(os.path.join(smoke_run, "metrics.json")) as f:
+        after = json.load(f)
+    # The plain metrics are not overwritten by the TTA ones.
+    assert after["accuracy"] == plain["accuracy"] == tta["without_tta"]["accuracy"]
+    assert "tta" not in after
+    assert cli.main(["evaluate", smoke_run, "--tta-crops", "1.5"]) == 1
+    assert _error_line(capsys) == "tlkit: error: --tta-crops: expected a fraction in (0, 1), got 1.5"

@@ -49,7 +49,9 @@ def test_yaml_sets_each_field():
               "optimizer": "adamw", "lr": 3e-4, "head_lr": 1e-2, "layerwise_decay": None,
               "lr_schedule": "one_cycle", "weight_decay": 0.01, "jit_compile": False,
               "steps_per_execution": 4, "layer_decay": 0.75,
-              "ema_momentum": 0.99, "label_smoothing": 0.1}
+              "ema_momentum": 0.99, "label_smoothing": 0.1, "mixup": 0.2, "cutmix": 1.0,
+              "class_weight": {0: 1.0, 1: 3.0}, "loss_type": "focal", "focal_gamma": 1.5,
+              "wise_ft_alphas": [0.5, 1.0], "swa_epochs": 2}
     assert set(values) == set(config_lib.FIELDS)
     data = {"backbone": {"name": "tiny"}}
     for name, value in values.items():

@@ -71,7 +71,7 @@ def test_augmentation_errors():
     with pytest.raises(
         ValueError,
         match=r"Unknown augmentation key\(s\) \['blur'\]. Allowed keys: "
-        r"\['flip', 'rotation', 'zoom', 'translation', 'contrast'\]",
+        r"\['flip', 'rotation', 'zoom', 'translation', 'contrast', 'randaugment'\]",
     ):
         tld.augmentation({"blur": 1.0, "flip": True})
     with pytest.raises(ValueError, match="flip"):

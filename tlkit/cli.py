@@ -2,7 +2,7 @@
 
 ```
 tlkit train RECIPE [--set key=value ...] [--output DIR] [--force]
-tlkit evaluate RUN
+tlkit evaluate RUN [--tta] [--tta-crops FRACTION]
 tlkit report RUN
 tlkit predict RUN INPUT [INPUT ...] [--top K] [--json]
 tlkit lr-find RECIPE [--set key=value ...] [--output DIR]
@@ -96,8 +96,18 @@ def _evaluate(args) -> int:
     from tlkit.reports import format_report
     from tlkit.runner import train
 
-    metrics = train.evaluate_run(args.run, verbose=_verbose())
+    tta = None
+    if args.tta or args.tta_crops is not None:
+        if args.tta_crops is not None and not 0.0 < args.tta_crops < 1.0:
+            raise CommandError(f"--tta-crops: expected a fraction in (0, 1), got {args.tta_crops}")
+        tta = {"flip": True, "crops": args.tta_crops}
+    metrics = train.evaluate_run(args.run, verbose=_verbose(), tta=tta)
     print(format_report(metrics))
+    if tta is not None:
+        record = metrics["tta"]
+        print(f"with test-time augmentation ({record['views']} views): accuracy "
+              f"{record['accuracy']:.4f}, macro F1 {record['macro_f1']:.4f} "
+              f"({os.path.join(args.run, 'metrics_tta.json')})")
     print(f"reports: {os.path.join(args.run, 'reports')}")
     return 0
 
@@ -289,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", _evaluate, "re-evaluate a run and rewrite its reports")
     p.add_argument("run", help="run folder")
+    p.add_argument("--tta", action="store_true",
+                   help="also evaluate with test-time augmentation (image and its mirror "
+                   "averaged); metrics go to RUN/metrics_tta.json")
+    p.add_argument("--tta-crops", type=float, metavar="FRACTION",
+                   help="with --tta, also average the four corner and the centre crops of this "
+                   "fraction of the image (e.g. 0.9)")
 
     p = add("report", _report, "regenerate a run's report.html (one self-contained page)")
     p.add_argument("run", help="run folder")

@@ -35,6 +35,7 @@ BN_POLICIES = ("frozen", "train_affine", "update")
 UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
+LOSS_TYPES = ("cross_entropy", "focal")
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
@@ -123,9 +124,39 @@ class FineTuneConfig:
     steps_per_execution: int | None = setting(
         None, "train steps per tf.function call (null: as compiled / the strategy's plan)",
         yaml="distribute.steps_per_execution", min=1)
+    # -- regularization for small data and weight averaging (#19) --------------------------------
+    mixup: float | None = setting(
+        None, "keras.layers.MixUp on training batches with this alpha (e.g. 0.2); labels become "
+        "one-hot and the loss categorical (null: off)", yaml="regularization.mixup", min=0.0,
+        min_open=True, expected="a float > 0 (e.g. 0.2) or null")
+    cutmix: float | None = setting(
+        None, "keras.layers.CutMix on training batches with this factor (e.g. 1.0); with mixup "
+        "too, one of the two per batch (null: off)", yaml="regularization.cutmix", min=0.0,
+        max=1.0, min_open=True, expected="a float in (0, 1] (e.g. 1.0) or null")
+    class_weight: Literal["balanced"] | dict[int, float] | None = setting(
+        None, "per-class loss weights: balanced (inverse class frequency of the training "
+        "labels) or {class index: weight} (null: equal)", yaml="regularization.class_weight",
+        expected="'balanced', a mapping {class index >= 0: weight > 0} or null")
+    loss_type: Literal[LOSS_TYPES] = setting(
+        "cross_entropy", "classification loss: cross_entropy or focal "
+        "(keras.losses.CategoricalFocalCrossentropy, for class imbalance)",
+        yaml="regularization.loss")
+    focal_gamma: float = setting(2.0, "focusing parameter gamma of the focal loss",
+                                 yaml="regularization.focal_gamma", min=0.0)
+    swa_epochs: int | None = setting(
+        None, "stochastic weight averaging: final weights = the mean over the last swa_epochs "
+        "epochs of fine-tuning, BatchNorm statistics recomputed when they train (null: off)",
+        yaml="phases.swa_epochs", min=1)
+    wise_ft_alphas: list[float] | None = setting(
+        None, "WiSE-FT: after fine-tuning, the weights (1 - alpha) x start of fine-tuning + "
+        "alpha x end with alpha chosen on validation among these (e.g. [0.25, 0.5, 0.75, 1.0]; "
+        "null: off)", yaml="phases.wise_ft_alphas", min=0.0, max=1.0,
+        expected="a non-empty list of floats in [0, 1] (e.g. [0.25, 0.5, 0.75, 1.0]) or null")
 
     def __post_init__(self):
         self.validate()
+        if self.wise_ft_alphas is not None:
+            self.wise_ft_alphas = [float(a) for a in self.wise_ft_alphas]
 
     # -- derived values ------------------------------------------------------------------------
     @property
@@ -177,6 +208,8 @@ class FineTuneConfig:
 
 
 def _copy(value):
+    if isinstance(value, (list, tuple)):
+        return list(value)
     return dict(value) if isinstance(value, dict) else value
 
 
@@ -190,8 +223,10 @@ def nullable(name: str) -> bool:
 
 
 def kind(name: str) -> str:
-    """`"int"`, `"float"`, `"str"` (a choice), `"bool"` or `"mapping"`."""
+    """`"int"`, `"float"`, `"str"` (a choice), `"bool"`, `"list"` or `"mapping"`."""
     parts = [p for p in _parts(HINTS[name]) if p is not type(None)]
+    if any(typing.get_origin(p) is list for p in parts):
+        return "list"
     if choices(name):
         return "str"
     for tp, label in ((int, "int"), (float, "float"), (bool, "bool")):
@@ -234,6 +269,14 @@ def check_value(name: str, value) -> str | None:
     if value is None:
         return None if nullable(name) else describe(name)
     meta = FIELDS[name].metadata
+    if isinstance(value, dict) and any(
+            typing.get_origin(p) is dict for p in _parts(HINTS[name])):
+        return None  # a mapping where one is allowed (its entries: `cross_check`)
+    if kind(name) == "list":
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            not isinstance(v, bool) and isinstance(v, (int, float))
+            and meta["min"] <= v <= meta["max"] for v in value)
+        return None if ok else describe(name)
     allowed = choices(name)
     if allowed or kind(name) == "bool":
         ok = (value in allowed and not isinstance(value, bool)) or (
@@ -269,6 +312,23 @@ def cross_check(values) -> list[tuple[str, str]]:
                          "ULMFiT divisor layerwise_decay (e.g. 2.6), not both"))
     if get("ema_momentum") is not None and get("ema_momentum") == 1.0:
         problems.append(("ema_momentum", "expected a float in (0, 1) (e.g. 0.99) or null, got 1.0"))
+    if get("wise_ft_alphas") is not None and get("fine_epochs") == 0:
+        problems.append(("wise_ft_alphas", "WiSE-FT interpolates the weights before and after "
+                         "fine-tuning, and fine_epochs is 0 (nothing to interpolate); set "
+                         "fine_epochs >= 1 or wise_ft_alphas to null"))
+    swa = get("swa_epochs")
+    if swa is not None and swa > get("fine_epochs"):
+        problems.append(("swa_epochs", f"averages the last epochs of fine-tuning: expected at "
+                         f"most fine_epochs ({get('fine_epochs')}), got {swa}"))
+    weights = get("class_weight")
+    if isinstance(weights, dict):
+        for index, weight in weights.items():
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                problems.append(("class_weight", f"expected class indices >= 0 as keys, got "
+                                 f"{index!r}"))
+            elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                problems.append(("class_weight", f"expected a weight > 0 for class {index}, "
+                                 f"got {weight!r}"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:

@@ -70,6 +70,8 @@ def train_head_on_features(
     steps_per_execution: int = 1,
     in_memory_max_bytes: int = 2**31,
     shard_size: int = 4096,
+    loss=None,
+    class_weight: dict | None = None,
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
 
@@ -95,6 +97,8 @@ def train_head_on_features(
         ignore_augmentation: train the head on features of un-augmented inputs even when the
             model has augmentation layers (they stay for the later fine-tuning); default: refuse.
         drop_remainder: training batches of exactly `batch_size` (static shapes, for TPUs).
+        loss: the head's loss (default: its default loss, e.g. sparse cross-entropy).
+        class_weight: `{class index: weight}` for the head's `fit` (default: none).
 
     Returns:
         The `keras.callbacks.History` of the head training; `model`'s head holds the new weights.
@@ -141,13 +145,13 @@ def train_head_on_features(
     layer = heads_lib.find_head(model)
     head.compile(
         optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
-        loss=layer.default_loss(),
+        loss=loss if loss is not None else layer.default_loss(),
         metrics=layer.default_metrics(),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
     history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                       verbose=fit_verbose(verbose), shuffle=False)
+                       verbose=fit_verbose(verbose), shuffle=False, class_weight=class_weight)
     logger.info("train_head_on_features: %d head epochs ran on cached features",
                 len(history.epoch))
     return history

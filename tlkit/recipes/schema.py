@@ -249,6 +249,13 @@ OptimizerConfig = _fine_tune_section(
 )
 
 
+RegularizationConfig = _fine_tune_section(
+    "RegularizationConfig", "regularization",
+    "Regularization for small or imbalanced data: MixUp / CutMix on training batches (labels\n"
+    "    become one-hot, the loss categorical), class weights, focal loss.",
+)
+
+
 def _check_strategy(self, path):
     allowed = config_lib.STRATEGIES
     if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
@@ -395,6 +402,8 @@ class Recipe:
     phases: PhasesConfig = dataclasses.field(default_factory=PhasesConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+    regularization: RegularizationConfig = dataclasses.field(
+        default_factory=RegularizationConfig)
     tune: TuneConfig | None = None
     peft: PeftConfig | None = None
     compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
@@ -414,7 +423,8 @@ class Recipe:
         return _plain(dataclasses.asdict(self))
 
     def fine_tune_config(self) -> config_lib.FineTuneConfig:
-        """The recipe's fine-tuning settings (`phases`, `optimizer`, `distribute` keys)."""
+        """The recipe's fine-tuning settings (`phases`, `optimizer`, `regularization`,
+        `distribute` keys)."""
         return config_lib.from_sections(self)
 
 

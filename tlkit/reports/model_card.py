@@ -77,6 +77,13 @@ def model_card(
         first, last = stage["start"] + 1, stage["end"]
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"
         lines.append(f"- {when}: {stage.get('label', stage['name'])}")
+    wise = metrics.get("wise_ft")
+    if wise:
+        scores = ", ".join(f"{a}: {v:.4f}" for a, v in wise["scores"].items())
+        lines.append(
+            f"- WiSE-FT: final weights = (1 - alpha) x start of fine-tuning + alpha x end, "
+            f"alpha **{wise['alpha']:g}**, chosen on validation {wise['metric']} ({scores})"
+        )
     lines += _run_lines(metrics)
     lines += ["", f"## Metrics ({evaluated_on} split, {metrics['num_examples']} examples)", ""]
     lines.append(f"- Accuracy: **{metrics['accuracy']:.4f}**")

@@ -30,6 +30,7 @@ import tlkit
 import tlkit.data as tdata
 from tlkit import distribute, registry, trainability
 from tlkit import groups as groups_lib
+from tlkit import heads as heads_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit.backbones.resolve import BackboneOptionError
 from tlkit.checkpoint import AtomicBackupAndRestore
@@ -47,7 +48,9 @@ from tlkit.runner.rundir import (
     run_log,
 )
 from tlkit.saving import load_keras_model, with_run_calibration
+from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.fine_tuning import fine_tune
+from tlkit.training.training_loss import training_loss
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit")
@@ -234,6 +237,10 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         optimizer=_optimizer(recipe, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,
         drop_remainder=bool(recipe.data.drop_remainder),
+        # The head's loss and class weights as configured; MixUp / CutMix mix images, so they
+        # apply from the `fine` stage on (not to cached features).
+        loss=_head_loss(recipe, model),
+        class_weight=_class_weight(recipe, model, data),
         verbose=verbose,
         jit_compile=recipe.distribute.jit_compile,
         steps_per_execution=recipe.distribute.steps_per_execution or 1,
@@ -251,13 +258,34 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
     if data.val is not None:
         val = tdata.batch(data.val, batch_size, training=False, seed=seed, drop_remainder=drop)
     config = recipe.fine_tune_config().replace(
-        head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs)
-    fine_tune(
+        head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs,
+        class_weight=_class_weight(recipe, model, data))
+    result = fine_tune(
         model, train, val, config,
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
     )
+    if result.wise_ft is not None:
+        run.write_json("wise_ft.json", {
+            "alpha": result.wise_ft["alpha"], "metric": result.wise_ft["metric"],
+            "scores": {f"{a:g}": v for a, v in result.wise_ft["scores"].items()}})
+
+
+def _class_weight(recipe, model, data):
+    """`regularization.class_weight` with `balanced` computed from the training labels."""
+    setting = recipe.fine_tune_config().class_weight
+    if setting != "balanced":
+        return setting
+    num_classes = int(model.outputs[0].shape[-1])
+    return resolve_class_weight(setting, num_classes, data.split_labels("train"))
+
+
+def _head_loss(recipe, model):
+    """The head's loss under the recipe's `regularization` settings, for integer labels."""
+    objective = training_loss(heads_lib.find_head(model).default_loss(),
+                              recipe.fine_tune_config(), owned=True)
+    return objective.after_fit if objective.after_fit is not None else objective.loss
 
 
 def _train(recipe, run, model, data, verbose):
@@ -363,6 +391,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     metrics["timings"] = {**run.state.get("stage_seconds", {}),
                           "evaluation": _since(evaluation_started)}
     metrics["versions"] = library_versions()
+    if run.read_json("wise_ft.json", None) is not None:
+        metrics["wise_ft"] = run.read_json("wise_ft.json")
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)
@@ -823,8 +853,13 @@ def _served(run: RunDir, model) -> keras.Model:
     return with_run_calibration(model, run.path)
 
 
-def evaluate_run(path, verbose="auto") -> dict:
-    """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports."""
+def evaluate_run(path, verbose="auto", tta=None) -> dict:
+    """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports.
+
+    `tta`: also evaluate with test-time augmentation (`tlkit.inference.predict_tta`), e.g.
+    `{"flip": True, "crops": 0.9}`; its metrics go to `metrics_tta.json` beside `metrics.json`
+    (which keeps the plain ones) and are returned under `"tta"`.
+    """
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
@@ -837,7 +872,35 @@ def evaluate_run(path, verbose="auto") -> dict:
     merged = {**run.read_json("metrics.json", {}), **metrics}
     run.write_json("metrics.json", merged)
     _write_card(recipe, run, model, data, merged, recorded_exports(run))
+    if tta is not None:
+        return {**merged, "tta": evaluate_tta(run, data, **tta)}
     return merged
+
+
+def evaluate_tta(run: RunDir, data, flip: bool = True, crops: float | None = None) -> dict:
+    """Metrics of the run's served model with test-time augmentation on its evaluation split,
+    written to `metrics_tta.json` (`views`, accuracy, macro F1, ..., and `without_tta`: the
+    same figures from `metrics.json`)."""
+    from tlkit.inference import predict_tta
+    from tlkit.reports import classification_metrics
+
+    if data.kind != "image":
+        raise ValueError("--tta averages flipped / cropped views of images; this run's model "
+                         "takes text")
+    split = _eval_split(data)
+    x = np.stack([np.asarray(x) for x, _ in data.split(split).as_numpy_iterator()])
+    probs = predict_tta(load_run_model(run), x, flip=flip, crops=crops)
+    metrics = classification_metrics(data.split_labels(split), probs, data.class_names)
+    views = 1 + bool(flip) + (5 if crops else 0)
+    plain = run.read_json("metrics.json", {})
+    record = {"split": split, "flip": bool(flip), "crops": crops, "views": views,
+              **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                         "weighted_f1", "num_examples") if k in metrics},
+              "without_tta": {k: plain[k] for k in ("accuracy", "macro_f1") if k in plain}}
+    run.write_json("metrics_tta.json", record)
+    logger.info("test-time augmentation (%d views): %s accuracy %.4f (without: %s)", views,
+                split, record["accuracy"], record["without_tta"].get("accuracy"))
+    return record
 
 
 def recorded_exports(run: RunDir) -> dict:

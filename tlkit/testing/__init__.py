@@ -15,6 +15,7 @@ __all__ = [
     "make_image_savedmodel",
     "make_text_savedmodel",
     "tiny_cnn",
+    "tiny_image_data",
     "tiny_model",
     "tiny_transformer",
 ]
@@ -31,6 +32,15 @@ def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
         x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def tiny_image_data(n=24, size=16, seed=0):
+    """`(x, y)`: `n` random `[0, 255]` images `(size, size, 3)` and two classes by brightness."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
+    return x, (x.mean(axis=(1, 2, 3)) > 127).astype("int32")
 
 
 def tiny_model(num_classes=3, input_shape=(16, 16, 3), seed=0, **build_kwargs):

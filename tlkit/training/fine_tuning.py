@@ -17,8 +17,10 @@ import dataclasses
 import difflib
 import logging
 import math
+import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tlkit import config as config_lib
@@ -26,8 +28,12 @@ from tlkit import heads as heads_lib
 from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.model import is_labeled_data
-from tlkit.training.label_smoothing import with_label_smoothing
+from tlkit.training.class_weights import resolve_class_weight
+from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
+from tlkit.training.swa import StochasticWeightAveraging
+from tlkit.training.training_loss import mixing_setting, training_loss
+from tlkit.training.weight_interpolation import FineTuneStartWeights, wise_ft
 from tlkit.unfreeze import schedule as unfreeze_lib
 from tlkit.unfreeze.callback import prepare_optimizer
 
@@ -52,6 +58,9 @@ class FineTuneResult:
         config: the `tlkit.FineTuneConfig` the run used (overrides applied).
         test_metrics: `model.evaluate` on the test split (`{"loss": .., "accuracy": ..}`) when
             `fine_tune` was given a `LabeledData` with a test split, else `None`.
+        wise_ft: with `wise_ft_alphas`, `{"alpha": chosen, "metric": "accuracy" (or "loss"
+            without an accuracy metric), "scores": {alpha: validation score}}`
+            (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
     """
 
     model: keras.Model
@@ -64,6 +73,7 @@ class FineTuneResult:
     stopped_epoch: int | None = None
     config: config_lib.FineTuneConfig | None = None
     test_metrics: dict | None = None
+    wise_ft: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -207,8 +217,12 @@ def fine_tune(
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
             (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
             `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
-            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`) is
-            documented there, with its default and allowed values.
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`, and the
+            regularization / averaging settings `mixup`, `cutmix`, `class_weight`,
+            `loss_type`, `focal_gamma`, `swa_epochs`, `wise_ft_alphas`) is documented there,
+            with its default and allowed values. With `mixup` / `cutmix` and tlkit's own loss,
+            `fit` sees one-hot labels (validation too, unmixed) and the model is compiled
+            back for integer labels afterwards.
         **overrides: config fields by name, e.g. `lr=3e-4`. Also accepted: `epochs=(head, fine)`
             (or a dict `{"head": .., "fine": ..}`, or an int: fine epochs after one head epoch),
             `early_stopping_patience=` (`patience`), `unfreeze=` an int (that many top groups)
@@ -263,7 +277,16 @@ def fine_tune(
         optimizer=optimizer, schedule=schedule, verbose=verbose,
     )
     compile_args = _compile_args(model, loss, metrics)
-    compile_args["loss"] = with_label_smoothing(compile_args["loss"], config.label_smoothing)
+    objective = training_loss(compile_args["loss"], config,
+                              owned=_tlkit_owns_loss(model, loss, compile_args["loss"]))
+    compile_args["loss"] = objective.loss
+    if config.wise_ft_alphas is not None and validation is None:
+        raise config_lib.ConfigError(
+            "FineTuneConfig.wise_ft_alphas: WiSE-FT chooses alpha on validation data; pass "
+            "`validation=` (or a LabeledData with a val split), or set wise_ft_alphas to None.")
+    num_classes = int(model.outputs[0].shape[-1])
+    fit_train, fit_validation = _mixed_pipelines(train, validation, config, objective,
+                                                 num_classes, batch_size, shuffle)
     if config.jit_compile != "auto" or "jit_compile" not in compile_args:
         compile_args["jit_compile"] = config.jit_compile
     if config.steps_per_execution is not None:
@@ -277,29 +300,46 @@ def fine_tune(
     if checkpoint_dir is not None:
         at = len(all_callbacks) - (plan.early_stopping is not None)
         all_callbacks.insert(at, AtomicBackupAndRestore(str(checkpoint_dir)))
+    start_weights = None
+    if config.wise_ft_alphas is not None:
+        start_weights = FineTuneStartWeights(config.head_epochs, None if checkpoint_dir is None
+                                             else os.path.join(checkpoint_dir, "wise_ft_start.npz"))
+        all_callbacks.append(start_weights)
+    if config.swa_epochs is not None:
+        # After the early stopper: the average replaces the restored best weights.
+        bn_data = None
+        if config.bn_policy == "update":
+            bn_data = as_dataset(train, batch_size, False, seed=0, setting="swa_epochs")
+        all_callbacks.append(StochasticWeightAveraging(
+            config.head_epochs + config.fine_epochs - config.swa_epochs, bn_data=bn_data))
     all_callbacks.extend(callbacks or [])
 
-    fit_kwargs = {}
-    if isinstance(train, (tuple, list)):
-        x, y = train[0], train[1]
+    fit_kwargs = {"class_weight": resolve_class_weight(
+        config.class_weight, num_classes, lambda: _training_labels(data, train))}
+    if isinstance(fit_train, (tuple, list)):
+        x, y = fit_train[0], fit_train[1]
         fit_kwargs["batch_size"] = batch_size
         fit_kwargs["shuffle"] = shuffle
-        if len(train) == 3:
-            fit_kwargs["sample_weight"] = train[2]
+        if len(fit_train) == 3:
+            fit_kwargs["sample_weight"] = fit_train[2]
     else:
-        x, y = train, None
+        x, y = fit_train, None
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
     if steps_per_epoch is not None:
         fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
     history = model.fit(
         x,
         y,
-        validation_data=validation,
+        validation_data=fit_validation,
         epochs=plan.epochs,
         callbacks=all_callbacks,
         verbose=fit_verbose(verbose),  # no ANSI bars in a file or pipe
         **fit_kwargs,
     )
+    if objective.after_fit is not None:
+        # Trained on one-hot labels (MixUp / CutMix); evaluation takes integer labels again.
+        with model.distribute_strategy.scope():
+            model.compile(optimizer=model.optimizer, **{**compile_args, "loss": objective.after_fit})
     history.history["unfrozen_groups"] = [
         plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
@@ -328,6 +368,12 @@ def fine_tune(
         ran, head_ran, ran - head_ran, result.unfreeze_epochs,
         "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
+    if start_weights is not None:
+        metric = "accuracy" if "val_accuracy" in history.history else "loss"
+        result.wise_ft = wise_ft(model, start_weights.weights, validation,
+                                 alphas=config.wise_ft_alphas, metric=metric)
+        if start_weights.path and os.path.exists(start_weights.path):
+            os.remove(start_weights.path)
     if data is not None and data.test is not None:
         result.test_metrics = {
             k: float(v) for k, v in model.evaluate(
@@ -336,6 +382,41 @@ def fine_tune(
         logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
                     data.num_examples("test"))
     return result
+
+
+def _tlkit_owns_loss(model, loss_arg, loss) -> bool:
+    """Whether `loss` is tlkit's choice (the head's default), not one the user gave."""
+    head = heads_lib.find_head(model)
+    return loss_arg is None and head is not None and loss == head.default_loss()
+
+
+def _mixed_pipelines(train, validation, config, objective, num_classes, batch_size, shuffle):
+    """`(train, validation)` for `fit`: with MixUp / CutMix, training batches mixed (labels
+    one-hot when the loss switched to categorical, validation labels too); else unchanged."""
+    setting = mixing_setting(config)
+    if setting is None:
+        return train, validation
+    train = as_dataset(train, batch_size, shuffle, seed=0, setting=setting)
+    if objective.one_hot:
+        train = one_hot_labels(train, num_classes, setting)
+        if validation is not None:
+            validation = one_hot_labels(validation, num_classes, setting)
+    return mix_batches(train, mixup=config.mixup, cutmix=config.cutmix, seed=0), validation
+
+
+def _training_labels(data, train):
+    """The integer training labels, for `class_weight="balanced"`."""
+    if data is not None:
+        return data.split_labels("train")
+    if isinstance(train, (tuple, list)):
+        return np.asarray(train[1])
+    if isinstance(train, tf.data.Dataset):
+        logger.info("class_weight='balanced': reading the training labels (one pass over the "
+                    "training data)")
+        return np.concatenate([np.asarray(e[1]).reshape(-1) for e in train.as_numpy_iterator()])
+    raise config_lib.ConfigError(
+        "FineTuneConfig.class_weight: 'balanced' needs the training labels, which this training "
+        f"data ({type(train).__name__}) does not give; pass a mapping {{class index: weight}}.")
 
 
 def _pipelines(model, data, validation, batch_size):

@@ -5,7 +5,9 @@ evaluations only, and the paper reports gains in and (more) out of distribution.
 from __future__ import annotations
 
 import logging
+import os
 
+import keras
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -20,13 +22,14 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
         model: the fine-tuned model (compiled, e.g. by `tlkit.fine_tune`).
         pretrained_weights: `model.get_weights()` taken before fine-tuning (for LP-FT: after
             the head phase / linear probe, so the head is interpolated too).
-        validation: data for `model.evaluate` (a dataset of `(x, y)`).
+        validation: data for `model.evaluate`: a dataset of `(x, y)` or `(x, y)` arrays.
         alphas: weights of the fine-tuned end, each in [0, 1]; the best on `validation` wins
             (ties: the larger alpha).
         metric: the `evaluate` result to maximize (`"loss"` is minimized).
 
     Returns:
-        `{"alpha": chosen, "scores": {alpha: value}}`; `model` holds the chosen weights.
+        `{"alpha": chosen, "metric": metric, "scores": {alpha: value}}`; `model` holds the
+        chosen weights.
     """
     if pretrained_weights is None:
         raise ValueError("wise_ft: no pretrained weights; pass model.get_weights() taken before "
@@ -44,7 +47,8 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
         model.set_weights([f if not np.issubdtype(f.dtype, np.floating)
                            else ((1 - alpha) * p + alpha * f).astype(f.dtype)
                            for p, f in zip(pretrained, fine)])
-        result = model.evaluate(validation, verbose=0, return_dict=True)
+        args = tuple(validation) if isinstance(validation, (tuple, list)) else (validation,)
+        result = model.evaluate(*args, verbose=0, return_dict=True)
         if metric not in result:
             model.set_weights(fine)
             raise ValueError(f"wise_ft: metric {metric!r} is not among {sorted(result)}.")
@@ -55,4 +59,35 @@ def wise_ft(model, pretrained_weights, validation, alphas=ALPHAS, metric="accura
                        else ((1 - best) * p + best * f).astype(f.dtype)
                        for p, f in zip(pretrained, fine)])
     logger.info("WiSE-FT: alpha %.2f (%s %s)", best, metric, scores)
-    return {"alpha": best, "scores": scores}
+    return {"alpha": best, "metric": metric, "scores": scores}
+
+
+class FineTuneStartWeights(keras.callbacks.Callback):
+    """Keeps `model.get_weights()` from the start of epoch `epoch` (the end of the head phase,
+    or of a linear probe run before `fit`): the "pretrained" end of WiSE-FT, with the new head.
+
+    Args:
+        epoch: the epoch (0-based) at whose start the weights are taken (`head_epochs`).
+        path: optional `.npz` file that keeps them across an interrupted and resumed `fit`
+            (`fine_tune` puts it in its `checkpoint_dir`).
+    """
+
+    def __init__(self, epoch: int, path: str | None = None):
+        super().__init__()
+        self.epoch, self.path, self.weights = int(epoch), path, None
+
+    def on_train_begin(self, logs=None):
+        self.weights = None
+        if self.path and os.path.exists(self.path):
+            with np.load(self.path) as saved:
+                self.weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.epoch or self.weights is not None:
+            return
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        if self.path:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            tmp = self.path + ".tmp.npz"
+            np.savez(tmp, *self.weights)
+            os.replace(tmp, self.path)

@@ -102,6 +102,11 @@ FIELD_OF: dict[str, str] = {
     "unfreeze_every": "every",
     "unfreeze_per_step": "per_step",
     "bn_policy": "bn_policy",
+    "label_smoothing": "label_smoothing",
+    "mixup": "mixup",
+    "cutmix": "cutmix",
+    "loss_type": "loss_type",
+    "focal_gamma": "focal_gamma",
 }
 """Tunable short name -> `tlkit.FineTuneConfig` field (the search space names config fields;
 the short names are the keras-tuner hyperparameter names)."""
@@ -407,7 +412,8 @@ def check_fixed(values: dict) -> dict:
     Returns:
         `{short name: value}`. `None` is kept for `weight_decay` (no weight decay) and
         `head_lr` (ten times the trial's `lr`, the recipes' rule) and `unfreeze_groups` /
-        `unfreeze_per_step` (groups spread evenly over the fine-tuning epochs); `layerwise_decay=None`
+        `unfreeze_per_step` (groups spread evenly over the fine-tuning epochs) and `mixup` /
+        `cutmix` (off); `layerwise_decay=None`
         and `layer_decay=None` become 1.0 (one LR for all groups).
 
     Raises:
@@ -417,7 +423,7 @@ def check_fixed(values: dict) -> dict:
     for key, value in (values or {}).items():
         name = canonical_name(key)
         if value is None and name in ("weight_decay", "head_lr", "unfreeze_groups",
-                                      "unfreeze_per_step"):
+                                      "unfreeze_per_step", "mixup", "cutmix"):
             out[name] = None
         elif value is None and name in ("layerwise_decay", "layer_decay"):
             out[name] = 1.0

@@ -16,6 +16,11 @@ class DataLeakageError(ValueError):
     """The same (or nearly the same) example is in more than one split."""
 
 
+IMBALANCE_SUGGESTION_RATIO = 3.0
+"""Largest / smallest class count of the training split from which the audit suggests class
+weights or focal loss (a rule of thumb; nothing in this repository measured the threshold)."""
+
+
 @dataclasses.dataclass
 class AuditReport:
     """Findings of a data audit. Every finding names its split and its file (or index).
@@ -64,6 +69,22 @@ class AuditReport:
     dominant_mode: str | None = None
     near_dup_threshold: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    # -- imbalance -----------------------------------------------------------------------------
+    @property
+    def imbalance_suggestion(self) -> str | None:
+        """One line suggesting class weights or focal loss (naming their recipe keys) when the
+        training split's imbalance ratio is at least `IMBALANCE_SUGGESTION_RATIO`, else `None`."""
+        from tlkit.config import FIELDS
+
+        split = "train" if "train" in self.splits else (self.splits[0] if self.splits else None)
+        ratio = self.imbalance_ratio.get(split) if split else None
+        if ratio is None or ratio < IMBALANCE_SUGGESTION_RATIO:
+            return None
+        weights, loss = FIELDS["class_weight"].metadata["yaml"], FIELDS["loss_type"].metadata["yaml"]
+        return (f"class imbalance: {split} ratio {ratio:.1f} (>= {IMBALANCE_SUGGESTION_RATIO:g}); "
+                f"consider {weights}: balanced or {loss}: focal in the recipe "
+                "(FineTuneConfig.class_weight / loss_type in Python)")
 
     # -- leakage -------------------------------------------------------------------------------
     @property
@@ -140,6 +161,8 @@ class AuditReport:
                 f"  most images: {self.dominant_size[0]}x{self.dominant_size[1]} "
                 f"{self.dominant_mode}"
             )
+        if self.imbalance_suggestion:
+            lines.append(f"  {self.imbalance_suggestion}")
         lines.append(f"  leakage across splits: {'YES' if self.has_leakage else 'no'}")
         sections = [
             ("Unreadable / corrupt files", self.unreadable, _fmt_unreadable),

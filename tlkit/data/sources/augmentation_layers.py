@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import keras
 
-ALLOWED_KEYS = ("flip", "rotation", "zoom", "translation", "contrast")
+ALLOWED_KEYS = ("flip", "rotation", "zoom", "translation", "contrast", "randaugment")
+# They mix labels too, so they run on training batches, not in the model: fine-tuning settings.
+_BATCH_MIXING = {"mixup": "regularization.mixup", "cutmix": "regularization.cutmix"}
+_RANDAUGMENT_KEYS = ("num_ops", "factor")
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
@@ -20,6 +23,12 @@ def augmentation(config: dict | None, seed: int = 0, name: str = "augmentation")
     - `translation`: fraction of height and width, e.g. `0.1`, or `(height, width)` →
       `RandomTranslation`.
     - `contrast`: e.g. `0.2` → `RandomContrast` (pixels in `[0, 255]`).
+    - `randaugment`: `True` (Keras's defaults: 2 ops, factor 0.5), a factor in `(0, 1]`, or
+      `{num_ops: 2, factor: 0.5}` → `RandAugment` (pixels in `[0, 255]`).
+
+    MixUp and CutMix mix labels as well, so they are fine-tuning settings
+    (`tlkit.FineTuneConfig.mixup` / `cutmix`, recipe `regularization.mixup` / `cutmix`) applied to
+    training batches, not layers here.
 
     Args:
         config: the dict; `None` or `{}` gives a pass-through layer.
@@ -42,6 +51,13 @@ def augmentation(config: dict | None, seed: int = 0, name: str = "augmentation")
     """
     config = dict(config or {})
     unknown = sorted(set(config) - set(ALLOWED_KEYS))
+    mixing = [k for k in unknown if k in _BATCH_MIXING]
+    if mixing:
+        raise ValueError(
+            f"Augmentation key {mixing[0]!r}: MixUp / CutMix mix labels too, so they are "
+            f"fine-tuning settings applied to training batches: set {_BATCH_MIXING[mixing[0]]} in "
+            f"a recipe (FineTuneConfig.{mixing[0]} in Python), not data.augmentation."
+        )
     if unknown:
         raise ValueError(
             f"Unknown augmentation key(s) {unknown}. Allowed keys: {list(ALLOWED_KEYS)}."
@@ -74,6 +90,29 @@ def augmentation(config: dict | None, seed: int = 0, name: str = "augmentation")
                     value, value_range=(0, 255), seed=layer_seed, name="contrast"
                 )
             )
+        elif key == "randaugment":
+            layers.append(_rand_augment(value, layer_seed))
     if not layers:
         return keras.layers.Identity(name=name)
     return keras.Sequential(layers, name=name)
+
+
+def _rand_augment(value, seed):
+    """`keras.layers.RandAugment` for raw `[0, 255]` pixels from `True`, a factor or a dict."""
+    options = {}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(_RANDAUGMENT_KEYS))
+        if unknown:
+            raise ValueError(f"Unknown `randaugment` key(s) {unknown}. Allowed keys: "
+                             f"{list(_RANDAUGMENT_KEYS)}.")
+        options = dict(value)
+    elif value is not True:
+        options = {"factor": value}
+    factor = options.get("factor", 0.5)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise ValueError(f"Expected `randaugment` factor in (0, 1]. Received: factor={factor!r}")
+    num_ops = options.get("num_ops", 2)
+    if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
+        raise ValueError(f"Expected `randaugment` num_ops an int >= 1. Received: {num_ops!r}")
+    return keras.layers.RandAugment(value_range=(0, 255), num_ops=num_ops, factor=float(factor),
+                                    seed=seed, name="randaugment")
