@@ -41,8 +41,11 @@ def test_arrays_and_unknown_sources(tmp_path):
     x2[-1, -1] = 1.0
     changed = tld.from_numpy(x2, np.arange(5) % 2, class_names=["a", "b"], val_fraction=0.0)
     assert tld.split_fingerprint(changed, "train") != before
-    plain = tld.LabeledData(train=tf.data.Dataset.from_tensor_slices((x, np.arange(5))),
-                            class_names=["a", "b"], kind="features")
+    plain = tld.LabeledData(
+        train=tf.data.Dataset.from_tensor_slices((x, np.arange(5))),
+        class_names=["a", "b"],
+        kind="features",
+    )
     assert tld.split_fingerprint(plain, "train") is None
 
 
@@ -52,7 +55,11 @@ def test_a_changed_later_file_invalidates_the_feature_cache(tmp_path, caplog):
 
     def extract():
         return tld.extract_feature_shards(
-            model, data.train, tmp_path / "cache", batch_size=4, shard_size=4,
+            model,
+            data.train,
+            tmp_path / "cache",
+            batch_size=4,
+            shard_size=4,
             data_fingerprint=tld.split_fingerprint(data, "train"),
         )
 
