@@ -8,8 +8,6 @@ the whole cache it then sees (features, labels, the shard files per worker) to `
 """
 
 import argparse
-import json
-import os
 
 
 def main(argv=None):
@@ -19,10 +17,9 @@ def main(argv=None):
     parser.add_argument("--cache", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")]
-    os.environ["TF_CONFIG"] = json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": args.index}}
-    )
+    from tlkit.testing.localhost_cluster import set_localhost_tf_config
+
+    set_localhost_tf_config(args.ports, args.index)
     import numpy as np
     import tensorflow as tf
 
