@@ -12,13 +12,13 @@ from tlkit.testing import free_ports
 pytestmark = pytest.mark.slow
 
 
-def test_two_workers_each_extract_half_and_share_one_cache(tmp_path):
+def _run_two_workers(module, tmp_path, suffix):
+    """Runs `python -m module` as workers 0 and 1 on localhost, sharing `tmp_path/cache`."""
     ports = free_ports(2)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tlkit.testing.shard_extraction_job", "--ports", ports,
-             "--index", str(i), "--cache", str(tmp_path / "cache"), "--out",
-             str(tmp_path / f"out{i}.npz")],
+            [sys.executable, "-m", module, "--ports", ports, "--index", str(i),
+             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / f"out{i}.{suffix}")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for i in range(2)
@@ -26,6 +26,10 @@ def test_two_workers_each_extract_half_and_share_one_cache(tmp_path):
     for p in procs:
         out, _ = p.communicate(timeout=240)
         assert p.returncode == 0, out[-3000:]
+
+
+def test_two_workers_each_extract_half_and_share_one_cache(tmp_path):
+    _run_two_workers("tlkit.testing.shard_extraction_job", tmp_path, "npz")
     seen = [np.load(tmp_path / f"out{i}.npz") for i in range(2)]
     for result in seen:  # both workers see the whole cache
         order = np.argsort(result["labels"])
@@ -45,19 +49,7 @@ def test_two_workers_share_the_audit_embedding_pass(tmp_path):
     from tlkit import data as tld
     from tlkit.testing.audit_embedding_job import planted_arrays
 
-    ports = free_ports(2)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tlkit.testing.audit_embedding_job", "--ports", ports,
-             "--index", str(i), "--cache", str(tmp_path / "cache"), "--out",
-             str(tmp_path / f"out{i}.json")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=240)
-        assert p.returncode == 0, out[-3000:]
+    _run_two_workers("tlkit.testing.audit_embedding_job", tmp_path, "json")
     seen = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2)]
     # Each worker embedded its half of the 160 examples, no more.
     assert [s["embedded"] for s in seen] == [80, 80]

@@ -7,7 +7,6 @@ Each worker audits the same small array data set (`planted_arrays`) with
 reports and how many examples its own embedding model saw to `--out` (JSON).
 """
 
-import argparse
 import json
 
 
@@ -26,23 +25,13 @@ def planted_arrays():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ports", required=True)
-    parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    from tlkit.testing.localhost_cluster import set_localhost_tf_config
+    from tlkit.testing.localhost_cluster import cache_job_worker
 
-    set_localhost_tf_config(args.ports, args.index)
+    args, worker = cache_job_worker(argv)
     import numpy as np
 
     import tlkit
-    from tlkit import distribute
 
-    strategy = distribute.get_strategy("multiworker")
-    resolver = strategy.cluster_resolver
-    count = len(resolver.cluster_spec().as_dict()["worker"])
     seen = {"rows": 0}
 
     def embed(batch):
@@ -54,7 +43,7 @@ def main(argv=None):
         backbone_model=embed,
         batch_size=16,
         embedding_cache_dir=args.cache,
-        worker=(resolver.task_id, count),
+        worker=worker,
     )
     pairs = sorted(
         sorted([f"{p['a']['split']}{p['a']['item']}", f"{p['b']['split']}{p['b']['item']}"])
