@@ -30,8 +30,12 @@ def main(argv=None):
         wait_seconds=120,
     )
     features, labels = shards.arrays()
-    np.savez(args.out, features=features, labels=labels,
-             files=np.asarray([s["x"] for s in shards.manifest["shards"]]))
+    np.savez(
+        args.out,
+        features=features,
+        labels=labels,
+        files=np.asarray([s["x"] for s in shards.manifest["shards"]]),
+    )
 
 
 if __name__ == "__main__":
