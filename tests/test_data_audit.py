@@ -189,3 +189,24 @@ def test_audit_searches_near_duplicates_over_every_example():
         ("#20499", "#599", True)
     ]
     assert report.has_leakage
+
+
+def test_audit_embeddings_in_a_sharded_cache_are_reused(split_folder, tmp_path):
+    calls = {"rows": 0}
+
+    def counting(batch):
+        calls["rows"] += int(batch.shape[0])
+        return _pixel_embedding(batch)
+
+    plain = tld.audit(split_folder, backbone_model=_pixel_embedding, near_dup_threshold=0.98)
+    cached = tld.audit(split_folder, backbone_model=counting, near_dup_threshold=0.98,
+                       embedding_cache_dir=tmp_path / "emb")
+    assert cached.near_duplicates == plain.near_duplicates
+    assert calls["rows"] > 0 and list((tmp_path / "emb").glob("manifest-*.json"))
+    calls["rows"] = 0
+    again = tld.audit(split_folder, backbone_model=counting, near_dup_threshold=0.98,
+                      embedding_cache_dir=tmp_path / "emb")
+    assert again.near_duplicates == plain.near_duplicates
+    assert calls["rows"] == 0  # nothing embedded again
+    with pytest.raises(ValueError, match="embedding_cache_dir"):
+        tld.audit(split_folder, backbone_model=counting, worker=(0, 2))

@@ -108,3 +108,28 @@ def test_running_out_of_disk_keeps_the_cache_written_so_far(ds, tmp_path, monkey
     model = Doubler()
     shards = _extract(model, ds, tmp_path)
     assert model.seen == 50 - 32 and shards.num_examples == 50
+
+
+def test_a_cache_on_a_non_local_filesystem(ds):
+    # TensorFlow's in-memory `ram://` filesystem stands in for `gs://`: same tf.io.gfile calls.
+    folder = f"ram://tlkit-shards-{os.getpid()}/train"
+    try:
+        shards = _extract(Doubler(), ds, folder)
+        assert shards.num_examples == 50
+        assert tf.io.gfile.glob(folder + "/manifest-*.json")
+        np.testing.assert_array_equal(shards.arrays()[0][-1], [294.0, 296.0, 298.0])
+        streamed = np.stack([x for x, _ in shards.dataset().as_numpy_iterator()])
+        np.testing.assert_array_equal(streamed, shards.arrays()[0])
+        model = Doubler()
+        again = _extract(model, ds, folder)  # reused from ram://, nothing extracted
+        assert model.seen == 0 and again.num_examples == 50
+        # A corrupt shard there is detected by its checksum and extracted again.
+        first = folder + "/" + again.manifest["shards"][0]["x"]
+        with tf.io.gfile.GFile(first, "wb") as f:
+            f.write(b"not a shard")
+        model = Doubler()
+        _extract(model, ds, folder)
+        assert model.seen == 50
+    finally:
+        if tf.io.gfile.exists(folder):
+            tf.io.gfile.rmtree(folder)

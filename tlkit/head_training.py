@@ -45,6 +45,20 @@ def has_augmentation(model) -> bool:
     return False
 
 
+# Batch of the one feature-extraction pass on CPU: the backbone's activations of a small batch
+# stay in the CPU caches. `benchmarks/feature_caching.py` measures ms/image by batch size
+# (EfficientNet-Lite0, 128 px, 2 cores: batch 32 about twice as fast per image as 256).
+CPU_EXTRACTION_BATCH = 32
+
+
+def extraction_batch_size(batch_size: int) -> int:
+    """Batch of the feature-extraction pass: on a GPU/TPU at least 256 (amortizes the per-call
+    overhead, inference needs no gradients' memory), on CPU `CPU_EXTRACTION_BATCH`."""
+    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+        return max(int(batch_size), 256)
+    return CPU_EXTRACTION_BATCH
+
+
 def _unbatch(ds):
     spec = ds.element_spec
     first = spec[0] if isinstance(spec, tuple) else spec
@@ -72,6 +86,7 @@ def train_head_on_features(
     shard_size: int = 4096,
     loss=None,
     class_weight: dict | None = None,
+    data_fingerprints: dict | None = None,
 ):
     """Trains `model`'s head on features of its frozen backbone, computed once.
 
@@ -90,6 +105,9 @@ def train_head_on_features(
             by shard (memory bounded by `shard_size`, not by the number of examples).
             Default 2 GiB.
         shard_size: examples per shard of the cache. Default 4096.
+        data_fingerprints: with `cache_dir`, `{"train": ..., "val": ...}` strings that change
+            when the data does, e.g. `tlkit.data.split_fingerprint(data, "train")` (every
+            file's path, size and mtime). Default: the example count and the first batch.
         callbacks, verbose: passed to the head's `fit` (e.g. a `BackupAndRestore`: a rerun
             resumes the head phase).
         optimizer: a Keras optimizer for the head (default: `Adam(learning_rate)`).
@@ -125,15 +143,15 @@ def train_head_on_features(
             f"{[v.path for v in trainable_outside_head[:3]]}. Call tlkit.freeze_backbone(model)."
         )
     extractor = feature_model(model)
-    # Inference only: a bigger batch than training's amortizes per-call overhead.
-    extract_batch = max(int(batch_size), 256)
+    extract_batch = extraction_batch_size(batch_size)
     backbone = find_backbone(model)
     # What the cached features depend on besides the weights (fingerprinted by the cache).
     describe = {"model": model.name, "input_shape": list(model.input_shape[1:]),
                 "backbone": type(backbone).__name__ if backbone is not None else None,
                 "feature_shape": list(extractor.output_shape[1:])}
     cache = {"dir": cache_dir, "in_memory_max_bytes": in_memory_max_bytes,
-             "shard_size": shard_size, "describe": describe}
+             "shard_size": shard_size, "describe": describe,
+             "fingerprints": dict(data_fingerprints or {})}
     train_ds = _features(extractor, _unbatch(train), "train", cache, extract_batch, verbose,
                          shuffle=shuffle, seed=seed)
     train_ds = train_ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -169,6 +187,7 @@ def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False,
             ds,
             os.path.join(os.fspath(cache["dir"]), name),
             describe=cache["describe"],
+            data_fingerprint=cache["fingerprints"].get(name),
             shard_size=cache["shard_size"],
             batch_size=extract_batch,
             progress=verbose != 0,

@@ -16,6 +16,7 @@ from tlkit.data.features.prototypes import PrototypeClassifier
 from tlkit.data.preprocess import ChannelAdapter, preprocess_for
 from tlkit.data.sources.augmentation_layers import augmentation
 from tlkit.data.sources.csv_files import from_csv
+from tlkit.data.sources.fingerprint import split_fingerprint
 from tlkit.data.sources.image_folder import from_image_folder
 from tlkit.data.sources.label_budget import subsample
 from tlkit.data.sources.labeled_data import LabeledData, Skipped, SplitSource
@@ -47,6 +48,7 @@ __all__ = [
     "from_image_folder",
     "from_numpy",
     "from_tfds",
+    "split_fingerprint",
     "from_text_files",
     "make_image_folder",
     "preprocess_for",

@@ -233,6 +233,7 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         batch_size=recipe.data.batch_size,
         seed=recipe.seed,
         cache_dir=os.path.join(run.checkpoints, "features"),
+        data_fingerprints={s: tlkit.data.split_fingerprint(data, s) for s in ("train", "val")},
         callbacks=callbacks,
         optimizer=_optimizer(recipe, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,

@@ -22,10 +22,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--die-at-epoch", type=int, default=-1)
     args = parser.parse_args(argv)
-    workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")]
-    os.environ["TF_CONFIG"] = json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": args.index}}
-    )
+    from tlkit.testing.localhost_cluster import set_localhost_tf_config
+
+    set_localhost_tf_config(args.ports, args.index)
     import keras
     import numpy as np
     import tensorflow as tf

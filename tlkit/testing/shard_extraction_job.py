@@ -7,31 +7,16 @@ extracts its part of a small fixed dataset with `extract_feature_shards(worker=.
 the whole cache it then sees (features, labels, the shard files per worker) to `--out` (`.npz`).
 """
 
-import argparse
-import json
-import os
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ports", required=True)
-    parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    workers = [f"127.0.0.1:{p}" for p in args.ports.split(",")]
-    os.environ["TF_CONFIG"] = json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": args.index}}
-    )
+    from tlkit.testing.localhost_cluster import cache_job_worker
+
+    args, worker = cache_job_worker(argv)
     import numpy as np
     import tensorflow as tf
 
     import tlkit
-    from tlkit import distribute
 
-    strategy = distribute.get_strategy("multiworker")
-    resolver = strategy.cluster_resolver
-    count = len(resolver.cluster_spec().as_dict()["worker"])
     x = np.arange(45 * 2, dtype="float32").reshape(45, 2)
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(45)))
     shards = tlkit.data.extract_feature_shards(
@@ -41,12 +26,16 @@ def main(argv=None):
         describe={"job": "test"},
         shard_size=8,
         batch_size=4,
-        worker=(resolver.task_id, count),
+        worker=worker,
         wait_seconds=120,
     )
     features, labels = shards.arrays()
-    np.savez(args.out, features=features, labels=labels,
-             files=np.asarray([s["x"] for s in shards.manifest["shards"]]))
+    np.savez(
+        args.out,
+        features=features,
+        labels=labels,
+        files=np.asarray([s["x"] for s in shards.manifest["shards"]]),
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from tlkit.data.audit._similar_pairs import similar_pairs
 from tlkit.data.features._feature_model import call_feature_model, l2_normalize
+from tlkit.data.features.feature_cache import weights_fingerprint
+from tlkit.data.features.feature_shards import extract_feature_shards
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,19 @@ def _to_image(value, size, channels) -> np.ndarray:
 
 
 def near_duplicates(
-    source, limit, items, group_of, model, *, threshold, size, channels, batch_size, notes
+    source,
+    limit,
+    items,
+    group_of,
+    model,
+    *,
+    threshold,
+    size,
+    channels,
+    batch_size,
+    notes,
+    cache_dir=None,
+    worker=None,
 ) -> list[dict]:
     """Pairs of examples whose embeddings have cosine >= `threshold` (exact duplicates aside).
 
@@ -79,7 +93,18 @@ def near_duplicates(
         channels: channels the model takes (1 or 3).
         batch_size: batch size for the model.
         notes: the report's notes (appended to when the pairs are cut).
+        cache_dir, worker: see `tlkit.data.audit` (`embedding_cache_dir`, `worker`).
     """
+    if worker is not None and cache_dir is None:
+        raise ValueError(
+            "audit(worker=...) needs embedding_cache_dir=: a folder every worker can read and "
+            "write (e.g. gs://bucket/audit-cache), where the workers' embeddings meet."
+        )
+    if cache_dir is not None:
+        embeddings, owners = _sharded_embeddings(
+            source, limit, model, size, channels, batch_size, cache_dir, worker
+        )
+        return _pairs(embeddings, owners, items, group_of, threshold, notes)
     embeddings, owners, batch, batch_owners = [], [], [], []
 
     def flush():
@@ -107,7 +132,15 @@ def near_duplicates(
     flush()
     if not embeddings:
         return []
-    a, b, sims = similar_pairs(np.concatenate(embeddings), threshold)
+    return _pairs(np.concatenate(embeddings), owners, items, group_of, threshold, notes)
+
+
+def _pairs(embeddings, owners, items, group_of, threshold, notes) -> list[dict]:
+    """The report's near-duplicate pairs among `embeddings` (row i embeds item `owners[i]`)."""
+    if not len(embeddings):
+        return []
+    owners = [int(k) for k in owners]
+    a, b, sims = similar_pairs(embeddings, threshold)
     pairs = []
     for i, j, sim in zip(a.tolist(), b.tolist(), sims.tolist()):
         ka, kb = owners[i], owners[j]
@@ -136,3 +169,38 @@ def near_duplicates(
 
 def _sorted_pairs(pairs):
     return sorted(pairs, key=lambda p: (not p["cross_split"], -p["similarity"]))
+
+
+def _sharded_embeddings(source, limit, model, size, channels, batch_size, cache_dir, worker):
+    """`(embeddings, owners)` through `extract_feature_shards`: the labels it stores are the
+    items' indices, so a worker's share of the rows keeps saying whose embedding it is."""
+    def values():
+        for k, (item, value) in enumerate(source.iterate(limit, with_values=True)):
+            if not item.error and value is not None:
+                yield (_to_image(value, size, channels) if source.kind == "image" else value), k
+
+    first = next(values(), None)
+    if first is None:
+        return np.zeros((0, 1), "float32"), np.zeros(0, "int64")
+    if source.kind == "text":
+        spec = tf.TensorSpec((), tf.string)
+    else:
+        spec = tf.TensorSpec(np.shape(first[0]), tf.float32)
+    ds = tf.data.Dataset.from_generator(
+        values, output_signature=(spec, tf.TensorSpec((), tf.int64))
+    )
+    shards = extract_feature_shards(
+        lambda x: l2_normalize(call_feature_model(model, x)),
+        ds,
+        cache_dir,
+        describe={
+            "audit_embeddings": type(model).__name__,
+            "weights": weights_fingerprint(model),
+            "source": source.description,
+            "size": list(size) if size else None,
+            "channels": channels,
+        },
+        batch_size=batch_size,
+        worker=worker,
+    )
+    return shards.arrays()

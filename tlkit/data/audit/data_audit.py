@@ -35,6 +35,8 @@ def audit(
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
+    embedding_cache_dir=None,
+    worker: tuple[int, int] | None = None,
 ) -> AuditReport:
     """Audits a data set before training.
 
@@ -63,6 +65,12 @@ def audit(
         batch_size: batch size for `backbone_model`.
         seed: seed of the sample when `max_images` cuts.
         progress: show a `keras.utils.Progbar` while reading examples (the CLI turns it on).
+        embedding_cache_dir: keep the embeddings there as a sharded feature cache
+            (`tlkit.data.extract_feature_shards`: reused for the same model and data, resumed
+            after a kill); local or `gs://`.
+        worker: `(index, count)` in a multi-worker job: each worker embeds every `count`-th
+            example into `embedding_cache_dir` (a folder all workers reach), the chief writes
+            the manifest, and every worker then searches the whole cache (same report on all).
 
     Returns:
         An `AuditReport` (`.to_text()`, `.to_json()`, `.save(path)`, `.has_leakage`).
@@ -142,6 +150,8 @@ def audit(
             channels=model_channels(backbone_model),
             batch_size=batch_size,
             notes=report.notes,
+            cache_dir=embedding_cache_dir,
+            worker=worker,
         )
     return report
 

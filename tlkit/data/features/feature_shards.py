@@ -17,14 +17,15 @@ every shard) that records what the features were made from and each shard's SHA-
 - Out of disk: a shard that fails to write is removed, the manifest still lists only complete
   shards, and the error propagates: nothing already cached is lost.
 
-`ShardedFeatures.dataset()` streams the shards through tf.data, one memory-mapped shard at a
-time (memory bounded by the shard size, not N); `.arrays()` loads everything when it fits.
+`ShardedFeatures.dataset()` streams the shards through tf.data, one shard at a time (memory
+bounded by the shard size, not N; memory-mapped when local); `.arrays()` loads everything when
+it fits. `folder` may be a non-local path such as `gs://bucket/cache`: all I/O then goes through
+`tf.io.gfile` (`_gfile_io`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import io
 import json
@@ -37,7 +38,9 @@ import tensorflow as tf
 
 from tlkit._progress import progbar
 from tlkit.data.features._feature_model import call_feature_model
-from tlkit.data.features.feature_cache import _atomic_write, weights_fingerprint
+from tlkit.data.features._gfile_io import atomic_write as _atomic_write
+from tlkit.data.features._gfile_io import basename, join, load_npy, open_binary, open_text
+from tlkit.data.features.feature_cache import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +68,12 @@ class ShardedFeatures:
         return int(self.num_examples * np.prod(self.feature_shape) * 4)
 
     def _paths(self, kind):
-        return [os.path.join(self.folder, s[kind]) for s in self.manifest["shards"]]
+        return [join(self.folder, s[kind]) for s in self.manifest["shards"]]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """All `(features, labels)` in memory (for a cache that fits)."""
-        xs = [np.load(p) for p in self._paths("x")]
-        ys = [np.load(p) for p in self._paths("y")]
+        xs = [load_npy(p) for p in self._paths("x")]
+        ys = [load_npy(p) for p in self._paths("y")]
         return np.concatenate(xs), np.concatenate(ys)
 
     def dataset(self, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
@@ -82,7 +85,7 @@ class ShardedFeatures:
             seed: seed of the shuffle.
         """
         files = list(zip(self._paths("x"), self._paths("y")))
-        y_dtype = np.load(files[0][1], mmap_mode="r").dtype
+        y_first = load_npy(files[0][1], mmap=True)
 
         def shards():
             order = np.arange(len(files))
@@ -90,12 +93,12 @@ class ShardedFeatures:
                 order = np.random.default_rng([seed, shards.epoch]).permutation(len(files))
                 shards.epoch += 1
             for k in order:
-                x = np.load(files[k][0], mmap_mode="r")
-                y = np.load(files[k][1], mmap_mode="r")
+                x = load_npy(files[k][0], mmap=True)
+                y = load_npy(files[k][1], mmap=True)
                 yield np.asarray(x), np.asarray(y)
 
         shards.epoch = 0
-        y_shape = tuple(np.load(files[0][1], mmap_mode="r").shape[1:])
+        y_dtype, y_shape = y_first.dtype, tuple(y_first.shape[1:])
         ds = tf.data.Dataset.from_generator(
             shards,
             output_signature=(
@@ -160,7 +163,7 @@ def extract_feature_shards(
             f"batch_size={batch_size}"
         )
     folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
+    tf.io.gfile.makedirs(folder)
     key = {
         "format": _FORMAT,
         "describe": _plain(describe or {}),
@@ -169,7 +172,7 @@ def extract_feature_shards(
         "shard_size": int(shard_size),
     }
     key_id = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    manifest_path = os.path.join(folder, f"manifest-{key_id}.json")
+    manifest_path = join(folder, f"manifest-{key_id}.json")
     _warn_about_other_caches(folder, key_id, key)
     whole = _valid_prefix(folder, manifest_path, key)
     if whole["complete"]:
@@ -194,7 +197,7 @@ def extract_feature_shards(
         )
     else:
         part_id = f"{key_id}-w{index}of{count}"
-        part_path = os.path.join(folder, f"manifest-{part_id}.json")
+        part_path = join(folder, f"manifest-{part_id}.json")
         part = _valid_prefix(folder, part_path, key)
         if not part["complete"]:
             _extract_part(
@@ -212,7 +215,7 @@ def extract_feature_shards(
             return ShardedFeatures(folder, _wait_for(manifest_path, key, wait_seconds))
         manifest = {**whole, "shards": [], "complete": True}
         for k in range(count):
-            path = os.path.join(folder, f"manifest-{key_id}-w{k}of{count}.json")
+            path = join(folder, f"manifest-{key_id}-w{k}of{count}.json")
             done = _wait_for(path, key, wait_seconds)
             manifest["shards"].extend(done["shards"])
             manifest["feature_shape"] = done["feature_shape"]
@@ -264,7 +267,7 @@ def _wait_for(path, key, wait_seconds) -> dict:
     """The complete manifest at `path` once another worker has written it."""
     deadline = time.monotonic() + float(wait_seconds)
     while True:
-        if os.path.exists(path):
+        if tf.io.gfile.exists(path):
             manifest = _read_json(path)
             if manifest is not None and manifest.get("key") == key and manifest["complete"]:
                 return manifest
@@ -292,16 +295,16 @@ def _data_fingerprint(ds, batch_size) -> str:
 
 def _read_json(path):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             return json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, tf.errors.OpError, json.JSONDecodeError) as err:
         logger.warning("Ignoring unreadable feature-cache manifest %s (%s)", path, err)
         return None
 
 
 def _warn_about_other_caches(folder, key_id, key) -> None:
-    for other in sorted(glob.glob(os.path.join(folder, "manifest-*.json"))):
-        if os.path.basename(other).startswith(f"manifest-{key_id}"):
+    for other in sorted(tf.io.gfile.glob(join(folder, "manifest-*.json"))):
+        if basename(other).startswith(f"manifest-{key_id}"):
             continue  # this cache, or one worker's part of it
         old = _read_json(other)
         if old is None:
@@ -328,7 +331,7 @@ def _valid_prefix(folder, manifest_path, key) -> dict:
         "feature_shape": None,
         "shard_size": key["shard_size"],
     }
-    if not os.path.exists(manifest_path):
+    if not tf.io.gfile.exists(manifest_path):
         return fresh
     manifest = _read_json(manifest_path)
     if manifest is None or manifest.get("key") != key:
@@ -337,7 +340,7 @@ def _valid_prefix(folder, manifest_path, key) -> dict:
         bad = [
             name
             for name in ("x", "y")
-            if _sha256(os.path.join(folder, shard[name])) != shard[f"{name}_sha256"]
+            if _sha256(join(folder, shard[name])) != shard[f"{name}_sha256"]
         ]
         if bad:
             logger.warning(
@@ -355,10 +358,10 @@ def _valid_prefix(folder, manifest_path, key) -> dict:
 def _sha256(path) -> str | None:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_binary(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    except OSError:
+    except (OSError, tf.errors.OpError):
         return None
     return digest.hexdigest()
 
@@ -373,7 +376,7 @@ def _flush(folder, key_id, manifest, manifest_path, pending_x, pending_y, shard_
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array))
         data = buffer.getvalue()
-        _atomic_write(os.path.join(folder, names[name]), lambda f, data=data: f.write(data))
+        _atomic_write(join(folder, names[name]), lambda f, data=data: f.write(data))
         entry[name] = names[name]
         entry[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
     manifest["shards"].append(entry)
@@ -384,12 +387,12 @@ def _flush(folder, key_id, manifest, manifest_path, pending_x, pending_y, shard_
 
 
 def _remove_other_caches(folder, key_id) -> None:
-    for other in glob.glob(os.path.join(folder, "manifest-*.json")):
-        if not os.path.basename(other).startswith(f"manifest-{key_id}"):
-            os.remove(other)
-    for shard in glob.glob(os.path.join(folder, "shard-*.npy")):
-        if not os.path.basename(shard).startswith(f"shard-{key_id}-"):
-            os.remove(shard)
+    for other in tf.io.gfile.glob(join(folder, "manifest-*.json")):
+        if not basename(other).startswith(f"manifest-{key_id}"):
+            tf.io.gfile.remove(other)
+    for shard in tf.io.gfile.glob(join(folder, "shard-*.npy")):
+        if not basename(shard).startswith(f"shard-{key_id}-"):
+            tf.io.gfile.remove(shard)
 
 
 def _write_json(path, payload) -> None:
