@@ -93,3 +93,14 @@ def test_tflite_dynamic_reports_its_int8_size_next_to_float32(tmp_path):
     assert record["size_ratio"] == pytest.approx(record["float_size_bytes"] / record["size_bytes"])
     assert record["parity"]["top1_agreement"] >= 0.9 and record["parity"]["num_examples"] == 16
     assert results["tflite-dynamic"]["size_bytes"] == (tmp_path / "model_dynamic.tflite").stat().st_size
+
+
+def test_tflite_predict_runs_large_inputs_in_slices_with_the_same_outputs(tmp_path):
+    model = tiny_model()
+    path = tlkit.export.export_tflite(model, tmp_path / "m.tflite")["path"]
+    images = _images(10)
+    whole = tlkit.export.tflite_predict(path, images, batch_size=10)
+    sliced = tlkit.export.tflite_predict(path, images, batch_size=4)  # slices of 4, 4 and 2
+    assert sliced.shape == (10, 3)
+    np.testing.assert_allclose(sliced, whole, atol=1e-6)
+    np.testing.assert_allclose(whole, model.predict(images, verbose=0), atol=1e-4)
