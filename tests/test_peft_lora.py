@@ -20,14 +20,31 @@ def _data(model, n=12, seed=0):
     return rng.uniform(0, 255, shape).astype("float32"), np.arange(n) % 3
 
 
-def test_default_targets_of_a_transformer_are_query_and_value():
+def test_default_targets_of_a_transformer_are_every_linear_layer():
     model = tiny_transformer()
     report = tlkit.peft.lora(model, rank=2)
-    names = [p.rsplit("/", 1)[-1] for p in report.layers]
-    assert sorted(set(names)) == ["query", "value"] and len(names) == 4
+    names = {p.rsplit("/", 1)[-1] for p in report.layers}
+    assert names == {"query", "key", "value", "attention_output", "transformer_layer_0_ffn",
+                     "transformer_layer_1_ffn"} and len(report.layers) == 10
     trainable = [v.path for v in model.trainable_weights]
     assert all(p.endswith(("lora_kernel_a", "lora_kernel_b")) or p.startswith("head") for p in trainable)
     assert report.trainable_params == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    # The defaults are resolved into the recorded config (what adapter files store).
+    assert report.config.targets == ("Dense", "EinsumDense") and report.config.alpha == 4
+
+
+def test_default_rank_is_4_and_alpha_twice_the_rank():
+    assert LoraConfig().rank == 4 and LoraConfig().scale == 2.0
+    assert LoraConfig(rank=8).resolved_alpha == 16 and LoraConfig(rank=8, alpha=8).scale == 1.0
+    model = tiny_transformer()
+    tlkit.peft.lora(model)
+    layers = tlkit.peft.lora_layers(model)
+    assert {(layer.lora_rank, layer.lora_alpha) for layer in layers} == {(4, 8)}
+    # The merged kernel is base + (alpha / rank) * A @ B = base + 2 * A @ B.
+    ffn = next(layer for layer in layers if isinstance(layer, keras.layers.Dense))
+    ffn.lora_kernel_b.assign(np.full(ffn.lora_kernel_b.shape, 0.05, "float32"))
+    update = ffn.lora_kernel_a.numpy() @ ffn.lora_kernel_b.numpy()
+    np.testing.assert_allclose(ffn.kernel.numpy() - ffn._kernel.numpy(), 2 * update, atol=1e-6)
 
 
 def test_lora_leaves_outputs_unchanged_then_only_adapters_and_head_train():
@@ -133,3 +150,10 @@ def test_default_targets_of_a_cnn_are_its_pointwise_convolutions():
     model = tlkit.build_model(backbone, num_classes=3, input_shape=(8, 8, 3))
     report = tlkit.peft.lora(model, rank=2)
     assert report.layers == ["block1_project", "block2_expand"]
+
+
+def test_lora_logs_the_learning_rate_adapters_want(caplog):
+    assert tlkit.peft.LORA_LR == 3e-3  # from benchmarks/results/peft_sweep.json
+    with caplog.at_level("INFO", logger="tlkit.peft"):
+        tlkit.peft.lora(tiny_transformer(), rank=2)
+    assert "higher learning rate than full fine-tuning, e.g. lr=0.003" in caplog.text

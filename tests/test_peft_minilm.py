@@ -24,9 +24,10 @@ def _model(cache):
 
 def test_minilm_lora_is_under_2_percent_and_its_adapter_file_under_5_percent(tmp_path):
     model = _model(tmp_path)
-    report = tlkit.peft.lora(model, rank=8)
-    assert len(report.layers) == 12  # query and value of 6 transformer layers
-    assert report.layers[0] == "transformer_layer_0/self_attention_layer/query"
+    report = tlkit.peft.lora(model)  # the defaults: rank 4 on every linear layer
+    assert len(report.layers) == 36  # q, k, v, attention output, 2 feed-forward x 6 layers
+    assert report.layers[:2] == ["transformer_layer_0/self_attention_layer/query",
+                                 "transformer_layer_0/self_attention_layer/key"]
     assert report.trainable_fraction <= 0.02
     summary = {row["group"]: row for row in tlkit.trainable_summary(model)}
     assert summary["embeddings"]["trainable_params"] == 0

@@ -19,6 +19,15 @@ from tlkit.export.formats import (
 logger = logging.getLogger("tlkit")
 
 
+def _float_tflite_size(model) -> int:
+    """Size of `model` as float32 TFLite (converted to a temporary file), for the int8 formats'
+    size ratio when the call exports no `tflite` of its own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_tflite(model, os.path.join(tmp, "float.tflite"))["size_bytes"]
+
+
 # -- everything at once ------------------------------------------------------------------------------
 def export_model(model, folder, formats=("keras",), sample_inputs=None, class_names=None,
                  representative_inputs=None) -> dict:
@@ -41,6 +50,14 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
     os.makedirs(folder, exist_ok=True)
     results = {}
+    float_sizes = []  # the float32 TFLite size, found once
+
+    def float_tflite_size():
+        if not float_sizes:
+            float_sizes.append(results["tflite"]["size_bytes"] if "tflite" in results
+                               else _float_tflite_size(model))
+        return float_sizes[0]
+
     bar = progbar(len(formats), unit_name="format") if len(formats) > 1 else None
     for fmt in formats:
         if bar is not None:
@@ -64,6 +81,10 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
                 quantize="dynamic" if fmt == "tflite-dynamic" else None,
                 sample_inputs=sample_inputs,
             )
+            if fmt == "tflite-dynamic":  # int8 weights: its size next to float32's
+                float_size = float_tflite_size()
+                results[fmt].update(float_size_bytes=float_size,
+                                    size_ratio=float_size / results[fmt]["size_bytes"])
         elif fmt == "savedmodel-int8":
             from tlkit.export.int8 import export_savedmodel_int8
 
@@ -81,7 +102,7 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
             results[fmt] = export_tflite_int8(
                 model, os.path.join(folder, "model_int8.tflite"), representative_inputs,
                 sample_inputs=sample_inputs,
-                float_size_bytes=results.get("tflite", {}).get("size_bytes"),
+                float_size_bytes=float_tflite_size(),
             )
         else:
             results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}

@@ -204,8 +204,12 @@ def export_tflite(model, path, quantize: str | None = None, sample_inputs=None) 
     return result
 
 
-def tflite_predict(tflite_path, inputs) -> np.ndarray:
-    """Runs a TFLite model on a batch of inputs (with `tf.lite.Interpreter`)."""
+def tflite_predict(tflite_path, inputs, batch_size: int = 64) -> np.ndarray:
+    """Runs a TFLite model on inputs (with `tf.lite.Interpreter`), `batch_size` at a time.
+
+    The interpreter allocates activations for a whole batch: 1,000 images at 128 px in one
+    batch take gigabytes, so larger inputs go through in slices.
+    """
     import warnings
 
     inputs = np.asarray(inputs, dtype="float32")
@@ -213,17 +217,24 @@ def tflite_predict(tflite_path, inputs) -> np.ndarray:
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path))
     detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], inputs.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], inputs)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    output = interpreter.get_output_details()[0]["index"]
+    outputs, allocated = [], None
+    for start in range(0, len(inputs), int(batch_size)):
+        chunk = inputs[start:start + int(batch_size)]
+        if chunk.shape != allocated:
+            interpreter.resize_tensor_input(detail["index"], chunk.shape)
+            interpreter.allocate_tensors()
+            allocated = chunk.shape
+        interpreter.set_tensor(detail["index"], chunk)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output).copy())
+    return np.concatenate(outputs)
 
 
 def tflite_parity(model, tflite_path, inputs) -> dict:
     """Compares TFLite and Keras outputs: `{max_abs_diff, top1_agreement, num_examples}`."""
     inputs = np.asarray(inputs, dtype="float32")
-    expected = np.asarray(model(inputs, training=False))
+    expected = np.asarray(model.predict(inputs, batch_size=64, verbose=0))  # in slices, too
     got = tflite_predict(tflite_path, inputs)
     return {
         "max_abs_diff": float(np.max(np.abs(expected - got))),

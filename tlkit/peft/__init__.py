@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from tlkit.peft.config import LoraConfig
+from tlkit.peft.config import DEFAULT_ALPHA_RATIO, LORA_LR, LoraConfig
 from tlkit.peft.errors import (
     AdapterMismatchError,
     InvalidRankError,
@@ -43,6 +43,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DEFAULT_ALPHA_RATIO",
+    "LORA_LR",
     "AdapterMismatchError",
     "InvalidRankError",
     "LoraConfig",

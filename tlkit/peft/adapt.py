@@ -21,7 +21,7 @@ import keras
 from tlkit import groups as groups_lib
 from tlkit import trainability
 from tlkit.peft import targets as targets_lib
-from tlkit.peft.config import LoraConfig
+from tlkit.peft.config import LORA_LR, LoraConfig
 from tlkit.peft.errors import InvalidRankError, PeftError
 
 logger = logging.getLogger("tlkit.peft")
@@ -126,13 +126,17 @@ def apply(model, config: LoraConfig, bn_policy: str | None = None) -> LoraReport
             f"The model already has LoRA on {len(existing)} layer(s) (e.g. {existing[0].name!r}); "
             "apply LoRA once, to a fresh model."
         )
+    # Defaults resolved into the config, so that an adapter file keeps its meaning when
+    # tlkit's defaults change.
+    targets = config.targets or targets_lib.default_targets(targets_lib.candidates(model))
+    config = dataclasses.replace(config, alpha=config.resolved_alpha, targets=tuple(targets))
     found = targets_lib.resolve_targets(model, config.targets)
     _check_ranks(found, config.rank)
     if config.quantize is not None:
         from tlkit.peft.quantize import quantize_base
 
         quantize_base(model, config.quantize, required=[c.layer for c in found])
-    alpha = config.alpha if config.alpha is not None else config.rank
+    alpha = config.alpha
     with _strategy_scope(model):
         for cand in found:
             cand.layer.enable_lora(config.rank, lora_alpha=alpha)
@@ -157,22 +161,23 @@ def apply(model, config: LoraConfig, bn_policy: str | None = None) -> LoraReport
         total_params=int(sum(groups_lib._size(v) for v in model.weights)),
     )
     logger.info(
-        "LoRA rank %d (alpha %s) on %d layers; %s of %s parameters trainable (%.2f%%)",
+        "LoRA rank %d (alpha %s) on %d layers; %s of %s parameters trainable (%.2f%%); "
+        "adapters want a higher learning rate than full fine-tuning, e.g. lr=%g",
         config.rank, alpha, len(found), f"{report.trainable_params:,}",
-        f"{report.total_params:,}", 100 * report.trainable_fraction,
+        f"{report.total_params:,}", 100 * report.trainable_fraction, LORA_LR,
     )
     return report
 
 
-def lora(model, rank: int = 8, alpha=None, targets=None, train_norms: bool = False,
+def lora(model, rank: int = 4, alpha=None, targets=None, train_norms: bool = False,
          quantize=None) -> LoraReport:
     """`apply(model, LoraConfig(rank, alpha, targets, train_norms, quantize))`.
 
     Example:
     ```python
     model = tlkit.build_model(tlkit.backbones.get("minilm_l6"), num_classes=3)
-    report = tlkit.peft.lora(model, rank=8)               # query/value of every layer
-    tlkit.fine_tune(model, train, val, epochs=(1, 3), lr=1e-3)
+    report = tlkit.peft.lora(model, rank=4)   # every Dense / EinsumDense, alpha 8
+    tlkit.fine_tune(model, train, val, epochs=(1, 2), lr=tlkit.peft.LORA_LR)
     tlkit.peft.save_adapters(model, "adapters.npz")       # a few MB
     ```
     """

@@ -11,6 +11,13 @@ import dataclasses
 from tlkit.peft.errors import InvalidRankError, PeftError
 
 QUANTIZE_MODES = (None, "int8")
+# `alpha = DEFAULT_ALPHA_RATIO * rank` unless set.
+DEFAULT_ALPHA_RATIO = 2
+# The fine-tuning learning rate LoRA wants (`tlkit.fine_tune(..., lr=LORA_LR)`, recipes'
+# `optimizer.lr`): adapters start at zero and need a much larger step than full fine-tuning
+# (3e-5 for MiniLM, 3e-4 for EfficientNet-Lite0). Measured on MiniLM-L6 + tweets:
+# benchmarks/results/peft_sweep.json.
+LORA_LR = 3e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,22 +26,25 @@ class LoraConfig:
 
     Args:
         rank: rank of the low-rank update, > 0 and at most each target layer's dimension.
-            Default 8.
+            Default 4: with the default targets, MiniLM-L6 trains 1.9% of its parameters
+            (rank 8 on every linear layer would be 3.9%).
         alpha: scale numerator: the update is `(alpha / rank) * A @ B` (Keras' `lora_alpha`).
-            Default `None`: `rank` (scale 1).
+            Default `None`: `2 * rank` (scale 2, the common choice; see `DEFAULT_ALPHA_RATIO`).
         targets: which layers get adapters; each entry is a layer-group name (`"block6"`,
             `"transformer_layer_5"`: its Dense / EinsumDense / Conv layers), a layer type
             (`"Dense"`, `"EinsumDense"`, `"Conv2D"`, or `"pointwise_conv"` for 1x1 convs), or a
             regular expression matched in full against a layer's name (`"query"`) or its path
-            (`"transformer_layer_5/.*"`). Default `None`: attention `query` and `value` in a
-            transformer, otherwise the pointwise (1x1) convolutions.
+            (`"transformer_layer_5/.*"`). Default `None`: in a transformer (a model with
+            `query` and `value` layers) every Dense / EinsumDense layer (attention
+            query / key / value / output and the feed-forward pair), otherwise the pointwise
+            (1x1) convolutions.
         train_norms: also train the backbone's LayerNormalization / BatchNormalization scale and
             offset (BatchNorm still follows the fine-tuning `bn_policy`). Default `False`.
         quantize: `"int8"`: quantize the frozen base layers first (Keras' int8 path; LoRA on an
             int8 base, QLoRA-like). Default `None`.
     """
 
-    rank: int = 8
+    rank: int = 4
     alpha: float | None = None
     targets: tuple[str, ...] | None = None
     train_norms: bool = False
@@ -64,7 +74,12 @@ class LoraConfig:
     @property
     def scale(self) -> float:
         """`alpha / rank`, the factor of the low-rank update."""
-        return (self.alpha if self.alpha is not None else self.rank) / self.rank
+        return self.resolved_alpha / self.rank
+
+    @property
+    def resolved_alpha(self) -> float:
+        """`alpha`, or `DEFAULT_ALPHA_RATIO * rank` when it is `None`."""
+        return self.alpha if self.alpha is not None else DEFAULT_ALPHA_RATIO * self.rank
 
     def get_config(self) -> dict:
         config = dataclasses.asdict(self)
