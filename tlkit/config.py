@@ -36,6 +36,7 @@ UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
@@ -69,6 +70,16 @@ class FineTuneConfig:
     ```
     """
 
+    strategy: Literal[FINE_TUNE_STRATEGIES] = setting(
+        "gradual", "how to fine-tune: gradual (the unfreeze schedule), full, lp_ft (converged "
+        "linear probe, then all groups), linear_probe (probe only), surgical (one group) or auto "
+        "(chosen by label budget and a validation probe); see tlkit.training.strategies",
+        yaml="phases.strategy")
+    surgical_group: int | str | None = setting(
+        None, "surgical: the one backbone group that trains (index from the input side, "
+        "negative from the top, a group name, or 'auto': chosen on validation)",
+        yaml="phases.surgical_group",
+        expected="a group index (int), a group name, 'auto' or null")
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
                                yaml="phases.head_epochs", min=0)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",
@@ -235,6 +246,8 @@ def check_value(name: str, value) -> str | None:
         return None if nullable(name) else describe(name)
     meta = FIELDS[name].metadata
     allowed = choices(name)
+    if isinstance(value, str) and not allowed and str in _parts(HINTS[name]):
+        return None
     if allowed or kind(name) == "bool":
         ok = (value in allowed and not isinstance(value, bool)) or (
             isinstance(value, bool) and bool in _parts(HINTS[name]))
@@ -269,6 +282,9 @@ def cross_check(values) -> list[tuple[str, str]]:
                          "ULMFiT divisor layerwise_decay (e.g. 2.6), not both"))
     if get("ema_momentum") is not None and get("ema_momentum") == 1.0:
         problems.append(("ema_momentum", "expected a float in (0, 1) (e.g. 0.99) or null, got 1.0"))
+    if get("strategy") == "surgical" and get("surgical_group") is None:
+        problems.append(("surgical_group", "required with strategy 'surgical': a group index, a "
+                         "group name or 'auto'"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:

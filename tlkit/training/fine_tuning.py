@@ -25,6 +25,7 @@ from tlkit import config as config_lib
 from tlkit import heads as heads_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.model import is_labeled_data
+from tlkit.training import strategies
 from tlkit.training.label_smoothing import with_label_smoothing
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
 from tlkit.unfreeze import schedule as unfreeze_lib
@@ -51,6 +52,8 @@ class FineTuneResult:
         config: the `tlkit.FineTuneConfig` the run used (overrides applied).
         test_metrics: `model.evaluate` on the test split (`{"loss": .., "accuracy": ..}`) when
             `fine_tune` was given a `LabeledData` with a test split, else `None`.
+        strategy: what `config.strategy` did (`tlkit.training.strategies.StrategyChoice`
+            `.to_record()`: the strategy that ran, the requested one, why, the probe's result).
     """
 
     model: keras.Model
@@ -63,6 +66,7 @@ class FineTuneResult:
     stopped_epoch: int | None = None
     config: config_lib.FineTuneConfig | None = None
     test_metrics: dict | None = None
+    strategy: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -250,16 +254,21 @@ def fine_tune(
         raise ValueError("Build the model (e.g. with `tlkit.build_model`) before `fine_tune`.")
     num_groups = num_backbone_groups(model)
     steps = batches_per_epoch(train, steps_per_epoch, batch_size)
-    plan = fine_tune_plan(
-        model, config, steps, monitor="val_loss" if validation is not None else "loss",
-        optimizer=optimizer, schedule=schedule, verbose=verbose,
-    )
     compile_args = _compile_args(model, loss, metrics)
     compile_args["loss"] = with_label_smoothing(compile_args["loss"], config.label_smoothing)
     if config.jit_compile != "auto" or "jit_compile" not in compile_args:
         compile_args["jit_compile"] = config.jit_compile
     if config.steps_per_execution is not None:
         compile_args["steps_per_execution"] = int(config.steps_per_execution)
+    choice = strategies.prepare(model, config, train, validation, compile_args,
+                                batch_size=batch_size)
+    config = choice.config
+    if not choice.fit:
+        return _probe_only(model, config, choice, compile_args, data, batch_size)
+    plan = fine_tune_plan(
+        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
+    )
     with model.distribute_strategy.scope():
         model.compile(optimizer=plan.optimizer, **compile_args)
     # Builds the optimizer over every variable that may train, before any backup is loaded.
@@ -295,6 +304,7 @@ def fine_tune(
     history.history["unfrozen_groups"] = [
         plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
+    strategies.keep_probe_if_better(model, choice, validation)
     stopper = plan.early_stopping
     best_epoch = stopped_epoch = None
     if stopper is not None and stopper.best_weights is not None:
@@ -311,6 +321,7 @@ def fine_tune(
         best_epoch=best_epoch,
         stopped_epoch=stopped_epoch,
         config=config,
+        strategy=choice.to_record(),
     )
     # What ran (a resumed or early-stopped run runs fewer epochs than planned).
     ran = len(history.epoch)
@@ -320,13 +331,40 @@ def fine_tune(
         ran, head_ran, ran - head_ran, result.unfreeze_epochs,
         "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
+    _evaluate_test(result, data, batch_size)
+    return result
+
+
+def _evaluate_test(result, data, batch_size):
     if data is not None and data.test is not None:
         result.test_metrics = {
-            k: float(v) for k, v in model.evaluate(
+            k: float(v) for k, v in result.model.evaluate(
                 data.pipeline("test", batch_size), verbose=0, return_dict=True).items()
         }
         logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
                     data.num_examples("test"))
+
+
+def _probe_only(model, config, choice, compile_args, data, batch_size):
+    """Strategy `linear_probe`: the probe is the result; no `fit` (the model is compiled with
+    a fresh optimizer so it evaluates and trains on as usual)."""
+    from tlkit import optimizers as optimizers_lib
+    from tlkit import trainability
+
+    trainability.freeze_backbone(model, bn_policy=config.bn_policy)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=optimizers_lib.from_config(config, float(config.lr), model),
+                      **compile_args)
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    result = FineTuneResult(
+        model=model, history=history, unfreeze_events=[], head_epochs=0, fine_epochs=0,
+        schedule=unfreeze_lib.UnfreezeSchedule.constant(0), config=config,
+        strategy=choice.to_record(),
+    )
+    logger.info("fine_tune: linear probe only (C=%s, validation accuracy %s), no fit",
+                choice.probe["C"], choice.probe["val_accuracy"])
+    _evaluate_test(result, data, batch_size)
     return result
 
 
