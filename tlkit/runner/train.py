@@ -231,12 +231,14 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
         val = tdata.batch(data.val, batch_size, training=False, seed=seed, drop_remainder=drop)
     config = recipe.fine_tune_config().replace(
         head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs)
-    fine_tune(
+    result = fine_tune(
         model, train, val, config,
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
     )
+    # What the strategy did (`auto`'s choice and why), for metrics.json and the model card.
+    run.update_state(strategy=result.strategy)
 
 
 def _train(recipe, run, model, data, verbose):
@@ -333,6 +335,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     found = _interpret(recipe, run, model, data, verbose)
     metrics = evaluate(recipe, run, model, data, verbose=verbose, _found=found)
     metrics["train_seconds"] = round(time.time() - started, 1)
+    if run.state.get("strategy"):
+        metrics["strategy"] = run.state["strategy"]
     if recipe.compare.scratch_epochs:
         # The pretrained result first: the from-scratch comparison can take longer than it.
         logger.info(

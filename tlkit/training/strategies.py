@@ -91,6 +91,9 @@ class StrategyChoice:
 
 def as_dataset(data, batch_size=256):
     """`data` as a `tf.data.Dataset` (arrays `(x, y[, w])` are sliced and batched)."""
+    if isinstance(data, tf.data.Dataset) and data.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise ConfigError("FineTuneConfig.strategy: the linear probe reads the training data "
+                          "once; give a finite dataset (not .repeat()) and more epochs instead")
     if data is None or isinstance(data, tf.data.Dataset):
         return data
     if isinstance(data, (tuple, list)) and len(data) in (2, 3):
