@@ -49,7 +49,8 @@ def test_yaml_sets_each_field():
               "optimizer": "adamw", "lr": 3e-4, "head_lr": 1e-2, "layerwise_decay": None,
               "lr_schedule": "one_cycle", "weight_decay": 0.01, "jit_compile": False,
               "steps_per_execution": 4, "layer_decay": 0.75,
-              "ema_momentum": 0.99, "label_smoothing": 0.1}
+              "ema_momentum": 0.99, "label_smoothing": 0.1, "strategy": "surgical",
+              "surgical_group": "block2"}
     assert set(values) == set(config_lib.FIELDS)
     data = {"backbone": {"name": "tiny"}}
     for name, value in values.items():
