@@ -354,6 +354,36 @@ def table(summary) -> str:
     return "\n".join(lines)
 
 
+def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_probe",
+                                   "keras_guide", "full", "lp_ft", "wise_ft", "auto")):
+    """Mean accuracy (± std over seeds) per budget, clean and shifted, side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    budgets = [int(b) for b in summary]
+    for i, split in enumerate(("clean", "shifted")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for method in methods:
+            points = [(b, summary[str(b)][method][f"{split}_accuracy"]) for b in budgets
+                      if method in summary[str(b)]]
+            if points:
+                ax.errorbar([b for b, _ in points], [v[0] for _, v in points],
+                            yerr=[v[1] or 0 for _, v in points], marker="o", capsize=3,
+                            label=method)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("labelled images per class")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{split} test set")
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
 # -- main ----------------------------------------------------------------------------------------
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -366,7 +396,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default: results/strategies"
                         "[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
-    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--table", action="store_true",
+                        help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5, 25], [0], 100
@@ -381,7 +412,9 @@ def main(argv=None):
 
     if args.table:
         with open(out, encoding="utf-8") as f:
-            print(table(json.load(f)["summary"]))
+            summary = json.load(f)["summary"]
+        print(table(summary))
+        print(plot(summary, os.path.splitext(out)[0] + ".png"))
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tlkit.data.builtin.fashion_mnist_idx import load_fashion_mnist_arrays
@@ -452,6 +485,7 @@ def main(argv=None):
                 write_json_to(out, {**meta, "rows": rows, "summary": summary,
                                     "targets": targets(summary)})
     print(table(summarize(rows)))
+    print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ derives from these declarations:
 The vocabularies (BatchNorm policies, unfreezing schedules, optimizers, LR schedules,
 strategies, export formats) live here once; other modules import them from here.
 
+Strategy (`strategy`): `gradual` follows `unfreeze` below; `full`, `lp_ft`, `linear_probe`,
+`surgical` and `auto` set the epochs / unfreezing themselves (what each ignores and how the other
+settings apply: `tlkit.training.strategies`).
+
 Unfreezing (`unfreeze`), one meaning everywhere:
 - `gradual`: when fine-tuning starts, the top `first` backbone groups train; every `every`
   epochs `per_step` more join. `first` / `per_step` left at `None` spread the groups evenly

@@ -191,6 +191,10 @@ def fine_tune(
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
+    `config.strategy` can replace that plan: `full`, `lp_ft` (converged linear probe, then all
+    groups), `linear_probe` (no fit), `surgical` (one group) or `auto`; see
+    `tlkit.training.strategies` for what each does and which settings it ignores.
+
     One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
     head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
     (without recompiling) and the LR drops to `lr` (constant, cosine-decayed to `lr / 100`, or a
