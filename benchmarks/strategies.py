@@ -396,6 +396,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default: results/strategies"
                         "[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="add the rows of these result files to --out (then --table)")
     parser.add_argument("--table", action="store_true",
                         help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)
@@ -410,6 +412,24 @@ def main(argv=None):
                                    else "strategies.json")
     import json
 
+    if args.merge:
+        # Rows of runs split over processes (same protocol), into --out; --out's rows win.
+        merged, seen, meta = [], set(), None
+        for path in [out, *args.merge]:
+            with open(path, encoding="utf-8") as f:
+                loaded = json.load(f)
+            if meta is None:
+                meta = {k: v for k, v in loaded.items()
+                        if k not in ("rows", "summary", "targets", "machine")}
+            for row in loaded["rows"]:
+                if (row["budget"], row["seed"], row["method"]) not in seen:
+                    seen.add((row["budget"], row["seed"], row["method"]))
+                    merged.append(row)
+        meta["merged_from"] = args.merge
+        summary = summarize(merged)
+        write_json_to(out, {**meta, "rows": merged, "summary": summary,
+                            "targets": targets(summary)})
+        args.table = True
     if args.table:
         with open(out, encoding="utf-8") as f:
             summary = json.load(f)["summary"]
