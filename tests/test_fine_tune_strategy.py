@@ -185,3 +185,13 @@ def test_a_recipe_run_records_the_strategy_in_metrics_and_card(tmp_path):
     with open(os.path.join(out, "reports", "model_card.md")) as f:
         card = f.read()
     assert f"- Strategy: `{record['strategy']}` (requested `auto`)" in card
+
+
+def test_the_tuner_can_search_the_strategy():
+    from tlkit.tuning.space import DEFAULTS, SearchSpace
+
+    assert DEFAULTS["strategy"] == config_lib.DEFAULTS["strategy"]
+    space = SearchSpace.from_config({"phases.strategy": {"choice": ["lp_ft", "full"]}})
+    assert "strategy" in space
+    with pytest.raises(ValueError, match="parameter 'strategy': expected values one of"):
+        SearchSpace.from_config({"strategy": {"choice": ["lpft"]}})

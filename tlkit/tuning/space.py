@@ -102,6 +102,7 @@ FIELD_OF: dict[str, str] = {
     "unfreeze_every": "every",
     "unfreeze_per_step": "per_step",
     "bn_policy": "bn_policy",
+    "strategy": "strategy",
 }
 """Tunable short name -> `tlkit.FineTuneConfig` field (the search space names config fields;
 the short names are the keras-tuner hyperparameter names)."""
