@@ -354,6 +354,34 @@ def table(summary) -> str:
     return "\n".join(lines)
 
 
+def compact_table(summary) -> str:
+    """Markdown for the README: a method per line; per budget, clean and shifted accuracy
+    (mean ± std over seeds) and the paired clean difference to `full` with its 95% interval."""
+    budgets = list(summary)
+    methods = list(dict.fromkeys(m for per in summary.values() for m in per))
+    head = "| method | " + " | ".join(f"{b}/class: acc. · shifted · Δ vs full [95% CI]"
+                                      for b in budgets) + " | s (25/class) |"
+    lines = [head, "|---|" + "---|" * len(budgets) + "---|"]
+    for method in methods:
+        cells = []
+        for b in budgets:
+            e = summary[b].get(method)
+            if e is None:
+                cells.append("")
+                continue
+            std = e["clean_accuracy"][1]
+            cell = f"{e['clean_accuracy'][0]:.3f}" + (f"±{std:.3f}" if std is not None else "")
+            cell += f" · {e['shifted_accuracy'][0]:.3f}"
+            d = e.get("clean_accuracy_vs_full")
+            if d and d[1] is not None:
+                cell += f" · {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+            cells.append(cell)
+        last = summary[budgets[-1]].get(method)
+        seconds = f"{last['seconds']:.0f}" if last else ""
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} |")
+    return "\n".join(lines)
+
+
 def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_probe",
                                    "keras_guide", "full", "lp_ft", "wise_ft", "auto")):
     """Mean accuracy (± std over seeds) per budget, clean and shifted, side by side."""
@@ -434,6 +462,8 @@ def main(argv=None):
         with open(out, encoding="utf-8") as f:
             summary = json.load(f)["summary"]
         print(table(summary))
+        print()
+        print(compact_table(summary))
         print(plot(summary, os.path.splitext(out)[0] + ".png"))
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
