@@ -424,6 +424,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default: results/strategies"
                         "[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
+    parser.add_argument("--seed-major", action="store_true",
+                        help="run every row for one seed before the next seed")
     parser.add_argument("--merge", nargs="+", default=None,
                         help="add the rows of these result files to --out (then --table)")
     parser.add_argument("--table", action="store_true",
@@ -509,31 +511,32 @@ def main(argv=None):
                 "val": None if va is None else eval_dataset(as_input(x_pool[va]), y_pool[va])}
     # Rows outside, cells inside: a run cut short still has every seed and budget of the rows
     # it finished (paired comparisons need all of them).
-    for method in rows_wanted:
-        for seed in args.seeds:
-            for budget in args.budgets:
-                if (budget, seed, method) in done or (method == "wise_ft" and "full" in
-                                                         rows_wanted):
-                    continue  # wise_ft comes with full's run
-                cell = cells[seed, budget]
-                if method in FEATURE_ROWS:
-                    results = [(method, *run_features(method, args.size, seed, cell, cached))]
-                else:
-                    train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
-                    results = run_fit(method, args.size, seed, train, cell["val"], predict,
-                                      wise="wise_ft" in rows_wanted)
-                for name, probs, seconds, extra in results:
-                    row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
-                           "clean": scores(y_test, probs[:n_test]),
-                           "shifted": scores(y_test, probs[n_test:]), **extra}
-                    rows.append(row)
-                    done.add((budget, seed, name))
-                    print(f"budget {budget} seed {seed} {name:18s} acc "
-                          f"{row['clean']['accuracy']:.3f} shifted "
-                          f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
-                summary = summarize(rows)
-                write_json_to(out, {**meta, "rows": rows, "summary": summary,
-                                    "targets": targets(summary)})
+    if args.seed_major:  # every row at seed 0 first: a run cut short still pairs them all
+        order = [(m, seed, b) for seed in args.seeds for m in rows_wanted for b in args.budgets]
+    else:
+        order = [(m, seed, b) for m in rows_wanted for seed in args.seeds for b in args.budgets]
+    for method, seed, budget in order:
+        if (budget, seed, method) in done or (method == "wise_ft" and "full" in rows_wanted):
+            continue  # wise_ft comes with full's run
+        cell = cells[seed, budget]
+        if method in FEATURE_ROWS:
+            results = [(method, *run_features(method, args.size, seed, cell, cached))]
+        else:
+            train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
+            results = run_fit(method, args.size, seed, train, cell["val"], predict,
+                              wise="wise_ft" in rows_wanted)
+        for name, probs, seconds, extra in results:
+            row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
+                   "clean": scores(y_test, probs[:n_test]),
+                   "shifted": scores(y_test, probs[n_test:]), **extra}
+            rows.append(row)
+            done.add((budget, seed, name))
+            print(f"budget {budget} seed {seed} {name:18s} acc "
+                  f"{row['clean']['accuracy']:.3f} shifted "
+                  f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
+        summary = summarize(rows)
+        write_json_to(out, {**meta, "rows": rows, "summary": summary,
+                            "targets": targets(summary)})
     print(table(summarize(rows)))
     print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))
 
