@@ -14,6 +14,10 @@ derives from these declarations:
 The vocabularies (BatchNorm policies, unfreezing schedules, optimizers, LR schedules,
 strategies, export formats) live here once; other modules import them from here.
 
+Strategy (`strategy`): `gradual` follows `unfreeze` below; `full`, `lp_ft`, `linear_probe`,
+`surgical` and `auto` set the epochs / unfreezing themselves (what each ignores and how the other
+settings apply: `tlkit.training.strategies`).
+
 Unfreezing (`unfreeze`), one meaning everywhere:
 - `gradual`: when fine-tuning starts, the top `first` backbone groups train; every `every`
   epochs `per_step` more join. `first` / `per_step` left at `None` spread the groups evenly
@@ -37,6 +41,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LOSS_TYPES = ("cross_entropy", "focal")
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
@@ -70,6 +75,16 @@ class FineTuneConfig:
     ```
     """
 
+    strategy: Literal[FINE_TUNE_STRATEGIES] = setting(
+        "gradual", "how to fine-tune: gradual (the unfreeze schedule), full, lp_ft (converged "
+        "linear probe, then all groups), linear_probe (probe only), surgical (one group) or auto "
+        "(chosen by label budget and a validation probe); see tlkit.training.strategies",
+        yaml="phases.strategy")
+    surgical_group: int | str | None = setting(
+        None, "surgical: the one backbone group that trains (index from the input side, "
+        "negative from the top, a group name, or 'auto': chosen on validation)",
+        yaml="phases.surgical_group",
+        expected="a group index (int), a group name, 'auto' or null")
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
                                yaml="phases.head_epochs", min=0)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",
@@ -278,6 +293,8 @@ def check_value(name: str, value) -> str | None:
             and meta["min"] <= v <= meta["max"] for v in value)
         return None if ok else describe(name)
     allowed = choices(name)
+    if isinstance(value, str) and not allowed and str in _parts(HINTS[name]):
+        return None
     if allowed or kind(name) == "bool":
         ok = (value in allowed and not isinstance(value, bool)) or (
             isinstance(value, bool) and bool in _parts(HINTS[name]))
@@ -329,6 +346,9 @@ def cross_check(values) -> list[tuple[str, str]]:
             elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
                 problems.append(("class_weight", f"expected a weight > 0 for class {index}, "
                                  f"got {weight!r}"))
+    if get("strategy") == "surgical" and get("surgical_group") is None:
+        problems.append(("surgical_group", "required with strategy 'surgical': a group index, a "
+                         "group name or 'auto'"))
     if get("unfreeze") == "table":
         table = get("table")
         if not table:

@@ -223,7 +223,8 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
         max_iter: L-BFGS iterations.
 
     Returns:
-        `{"C": chosen, "train_accuracy": ..., "val_accuracy": ... or None}`.
+        `{"C": chosen, "train_accuracy": ..., "val_accuracy": ... or None,
+        "examples_per_class": the smallest class count of train}`.
 
     Example:
     ```python
@@ -277,4 +278,5 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     layer._out.kernel.assign(kernel)
     layer._out.bias.assign(bias)
     return {"C": C, "train_accuracy": float(clf.score(x, y)),
-            "val_accuracy": None if xv is None else float(clf.score(xv, yv))}
+            "val_accuracy": None if xv is None else float(clf.score(xv, yv)),
+            "examples_per_class": int(np.bincount(y, minlength=num_classes).min())}

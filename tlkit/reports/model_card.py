@@ -73,6 +73,12 @@ def model_card(
         lines.append(f"- {split}: {count} examples")
     lines += ["", "## Training", ""]
     lines += _training_lines(training or {})
+    strategy = metrics.get("strategy") or {}
+    if strategy.get("strategy"):
+        requested = strategy.get("requested")
+        asked = f" (requested `{requested}`)" if requested not in (None, strategy["strategy"]) else ""
+        why = f": {strategy['reason']}" if strategy.get("reason") else ""
+        lines.append(f"- Strategy: `{strategy['strategy']}`{asked}{why}")
     for stage in stages or []:
         first, last = stage["start"] + 1, stage["end"]
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"

@@ -272,6 +272,9 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
             "alpha": result.wise_ft["alpha"], "metric": result.wise_ft["metric"],
             "scores": {f"{a:g}": v for a, v in result.wise_ft["scores"].items()}})
 
+    # What the strategy did (`auto`'s choice and why), for metrics.json and the model card.
+    run.update_state(strategy=result.strategy)
+
 
 def _class_weight(recipe, model, data):
     """`regularization.class_weight` with `balanced` computed from the training labels."""
@@ -394,6 +397,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     metrics["versions"] = library_versions()
     if run.read_json("wise_ft.json", None) is not None:
         metrics["wise_ft"] = run.read_json("wise_ft.json")
+    if run.state.get("strategy"):
+        metrics["strategy"] = run.state["strategy"]
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)

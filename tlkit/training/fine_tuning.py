@@ -28,6 +28,7 @@ from tlkit import heads as heads_lib
 from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.model import is_labeled_data
+from tlkit.training import strategies
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
@@ -61,6 +62,8 @@ class FineTuneResult:
         wise_ft: with `wise_ft_alphas`, `{"alpha": chosen, "metric": "accuracy" (or "loss"
             without an accuracy metric), "scores": {alpha: validation score}}`
             (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
+        strategy: what `config.strategy` did (`tlkit.training.strategies.StrategyChoice`
+            `.to_record()`: the strategy that ran, the requested one, why, the probe's result).
     """
 
     model: keras.Model
@@ -74,6 +77,7 @@ class FineTuneResult:
     config: config_lib.FineTuneConfig | None = None
     test_metrics: dict | None = None
     wise_ft: dict | None = None
+    strategy: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -198,6 +202,10 @@ def fine_tune(
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
+    `config.strategy` can replace that plan: `full`, `lp_ft` (converged linear probe, then all
+    groups), `linear_probe` (no fit), `surgical` (one group) or `auto`; see
+    `tlkit.training.strategies` for what each does and which settings it ignores.
+
     One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
     head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
     (without recompiling) and the LR drops to `lr` (constant, cosine-decayed to `lr / 100`, or a
@@ -272,10 +280,6 @@ def fine_tune(
         raise ValueError("Build the model (e.g. with `tlkit.build_model`) before `fine_tune`.")
     num_groups = num_backbone_groups(model)
     steps = batches_per_epoch(train, steps_per_epoch, batch_size)
-    plan = fine_tune_plan(
-        model, config, steps, monitor="val_loss" if validation is not None else "loss",
-        optimizer=optimizer, schedule=schedule, verbose=verbose,
-    )
     compile_args = _compile_args(model, loss, metrics)
     objective = training_loss(compile_args["loss"], config,
                               owned=_tlkit_owns_loss(model, loss, compile_args["loss"]))
@@ -291,6 +295,15 @@ def fine_tune(
         compile_args["jit_compile"] = config.jit_compile
     if config.steps_per_execution is not None:
         compile_args["steps_per_execution"] = int(config.steps_per_execution)
+    choice = strategies.prepare(model, config, train, validation, compile_args,
+                                batch_size=batch_size)
+    config = choice.config
+    if not choice.fit:
+        return _probe_only(model, config, choice, compile_args, data, batch_size)
+    plan = fine_tune_plan(
+        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
+    )
     with model.distribute_strategy.scope():
         model.compile(optimizer=plan.optimizer, **compile_args)
     # Builds the optimizer over every variable that may train, before any backup is loaded.
@@ -343,6 +356,7 @@ def fine_tune(
     history.history["unfrozen_groups"] = [
         plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
+    strategies.keep_probe_if_better(model, choice, validation)
     stopper = plan.early_stopping
     best_epoch = stopped_epoch = None
     if stopper is not None and stopper.best_weights is not None:
@@ -359,6 +373,7 @@ def fine_tune(
         best_epoch=best_epoch,
         stopped_epoch=stopped_epoch,
         config=config,
+        strategy=choice.to_record(),
     )
     # What ran (a resumed or early-stopped run runs fewer epochs than planned).
     ran = len(history.epoch)
@@ -374,13 +389,40 @@ def fine_tune(
                                  alphas=config.wise_ft_alphas, metric=metric)
         if start_weights.path and os.path.exists(start_weights.path):
             os.remove(start_weights.path)
+    _evaluate_test(result, data, batch_size)
+    return result
+
+
+def _evaluate_test(result, data, batch_size):
     if data is not None and data.test is not None:
         result.test_metrics = {
-            k: float(v) for k, v in model.evaluate(
+            k: float(v) for k, v in result.model.evaluate(
                 data.pipeline("test", batch_size), verbose=0, return_dict=True).items()
         }
         logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
                     data.num_examples("test"))
+
+
+def _probe_only(model, config, choice, compile_args, data, batch_size):
+    """Strategy `linear_probe`: the probe is the result; no `fit` (the model is compiled with
+    a fresh optimizer so it evaluates and trains on as usual)."""
+    from tlkit import optimizers as optimizers_lib
+    from tlkit import trainability
+
+    trainability.freeze_backbone(model, bn_policy=config.bn_policy)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=optimizers_lib.from_config(config, float(config.lr), model),
+                      **compile_args)
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    result = FineTuneResult(
+        model=model, history=history, unfreeze_events=[], head_epochs=0, fine_epochs=0,
+        schedule=unfreeze_lib.UnfreezeSchedule.constant(0), config=config,
+        strategy=choice.to_record(),
+    )
+    logger.info("fine_tune: linear probe only (C=%s, validation accuracy %s), no fit",
+                choice.probe["C"], choice.probe["val_accuracy"])
+    _evaluate_test(result, data, batch_size)
     return result
 
 

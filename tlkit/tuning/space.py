@@ -107,6 +107,7 @@ FIELD_OF: dict[str, str] = {
     "cutmix": "cutmix",
     "loss_type": "loss_type",
     "focal_gamma": "focal_gamma",
+    "strategy": "strategy",
 }
 """Tunable short name -> `tlkit.FineTuneConfig` field (the search space names config fields;
 the short names are the keras-tuner hyperparameter names)."""

@@ -230,12 +230,14 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.verbose = verbose
         self.changes: list[dict] = []
         self._applied = None
+        self._applied_groups = None
         self._epoch = 0
         self._num_groups = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._applied = None  # re-derive the state in this fit() from the epoch / step
+        self._applied_groups = None
         model = self.model
         optimizer = model.optimizer
         restored = bool(getattr(model, "_initial_epoch", None))
@@ -269,9 +271,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
         t, step = self._position()
         total = self._num_groups
         n = self.schedule.num_unfrozen(t, total)
-        if n == self._applied:
+        # Which groups, by name: the top `n` for most schedules, one chosen group for surgical.
+        wanted = self.schedule.trainable_groups(t, trainability.group_names(self.model))
+        if (n, wanted) == (self._applied, self._applied_groups):
             return
-        groups = trainability.unfreeze_top(self.model, n, bn_policy=self.bn_policy)
+        self._applied_groups = wanted
+        groups = trainability.set_trainable(self.model, wanted, bn_policy=self.bn_policy)
         # The traced train step holds the old list of trainable variables: trace a new one.
         self.model.make_train_function(force=True)
         previous, self._applied = self._applied, n

@@ -138,6 +138,12 @@ class UnfreezeSchedule:
         return TableUnfreeze(table, unit="step")
 
     @staticmethod
+    def surgical(group, head_epochs=1) -> SurgicalUnfreeze:
+        """Surgical fine-tuning (Lee et al., 2023): the head alone for `head_epochs`, then the
+        head and the one backbone group named `group` (the others stay frozen)."""
+        return SurgicalUnfreeze(group, head_epochs)
+
+    @staticmethod
     def constant(num_groups) -> TableUnfreeze:
         """The head plus `num_groups` top groups (or `"all"`) for the whole run."""
         return TableUnfreeze({0: num_groups})
@@ -227,6 +233,35 @@ class TableUnfreeze(UnfreezeSchedule):
 
     def get_config(self):
         return {"table": {str(k): v for k, v in self.table.items()}, "unit": self.unit}
+
+
+@keras.saving.register_keras_serializable(package="tlkit")
+class SurgicalUnfreeze(UnfreezeSchedule):
+    """See `UnfreezeSchedule.surgical`. `num_unfrozen` is 1 once the group trains (it is not
+    counted from the top: `trainable_groups` names it)."""
+
+    def __init__(self, group, head_epochs=1, unit="epoch"):
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"Expected `group` a layer group name. Received: group={group!r}")
+        if isinstance(head_epochs, bool) or not isinstance(head_epochs, int) or head_epochs < 0:
+            raise ValueError(f"Expected `head_epochs` an int >= 0. Received: {head_epochs!r}")
+        self.group = group
+        self.head_epochs = head_epochs
+        self.unit = _check_unit(unit)
+
+    def _count(self, t):
+        return 0 if t < self.head_epochs else 1
+
+    def trainable_groups(self, t: int, group_names, head_name: str = "head") -> list[str]:
+        names = list(group_names)
+        if self.group not in names:
+            raise ValueError(f"Surgical fine-tuning: no layer group {self.group!r}; the model's "
+                             f"groups are {names}.")
+        chosen = [self.group] if self._count(int(t)) else []
+        return chosen + [n for n in names if n == head_name]
+
+    def get_config(self):
+        return {"group": self.group, "head_epochs": self.head_epochs, "unit": self.unit}
 
 
 def get(schedule) -> UnfreezeSchedule:

