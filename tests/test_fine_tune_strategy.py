@@ -195,3 +195,12 @@ def test_the_tuner_can_search_the_strategy():
     assert "strategy" in space
     with pytest.raises(ValueError, match="parameter 'strategy': expected values one of"):
         SearchSpace.from_config({"strategy": {"choice": ["lpft"]}})
+
+
+def test_linear_probe_with_mixup_evaluates_on_integer_labels():
+    # MixUp switches the training loss to one-hot labels; with no fit, the probe's model must
+    # still be compiled for the integer labels it is evaluated on.
+    result, changed, model = _run(strategy="linear_probe", mixup=0.2)
+    assert changed == {"head"}
+    accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
+    assert accuracy == pytest.approx(result.strategy["probe"]["train_accuracy"], abs=1e-6)

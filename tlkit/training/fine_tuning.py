@@ -299,7 +299,10 @@ def fine_tune(
                                 batch_size=batch_size)
     config = choice.config
     if not choice.fit:
-        return _probe_only(model, config, choice, compile_args, data, batch_size)
+        # No fit, so no one-hot (MixUp / CutMix) training: compile for integer labels.
+        probe_args = compile_args if objective.after_fit is None else {
+            **compile_args, "loss": objective.after_fit}
+        return _probe_only(model, config, choice, probe_args, data, batch_size)
     plan = fine_tune_plan(
         model, config, steps, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
