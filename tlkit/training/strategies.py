@@ -35,6 +35,7 @@ import tensorflow as tf
 from tlkit import trainability
 from tlkit.config import ConfigError
 from tlkit.groups import HEAD_GROUP
+from tlkit.training import label_mixing
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit.training")
@@ -90,16 +91,16 @@ class StrategyChoice:
 
 
 def as_dataset(data, batch_size=256):
-    """`data` as a `tf.data.Dataset` (arrays `(x, y[, w])` are sliced and batched)."""
+    """`data` as a `tf.data.Dataset` (arrays `(x, y[, w])` are sliced and batched, without
+    the sample weights: the probe does not take them)."""
     if isinstance(data, tf.data.Dataset) and data.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ConfigError("FineTuneConfig.strategy: the linear probe reads the training data "
                           "once; give a finite dataset (not .repeat()) and more epochs instead")
-    if data is None or isinstance(data, tf.data.Dataset):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        return tf.data.Dataset.from_tensor_slices((data[0], data[1])).batch(batch_size)
-    raise ConfigError("FineTuneConfig.strategy: the linear probe needs a tf.data.Dataset or "
-                      f"(x, y) arrays as training data; got {type(data).__name__}.")
+    if data is None:
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 3:
+        data = data[:2]
+    return label_mixing.as_dataset(data, batch_size, False, seed=0, setting="strategy")
 
 
 def backbone_group_names(model) -> list[str]:
