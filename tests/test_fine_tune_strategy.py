@@ -111,9 +111,39 @@ def test_auto_restores_the_probe_when_fine_tuning_is_worse_on_validation():
     result, changed, model = _run(strategy="auto", lr=1e3, optimizer="sgd")
     assert result.strategy["strategy"] == "linear_probe"
     assert "probe's weights were kept" in result.strategy["reason"]
+    assert "(36 validation examples)" in result.strategy["reason"]
     accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
     assert accuracy == pytest.approx(result.strategy["probe"]["val_accuracy"], abs=1e-6)
     assert changed == {"head"}
+
+
+@pytest.mark.parametrize("probe, tuned, count, kept", [
+    (0.60, 0.50, 10, False),   # 10 validation images: 0.1 below is inside the noise (0.31)
+    (0.60, 0.50, 1000, True),  # 1,000: 0.1 below is far outside it (0.031)
+    (0.60, 0.59, 1000, False),
+    (1.00, 0.25, 4, True),     # a perfect probe: the noise floor is 1/count, not zero
+    (1.00, 0.50, 4, False),
+])
+def test_auto_keeps_the_probe_only_beyond_validation_noise(monkeypatch, probe, tuned, count,
+                                                           kept):
+    choice = strategies.StrategyChoice(name="lp_ft", requested="auto", reason="r",
+                                       probe={"val_accuracy": probe, "val_examples": count},
+                                       probe_weights=["probe"])
+
+    class Model:
+        restored = None
+
+        def evaluate(self, *args, **kwargs):
+            return {"accuracy": tuned}
+
+        def set_weights(self, weights):
+            self.restored = weights
+
+    model = Model()
+    monkeypatch.setattr(strategies, "as_dataset", lambda data: data)
+    strategies.keep_probe_if_better(model, choice, validation=object())
+    assert (model.restored == ["probe"]) is kept
+    assert choice.name == ("linear_probe" if kept else "lp_ft")
 
 
 @pytest.mark.parametrize("bad", ["bogus", "LP-FT", 3])

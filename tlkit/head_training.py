@@ -223,8 +223,9 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
         max_iter: L-BFGS iterations.
 
     Returns:
-        `{"C": chosen, "train_accuracy": ..., "val_accuracy": ... or None,
-        "examples_per_class": the smallest class count of train}`.
+        `{"C": chosen, "train_accuracy": ..., "val_accuracy": ... or None, "val_examples": how
+        many validation examples scored it, "examples_per_class": the smallest class count of
+        train}`.
 
     Example:
     ```python
@@ -279,4 +280,5 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     layer._out.bias.assign(bias)
     return {"C": C, "train_accuracy": float(clf.score(x, y)),
             "val_accuracy": None if xv is None else float(clf.score(xv, yv)),
+            "val_examples": 0 if xv is None else int(len(xv)),
             "examples_per_class": int(np.bincount(y, minlength=num_classes).min())}

@@ -11,11 +11,12 @@
   train (`surgical_group`: an index from the input side, negative from the top, a name, or
   `"auto"`: each of up to `SURGICAL_CANDIDATES` groups spread over the depth trains for a few
   steps from the probe's head, and the lowest validation loss wins).
-- `auto`: the label budget (labelled examples per class) and the probe's validation accuracy
-  choose: below `AUTO_PROBE_BELOW` examples per class, or with the probe already at
-  `AUTO_PROBE_SOLVED` on validation, `linear_probe`; otherwise `lp_ft`, and when fine-tuning
-  ends below the probe's validation accuracy the probe's weights are kept. The choice and its
-  reason are logged on one line and returned (`FineTuneResult.strategy`).
+- `auto`: the probe's validation accuracy chooses: with the probe already at
+  `AUTO_PROBE_SOLVED` on validation, `linear_probe`; otherwise `lp_ft` at every label budget
+  (benchmarks/strategies.py: LP-FT beat the probe alone at 1 example per class in every seed),
+  and when fine-tuning ends below the probe's validation accuracy by more than validation
+  noise (`AUTO_KEEP_PROBE_SE` binomial standard errors) the probe's weights are kept. The
+  choice and its reason are logged on one line and returned (`FineTuneResult.strategy`).
 
 Settings that apply to every strategy that fits: `lr`, `lr_schedule`, `optimizer`,
 `weight_decay`, `layer_decay` / `layerwise_decay` (the per-group multipliers; with `surgical`
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -40,8 +42,14 @@ from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit.training")
 
-AUTO_PROBE_BELOW = 5
-"""`auto` keeps the linear probe below this many labelled examples per class."""
+AUTO_PROBE_BELOW = 1
+"""`auto` keeps the linear probe below this many labelled examples per class (1: never on
+the label budget alone; the benchmark's LP-FT beat the probe from 1 example per class)."""
+AUTO_KEEP_PROBE_SE = 2.0
+"""`auto` hands back the probe's weights only when fine-tuning ends this many binomial
+standard errors of the validation accuracy below the probe (the benchmark's 1 to 5
+validation images per class made a plain comparison noise, and keeping the probe cost
+accuracy on both test sets)."""
 AUTO_PROBE_SOLVED = 0.99
 """`auto` keeps the linear probe when it reaches this validation accuracy."""
 SURGICAL_CANDIDATES = 4
@@ -214,17 +222,23 @@ def _search_group(model, config, train_ds, val_ds, compile_args, start_weights):
 
 def keep_probe_if_better(model, choice, validation) -> None:
     """`auto` → LP-FT: restores the probe's weights when fine-tuning ended below the probe's
-    validation accuracy (measured the same way, `model.evaluate`)."""
+    validation accuracy (measured the same way, `model.evaluate`) by more than
+    `AUTO_KEEP_PROBE_SE` standard errors of that accuracy on this many validation examples."""
     if choice.requested != "auto" or choice.name != "lp_ft" or validation is None:
         return
     probe_val = choice.probe.get("val_accuracy")
+    count = choice.probe.get("val_examples")
     result = model.evaluate(as_dataset(validation), verbose=0, return_dict=True)
     tuned = result.get("accuracy", result.get("sparse_categorical_accuracy"))
-    if probe_val is None or tuned is None or tuned >= probe_val:
+    if probe_val is None or tuned is None or not count:
+        return
+    noise = AUTO_KEEP_PROBE_SE * math.sqrt(max(probe_val * (1 - probe_val), 1.0 / count) / count)
+    if probe_val - tuned <= noise:
         return
     model.set_weights(choice.probe_weights)
     choice.name = "linear_probe"
-    choice.reason += (f"; fine-tuning ended at validation accuracy {tuned:.3f} < probe "
-                      f"{probe_val:.3f}, so the probe's weights were kept")
+    choice.reason += (f"; fine-tuning ended at validation accuracy {tuned:.3f}, more than "
+                      f"{noise:.3f} below the probe's {probe_val:.3f} ({count} validation "
+                      "examples), so the probe's weights were kept")
     logger.info("strategy auto: kept the linear probe (validation accuracy %.3f after "
-                "fine-tuning < %.3f)", tuned, probe_val)
+                "fine-tuning < %.3f - %.3f)", tuned, probe_val, noise)
