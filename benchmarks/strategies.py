@@ -162,6 +162,46 @@ class HeadWeights:
         return _Keep()
 
 
+CURVE_ROWS = ("auto", "keras_guide", "full", "lp_ft")
+"""Rows that record test accuracy over training time (the time-to-accuracy comparison)."""
+
+
+class Clock:
+    """Training wall time with the curve's test evaluations taken out."""
+
+    def __init__(self):
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def seconds(self):
+        return time.perf_counter() - self.start - self.paused
+
+
+def curve_callback(clock, accuracy, every, at_start=False):
+    """A Keras callback appending `(training seconds, clean test accuracy)` after every
+    `every`-th epoch (one nominal epoch) and, with `at_start`, when `fit` begins (for `auto` /
+    `lp_ft`: the converged probe's weights). The evaluation's own time is not counted."""
+    import keras
+
+    class _Curve(keras.callbacks.Callback):
+        def _point(self):
+            now = time.perf_counter()
+            value = accuracy(self.model)
+            clock.paused += time.perf_counter() - now
+            self.points.append([round(clock.seconds(), 2), value])
+
+        def on_train_begin(self, logs=None):
+            if at_start and not self.points:
+                self._point()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every == 0:
+                self._point()
+
+    callback = _Curve()
+    callback.points = []  # kept across the two fits of `keras_guide`
+    return callback
+
+
 def fine_tune_kwargs(method, has_val, repeats=1):
     full = dict(strategy="full", head_epochs=HEAD_EPOCHS * repeats,
                 fine_epochs=FINE_EPOCHS * repeats, lr=1e-4, head_lr=1e-3, patience=None)
@@ -180,9 +220,11 @@ def fine_tune_kwargs(method, has_val, repeats=1):
     raise ValueError(method)
 
 
-def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
+def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None):  # noqa: C901
     """Trains one row; returns `[(method, probs on clean+shifted, seconds, extra)]`, and for
-    `full` with `wise`, the WiSE-FT row of the same run after it."""
+    `full` with `wise`, the WiSE-FT row of the same run after it. With `accuracy` (model ->
+    clean test accuracy), `CURVE_ROWS` record `extra["curve"]`: `[seconds, accuracy]` points
+    ending at the final model."""
     import keras
 
     import tlkit
@@ -200,14 +242,26 @@ def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
         model.fit(train, epochs=head_epochs + fine_epochs, verbose=0)
         return [(method, predict(model), time.perf_counter() - start, extra)]
     model = build(size, seed)
-    start = time.perf_counter()
+    clock = Clock()
+    curve = None
+    if accuracy is not None and method in CURVE_ROWS:
+        curve = curve_callback(clock, accuracy, repeats, at_start=method in ("auto", "lp_ft"))
+    more = [curve] if curve is not None else []
+
+    def finish(name, probs, seconds, extra):
+        if curve is not None:
+            extra["curve"] = [*curve.points, [round(seconds, 2), float(
+                (probs[: len(probs) // 2].argmax(axis=1) == accuracy.labels).mean())]]
+        return (name, probs, seconds, extra)
+
     if method == "keras_guide":
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(train, epochs=head_epochs, verbose=0)
+        model.fit(train, epochs=head_epochs, verbose=0, callbacks=more)
         tlkit.trainability.unfreeze_all(model, bn_policy="frozen")  # BN in inference mode
         model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
-        model.fit(train, epochs=fine_epochs, verbose=0)
-        return [(method, predict(model), time.perf_counter() - start, extra)]
+        model.fit(train, epochs=fine_epochs, verbose=0, callbacks=more)
+        seconds = clock.seconds()
+        return [finish(method, predict(model), seconds, extra)]
     if method == "fastai":
         groups = len(tlkit.trainability.group_names(model))
         kwargs = dict(strategy="full", head_epochs=repeats,
@@ -217,12 +271,12 @@ def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
     else:
         kwargs = fine_tune_kwargs(method, val is not None, repeats)
     keep = HeadWeights(head_epochs)
-    result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep], **kwargs)
-    seconds = time.perf_counter() - start
+    result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep, *more], **kwargs)
+    seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):
         extra.update({k: v for k, v in result.strategy.items() if k in (
             "strategy", "reason", "surgical_group")})
-    out = [(method, predict(model), seconds, extra)]
+    out = [finish(method, predict(model), seconds, extra)]
     if method == "full" and wise:
         start = time.perf_counter()
         # Without validation (budget 1) the one alpha 0.5 is "chosen" on the training data.
@@ -303,9 +357,52 @@ def summarize(rows):
     return out
 
 
-def targets(summary):
-    """The issue's targets, per budget, from the summary (None where a row is missing)."""
+def accuracy_at(curve, seconds):
+    """The accuracy of the last curve point at or before `seconds` (None before the first)."""
+    reached = [a for t, a in curve if t <= seconds]
+    return reached[-1] if reached else None
+
+
+def time_to(curve, accuracy):
+    """The first curve time at which `accuracy` is reached (None if never)."""
+    return next((t for t, a in curve if a >= accuracy), None)
+
+
+def time_to_accuracy(rows, method="auto", baseline="keras_guide"):
+    """Per budget, paired per seed: the time `method` takes to reach `baseline`'s final test
+    accuracy as a fraction of `baseline`'s training time, and `method`'s accuracy minus
+    `baseline`'s at `baseline`'s training time (the issue's time-to-accuracy targets)."""
     out = {}
+    for b in sorted({r["budget"] for r in rows}):
+        mine = {r["seed"]: r for r in rows
+                if r["budget"] == b and r["method"] == method and "curve" in r}
+        base = {r["seed"]: r for r in rows
+                if r["budget"] == b and r["method"] == baseline and "curve" in r}
+        seeds = sorted(set(mine) & set(base))
+        if not seeds:
+            continue
+        fractions, gains = [], []
+        for seed in seeds:
+            final, seconds = base[seed]["curve"][-1][1], base[seed]["seconds"]
+            reached = time_to(mine[seed]["curve"], final)
+            fractions.append(None if reached is None else reached / seconds)
+            at = accuracy_at(mine[seed]["curve"], seconds)
+            gains.append(None if at is None else at - final)
+        done = [f for f in fractions if f is not None]
+        out[str(b)] = {
+            "seeds": seeds, "time_fraction_per_seed": fractions,
+            "time_fraction_max": max(done) if len(done) == len(seeds) else None,
+            "gain_at_equal_time_per_seed": gains,
+            "gain_at_equal_time": t_interval([g for g in gains if g is not None])
+            if any(g is not None for g in gains) else None}
+    return out
+
+
+def targets(summary, rows=()):
+    """The issue's targets, per budget, from the summary (None where a row is missing) and,
+    from the rows' curves, the time-to-accuracy comparison with the Keras guide's recipe."""
+    out = {}
+    speed = time_to_accuracy(rows)
     for b, per in summary.items():
         def mean(method, key, _per=per):
             return _per[method][key][0] if method in _per else None
@@ -326,6 +423,8 @@ def targets(summary):
             row["auto_seconds_over_keras_guide"] = per["auto"]["seconds"] / per["keras_guide"][
                 "seconds"]
             row["auto_minus_keras_guide_clean"] = clean["auto"] - clean["keras_guide"]
+        if b in speed:
+            row["auto_time_to_keras_guide_accuracy"] = speed[b]
         out[b] = row
     return out
 
@@ -458,7 +557,7 @@ def main(argv=None):
         meta["merged_from"] = args.merge
         summary = summarize(merged)
         write_json_to(out, {**meta, "rows": merged, "summary": summary,
-                            "targets": targets(summary)})
+                            "targets": targets(summary, merged)})
         args.table = True
     if args.table:
         with open(out, encoding="utf-8") as f:
@@ -497,6 +596,14 @@ def main(argv=None):
     def predict(model):
         return model.predict(both, batch_size=256, verbose=0)
 
+    clean = both[:n_test]
+
+    def accuracy(model):
+        return float((model.predict(clean, batch_size=256, verbose=0).argmax(axis=1)
+                      == y_test).mean())
+
+    accuracy.labels = y_test
+
     meta = {"command": "benchmarks/strategies.py " + " ".join(argv if argv is not None
                                                              else sys.argv[1:]),
             "size": args.size, "test_images": n_test, "shifted": list(CORRUPTIONS),
@@ -524,7 +631,7 @@ def main(argv=None):
         else:
             train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
             results = run_fit(method, args.size, seed, train, cell["val"], predict,
-                              wise="wise_ft" in rows_wanted)
+                              wise="wise_ft" in rows_wanted, accuracy=accuracy)
         for name, probs, seconds, extra in results:
             row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
                    "clean": scores(y_test, probs[:n_test]),
@@ -536,7 +643,7 @@ def main(argv=None):
                   f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
         summary = summarize(rows)
         write_json_to(out, {**meta, "rows": rows, "summary": summary,
-                            "targets": targets(summary)})
+                            "targets": targets(summary, rows)})
     print(table(summarize(rows)))
     print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))
 

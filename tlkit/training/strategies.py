@@ -188,8 +188,8 @@ def _choose_auto(choice):
         choice.name = "lp_ft"
         shown = "no validation data" if val is None else f"probe validation accuracy {val:.3f}"
         choice.reason = (f"{budget} labelled examples per class, {shown}: LP-FT (probe, then "
-                         "all groups; the probe is kept if fine-tuning does not beat it on "
-                         "validation)")
+                         "all groups; the probe is kept only if fine-tuning ends clearly below "
+                         "it on validation)")
 
 
 def _search_group(model, config, train_ds, val_ds, compile_args, start_weights):
