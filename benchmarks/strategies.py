@@ -306,8 +306,8 @@ def run_selected(method, size, seed, cell, predict):
         return model.predict(x_val, batch_size=256, verbose=0)
 
     scored, seconds = {}, 0.0
+    train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
     for lr in LR_GRID:
-        train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
         [(_, probs, spent, _)] = run_fit(base, size, seed, train, cell["val"], predict_val,
                                          lr=lr)
         scored[lr] = float((probs.argmax(axis=1) == y_val).mean())
