@@ -37,6 +37,7 @@ one seed, 100 test images per class, the core rows.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -208,9 +209,9 @@ def curve_callback(clock, accuracy, every, at_start=False):
     return callback
 
 
-def fine_tune_kwargs(method, has_val, repeats=1):
-    full = dict(strategy="full", head_epochs=HEAD_EPOCHS * repeats,
-                fine_epochs=FINE_EPOCHS * repeats, lr=1e-4, head_lr=1e-3, patience=None)
+def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
+    full = dict(strategy="full", head_epochs=epochs[0] * repeats,
+                fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
     if method == "full":
         return dict(full)
     if method in ("gradual", "lp_ft", "auto"):
@@ -226,21 +227,22 @@ def fine_tune_kwargs(method, has_val, repeats=1):
     raise ValueError(method)
 
 
-def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None,  # noqa: C901
-            lr=None):
+def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None,  # noqa: C901
+            lr=None, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
     """Trains one row; returns `[(method, probs on clean+shifted, seconds, extra)]`, and for
-    `full` with `wise`, the WiSE-FT row of the same run after it. With `accuracy` (model ->
-    clean test accuracy), `CURVE_ROWS` record `extra["curve"]`: `[seconds, accuracy]` points
-    ending at the final model."""
+    `full` with `wise`, the WiSE-FT row of the same run after it. `make(seed, pretrained=True)`
+    builds the model (the task's backbone and head); `epochs`: nominal (head, fine) epochs.
+    With `accuracy` (model -> clean test accuracy), `CURVE_ROWS` record `extra["curve"]`:
+    `[seconds, accuracy]` points ending at the final model."""
     import keras
 
     import tlkit
 
     extra = {}
     train, repeats = train
-    head_epochs, fine_epochs = HEAD_EPOCHS * repeats, FINE_EPOCHS * repeats
+    head_epochs, fine_epochs = epochs[0] * repeats, epochs[1] * repeats
     if method == "scratch":
-        model = build(size, seed, pretrained=False)
+        model = make(seed, pretrained=False)
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = 0.9  # few hundred steps: 0.99 would keep the initial statistics
@@ -248,7 +250,7 @@ def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None, 
         start = time.perf_counter()
         model.fit(train, epochs=head_epochs + fine_epochs, verbose=0)
         return [(method, predict(model), time.perf_counter() - start, extra)]
-    model = build(size, seed)
+    model = make(seed)
     clock = Clock()
     curve = None
     if accuracy is not None and method in CURVE_ROWS:
@@ -258,7 +260,7 @@ def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None, 
     def finish(name, probs, seconds, extra):
         if curve is not None:
             extra["curve"] = [*curve.points, [round(seconds, 2), float(
-                (probs[: len(probs) // 2].argmax(axis=1) == accuracy.labels).mean())]]
+                (probs[: len(accuracy.labels)].argmax(axis=1) == accuracy.labels).mean())]]
         return (name, probs, seconds, extra)
 
     if method == "keras_guide":
@@ -276,7 +278,7 @@ def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None, 
                       head_lr=2e-3, lr=1e-3, layerwise_decay=100 ** (1 / (groups - 1)),
                       lr_schedule="one_cycle", patience=None)
     else:
-        kwargs = fine_tune_kwargs(method, val is not None, repeats)
+        kwargs = fine_tune_kwargs(method, val is not None, repeats, epochs)
         if lr is not None:
             kwargs["lr"] = lr
     keep = HeadWeights(head_epochs)
@@ -296,7 +298,7 @@ def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None, 
     return out
 
 
-def run_selected(method, size, seed, cell, predict):
+def run_selected(method, make, seed, cell, predict):
     """`<method>_lr`: each LR of `LR_GRID` trains on the 80% split and scores on the 20%; the
     best LR retrains on the whole budget (no validation). Seconds count every run."""
     base = method.removesuffix("_lr")
@@ -308,20 +310,22 @@ def run_selected(method, size, seed, cell, predict):
     scored, seconds = {}, 0.0
     train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
     for lr in LR_GRID:
-        [(_, probs, spent, _)] = run_fit(base, size, seed, train, cell["val"], predict_val,
+        [(_, probs, spent, _)] = run_fit(base, make, seed, train, cell["val"], predict_val,
                                          lr=lr)
         scored[lr] = float((probs.argmax(axis=1) == y_val).mean())
         seconds += spent
     best = max(LR_GRID, key=lambda lr: (scored[lr], -abs(math.log(lr / 1e-4))))  # ties: 1e-4
     whole = train_dataset(as_input(np.concatenate([cell["x_train"], cell["x_val"]])),
                           np.concatenate([cell["y_train"], cell["y_val"]]), seed)
-    [(_, probs, spent, extra)] = run_fit(base, size, seed, whole, None, predict, lr=best)
+    [(_, probs, spent, extra)] = run_fit(base, make, seed, whole, None, predict, lr=best)
     return probs, seconds + spent, {**extra, "lr": best, "val_accuracy_per_lr": {
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
-def run_features(method, size, seed, cell, cached):
-    """Rows on pixels or on cached frozen-backbone features; `(probs, seconds, extra)`."""
+def run_features(method, make, seed, cell, cached):
+    """Rows on pixels or on cached frozen-backbone features; `(probs, seconds, extra)`.
+    `cached`: the test set's `features` (and `pixels`), `extract` (model inputs -> features),
+    optionally `prepare` (a cell's x -> model inputs; default `as_input`) and `num_classes`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -330,6 +334,7 @@ def run_features(method, size, seed, cell, cached):
 
     start = time.perf_counter()
     xtr, ytr = cell["x_train"], cell["y_train"]
+    prepare = cached.get("prepare", as_input)
     if method.startswith("pixel_"):
         flat = xtr.reshape(len(xtr), -1) / 255.0
         test = cached["pixels"]
@@ -341,14 +346,14 @@ def run_features(method, size, seed, cell, cached):
             probs = one_hot(clf.predict(test))
         return probs, time.perf_counter() - start, {}
     if method.startswith("prototype"):
-        feats = cached["extract"](as_input(xtr))
+        feats = cached["extract"](prepare(xtr))
         clf = tlkit.data.PrototypeClassifier(center=method.endswith("centered"))
-        clf.fit(feats, ytr, num_classes=10)
+        clf.fit(feats, ytr, num_classes=cached.get("num_classes", 10))
         return clf.predict_proba(cached["features"]), time.perf_counter() - start, {}
-    model = build(size, seed)  # linear_probe
+    model = make(seed)  # linear_probe
     start = time.perf_counter()
     val = cell["val"]
-    probe = tlkit.fit_linear_probe(model, eval_dataset(as_input(xtr), ytr), val)
+    probe = tlkit.fit_linear_probe(model, eval_dataset(prepare(xtr), ytr), val)
     probs = head_model(model).predict(cached["features"], batch_size=512, verbose=0)
     return probs, time.perf_counter() - start, {"C": probe["C"]}
 
@@ -365,7 +370,8 @@ def t_interval(diffs):
 
 
 def summarize(rows):
-    """Per budget and method: mean/std of each metric, paired difference to `full`."""
+    """Per budget and method: mean/std of each metric, paired difference to `full`. A test
+    set a row does not have (`"shifted": null`, the text task) has no entries."""
     out = {}
     budgets = sorted({r["budget"] for r in rows})
     for b in budgets:
@@ -376,13 +382,15 @@ def summarize(rows):
             entry = {"seeds": len(mine),
                      "seconds": float(np.mean([r["seconds"] for r in mine]))}
             for split in ("clean", "shifted"):
+                if any(r.get(split) is None for r in mine):
+                    continue
                 for metric in ("accuracy", "macro_f1", "ece"):
                     values = [r[split][metric] for r in mine]
                     entry[f"{split}_{metric}"] = [float(np.mean(values)),
                                                   float(np.std(values, ddof=1)) if len(values) > 1
                                                   else None]
                 paired = [r[split]["accuracy"] - full[r["seed"]][split]["accuracy"]
-                          for r in mine if r["seed"] in full]
+                          for r in mine if full.get(r["seed"], {}).get(split) is not None]
                 if paired and method != "full":
                     entry[f"{split}_accuracy_vs_full"] = t_interval(paired)
             per[method] = entry
@@ -438,20 +446,22 @@ def targets(summary, rows=()):
     speed = time_to_accuracy(rows)
     for b, per in summary.items():
         def mean(method, key, _per=per):
-            return _per[method][key][0] if method in _per else None
+            return _per.get(method, {}).get(key, [None])[0]
+
+        def shifted_minus_full(method):
+            mine, full = mean(method, "shifted_accuracy"), mean("full", "shifted_accuracy")
+            return None if mine is None or full is None else mine - full
 
         clean = {m: mean(m, "clean_accuracy") for m in per}
         best = max(clean, key=clean.get)
         row = {"best_clean": best, "best_clean_accuracy": clean[best]}
         if "auto" in per:
             row["auto_minus_best_clean"] = clean["auto"] - clean[best]
-            if "full" in per:
-                row["auto_minus_full_shifted"] = (mean("auto", "shifted_accuracy")
-                                                  - mean("full", "shifted_accuracy"))
+            if shifted_minus_full("auto") is not None:
+                row["auto_minus_full_shifted"] = shifted_minus_full("auto")
         for m in ("lp_ft", "wise_ft"):
-            if m in per and "full" in per:
-                row[f"{m}_minus_full_shifted"] = (mean(m, "shifted_accuracy")
-                                                  - mean("full", "shifted_accuracy"))
+            if shifted_minus_full(m) is not None:
+                row[f"{m}_minus_full_shifted"] = shifted_minus_full(m)
         if "auto" in per and "keras_guide" in per:
             row["auto_seconds_over_keras_guide"] = per["auto"]["seconds"] / per["keras_guide"][
                 "seconds"]
@@ -475,12 +485,14 @@ def table(summary) -> str:
         return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
 
     def ms(v):
+        if v is None:  # no such test set (text)
+            return ""
         return f"{v[0]:.3f}" + (f" ± {v[1]:.3f}" if v[1] is not None else "")
 
     for b, per in summary.items():
         for method, e in per.items():
             lines.append(
-                f"| {b} | {method} | {ms(e['clean_accuracy'])} | {ms(e['shifted_accuracy'])} | "
+                f"| {b} | {method} | {ms(e['clean_accuracy'])} | {ms(e.get('shifted_accuracy'))} | "
                 f"{ci(e.get('clean_accuracy_vs_full'))} | {ci(e.get('shifted_accuracy_vs_full'))}"
                 f" | {e['clean_macro_f1'][0]:.3f} | {e['clean_ece'][0]:.3f} | {e['seconds']:.0f} |")
     return "\n".join(lines)
@@ -491,7 +503,8 @@ def compact_table(summary) -> str:
     (mean ± std over seeds) and the paired clean difference to `full` with its 95% interval."""
     budgets = list(summary)
     methods = list(dict.fromkeys(m for per in summary.values() for m in per))
-    head = "| method | " + " | ".join(f"{b}/class: acc. · shifted · Δ vs full [95% CI]"
+    shifted = " · shifted" if any(splits(summary)[1:]) else ""
+    head = "| method | " + " | ".join(f"{b}/class: acc.{shifted} · Δ vs full [95% CI]"
                                       for b in budgets) + " | s (25/class) |"
     lines = [head, "|---|" + "---|" * len(budgets) + "---|"]
     for method in methods:
@@ -503,7 +516,8 @@ def compact_table(summary) -> str:
                 continue
             std = e["clean_accuracy"][1]
             cell = f"{e['clean_accuracy'][0]:.3f}" + (f"±{std:.3f}" if std is not None else "")
-            cell += f" · {e['shifted_accuracy'][0]:.3f}"
+            if "shifted_accuracy" in e:
+                cell += f" · {e['shifted_accuracy'][0]:.3f}"
             d = e.get("clean_accuracy_vs_full")
             if d and d[1] is not None:
                 cell += f" · {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
@@ -514,17 +528,25 @@ def compact_table(summary) -> str:
     return "\n".join(lines)
 
 
+def splits(summary):
+    """The test sets the summary has: `["clean"]` or `["clean", "shifted"]`."""
+    return ["clean"] + (["shifted"] if any("shifted_accuracy" in e for per in summary.values()
+                                           for e in per.values()) else [])
+
+
 def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_probe",
-                                   "keras_guide", "full", "lp_ft", "wise_ft", "auto")):
+                                   "keras_guide", "full", "lp_ft", "wise_ft", "auto"),
+         unit="images"):
     """Mean accuracy (± std over seeds) per budget, clean and shifted, side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    present = splits(summary)
+    fig = Figure(figsize=(5 * len(present), 4))
     FigureCanvasAgg(fig)
     budgets = [int(b) for b in summary]
-    for i, split in enumerate(("clean", "shifted")):
-        ax = fig.add_subplot(1, 2, i + 1)
+    for i, split in enumerate(present):
+        ax = fig.add_subplot(1, len(present), i + 1)
         for method in methods:
             points = [(b, summary[str(b)][method][f"{split}_accuracy"]) for b in budgets
                       if method in summary[str(b)]]
@@ -534,7 +556,7 @@ def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_p
                             label=method)
         ax.set_xscale("log")
         ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.set_xlabel("labelled images per class")
+        ax.set_xlabel(f"labelled {unit} per class")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{split} test set")
         ax.grid(alpha=0.3)
@@ -618,7 +640,8 @@ def main(argv=None):
     x_shift = corrupt(x_test)
     both = np.concatenate([as_input(x_test), as_input(x_shift)])
     n_test = len(x_test)
-    extractor = feature_model(build(args.size, 0))
+    make = functools.partial(build, args.size)
+    extractor = feature_model(make(0))
     started = time.perf_counter()
     features = extractor.predict(both, batch_size=256, verbose=0)
     print(f"test features ({len(both)} images) in {time.perf_counter() - started:.0f} s",
@@ -663,14 +686,14 @@ def main(argv=None):
             continue  # wise_ft comes with full's run
         cell = cells[seed, budget]
         if method in FEATURE_ROWS:
-            results = [(method, *run_features(method, args.size, seed, cell, cached))]
+            results = [(method, *run_features(method, make, seed, cell, cached))]
         elif method in SELECTED_ROWS:
             if cell["val"] is None:
                 continue  # budget 1: nothing to split
-            results = [(method, *run_selected(method, args.size, seed, cell, predict))]
+            results = [(method, *run_selected(method, make, seed, cell, predict))]
         else:
             train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
-            results = run_fit(method, args.size, seed, train, cell["val"], predict,
+            results = run_fit(method, make, seed, train, cell["val"], predict,
                               wise="wise_ft" in rows_wanted, accuracy=accuracy)
         for name, probs, seconds, extra in results:
             row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,

@@ -1,0 +1,95 @@
+"""benchmarks/strategies_text.py: the text rows of the strategies benchmark (#19), on the
+`tiny_text` stand-in backbone and a few made-up tweets, through the script's own code path."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+_PATH = list(sys.path)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+import strategies  # noqa: E402
+import strategies_text  # noqa: E402
+
+sys.path[:] = _PATH  # the scripts add benchmarks/ too: keep its modules from shadowing others
+
+WORDS = {0: ["awful", "bad", "crash"], 1: ["car", "road", "today"], 2: ["great", "love", "safe"]}
+
+
+def _tweets(per_class, seed):
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for c, words in WORDS.items():
+        for _ in range(per_class):
+            x.append(" ".join(rng.choice(words, 4)))
+            y.append(c)
+    return np.asarray(x, dtype=object), np.asarray(y, dtype="int64")
+
+
+def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
+    monkeypatch.setattr(strategies_text, "BACKBONE", ("tiny_text", {"folder": str(tmp_path / "b")}))
+    monkeypatch.setattr(strategies_text, "load_tweets", lambda per_class: (
+        _tweets(12, 0), _tweets(per_class, 1), ["negative", "neutral", "positive"]))
+    out = tmp_path / "text.json"
+    strategies_text.main(["--budgets", "5", "--seeds", "0", "--test-per-class", "4",
+                          "--rows", "prototype", "linear_probe", "full", "auto",
+                          "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["shifted"] is None and result["test_examples"] == 12
+    assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto"]
+    assert all(r["shifted"] is None and 0 <= r["clean"]["accuracy"] <= 1 for r in result["rows"])
+    assert result["rows"][-1]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
+    per = result["summary"]["5"]
+    assert "shifted_accuracy" not in per["full"]
+    # Paired to `full` on the clean set only; the targets skip what needs a shifted set.
+    assert per["auto"]["clean_accuracy_vs_full"][0] == pytest.approx(
+        per["auto"]["clean_accuracy"][0] - per["full"]["clean_accuracy"][0])
+    assert "auto_minus_full_shifted" not in result["targets"]["5"]
+    assert result["estimated_seconds"] > 0
+    assert (tmp_path / "text.png").exists()
+    strategies_text.main(["--out", str(out), "--table"])  # reads it back
+
+
+def _row(method, seed, accuracy, shifted=None):
+    def s(a):
+        return {"accuracy": a, "macro_f1": a, "ece": 0.1}
+
+    return {"budget": 5, "seed": seed, "method": method, "seconds": 10.0, "clean": s(accuracy),
+            "shifted": None if shifted is None else s(shifted)}
+
+
+def test_tables_of_a_text_summary_leave_the_shifted_columns_empty():
+    rows = [_row("full", 0, 0.5), _row("full", 1, 0.6),
+            _row("auto", 0, 0.55), _row("auto", 1, 0.7)]
+    summary = strategies.summarize(rows)
+    assert summary["5"]["auto"]["clean_accuracy_vs_full"][0] == pytest.approx(0.075)
+    line = strategies.table(summary).splitlines()[-1]
+    assert line.startswith("| 5 | auto | 0.625 ± 0.106 |  | +0.075 [")
+    assert "shifted" not in strategies.compact_table(summary).splitlines()[0]
+    assert strategies.targets(summary, rows)["5"] == {
+        "best_clean": "auto", "best_clean_accuracy": pytest.approx(0.625),
+        "auto_minus_best_clean": 0.0}
+    # The image task's rows keep their shifted columns.
+    image = strategies.summarize([_row("full", 0, 0.5, 0.4), _row("auto", 0, 0.6, 0.45)])
+    assert strategies.targets(image)["5"]["auto_minus_full_shifted"] == pytest.approx(0.05)
+    assert " · shifted" in strategies.compact_table(image).splitlines()[0]
+
+
+def test_duration_estimate_counts_the_forward_passes():
+    forward_s, test = 0.02, 450
+    # Budget 100: 80 + 20 per class, 15 batches of 16 (no stretching): head 1 epoch, fine 2.
+    n_train, n_val = 240, 60
+    fine = 2 * (strategies_text.TRAIN_COST * n_train + n_val)
+    full = (n_train + n_val + fine + test) * forward_s + strategies_text.ROW_OVERHEAD_S \
+        + 3 * strategies_text.EPOCH_OVERHEAD_S
+    assert strategies_text.estimate_seconds(["full"], [100], [0], test, forward_s) == \
+        pytest.approx(full)
+    # Seeds multiply; budget 5's 12 training tweets are stretched to 8 steps per epoch.
+    assert strategies_text.estimate_seconds(["full"], [100], [0, 1, 2], test, forward_s) == \
+        pytest.approx(3 * full)
+    small = strategies_text.estimate_seconds(["lp_ft"], [5], [0], 0, forward_s)
+    fine5 = 16 * (strategies_text.TRAIN_COST * 12 + 3)
+    assert small == pytest.approx((12 + 6 + fine5) * forward_s + strategies_text.ROW_OVERHEAD_S
+                                  + 16 * strategies_text.EPOCH_OVERHEAD_S)
