@@ -566,6 +566,18 @@ def plot(summary, path, methods=("pixel_logreg", "prototype_centered", "linear_p
     return path
 
 
+def show(out, **plot_kwargs):
+    """Prints the tables of the results file `out` and draws its plot (`.png` beside it)."""
+    import json
+
+    with open(out, encoding="utf-8") as f:
+        summary = json.load(f)["summary"]
+    print(table(summary))
+    print()
+    print(compact_table(summary))
+    print(plot(summary, os.path.splitext(out)[0] + ".png", **plot_kwargs))
+
+
 # -- main ----------------------------------------------------------------------------------------
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -616,12 +628,7 @@ def main(argv=None):
                             "targets": targets(summary, merged)})
         args.table = True
     if args.table:
-        with open(out, encoding="utf-8") as f:
-            summary = json.load(f)["summary"]
-        print(table(summary))
-        print()
-        print(compact_table(summary))
-        print(plot(summary, os.path.splitext(out)[0] + ".png"))
+        show(out)
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tlkit.data.builtin.fashion_mnist_idx import load_fashion_mnist_arrays

@@ -51,12 +51,12 @@ from strategies import (  # noqa: E402
     BATCH,
     MIN_STEPS,
     budget_split,
-    compact_table,
     eval_dataset,
     plot,
     run_features,
     run_fit,
     scores,
+    show,
     stratified,
     summarize,
     table,
@@ -167,12 +167,7 @@ def main(argv=None):  # noqa: C901
     out = args.out or os.path.join(RESULTS, "strategies_text_quick.json" if args.quick
                                    else "strategies_text.json")
     if args.table:
-        with open(out, encoding="utf-8") as f:
-            summary = json.load(f)["summary"]
-        print(table(summary))
-        print()
-        print(compact_table(summary))
-        print(plot(summary, os.path.splitext(out)[0] + ".png", methods=ROWS, unit="tweets"))
+        show(out, methods=ROWS, unit="tweets")
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tlkit.head_training import feature_model
