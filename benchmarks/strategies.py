@@ -32,6 +32,9 @@ rows already there). Reduced run (the README table), in the background:
 
 `--quick` (what `tlkit bench strategies` runs, <= 10 min on 2 idle cores): budgets 5 and 25,
 one seed, 100 test images per class, the core rows.
+
+The text rows (MiniLM-L6 on the tweets) are benchmarks/strategies_text.py, which runs this
+module's `run_fit` / `run_features` with its own model builder and reuses the statistics.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ its duration from the forward speed it has just measured.
 (about 32 min on 2 shared cores at the 22 ms per tweet forward measured beside another run;
 less on idle cores.)
 
-`--quick` (~2 min on 2 cores): budget 5, seed 0, 50 test tweets per class. Rows are written as
+`--quick` (2.6 to 3.1 min measured on 2 cores shared with another run): budget 5, seed 0, 50
+test tweets per class, every row. Rows are written as
 they finish (`--out`; `--resume` skips those already there); `--table` prints a results file.
 """
 
@@ -144,7 +145,7 @@ def estimate_seconds(rows, budgets, seeds, test_examples, forward_s):
 def main(argv=None):  # noqa: C901
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="budget 5, seed 0, 50 test tweets per class (~2 min)")
+                        help="budget 5, seed 0, 50 test tweets per class (~3 min)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[5, 25, 100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=None, help=f"methods (default: {ROWS})")
