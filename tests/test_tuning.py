@@ -402,11 +402,12 @@ def test_trials_get_the_recipes_settings_that_are_not_searched(smoke_recipe, tmp
     assert (config.head_epochs, config.fine_epochs) == (1, 2)
 
 
-def test_hyperband_rounds_run_auto_as_gradual(data):
+def test_trials_run_auto_as_gradual_and_other_strategies_as_given(data):
     hypermodel = FineTuneHyperModel(build, {"lr": [1e-3]}, epochs=3)
     values = dict(hypermodel.fixed, lr=1e-3)
-    assert hypermodel.config(values, 1, 3).strategy == "auto"
-    assert hypermodel.config(values, 1, 3, hyperband=True).strategy == "gradual"
+    assert values["strategy"] == "auto"
+    assert hypermodel.config(values, 1, 3).strategy == "gradual"
+    assert hypermodel.config(dict(values, strategy="full"), 1, 3).strategy == "full"
     searched = FineTuneHyperModel(build, {"unfreeze_groups": [1, 2]}, epochs=3,
                                   base_config={"unfreeze": "table", "table": {0: 1}})
     assert searched.config(dict(searched.fixed, unfreeze_groups=1), 1, 3).unfreeze == "gradual"

@@ -184,11 +184,13 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         return model
 
     # -- fit -----------------------------------------------------------------------------------
-    def config(self, values, head_epochs, total_epochs, hyperband=False):
+    def config(self, values, head_epochs, total_epochs):
         """The `tlkit.FineTuneConfig` of a trial with these `values` (short names): the
-        `base_config` with the trial's values. `hyperband`: a Hyperband search, whose rounds
-        continue the head phase and unfreeze schedule, so `strategy="auto"` runs `gradual`
-        (search `strategy` to compare strategies under Hyperband)."""
+        `base_config` with the trial's values. `strategy="auto"` runs as `gradual`: a trial
+        is `head_epochs` + fine-tuning epochs that Hyperband rounds and resumed trials continue,
+        and every trial must report validation metrics, while `auto` may replace the head
+        epochs by a probe or end with the probe alone (no epochs); search `strategy` (e.g.
+        `{"choice": ["gradual", "lp_ft"]}`) to compare strategies."""
         layerwise = values["layerwise_decay"]
         fields = {short: values[short] for short in space_lib.FIELD_OF}
         fields = {space_lib.FIELD_OF[k]: v for k, v in fields.items()}
@@ -204,7 +206,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         if any(n in self.space for n in _UNFREEZE_PARAMS):
             # The searched gradual schedule, not the base config's `all` / `table`.
             fields.update(unfreeze="gradual", table=None)
-        if hyperband and fields["strategy"] == "auto":
+        if fields["strategy"] == "auto":
             fields["strategy"] = "gradual"
         return self.base_config.replace(**fields)
 
@@ -279,7 +281,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         schedule = self.schedule(values, head)
         result = fine_tune(
             model, train, validation_data,
-            self.config(values, head, total, hyperband="tuner/epochs" in hp.values),
+            self.config(values, head, total),
             callbacks=own + callbacks,
             steps_per_epoch=steps_per_epoch,
             batch_size=batch_size,
