@@ -409,7 +409,12 @@ def _train(recipe, run, model, data, verbose):
     for stage in plan_stages(recipe, strategy):
         if run.stage_done(stage["name"]):
             continue
-        logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1, stage["end"])
+        if strategy in PROBING:  # the probe replaces the head epochs
+            logger.info("stage %s: the linear probe, then up to %d fine-tuning epochs",
+                        stage["name"], max(recipe.phases.fine_epochs, 1))
+        else:
+            logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1,
+                        stage["end"])
         started = time.time()
         if stage["name"] == "head":
             _head_on_features(recipe, run, model, data, stage, segments, verbose)
