@@ -52,6 +52,12 @@ FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", 
 FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
             "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
             "scratch")
+LR_GRID = (3e-5, 1e-4, 3e-4)
+"""Fine-tuning LRs the `_lr` rows choose from on the 80/20 split (the head LR stays 1e-3)."""
+SELECTED_ROWS = ("full_lr", "lp_ft_lr", "auto_lr")
+"""`<method>_lr`: the method's fine-tuning LR chosen from `LR_GRID` on validation, then the
+method retrained with it on the whole budget (train + validation), as the issue's protocol
+asks; budgets >= 5 only (budget 1 has no split)."""
 QUICK_ROWS = FEATURE_ROWS + ("full", "keras_guide", "lp_ft", "auto")
 BATCH, MIN_STEPS, HEAD_EPOCHS, FINE_EPOCHS = 16, 8, 2, 4
 CORRUPTIONS = ("noise", "blur", "contrast")
@@ -162,6 +168,46 @@ class HeadWeights:
         return _Keep()
 
 
+CURVE_ROWS = ("auto", "keras_guide", "full", "lp_ft")
+"""Rows that record test accuracy over training time (the time-to-accuracy comparison)."""
+
+
+class Clock:
+    """Training wall time with the curve's test evaluations taken out."""
+
+    def __init__(self):
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def seconds(self):
+        return time.perf_counter() - self.start - self.paused
+
+
+def curve_callback(clock, accuracy, every, at_start=False):
+    """A Keras callback appending `(training seconds, clean test accuracy)` after every
+    `every`-th epoch (one nominal epoch) and, with `at_start`, when `fit` begins (for `auto` /
+    `lp_ft`: the converged probe's weights). The evaluation's own time is not counted."""
+    import keras
+
+    class _Curve(keras.callbacks.Callback):
+        def _point(self):
+            now = time.perf_counter()
+            value = accuracy(self.model)
+            clock.paused += time.perf_counter() - now
+            self.points.append([round(clock.seconds(), 2), value])
+
+        def on_train_begin(self, logs=None):
+            if at_start and not self.points:
+                self._point()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every == 0:
+                self._point()
+
+    callback = _Curve()
+    callback.points = []  # kept across the two fits of `keras_guide`
+    return callback
+
+
 def fine_tune_kwargs(method, has_val, repeats=1):
     full = dict(strategy="full", head_epochs=HEAD_EPOCHS * repeats,
                 fine_epochs=FINE_EPOCHS * repeats, lr=1e-4, head_lr=1e-3, patience=None)
@@ -180,9 +226,12 @@ def fine_tune_kwargs(method, has_val, repeats=1):
     raise ValueError(method)
 
 
-def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
+def run_fit(method, size, seed, train, val, predict, wise=False, accuracy=None,  # noqa: C901
+            lr=None):
     """Trains one row; returns `[(method, probs on clean+shifted, seconds, extra)]`, and for
-    `full` with `wise`, the WiSE-FT row of the same run after it."""
+    `full` with `wise`, the WiSE-FT row of the same run after it. With `accuracy` (model ->
+    clean test accuracy), `CURVE_ROWS` record `extra["curve"]`: `[seconds, accuracy]` points
+    ending at the final model."""
     import keras
 
     import tlkit
@@ -200,14 +249,26 @@ def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
         model.fit(train, epochs=head_epochs + fine_epochs, verbose=0)
         return [(method, predict(model), time.perf_counter() - start, extra)]
     model = build(size, seed)
-    start = time.perf_counter()
+    clock = Clock()
+    curve = None
+    if accuracy is not None and method in CURVE_ROWS:
+        curve = curve_callback(clock, accuracy, repeats, at_start=method in ("auto", "lp_ft"))
+    more = [curve] if curve is not None else []
+
+    def finish(name, probs, seconds, extra):
+        if curve is not None:
+            extra["curve"] = [*curve.points, [round(seconds, 2), float(
+                (probs[: len(probs) // 2].argmax(axis=1) == accuracy.labels).mean())]]
+        return (name, probs, seconds, extra)
+
     if method == "keras_guide":
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(train, epochs=head_epochs, verbose=0)
+        model.fit(train, epochs=head_epochs, verbose=0, callbacks=more)
         tlkit.trainability.unfreeze_all(model, bn_policy="frozen")  # BN in inference mode
         model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
-        model.fit(train, epochs=fine_epochs, verbose=0)
-        return [(method, predict(model), time.perf_counter() - start, extra)]
+        model.fit(train, epochs=fine_epochs, verbose=0, callbacks=more)
+        seconds = clock.seconds()
+        return [finish(method, predict(model), seconds, extra)]
     if method == "fastai":
         groups = len(tlkit.trainability.group_names(model))
         kwargs = dict(strategy="full", head_epochs=repeats,
@@ -216,13 +277,15 @@ def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
                       lr_schedule="one_cycle", patience=None)
     else:
         kwargs = fine_tune_kwargs(method, val is not None, repeats)
+        if lr is not None:
+            kwargs["lr"] = lr
     keep = HeadWeights(head_epochs)
-    result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep], **kwargs)
-    seconds = time.perf_counter() - start
+    result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep, *more], **kwargs)
+    seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):
         extra.update({k: v for k, v in result.strategy.items() if k in (
             "strategy", "reason", "surgical_group")})
-    out = [(method, predict(model), seconds, extra)]
+    out = [finish(method, predict(model), seconds, extra)]
     if method == "full" and wise:
         start = time.perf_counter()
         # Without validation (budget 1) the one alpha 0.5 is "chosen" on the training data.
@@ -231,6 +294,30 @@ def run_fit(method, size, seed, train, val, predict, wise=False):  # noqa: C901
         out.append(("wise_ft", predict(model), seconds + time.perf_counter() - start,
                     {"alpha": chosen["alpha"]}))
     return out
+
+
+def run_selected(method, size, seed, cell, predict):
+    """`<method>_lr`: each LR of `LR_GRID` trains on the 80% split and scores on the 20%; the
+    best LR retrains on the whole budget (no validation). Seconds count every run."""
+    base = method.removesuffix("_lr")
+    x_val, y_val = as_input(cell["x_val"]), cell["y_val"]
+
+    def predict_val(model):
+        return model.predict(x_val, batch_size=256, verbose=0)
+
+    scored, seconds = {}, 0.0
+    train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
+    for lr in LR_GRID:
+        [(_, probs, spent, _)] = run_fit(base, size, seed, train, cell["val"], predict_val,
+                                         lr=lr)
+        scored[lr] = float((probs.argmax(axis=1) == y_val).mean())
+        seconds += spent
+    best = max(LR_GRID, key=lambda lr: (scored[lr], -abs(math.log(lr / 1e-4))))  # ties: 1e-4
+    whole = train_dataset(as_input(np.concatenate([cell["x_train"], cell["x_val"]])),
+                          np.concatenate([cell["y_train"], cell["y_val"]]), seed)
+    [(_, probs, spent, extra)] = run_fit(base, size, seed, whole, None, predict, lr=best)
+    return probs, seconds + spent, {**extra, "lr": best, "val_accuracy_per_lr": {
+        str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
 def run_features(method, size, seed, cell, cached):
@@ -303,9 +390,52 @@ def summarize(rows):
     return out
 
 
-def targets(summary):
-    """The issue's targets, per budget, from the summary (None where a row is missing)."""
+def accuracy_at(curve, seconds):
+    """The accuracy of the last curve point at or before `seconds` (None before the first)."""
+    reached = [a for t, a in curve if t <= seconds]
+    return reached[-1] if reached else None
+
+
+def time_to(curve, accuracy):
+    """The first curve time at which `accuracy` is reached (None if never)."""
+    return next((t for t, a in curve if a >= accuracy), None)
+
+
+def time_to_accuracy(rows, method="auto", baseline="keras_guide"):
+    """Per budget, paired per seed: the time `method` takes to reach `baseline`'s final test
+    accuracy as a fraction of `baseline`'s training time, and `method`'s accuracy minus
+    `baseline`'s at `baseline`'s training time (the issue's time-to-accuracy targets)."""
     out = {}
+    for b in sorted({r["budget"] for r in rows}):
+        mine = {r["seed"]: r for r in rows
+                if r["budget"] == b and r["method"] == method and "curve" in r}
+        base = {r["seed"]: r for r in rows
+                if r["budget"] == b and r["method"] == baseline and "curve" in r}
+        seeds = sorted(set(mine) & set(base))
+        if not seeds:
+            continue
+        fractions, gains = [], []
+        for seed in seeds:
+            final, seconds = base[seed]["curve"][-1][1], base[seed]["seconds"]
+            reached = time_to(mine[seed]["curve"], final)
+            fractions.append(None if reached is None else reached / seconds)
+            at = accuracy_at(mine[seed]["curve"], seconds)
+            gains.append(None if at is None else at - final)
+        done = [f for f in fractions if f is not None]
+        out[str(b)] = {
+            "seeds": seeds, "time_fraction_per_seed": fractions,
+            "time_fraction_max": max(done) if len(done) == len(seeds) else None,
+            "gain_at_equal_time_per_seed": gains,
+            "gain_at_equal_time": t_interval([g for g in gains if g is not None])
+            if any(g is not None for g in gains) else None}
+    return out
+
+
+def targets(summary, rows=()):
+    """The issue's targets, per budget, from the summary (None where a row is missing) and,
+    from the rows' curves, the time-to-accuracy comparison with the Keras guide's recipe."""
+    out = {}
+    speed = time_to_accuracy(rows)
     for b, per in summary.items():
         def mean(method, key, _per=per):
             return _per[method][key][0] if method in _per else None
@@ -326,6 +456,8 @@ def targets(summary):
             row["auto_seconds_over_keras_guide"] = per["auto"]["seconds"] / per["keras_guide"][
                 "seconds"]
             row["auto_minus_keras_guide_clean"] = clean["auto"] - clean["keras_guide"]
+        if b in speed:
+            row["auto_time_to_keras_guide_accuracy"] = speed[b]
         out[b] = row
     return out
 
@@ -434,10 +566,11 @@ def main(argv=None):
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5, 25], [0], 100
         args.rows = args.rows or list(QUICK_ROWS)
-    rows_wanted = args.rows or list(FEATURE_ROWS + FIT_ROWS)
-    unknown = sorted(set(rows_wanted) - set(FEATURE_ROWS + FIT_ROWS))
+    known = FEATURE_ROWS + FIT_ROWS + SELECTED_ROWS
+    rows_wanted = args.rows or list(known)
+    unknown = sorted(set(rows_wanted) - set(known))
     if unknown:
-        parser.error(f"unknown rows {unknown}; known: {FEATURE_ROWS + FIT_ROWS}")
+        parser.error(f"unknown rows {unknown}; known: {known}")
     out = args.out or os.path.join(RESULTS, "strategies_quick.json" if args.quick
                                    else "strategies.json")
     import json
@@ -458,7 +591,7 @@ def main(argv=None):
         meta["merged_from"] = args.merge
         summary = summarize(merged)
         write_json_to(out, {**meta, "rows": merged, "summary": summary,
-                            "targets": targets(summary)})
+                            "targets": targets(summary, merged)})
         args.table = True
     if args.table:
         with open(out, encoding="utf-8") as f:
@@ -497,6 +630,14 @@ def main(argv=None):
     def predict(model):
         return model.predict(both, batch_size=256, verbose=0)
 
+    clean = both[:n_test]
+
+    def accuracy(model):
+        return float((model.predict(clean, batch_size=256, verbose=0).argmax(axis=1)
+                      == y_test).mean())
+
+    accuracy.labels = y_test
+
     meta = {"command": "benchmarks/strategies.py " + " ".join(argv if argv is not None
                                                              else sys.argv[1:]),
             "size": args.size, "test_images": n_test, "shifted": list(CORRUPTIONS),
@@ -508,6 +649,8 @@ def main(argv=None):
             tr, va = budget_split(y_pool, budget, seed)
             cells[seed, budget] = {
                 "x_train": x_pool[tr], "y_train": y_pool[tr],
+                "x_val": None if va is None else x_pool[va],
+                "y_val": None if va is None else y_pool[va],
                 "val": None if va is None else eval_dataset(as_input(x_pool[va]), y_pool[va])}
     # Rows outside, cells inside: a run cut short still has every seed and budget of the rows
     # it finished (paired comparisons need all of them).
@@ -521,10 +664,14 @@ def main(argv=None):
         cell = cells[seed, budget]
         if method in FEATURE_ROWS:
             results = [(method, *run_features(method, args.size, seed, cell, cached))]
+        elif method in SELECTED_ROWS:
+            if cell["val"] is None:
+                continue  # budget 1: nothing to split
+            results = [(method, *run_selected(method, args.size, seed, cell, predict))]
         else:
             train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
             results = run_fit(method, args.size, seed, train, cell["val"], predict,
-                              wise="wise_ft" in rows_wanted)
+                              wise="wise_ft" in rows_wanted, accuracy=accuracy)
         for name, probs, seconds, extra in results:
             row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
                    "clean": scores(y_test, probs[:n_test]),
@@ -536,7 +683,7 @@ def main(argv=None):
                   f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
         summary = summarize(rows)
         write_json_to(out, {**meta, "rows": rows, "summary": summary,
-                            "targets": targets(summary)})
+                            "targets": targets(summary, rows)})
     print(table(summarize(rows)))
     print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))
 

@@ -280,8 +280,8 @@ def _choose_auto(choice):
         choice.name = "lp_ft"
         shown = "no validation data" if val is None else f"probe validation accuracy {val:.3f}"
         choice.reason = (f"{budget} labelled examples per class, {shown}: LP-FT (probe, then "
-                         "all groups; the probe is kept if fine-tuning does not beat it on "
-                         "validation)")
+                         "all groups; the probe is kept only if fine-tuning ends clearly below "
+                         "it on validation)")
 
 
 def _search_group(model, config, train_ds, val_ds, compile_args, start_weights):
@@ -320,9 +320,11 @@ def keep_probe_if_better(model, choice, validation) -> None:
         return
     probe_val = choice.probe.get("val_accuracy")
     count = choice.probe.get("val_examples")
+    if probe_val is None or not count:
+        return  # nothing to compare with: no validation pass
     result = model.evaluate(as_dataset(validation), verbose=0, return_dict=True)
     tuned = result.get("accuracy", result.get("sparse_categorical_accuracy"))
-    if probe_val is None or tuned is None or not count:
+    if tuned is None:
         return
     noise = AUTO_KEEP_PROBE_SE * math.sqrt(max(probe_val * (1 - probe_val), 1.0 / count) / count)
     if probe_val - tuned <= noise:
