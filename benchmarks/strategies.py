@@ -501,34 +501,42 @@ def table(summary) -> str:
     return "\n".join(lines)
 
 
-def compact_table(summary) -> str:
-    """Markdown for the README: a method per line; per budget, clean and shifted accuracy
-    (mean ± std over seeds) and the paired clean difference to `full` with its 95% interval."""
+def budget_tables(summary) -> str:
+    """Markdown for the README: two tables with a column per budget, clean accuracy (mean ±
+    std over seeds) and shifted accuracy (mean, then the paired difference to `full` with its
+    95% interval), one method per line; a blank cell where a method did not run. Without a
+    shifted test set (text), one table: clean accuracy with the paired difference to `full`."""
     budgets = list(summary)
     methods = list(dict.fromkeys(m for per in summary.values() for m in per))
-    shifted = " · shifted" if any(splits(summary)[1:]) else ""
-    head = "| method | " + " | ".join(f"{b}/class: acc.{shifted} · Δ vs full [95% CI]"
-                                      for b in budgets) + " | s (25/class) |"
-    lines = [head, "|---|" + "---|" * len(budgets) + "---|"]
-    for method in methods:
-        cells = []
-        for b in budgets:
-            e = summary[b].get(method)
-            if e is None:
-                cells.append("")
-                continue
-            std = e["clean_accuracy"][1]
-            cell = f"{e['clean_accuracy'][0]:.3f}" + (f"±{std:.3f}" if std is not None else "")
-            if "shifted_accuracy" in e:
-                cell += f" · {e['shifted_accuracy'][0]:.3f}"
-            d = e.get("clean_accuracy_vs_full")
-            if d and d[1] is not None:
-                cell += f" · {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
-            cells.append(cell)
-        last = summary[budgets[-1]].get(method)
-        seconds = f"{last['seconds']:.0f}" if last else ""
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} |")
-    return "\n".join(lines)
+
+    only_clean = splits(summary) == ["clean"]  # text: the paired differences go here
+
+    def clean(e):
+        std = e["clean_accuracy"][1]
+        cell = f"{e['clean_accuracy'][0]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+        d = e.get("clean_accuracy_vs_full")
+        if only_clean and d and d[1] is not None:
+            cell += f" ({d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}])"
+        return cell
+
+    def shifted(e):
+        d = e.get("shifted_accuracy_vs_full")
+        cell = f"{e['shifted_accuracy'][0]:.3f}"
+        if d and d[1] is not None:
+            cell += f" ({d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}])"
+        return cell
+
+    out = []
+    tables = [("clean test accuracy (Δ vs full [95% CI])", clean)] if only_clean else [
+        ("clean test accuracy", clean), ("shifted test accuracy (Δ vs full [95% CI])", shifted)]
+    for title, cell in tables:
+        lines = [f"| {title} | " + " | ".join(f"{b}/class" for b in budgets) + " |",
+                 "|---|" + "---|" * len(budgets)]
+        for method in methods:
+            cells = [cell(summary[b][method]) if method in summary[b] else "" for b in budgets]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def splits(summary):
@@ -577,7 +585,7 @@ def show(out, **plot_kwargs):
         summary = json.load(f)["summary"]
     print(table(summary))
     print()
-    print(compact_table(summary))
+    print(budget_tables(summary))
     print(plot(summary, os.path.splitext(out)[0] + ".png", **plot_kwargs))
 
 

@@ -56,6 +56,7 @@ def test_gradual_fine_tune_in_one_fit():
         model,
         train,
         validation=train,
+        strategy="gradual",  # the subject: the head phase, then the unfreeze schedule
         epochs=(1, 2),
         head_lr=1e-2,
         lr=1e-3,
@@ -152,6 +153,7 @@ def test_early_stopping_restores_best_weights():
         model,
         train,
         validation=train,
+        strategy="gradual",  # the subject: early stopping over the two phases
         epochs=(1, 3),
         head_lr=1e-2,
         lr=50.0,

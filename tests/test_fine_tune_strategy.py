@@ -198,25 +198,6 @@ def test_surgical_schedule_serializes_and_names_its_group():
         UnfreezeSchedule.surgical("nope").trainable_groups(1, names)
 
 
-def test_a_recipe_run_records_the_strategy_in_metrics_and_card(tmp_path):
-    import json
-    import os
-
-    from tlkit import cli
-
-    smoke = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
-    out = str(tmp_path / "run")
-    assert cli.main(["-q", "train", smoke, "--output", out, "--set", "phases.strategy=auto",
-                     "--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
-                     "--set", "output.tensorboard=false"]) == 0
-    with open(os.path.join(out, "metrics.json")) as f:
-        record = json.load(f)["strategy"]
-    assert record["requested"] == "auto" and record["strategy"] in ("lp_ft", "linear_probe")
-    with open(os.path.join(out, "reports", "model_card.md")) as f:
-        card = f.read()
-    assert f"- Strategy: `{record['strategy']}` (requested `auto`)" in card
-
-
 def test_the_tuner_can_search_the_strategy():
     from tlkit.tuning.space import DEFAULTS, SearchSpace
 

@@ -54,8 +54,9 @@ def test_lora_leaves_outputs_unchanged_then_only_adapters_and_head_train():
     base = {v.path: v.numpy().copy() for v in model.weights}
     tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
     np.testing.assert_allclose(model.predict(x, verbose=0), before, atol=1e-6)  # B starts at 0
-    result = tlkit.fine_tune(model, (x, y), epochs=(1, 2), lr=1e-2, verbose=0,
-                             early_stopping_patience=None)
+    # strategy="gradual": the subject is the head phase, then adapters unfreezing by group.
+    result = tlkit.fine_tune(model, (x, y), strategy="gradual", epochs=(1, 2), lr=1e-2,
+                             verbose=0, early_stopping_patience=None)
     for v in model.weights:
         if v.path in base and "head" not in v.path:
             np.testing.assert_array_equal(v.numpy(), base[v.path], err_msg=v.path)  # base frozen

@@ -57,7 +57,8 @@ SCRIPT = textwrap.dedent(
             if mode == "interrupted" and self.epoch == 2 and batch == 1:
                 os._exit(3)  # preempted in the middle of epoch 3, after the 2nd unfreeze step
 
-    result = fine_tune(model, train, epochs=(1, 3), head_lr=1e-2, lr=1e-2,
+    # strategy="gradual": the subject is resuming the head phase and the unfreeze schedule.
+    result = fine_tune(model, train, strategy="gradual", epochs=(1, 3), head_lr=1e-2, lr=1e-2,
                        unfreeze="gradual", layerwise_decay=2.0,
                        early_stopping_patience=None, checkpoint_dir=backup,
                        callbacks=[Record()], verbose=0)

@@ -67,14 +67,19 @@ def test_tables_of_a_text_summary_leave_the_shifted_columns_empty():
     assert summary["5"]["auto"]["clean_accuracy_vs_full"][0] == pytest.approx(0.075)
     line = strategies.table(summary).splitlines()[-1]
     assert line.startswith("| 5 | auto | 0.625 ± 0.106 |  | +0.075 [")
-    assert "shifted" not in strategies.compact_table(summary).splitlines()[0]
+    tables = strategies.budget_tables(summary)
+    assert "shifted" not in tables  # one table, the paired differences in the clean cells
+    assert tables.splitlines()[-1].startswith("| auto | 0.625 ± 0.106 (+0.075 [")
     assert strategies.targets(summary, rows)["5"] == {
         "best_clean": "auto", "best_clean_accuracy": pytest.approx(0.625),
         "auto_minus_best_clean": 0.0}
     # The image task's rows keep their shifted columns.
     image = strategies.summarize([_row("full", 0, 0.5, 0.4), _row("auto", 0, 0.6, 0.45)])
     assert strategies.targets(image)["5"]["auto_minus_full_shifted"] == pytest.approx(0.05)
-    assert " · shifted" in strategies.compact_table(image).splitlines()[0]
+    tables = strategies.budget_tables(image).split("\n\n")
+    assert [t.splitlines()[0].split(" | ")[0] for t in tables] == [
+        "| clean test accuracy", "| shifted test accuracy (Δ vs full [95% CI])"]
+    assert tables[0].splitlines()[-1] == "| auto | 0.600 |"
 
 
 def test_duration_estimate_counts_the_forward_passes():

@@ -370,3 +370,44 @@ def test_tune_recipe_needs_a_tune_section(smoke_recipe):
     raw = {k: v for k, v in smoke_recipe.items() if k != "tune"}
     with pytest.raises(ValueError, match="no `tune` section"):
         tune_recipe(load_recipe(raw))
+
+
+def test_trials_get_the_recipes_settings_that_are_not_searched(smoke_recipe, tmp_path,
+                                                              monkeypatch):
+    # ema_momentum, class_weight, swa_epochs, wise_ft_alphas are not tunable parameters; each
+    # trial's fine_tune must still see the recipe's values (and the tunable ones it fixes).
+    from tlkit.training import fine_tuning
+
+    seen = []
+    real = fine_tuning.fine_tune
+
+    def recording(model, train, validation=None, config=None, **kwargs):
+        seen.append(config)
+        return real(model, train, validation, config, **kwargs)
+
+    monkeypatch.setattr(fine_tuning, "fine_tune", recording)
+    raw = dict(smoke_recipe, tune={"algorithm": "random", "max_trials": 1,
+                                   "space": {"head.dropout": {"choice": [0.0, 0.2]}}})
+    recipe = load_recipe(raw, overrides=[
+        "phases.head_epochs=1", "phases.fine_epochs=2", "data.per_class.train=10",
+        "optimizer.ema_momentum=0.9", "regularization.class_weight=balanced",
+        "phases.swa_epochs=1", "phases.wise_ft_alphas=[0.5, 1.0]", "phases.strategy=lp_ft",
+        "optimizer.label_smoothing=0.1", "optimizer.layer_decay=0.75"])
+    tune_recipe(recipe, output=str(tmp_path))
+    assert len(seen) == 1
+    config = seen[0]
+    assert (config.ema_momentum, config.class_weight, config.swa_epochs) == (0.9, "balanced", 1)
+    assert config.wise_ft_alphas == [0.5, 1.0]
+    assert (config.strategy, config.label_smoothing, config.layer_decay) == ("lp_ft", 0.1, 0.75)
+    assert (config.head_epochs, config.fine_epochs) == (1, 2)
+
+
+def test_trials_run_auto_as_gradual_and_other_strategies_as_given(data):
+    hypermodel = FineTuneHyperModel(build, {"lr": [1e-3]}, epochs=3)
+    values = dict(hypermodel.fixed, lr=1e-3)
+    assert values["strategy"] == "auto"
+    assert hypermodel.config(values, 1, 3).strategy == "gradual"
+    assert hypermodel.config(dict(values, strategy="full"), 1, 3).strategy == "full"
+    searched = FineTuneHyperModel(build, {"unfreeze_groups": [1, 2]}, epochs=3,
+                                  base_config={"unfreeze": "table", "table": {0: 1}})
+    assert searched.config(dict(searched.fixed, unfreeze_groups=1), 1, 3).unfreeze == "gradual"

@@ -14,8 +14,9 @@ derives from these declarations:
 The vocabularies (BatchNorm policies, unfreezing schedules, optimizers, LR schedules,
 strategies, export formats) live here once; other modules import them from here.
 
-Strategy (`strategy`): `gradual` follows `unfreeze` below; `full`, `lp_ft`, `linear_probe`,
-`surgical` and `auto` set the epochs / unfreezing themselves (what each ignores and how the other
+Strategy (`strategy`, default `auto`): `gradual` follows `unfreeze` below; `full`, `lp_ft`,
+`linear_probe`, `surgical` and `auto` set the epochs / unfreezing themselves (`auto` runs
+`gradual` when an unfreeze setting below is set, or the probe cannot run) (what each ignores and how the other
 settings apply: `tlkit.training.strategies`).
 
 Unfreezing (`unfreeze`), one meaning everywhere:
@@ -76,9 +77,11 @@ class FineTuneConfig:
     """
 
     strategy: Literal[FINE_TUNE_STRATEGIES] = setting(
-        "gradual", "how to fine-tune: gradual (the unfreeze schedule), full, lp_ft (converged "
-        "linear probe, then all groups), linear_probe (probe only), surgical (one group) or auto "
-        "(chosen by label budget and a validation probe); see tlkit.training.strategies",
+        "auto", "how to fine-tune: auto (a converged linear probe, then all groups (LP-FT); the "
+        "probe alone when it wins on validation; gradual where no probe can run or the unfreeze "
+        "schedule is set), gradual (the unfreeze schedule), full, lp_ft (converged linear "
+        "probe, then all groups), linear_probe (probe only) or surgical (one group); see "
+        "tlkit.training.strategies",
         yaml="phases.strategy")
     surgical_group: int | str | None = setting(
         None, "surgical: the one backbone group that trains (index from the input side, "

@@ -22,6 +22,11 @@ from tlkit.trainability import find_backbone
 logger = logging.getLogger(__name__)
 
 
+class ProbeError(ValueError):
+    """`fit_linear_probe` cannot fit this model or data (the message says why); `auto` fine-tuning
+    falls back to the unfreeze schedule on it."""
+
+
 def feature_model(model) -> keras.Model:
     """The part of a tlkit model that runs before its head: raw input → pooled features."""
     head = heads_lib.find_head(model)
@@ -144,14 +149,8 @@ def train_head_on_features(
         )
     extractor = feature_model(model)
     extract_batch = extraction_batch_size(batch_size)
-    backbone = find_backbone(model)
-    # What the cached features depend on besides the weights (fingerprinted by the cache).
-    describe = {"model": model.name, "input_shape": list(model.input_shape[1:]),
-                "backbone": type(backbone).__name__ if backbone is not None else None,
-                "feature_shape": list(extractor.output_shape[1:])}
-    cache = {"dir": cache_dir, "in_memory_max_bytes": in_memory_max_bytes,
-             "shard_size": shard_size, "describe": describe,
-             "fingerprints": dict(data_fingerprints or {})}
+    cache = _cache_spec(model, extractor, cache_dir, data_fingerprints, in_memory_max_bytes,
+                        shard_size)
     train_ds = _features(extractor, _unbatch(train), "train", cache, extract_batch, verbose,
                          shuffle=shuffle, seed=seed)
     train_ds = train_ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -175,6 +174,47 @@ def train_head_on_features(
     return history
 
 
+def _cache_spec(model, extractor, cache_dir, data_fingerprints, in_memory_max_bytes=2**31,
+                shard_size=4096) -> dict:
+    """Where and how `_features` caches features (one layout for head training and probes)."""
+    backbone = find_backbone(model)
+    # What the cached features depend on besides the weights (fingerprinted by the cache).
+    describe = {"model": model.name, "input_shape": list(model.input_shape[1:]),
+                "backbone": type(backbone).__name__ if backbone is not None else None,
+                "feature_shape": list(extractor.output_shape[1:])}
+    return {"dir": cache_dir, "in_memory_max_bytes": in_memory_max_bytes,
+            "shard_size": shard_size, "describe": describe,
+            "fingerprints": dict(data_fingerprints or {})}
+
+
+def _feature_arrays(extractor, data, name, cache, batch_size, verbose):
+    """`(features, labels)` arrays of `data` (a dataset), through the cache when it has a dir."""
+    if cache["dir"] is None:
+        return extract_feature_arrays(extractor, _unbatch(data), batch_size=batch_size,
+                                      progress=verbose != 0)
+    return _shards(extractor, _unbatch(data), name, cache, batch_size, verbose).arrays()
+
+
+def _check_class_indices(y):
+    shape = getattr(y, "shape", ())
+    if len(shape) > 1 and shape[-1] > 1:
+        raise ProbeError(f"fit_linear_probe: expected integer class labels, got labels of shape "
+                         f"{tuple(shape)} (one-hot or multi-label)")
+
+
+def _shards(extractor, ds, name, cache, extract_batch, verbose):
+    return extract_feature_shards(
+        extractor,
+        ds,
+        os.path.join(os.fspath(cache["dir"]), name),
+        describe=cache["describe"],
+        data_fingerprint=cache["fingerprints"].get(name),
+        shard_size=cache["shard_size"],
+        batch_size=extract_batch,
+        progress=verbose != 0,
+    )
+
+
 def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False, seed=0):
     """Unbatched `(features, y)` of `ds`: from memory when they fit, else streamed from shards."""
     if cache["dir"] is None:
@@ -182,16 +222,7 @@ def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False,
             extractor, ds, batch_size=extract_batch, progress=verbose != 0
         )
     else:
-        shards = extract_feature_shards(
-            extractor,
-            ds,
-            os.path.join(os.fspath(cache["dir"]), name),
-            describe=cache["describe"],
-            data_fingerprint=cache["fingerprints"].get(name),
-            shard_size=cache["shard_size"],
-            batch_size=extract_batch,
-            progress=verbose != 0,
-        )
+        shards = _shards(extractor, ds, name, cache, extract_batch, verbose)
         if shards.nbytes > int(cache["in_memory_max_bytes"]):
             logger.info(
                 "Streaming %d cached %s features (%.1f GB > in_memory_max_bytes) from %s",
@@ -209,7 +240,7 @@ def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False,
 
 
 def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), batch_size=256,
-                     max_iter=1000, verbose=0) -> dict:
+                     max_iter=1000, verbose=0, cache_dir=None, data_fingerprints=None) -> dict:
     """Fits `model`'s linear classification head to convergence on its frozen backbone's
     features (L-BFGS multinomial logistic regression, scikit-learn), then writes the solution
     into the head: the "LP" of LP-FT (Kumar et al., 2022). Seconds, not epochs.
@@ -219,8 +250,16 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
         train, validation: `(x, y)` datasets (batched or not); every class in `train`.
         Cs: inverse L2 strengths tried; the best on `validation` is kept (without
             `validation`: the largest `C` of those given, i.e. the weakest regularization).
-        batch_size: batch size of the feature extraction.
+        batch_size: batch size of the feature extraction on an accelerator (on CPU,
+            `CPU_EXTRACTION_BATCH`: `extraction_batch_size`).
         max_iter: L-BFGS iterations.
+        cache_dir, data_fingerprints: as for `train_head_on_features` (the same cache layout):
+            the features are read from / written to `cache_dir` (`train`, `val`), so a head
+            phase and a probe on the same model and data extract them once.
+
+    Raises:
+        ProbeError: not a linear classification head, labels that are not class indices (e.g.
+            one-hot), or a class with no training examples.
 
     Returns:
         `{"C": chosen, "train_accuracy": ..., "val_accuracy": ... or None, "val_examples": how
@@ -240,23 +279,24 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
 
     layer = heads_lib.find_head(model)
     if layer is None or layer.kind != "classification" or layer.hidden_units:
-        raise ValueError("fit_linear_probe needs a tlkit classification model with a linear head "
+        raise ProbeError("fit_linear_probe needs a tlkit classification model with a linear head "
                          "(no hidden_units).")
     if not Cs:
-        raise ValueError("fit_linear_probe: Cs must name at least one C > 0.")
+        raise ProbeError("fit_linear_probe: Cs must name at least one C > 0.")
     extractor = feature_model(model)
-    x, y = extract_feature_arrays(extractor, _unbatch(train), batch_size=batch_size,
-                                  progress=verbose != 0)
+    cache = _cache_spec(model, extractor, cache_dir, data_fingerprints)
+    batch_size = extraction_batch_size(batch_size)
+    x, y = _feature_arrays(extractor, train, "train", cache, batch_size, verbose)
+    _check_class_indices(y)
     x, y = x.reshape(len(x), -1), np.asarray(y).reshape(-1).astype("int64")
     units = int(layer.units)
     num_classes = max(units, 2)
     missing = sorted(set(range(num_classes)) - set(y.tolist()))
     if missing:
-        raise ValueError(f"fit_linear_probe: no training examples of class(es) {missing}.")
+        raise ProbeError(f"fit_linear_probe: no training examples of class(es) {missing}.")
     xv = yv = None
     if validation is not None:
-        xv, yv = extract_feature_arrays(extractor, _unbatch(validation), batch_size=batch_size,
-                                        progress=verbose != 0)
+        xv, yv = _feature_arrays(extractor, validation, "val", cache, batch_size, verbose)
         xv, yv = xv.reshape(len(xv), -1), np.asarray(yv).reshape(-1).astype("int64")
     best = None
     for C in sorted(Cs):

@@ -82,6 +82,8 @@ def model_card(
     for stage in stages or []:
         first, last = stage["start"] + 1, stage["end"]
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        if last < first:  # no epochs: e.g. the converged linear probe before the first
+            when = f"before epoch {first}"
         lines.append(f"- {when}: {stage.get('label', stage['name'])}")
     wise = metrics.get("wise_ft")
     if wise:

@@ -89,7 +89,8 @@ def plot_learning_curves(history, path, stages=None, title="Learning curves") ->
     metrics = ["loss"] + [m for m in ("accuracy",) if any(m in r for r in records)]
     fig = _figure(6.0 * len(metrics), 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
-    stages = stages or _stages_from_records(records)
+    # Stages without epochs (the linear probe before fine-tuning) have no span to mark.
+    stages = [s for s in stages or () if s["end"] > s["start"]] or _stages_from_records(records)
     if records:  # early stopping may end a run before its last planned stage
         last = max(r["epoch"] for r in records) + 1
         stages = [dict(s, end=min(s["end"], last)) for s in stages if s["start"] < last]

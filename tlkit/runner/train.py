@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import time
+import types
 
 import keras
 import numpy as np
@@ -48,6 +49,7 @@ from tlkit.runner.rundir import (
     run_log,
 )
 from tlkit.saving import load_keras_model, with_run_calibration
+from tlkit.training import strategies
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.training.training_loss import training_loss
@@ -135,26 +137,85 @@ def resolve_execution(recipe, strategy):
     )
 
 
-def plan_stages(recipe: Recipe) -> list[dict]:
-    """The `fit` calls of a run: `[{name, start, end}]`, epochs `[start, end)` across the run."""
+PROBING = ("lp_ft", "linear_probe")
+"""Strategies whose head comes from the converged linear probe (no head epochs)."""
+
+
+def planned_strategy(recipe: Recipe, model=None) -> str:
+    """The strategy a run plans to run: `phases.strategy`, with `auto` resolved as far as the
+    recipe and model tell before training (`lp_ft`, or `gradual` where `auto` falls back; the
+    probe may still keep its own weights: `linear_probe`)."""
+    config = recipe.fine_tune_config()
+    if config.strategy != "auto":
+        return config.strategy
+    if model is not None:
+        head = heads_lib.find_head(model)
+    else:  # the recipe's head: `mlp` is a classification head with hidden layers
+        mlp = recipe.head.kind == "mlp"
+        head = types.SimpleNamespace(
+            kind="classification" if mlp else recipe.head.kind,
+            hidden_units=tuple(recipe.head.hidden_units) if mlp else ())
+    strategy = model.distribute_strategy if model is not None else None
+    fallback = strategies.auto_fallback(config, head, strategy=strategy)
+    return "gradual" if fallback else "lp_ft"
+
+
+def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
+    """The `fit` calls of a run: `[{name, start, end}]`, epochs `[start, end)` across the run.
+
+    With `data.cache_features`, the head phase trains on cached features (stage `head`) unless
+    the `strategy` (default: `planned_strategy(recipe)`) fits a linear probe instead: then one
+    stage `all` whose probe reads the same feature cache."""
     head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
-    if recipe.data.cache_features and head:
+    strategy = strategy or planned_strategy(recipe)
+    if recipe.data.cache_features and head and strategy not in PROBING:
         return [{"name": "head", "start": 0, "end": head}] + (
             [{"name": "fine", "start": head, "end": head + fine}] if fine else []
         )
     return [{"name": "all", "start": 0, "end": head + fine}]
 
 
-def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True) -> list[dict]:
-    """What trains when, for reports: `[{name, label, start, end, unfrozen, lr}]`.
+def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True,
+                  strategy=None) -> list[dict]:
+    """What trains when, for reports: `[{name, label, short, start, end, unfrozen, lr}]`.
 
-    One segment per change of the unfreezing schedule; `unfrozen` counts the top backbone
-    groups that train (`num_groups` = all). `batch_norm`: whether the backbone has BatchNorm
-    (the labels name the BN policy only then: a transformer has LayerNorm instead).
+    One segment per change of what trains, following `strategy`: a name or the
+    `FineTuneResult.strategy` record of what ran (default: `planned_strategy(recipe)`).
+    `gradual`: the head phase, then each change of the unfreeze schedule; `full`: the head
+    phase, then all groups; `lp_ft`: the linear probe (no epochs: `start == end`), then all
+    groups; `linear_probe`: the probe alone; `surgical`: the head phase, then the one group.
+    `unfrozen` counts the backbone groups that train (`num_groups` = all). `batch_norm`:
+    whether the backbone has BatchNorm (the labels name the BN policy only then: a
+    transformer has LayerNorm instead).
     """
+    record = strategy if isinstance(strategy, dict) else {"strategy": strategy}
+    name = record.get("strategy") or planned_strategy(recipe)
     phases, opt = recipe.phases, recipe.optimizer
+    bn = f", BN {phases.bn_policy}" if batch_norm else ""
+    if name in PROBING:
+        kept = _probe_kept(record)
+        segments = [_probe_segment(recipe, opt)]
+        if name == "lp_ft" or kept:
+            label = f"all groups + head{bn}" + (
+                " (then discarded: the probe's weights were kept)" if kept else "")
+            segments.append({"name": "s1", "label": label, "short": "all", "start": 0,
+                             "end": max(phases.fine_epochs, 1), "unfrozen": num_groups,
+                             "lr": opt.lr})
+        return segments
+    config = recipe.fine_tune_config()
     head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
-    schedule = UnfreezeSchedule.from_fine_tune_config(recipe.fine_tune_config(), num_groups)
+    if name == "surgical":
+        group = record.get("surgical_group")
+        if group is None and config.surgical_group != "auto":
+            group = f"group {config.surgical_group}"
+        shown = group or "one group (chosen on validation)"
+        points = [(0, 0), (head, 1)] if head else [(0, 1)]
+        return [_segment(i, start, points, total, head, recipe,
+                         f"{shown} + head{bn}", str(shown), 1)
+                for i, (start, _) in enumerate(points) if start < total]
+    if name == "full":
+        config = config.replace(unfreeze="all")
+    schedule = UnfreezeSchedule.from_fine_tune_config(config, num_groups)
     points = schedule.change_points(total, num_groups)
     segments = []
     for i, (start, n) in enumerate(points):
@@ -165,7 +226,7 @@ def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True) -> l
         else:
             short = "all" if n >= num_groups else f"top {n}"
             label = ("all groups" if n >= num_groups else f"top {n} group{'s' * (n != 1)}") + (
-                " + head" + (f", BN {phases.bn_policy}" if batch_norm else "")
+                " + head" + bn
             )
         segments.append(
             {
@@ -179,6 +240,29 @@ def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True) -> l
             }
         )
     return segments
+
+
+def _probe_kept(record) -> bool:
+    """Whether `auto` fine-tuned and then kept the probe's weights (`strategies.keep_probe_if_better`)."""
+    return (record.get("strategy") == "linear_probe" and record.get("requested") == "auto"
+            and "weights were kept" in str(record.get("reason", "")))
+
+
+def _probe_segment(recipe, opt) -> dict:
+    where = "cached features" if recipe.data.cache_features else "features of the frozen backbone"
+    return {"name": "s0", "label": f"linear probe (converged, L-BFGS on {where})",
+            "short": "probe", "start": 0, "end": 0, "unfrozen": 0, "lr": None}
+
+
+def _segment(i, start, points, total, head, recipe, label, short, unfrozen) -> dict:
+    """Segment `i` of `points` (`[(start epoch, ...)]`): the head phase before `head`."""
+    end = points[i + 1][0] if i + 1 < len(points) else total
+    if start < head:
+        label = "head only" + (" (cached features)" if recipe.data.cache_features else "")
+        short, unfrozen = "head", 0
+    return {"name": f"s{i}", "label": label, "short": short, "start": start, "end": end,
+            "unfrozen": unfrozen,
+            "lr": recipe.optimizer.resolved_head_lr if start < head else recipe.optimizer.lr}
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -232,8 +316,8 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
         epochs=stage["end"],
         batch_size=recipe.data.batch_size,
         seed=recipe.seed,
-        cache_dir=os.path.join(run.checkpoints, "features"),
-        data_fingerprints={s: tlkit.data.split_fingerprint(data, s) for s in ("train", "val")},
+        cache_dir=_feature_cache(run),
+        data_fingerprints=_fingerprints(data),
         callbacks=callbacks,
         optimizer=_optimizer(recipe, recipe.optimizer.resolved_head_lr),
         ignore_augmentation=True,
@@ -261,19 +345,39 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
     config = recipe.fine_tune_config().replace(
         head_epochs=head_epochs, fine_epochs=stage["end"] - stage["start"] - head_epochs,
         class_weight=_class_weight(recipe, model, data))
+    cache = {}
+    if recipe.data.cache_features:
+        # A probe (lp_ft / linear_probe / auto) reads the features the head phase would cache.
+        cache = {"feature_cache": _feature_cache(run),
+                 "data_fingerprints": _fingerprints(data)}
     result = fine_tune(
         model, train, val, config,
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
+        **cache,
     )
     if result.wise_ft is not None:
         run.write_json("wise_ft.json", {
             "alpha": result.wise_ft["alpha"], "metric": result.wise_ft["metric"],
             "scores": {f"{a:g}": v for a, v in result.wise_ft["scores"].items()}})
 
-    # What the strategy did (`auto`'s choice and why), for metrics.json and the model card.
-    run.update_state(strategy=result.strategy)
+    # What the strategy did (`auto`'s choice and why), for metrics.json and the model card;
+    # the report's phases follow what ran.
+    run.update_state(strategy=result.strategy, segments=plan_segments(
+        recipe, _num_groups(model), trainability.has_batch_norm(model), result.strategy))
+
+
+def _feature_cache(run) -> str:
+    return os.path.join(run.checkpoints, "features")
+
+
+def _fingerprints(data) -> dict:
+    return {s: tlkit.data.split_fingerprint(data, s) for s in ("train", "val")}
+
+
+def _num_groups(model) -> int:
+    return sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
 
 
 def _class_weight(recipe, model, data):
@@ -293,16 +397,24 @@ def _head_loss(recipe, model):
 
 
 def _train(recipe, run, model, data, verbose):
-    num_groups = sum(1 for g in trainability.layer_groups(model) if g.name != groups_lib.HEAD_GROUP)
-    segments = plan_segments(recipe, num_groups, trainability.has_batch_norm(model))
-    run.update_state(segments=segments)
+    strategy = planned_strategy(recipe, model)
+    segments = run.state.get("segments") if run.state.get("strategy") else None
+    if segments is None:
+        segments = plan_segments(recipe, _num_groups(model), trainability.has_batch_norm(model),
+                                 strategy)
+        run.update_state(segments=segments)
     if run.last_stage_done:
         logger.info("resuming after stage %s", run.last_stage_done)
         model.load_weights(run.stage_weights(run.last_stage_done))
-    for stage in plan_stages(recipe):
+    for stage in plan_stages(recipe, strategy):
         if run.stage_done(stage["name"]):
             continue
-        logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1, stage["end"])
+        if strategy in PROBING:  # the probe replaces the head epochs
+            logger.info("stage %s: the linear probe, then up to %d fine-tuning epochs",
+                        stage["name"], max(recipe.phases.fine_epochs, 1))
+        else:
+            logger.info("stage %s: epochs %d-%d", stage["name"], stage["start"] + 1,
+                        stage["end"])
         started = time.time()
         if stage["name"] == "head":
             _head_on_features(recipe, run, model, data, stage, segments, verbose)
@@ -395,8 +507,9 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     metrics["timings"] = {**run.state.get("stage_seconds", {}),
                           "evaluation": _since(evaluation_started)}
     metrics["versions"] = library_versions()
-    if run.read_json("wise_ft.json", None) is not None:
-        metrics["wise_ft"] = run.read_json("wise_ft.json")
+    wise = run.read_json("wise_ft.json", None)
+    if wise is not None:
+        metrics["wise_ft"] = wise
     if run.state.get("strategy"):
         metrics["strategy"] = run.state["strategy"]
     export_started = time.time()
@@ -762,20 +875,27 @@ def _write_card(recipe, run, model, data, metrics, exports):
         warnings=metrics.get("warnings", ()),
         slices=metrics.get("slices"),
         calibration=metrics.get("calibration"),
-        training=_training_record(recipe, model, data),
+        training=_training_record(recipe, model, data, run.state.get("strategy")),
         evaluated_on=metrics.get("split", "test"),
         exports={k: v.get("path", v.get("skipped")) for k, v in (exports or {}).items()},
     )
     atomic_write_text(os.path.join(run.reports, "model_card.md"), text)
 
 
-def _training_record(recipe, model, data) -> dict:
-    """How the run trained, for the model card's Training section (`model_card(training=)`)."""
+def _training_record(recipe, model, data, strategy=None) -> dict:
+    """How the run trained, for the model card's Training section (`model_card(training=)`);
+    `strategy`: the `FineTuneResult.strategy` record of what ran."""
     config = recipe.fine_tune_config()
+    ran = (strategy or {}).get("strategy")
+    probed = ran in PROBING
+    if probed:  # the probe replaced the head epochs
+        config = config.replace(head_epochs=0, fine_epochs=max(config.fine_epochs, 1))
     spec = recipe.data.augmentation if data.kind == "image" else {}
     augmentation = ", ".join(f"{k}: {v}" for k, v in spec.items())
-    if augmentation and recipe.data.cache_features:
-        augmentation += " (fine-tuning epochs only: the head phase trains on cached features)"
+    if augmentation and (recipe.data.cache_features or probed):
+        augmentation += (" (fine-tuning epochs only: the linear probe fits on un-augmented "
+                         "features)" if probed else
+                         " (fine-tuning epochs only: the head phase trains on cached features)")
     optimizer = config.optimizer + (
         f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
     batch_norm = None
@@ -790,7 +910,9 @@ def _training_record(recipe, model, data) -> dict:
         "augmentation": augmentation,
         "batch_size": recipe.data.batch_size,
         "optimizer": optimizer,
-        "learning_rate": schedules.describe(config),
+        # No fit when the probe alone ran (not the probe kept after fine-tuning).
+        "learning_rate": {} if ran == "linear_probe" and not _probe_kept(strategy)
+        else schedules.describe(config),
         "batch_norm": batch_norm,
         "seed": recipe.seed,
     }

@@ -101,7 +101,8 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
             tuner=cfg.algorithm, max_trials=cfg.max_trials, max_epochs=budget,
             directory=folder, project_name="tune", overwrite=overwrite,
             distribution_strategy=strategy if tf.distribute.has_strategy() else None,
-            objective=cfg.objective, fixed=recipe_fixed_values(recipe), recipe=recipe,
+            objective=cfg.objective, fixed=recipe_fixed_values(recipe),
+            base_config=recipe.fine_tune_config(), recipe=recipe,
             unfreeze=unfreeze, early_stopping_patience=phases.patience,
             load_best_model=load_best_model, seed=recipe.seed, verbose=verbose,
         )

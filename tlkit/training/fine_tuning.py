@@ -198,13 +198,18 @@ def fine_tune(
     batch_size=None,
     shuffle=True,
     verbose="auto",
+    feature_cache=None,
+    data_fingerprints=None,
     **overrides,
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
-    `config.strategy` can replace that plan: `full`, `lp_ft` (converged linear probe, then all
-    groups), `linear_probe` (no fit), `surgical` (one group) or `auto`; see
-    `tlkit.training.strategies` for what each does and which settings it ignores.
+    `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
+    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; the
+    head phase and unfreeze schedule below (`gradual`) when an unfreeze setting is given or the
+    probe cannot run, with the reason logged and in `result.strategy`), `gradual` (what this
+    paragraph describes), `full`, `lp_ft`, `linear_probe` (no fit) or `surgical` (one group);
+    see `tlkit.training.strategies` for what each does and which settings it ignores.
 
     One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
     head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
@@ -248,6 +253,10 @@ def fine_tune(
             TPU core). A dataset is used as it comes.
         shuffle: for array data.
         verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
+        feature_cache, data_fingerprints: a folder where the linear probe (`lp_ft`,
+            `linear_probe`, `auto`) keeps the frozen backbone's features, and
+            `{"train": .., "val": ..}` strings that change with the data (as for
+            `tlkit.train_head_on_features`, whose cache it shares); default: in memory.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
@@ -295,8 +304,11 @@ def fine_tune(
         compile_args["jit_compile"] = config.jit_compile
     if config.steps_per_execution is not None:
         compile_args["steps_per_execution"] = int(config.steps_per_execution)
+    cache = None if feature_cache is None else {"dir": feature_cache,
+                                                "fingerprints": data_fingerprints}
     choice = strategies.prepare(model, config, train, validation, compile_args,
-                                batch_size=batch_size)
+                                batch_size=batch_size, explicit_schedule=schedule is not None,
+                                feature_cache=cache)
     config = choice.config
     if not choice.fit:
         # No fit, so no one-hot (MixUp / CutMix) training: compile for integer labels.

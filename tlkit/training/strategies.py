@@ -1,7 +1,7 @@
 """Fine-tuning strategies: what `FineTuneConfig.strategy` does before `fine_tune`'s one `fit`.
 
-- `gradual` (the default, today's behaviour): the head phase, then the `unfreeze` schedule
-  (`gradual`, `all` or `table`) with every other setting as given.
+- `gradual`: the head phase, then the `unfreeze` schedule (`gradual`, `all` or `table`) with
+  every other setting as given.
 - `full`: the head phase, then every group at once (`unfreeze` is ignored).
 - `lp_ft` (Kumar et al., 2022): a converged linear probe (`tlkit.fit_linear_probe`, L-BFGS on
   frozen features) initialises the head; then every group fine-tunes, with no head epochs
@@ -11,12 +11,18 @@
   train (`surgical_group`: an index from the input side, negative from the top, a name, or
   `"auto"`: each of up to `SURGICAL_CANDIDATES` groups spread over the depth trains for a few
   steps from the probe's head, and the lowest validation loss wins).
-- `auto`: the probe's validation accuracy chooses: with the probe already at
+- `auto` (the default): the probe's validation accuracy chooses: with the probe already at
   `AUTO_PROBE_SOLVED` on validation, `linear_probe`; otherwise `lp_ft` at every label budget
   (benchmarks/strategies.py: LP-FT beat the probe alone at 1 example per class in every seed),
   and when fine-tuning ends below the probe's validation accuracy by more than validation
   noise (`AUTO_KEEP_PROBE_SE` binomial standard errors) the probe's weights are kept. The
   choice and its reason are logged on one line and returned (`FineTuneResult.strategy`).
+  `auto` runs `gradual` instead (the reason says why) where the probe cannot run or the user
+  chose the unfreezing: a head that is not a linear classification head (regression,
+  multi-label, `hidden_units`, no tlkit head), an endless training dataset, labels the probe
+  refuses (`ProbeError`: one-hot, a class without examples), multi-worker training, an
+  unfreeze schedule set explicitly (`unfreeze`, `first`, `every`, `per_step`, `table` or an
+  `UnfreezeSchedule`; `strategy="lp_ft"` runs LP-FT with it ignored), or `fine_epochs=0`.
 
 Settings that apply to every strategy that fits: `lr`, `lr_schedule`, `optimizer`,
 `weight_decay`, `layer_decay` / `layerwise_decay` (the per-group multipliers; with `surgical`
@@ -129,12 +135,77 @@ def resolve_group(model, group) -> str:
     return group
 
 
-def prepare(model, config, train, validation, compile_args, *, batch_size=32) -> StrategyChoice:
+SCHEDULE_FIELDS = ("unfreeze", "first", "every", "per_step", "table")
+"""The unfreeze-schedule settings; one set away from its default makes `auto` run `gradual`."""
+
+
+def auto_fallback(config, head, *, explicit_schedule=False, strategy=None) -> str | None:
+    """Why `auto` runs `gradual` for this config, head (`tlkit.heads.find_head(model)`) and
+    `tf.distribute` strategy, before any data is read; `None` when the probe can run.
+    `explicit_schedule`: an `UnfreezeSchedule` was given instead of the config's."""
+    from tlkit.config import DEFAULTS
+
+    what = None
+    if head is None:
+        what = "the model has no tlkit head"
+    elif head.kind != "classification":
+        what = {"regression": "a regression head",
+                "multilabel": "a multi-label head"}.get(head.kind, f"a {head.kind} head")
+    elif head.hidden_units:
+        what = f"an MLP head (hidden_units={list(head.hidden_units)})"
+    if what is not None:
+        return (f"{what}: the linear probe needs a linear classification head, so the "
+                "unfreeze schedule (gradual)")
+    changed = [f"{n}={getattr(config, n)!r}" for n in SCHEDULE_FIELDS
+               if getattr(config, n) != DEFAULTS[n]]
+    if explicit_schedule:
+        changed.insert(0, "an UnfreezeSchedule")
+    if changed:
+        return (f"the unfreeze schedule is set ({', '.join(changed)}): honoured (gradual); "
+                "strategy='lp_ft' runs LP-FT instead")
+    if config.fine_epochs == 0:
+        return "fine_epochs=0: the head phase only, as configured (gradual)"
+    if strategy is not None and _workers(strategy) > 1:
+        return (f"multi-worker training ({_workers(strategy)} workers): the probe runs in one "
+                "process, so the unfreeze schedule (gradual)")
+    return None
+
+
+def _workers(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(k, [])) for k in ("chief", "worker")))
+
+
+def _fall_back(choice, reason) -> StrategyChoice:
+    choice.name, choice.reason = "gradual", reason
+    logger.info("strategy gradual (from auto): %s", reason)
+    return choice
+
+
+def prepare(model, config, train, validation, compile_args, *, batch_size=32,
+            explicit_schedule=False, feature_cache=None) -> StrategyChoice:
     """Runs what `config.strategy` needs before the `fit` (a probe, a surgical group search)
     and returns the `StrategyChoice`. `compile_args` compile the model for the probe's checks.
+    `explicit_schedule`: the caller gives an `UnfreezeSchedule` (`auto` honours it).
+    `feature_cache`: `{"dir": .., "fingerprints": {"train": .., "val": ..}}` where the probe
+    keeps its features (`tlkit.fit_linear_probe`'s `cache_dir`), or `None`.
     """
+    from tlkit import heads as heads_lib
+    from tlkit.head_training import ProbeError
+
     requested = config.strategy
     choice = StrategyChoice(name=requested, requested=requested, config=config)
+    if requested == "auto":
+        reason = auto_fallback(config, heads_lib.find_head(model),
+                               explicit_schedule=explicit_schedule,
+                               strategy=model.distribute_strategy)
+        if reason is None:
+            reason = _data_fallback(train)
+        if reason is not None:
+            return _fall_back(choice, reason)
     if requested == "gradual":
         return choice
     if requested == "full":
@@ -142,7 +213,13 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32) ->
         return choice
     train_ds, val_ds = as_dataset(train, batch_size), as_dataset(validation, batch_size)
     if requested in ("lp_ft", "linear_probe", "auto") or config.surgical_group == "auto":
-        _probe(model, choice, train_ds, val_ds)
+        try:
+            _probe(model, choice, train_ds, val_ds, feature_cache)
+        except ProbeError as error:
+            if requested != "auto":
+                raise
+            return _fall_back(choice, f"the linear probe cannot run ({error}), so the unfreeze "
+                              "schedule (gradual)")
     if requested == "auto":
         _choose_auto(choice)
     if choice.name == "linear_probe":
@@ -166,10 +243,25 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32) ->
     return choice
 
 
-def _probe(model, choice, train_ds, val_ds):
+def _data_fallback(train) -> str | None:
+    """Why `auto` cannot probe this training data, else `None`."""
+    if isinstance(train, tf.data.Dataset):
+        if train.cardinality() == tf.data.INFINITE_CARDINALITY:
+            return ("the training data is an endless dataset (.repeat()), which the probe "
+                    "cannot read once, so the unfreeze schedule (gradual)")
+        return None
+    if not isinstance(train, (tuple, list)) or len(train) not in (2, 3):
+        return (f"the probe reads a tf.data.Dataset or (x, y) arrays, not "
+                f"{type(train).__name__}, so the unfreeze schedule (gradual)")
+    return None
+
+
+def _probe(model, choice, train_ds, val_ds, feature_cache=None):
     from tlkit.head_training import fit_linear_probe
 
-    choice.probe = fit_linear_probe(model, train_ds, val_ds)
+    cache = feature_cache or {}
+    choice.probe = fit_linear_probe(model, train_ds, val_ds, cache_dir=cache.get("dir"),
+                                    data_fingerprints=cache.get("fingerprints"))
     choice.examples_per_class = choice.probe.get("examples_per_class")
     choice.probe_weights = model.get_weights()
 

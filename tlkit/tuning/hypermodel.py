@@ -67,6 +67,11 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             as its `max_epochs`.
         fixed: values of the parameters that are not searched (`{name or recipe key: value}`);
             the rest default to `tlkit.tuning.space.DEFAULTS` (those of `tlkit.fine_tune`).
+        base_config: a `tlkit.FineTuneConfig` (or its dict) every trial's config starts from:
+            its settings that are not tunable parameters (`ema_momentum`, `class_weight`,
+            `swa_epochs`, `wise_ft_alphas`, `surgical_group`, ...) reach each trial's
+            `fine_tune`; the trial's values (searched or `fixed`) replace the rest. Default:
+            `tlkit.FineTuneConfig()`.
         model_kwargs: more `tlkit.build_model` arguments when `model` is a backbone spec
             (`num_classes`, `input_shape`, `head`, ...).
         unfreeze: optional callable `head_epochs -> UnfreezeSchedule` used when the space
@@ -104,7 +109,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, model, space, epochs=None, fixed=None, model_kwargs=None, unfreeze=None,
-                 early_stopping_patience=None, seed=None, name=None):
+                 early_stopping_patience=None, seed=None, name=None, base_config=None):
         super().__init__(name=name, tunable=True)
         if _is_model_instance(model):
             raise ValueError(
@@ -122,6 +127,10 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         self.model_kwargs = dict(model_kwargs or {})
         self.space = space_lib.SearchSpace.from_config(space)
         self.fixed = {**space_lib.DEFAULTS, **space_lib.check_fixed(fixed)}
+        from tlkit.config import FineTuneConfig
+
+        self.base_config = FineTuneConfig.from_config(
+            {} if base_config is None else base_config)
         if epochs is not None:
             epochs = int(epochs)
             if epochs < 1:
@@ -176,9 +185,12 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
 
     # -- fit -----------------------------------------------------------------------------------
     def config(self, values, head_epochs, total_epochs):
-        """The `tlkit.FineTuneConfig` of a trial with these `values` (short names)."""
-        from tlkit.config import FineTuneConfig
-
+        """The `tlkit.FineTuneConfig` of a trial with these `values` (short names): the
+        `base_config` with the trial's values. `strategy="auto"` runs as `gradual`: a trial
+        is `head_epochs` + fine-tuning epochs that Hyperband rounds and resumed trials continue,
+        and every trial must report validation metrics, while `auto` may replace the head
+        epochs by a probe or end with the probe alone (no epochs); search `strategy` (e.g.
+        `{"choice": ["gradual", "lp_ft"]}`) to compare strategies."""
         layerwise = values["layerwise_decay"]
         fields = {short: values[short] for short in space_lib.FIELD_OF}
         fields = {space_lib.FIELD_OF[k]: v for k, v in fields.items()}
@@ -191,7 +203,12 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             or float(values["layer_decay"]) == 1.0 else float(values["layer_decay"]),
             patience=self.early_stopping_patience,
         )
-        return FineTuneConfig(**fields)
+        if any(n in self.space for n in _UNFREEZE_PARAMS):
+            # The searched gradual schedule, not the base config's `all` / `table`.
+            fields.update(unfreeze="gradual", table=None)
+        if fields["strategy"] == "auto":
+            fields["strategy"] = "gradual"
+        return self.base_config.replace(**fields)
 
     def schedule(self, values, head_epochs):
         """The `UnfreezeSchedule` given to the trials instead of the config's (the recipe's
@@ -263,7 +280,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             )
         schedule = self.schedule(values, head)
         result = fine_tune(
-            model, train, validation_data, self.config(values, head, total),
+            model, train, validation_data,
+            self.config(values, head, total),
             callbacks=own + callbacks,
             steps_per_epoch=steps_per_epoch,
             batch_size=batch_size,

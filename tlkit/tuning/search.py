@@ -186,6 +186,7 @@ def tune(
     distribution_strategy=None,
     objective="val_accuracy",
     fixed=None,
+    base_config=None,
     recipe=None,
     model_kwargs=None,
     unfreeze=None,
@@ -218,6 +219,9 @@ def tune(
         objective: a metric name (`"val_accuracy"`, `"val_loss"`, ...) or a
             `keras_tuner.Objective`.
         fixed: values of the parameters not searched (`{name or recipe key: value}`).
+        base_config: the `tlkit.FineTuneConfig` every trial starts from (its settings that
+            are not tunable, e.g. `ema_momentum`, `class_weight`, `swa_epochs`,
+            `wise_ft_alphas`; see `FineTuneHyperModel`). Default: the defaults.
         recipe: an input recipe (`tlkit.recipes.Recipe` or dict) to merge the best values into.
         model_kwargs: `tlkit.build_model` arguments when `model` is a backbone spec.
         unfreeze: optional `head_epochs -> UnfreezeSchedule` when no unfreezing parameter is
@@ -267,6 +271,7 @@ def tune(
     hypermodel = FineTuneHyperModel(
         model, space, epochs=max_epochs, fixed=fixed, model_kwargs=model_kwargs,
         unfreeze=unfreeze, early_stopping_patience=early_stopping_patience, seed=seed,
+        base_config=base_config,
     )
     objective_name = objective if isinstance(objective, str) else objective.name
     project_dir = os.path.join(os.fspath(directory), project_name)
