@@ -40,6 +40,7 @@ module's `run_fit` / `run_features` with its own model builder and reuses the st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import os
@@ -289,7 +290,7 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):
         extra.update({k: v for k, v in result.strategy.items() if k in (
-            "strategy", "reason", "surgical_group")})
+            "strategy", "reason", "surgical_group", "probe")})
     out = [finish(method, predict(model), seconds, extra)]
     if method == "full" and wise:
         start = time.perf_counter()
@@ -301,27 +302,48 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     return out
 
 
+@contextlib.contextmanager
+def probe_grid(cs):
+    """Within the block, `tlkit.fit_linear_probe` (as `fine_tune`'s strategies call it) tries
+    only the inverse strengths `cs` (None: unchanged). `FineTuneConfig` has no setting for the
+    probe's C grid, and the `_lr` rows' retrain must keep the C chosen on the 80/20 split."""
+    from tlkit import head_training
+
+    original = head_training.fit_linear_probe
+    if cs is not None:
+        head_training.fit_linear_probe = functools.partial(original, Cs=tuple(cs))
+    try:
+        yield
+    finally:
+        head_training.fit_linear_probe = original
+
+
 def run_selected(method, make, seed, cell, predict):
     """`<method>_lr`: each LR of `LR_GRID` trains on the 80% split and scores on the 20%; the
-    best LR retrains on the whole budget (no validation). Seconds count every run."""
+    best LR retrains on the whole budget (no validation). Seconds count every run. The
+    retrain keeps every choice made on the split: for a probing method also the probe's C
+    (without validation data `fit_linear_probe` would take the weakest C of its grid)."""
     base = method.removesuffix("_lr")
     x_val, y_val = as_input(cell["x_val"]), cell["y_val"]
 
     def predict_val(model):
         return model.predict(x_val, batch_size=256, verbose=0)
 
-    scored, seconds = {}, 0.0
+    scored, probe_c, seconds = {}, {}, 0.0
     train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
     for lr in LR_GRID:
-        [(_, probs, spent, _)] = run_fit(base, make, seed, train, cell["val"], predict_val,
-                                         lr=lr)
+        [(_, probs, spent, extra)] = run_fit(base, make, seed, train, cell["val"], predict_val,
+                                             lr=lr)
         scored[lr] = float((probs.argmax(axis=1) == y_val).mean())
+        probe_c[lr] = (extra.get("probe") or {}).get("C")
         seconds += spent
     best = max(LR_GRID, key=lambda lr: (scored[lr], -abs(math.log(lr / 1e-4))))  # ties: 1e-4
     whole = train_dataset(as_input(np.concatenate([cell["x_train"], cell["x_val"]])),
                           np.concatenate([cell["y_train"], cell["y_val"]]), seed)
-    [(_, probs, spent, extra)] = run_fit(base, make, seed, whole, None, predict, lr=best)
-    return probs, seconds + spent, {**extra, "lr": best, "val_accuracy_per_lr": {
+    with probe_grid(None if probe_c[best] is None else (probe_c[best],)):
+        [(_, probs, spent, extra)] = run_fit(base, make, seed, whole, None, predict, lr=best)
+    return probs, seconds + spent, {**extra, "lr": best, "probe_C": probe_c[best],
+                                    "val_accuracy_per_lr": {
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
