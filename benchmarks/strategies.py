@@ -290,7 +290,9 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):
         extra.update({k: v for k, v in result.strategy.items() if k in (
-            "strategy", "reason", "surgical_group", "probe")})
+            "strategy", "reason", "surgical_group")})
+    if result.strategy and result.strategy.get("probe"):
+        extra["probe"] = result.strategy["probe"]
     out = [finish(method, predict(model), seconds, extra)]
     if method == "full" and wise:
         start = time.perf_counter()
