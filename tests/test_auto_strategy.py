@@ -314,6 +314,27 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
     monkeypatch.setattr(feature_shards, "_extract_part", counting)
     monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 5)
     monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 1.01)  # never solved: full runs
+    # Interrupted in the fine stage, then resumed: the resumed run plans the same stages.
+    from tlkit.runner import train
+
+    class _Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    original = train._callbacks
+
+    def interrupting(recipe, run, stage, offset, segments):
+        callbacks = original(recipe, run, stage, offset, segments)
+        return callbacks + [_Interrupt()] if stage == "fine" else callbacks
+
+    monkeypatch.setattr(train, "_callbacks", interrupting)
+    settings = ["output.tensorboard=false", "phases.head_epochs=2", "phases.fine_epochs=2",
+                *AUTO]
+    with pytest.raises(KeyboardInterrupt):
+        train.train_recipe(train.load_recipe(SMOKE, overrides=settings),
+                           output=str(tmp_path / "run"), verbose=0)
+    monkeypatch.setattr(train, "_callbacks", original)
     metrics, state, card, history = _train(tmp_path, *AUTO)
     record = metrics["strategy"]
     assert (record["strategy"], record["requested"]) == ("full", "auto")
