@@ -5,6 +5,7 @@ import json
 import logging
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -153,6 +154,95 @@ def test_multi_worker_training_falls_back_to_gradual():
                                     strategy=tf.distribute.get_strategy()) is None
 
 
+class _Watch(keras.callbacks.Callback):
+    """Every weight at the start of `fit` and after each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append({v.path: v.numpy().copy() for v in self.model.weights})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_train_begin()
+
+
+def test_auto_runs_full_from_the_label_budget(monkeypatch, caplog):
+    from tlkit import head_training
+    from tlkit.training import strategies
+
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 8)
+    x, y = _images(n=36)  # 12 examples per class
+    model = tiny_model(compile=False)
+    start = {v.path: v.numpy().copy() for v in model.weights}
+    probed, real = [], head_training.fit_linear_probe
+
+    def watched(model, *args, **kwargs):
+        result = real(model, *args, **kwargs)
+        probed.append({v.path: v.numpy().copy() for v in model.weights})
+        return result
+
+    monkeypatch.setattr(head_training, "fit_linear_probe", watched)
+    watch = _Watch()
+    with caplog.at_level(logging.INFO, logger="tlkit.training"):
+        result = _fine_tune(model, (x, y), batch_size=8, fine_epochs=2, lr=1e-2,
+                            callbacks=[watch])
+    record = result.strategy
+    assert (record["strategy"], record["requested"]) == ("full", "auto")
+    assert record["examples_per_class"] == 12
+    assert record["reason"].startswith("12 labelled examples per class >= 8: full fine-tuning")
+    assert any(record["reason"] in r.getMessage() for r in caplog.records
+               if r.getMessage().startswith("strategy full (from auto)"))
+    # The probe ran and moved the head, but the fit started from the weights before it.
+    head = [p for p in start if p.startswith("head")]
+    assert len(probed) == 1 and any(not np.array_equal(probed[0][p], start[p]) for p in head)
+    begin, after_head, end = watch.seen[0], watch.seen[1], watch.seen[-1]
+    assert all(np.array_equal(begin[p], start[p]) for p in start)
+    # The head phase (1 epoch: the head alone), then every group.
+    assert result.head_epochs == 1 and len(result.history.epoch) == 3
+    assert result.history.history["unfrozen_groups"] == [0, 3, 3]
+    backbone = [p for p in start if not p.startswith("head") and "moving" not in p]
+    assert any(not np.array_equal(after_head[p], start[p]) for p in head)
+    assert all(np.array_equal(after_head[p], start[p]) for p in backbone)
+    for block in ("block1", "block2", "block3"):
+        assert any(not np.array_equal(end[p], after_head[p]) for p in backbone
+                   if p.startswith(block))
+
+
+def test_auto_below_the_label_budget_and_a_solved_probe_keep_their_choice(monkeypatch):
+    from tlkit.training import strategies
+
+    x, y = _images(n=36)
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 13)
+    result = _fine_tune(tiny_model(compile=False), (x, y), batch_size=8)
+    assert result.strategy["strategy"] == "lp_ft" and "LP-FT (probe" in result.strategy["reason"]
+    # The 0.99 rule comes first: a solved probe is kept even with a large label budget.
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 1)
+    monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 0.0)
+    result = _fine_tune(tiny_model(compile=False), (x, y), (x, y), batch_size=8)
+    assert result.strategy["strategy"] == "linear_probe"
+
+
+def test_the_runner_plans_full_from_the_label_budget(monkeypatch):
+    from tlkit.runner.train import plan_stages, planned_strategy
+    from tlkit.training import strategies
+
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"cache_features": True},
+                               "phases": {"head_epochs": 2, "fine_epochs": 3}})
+    assert strategies.AUTO_FULL_FROM == 60
+    assert planned_strategy(recipe, examples_per_class=60) == "full"
+    assert planned_strategy(recipe, examples_per_class=59) == "lp_ft"
+    assert planned_strategy(recipe) == "lp_ft"
+    assert plan_stages(recipe, "full") == [{"name": "head", "start": 0, "end": 2},
+                                           {"name": "fine", "start": 2, "end": 5}]
+    # A fallback still wins over the label budget; an explicit strategy is kept.
+    scheduled = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"schedule": "all"}})
+    assert planned_strategy(scheduled, examples_per_class=1000) == "gradual"
+    explicit = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"strategy": "lp_ft"}})
+    assert planned_strategy(explicit, examples_per_class=1000) == "lp_ft"
+
+
 # -- recipes: the default, the feature cache, the report's phases ---------------------------------
 def _train(tmp_path, *settings):
     from tlkit import cli
@@ -207,6 +297,59 @@ def test_a_recipe_without_phases_strategy_runs_auto_as_lp_ft_on_cached_features(
         assert labels[1:] == ["all groups + head, BN frozen"]
         assert "- epochs 1-2: all groups + head, BN frozen" in card
         assert {r["segment"] for r in history} == {"all groups + head, BN frozen"}
+
+
+def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(tmp_path,
+                                                                              monkeypatch):
+    from tlkit.data.features import feature_shards
+    from tlkit.training import strategies
+
+    extracted = []
+    real = feature_shards._extract_part
+
+    def counting(feature_model, ds, folder, *args):
+        extracted.append(os.path.basename(folder))
+        return real(feature_model, ds, folder, *args)
+
+    monkeypatch.setattr(feature_shards, "_extract_part", counting)
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 5)
+    monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 1.01)  # never solved: full runs
+    # Interrupted in the fine stage, then resumed: the resumed run plans the same stages.
+    from tlkit.runner import train
+
+    class _Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    original = train._callbacks
+
+    def interrupting(recipe, run, stage, offset, segments):
+        callbacks = original(recipe, run, stage, offset, segments)
+        return callbacks + [_Interrupt()] if stage == "fine" else callbacks
+
+    monkeypatch.setattr(train, "_callbacks", interrupting)
+    settings = ["output.tensorboard=false", "phases.head_epochs=2", "phases.fine_epochs=2",
+                *AUTO]
+    with pytest.raises(KeyboardInterrupt):
+        train.train_recipe(train.load_recipe(SMOKE, overrides=settings),
+                           output=str(tmp_path / "run"), verbose=0)
+    monkeypatch.setattr(train, "_callbacks", original)
+    metrics, state, card, history = _train(tmp_path, *AUTO)
+    record = metrics["strategy"]
+    assert (record["strategy"], record["requested"]) == ("full", "auto")
+    with open(tmp_path / "run" / "reports" / "data_audit.json") as f:
+        counts = json.load(f)["class_counts"]["train"]
+    assert record["examples_per_class"] == min(counts.values()) >= 5
+    assert f"{min(counts.values())} labelled examples per class >= 5" in record["reason"]
+    # The head epochs on cached features, then the fine stage's probe reuses that cache.
+    assert state["stages_done"] == ["head", "fine"]
+    assert extracted == ["train", "val"]
+    labels = [s["label"] for s in state["segments"]]
+    assert labels == ["head only (cached features)", "all groups + head, BN frozen"]
+    assert [(r["epoch"], r["stage"], r["segment"]) for r in history] == [
+        (0, "head", labels[0]), (1, "head", labels[0]), (2, "fine", labels[1]),
+        (3, "fine", labels[1])]
 
 
 def test_smoke_recipe_with_its_schedule_runs_gradual_and_says_why(tmp_path):

@@ -141,10 +141,12 @@ PROBING = ("lp_ft", "linear_probe")
 """Strategies whose head comes from the converged linear probe (no head epochs)."""
 
 
-def planned_strategy(recipe: Recipe, model=None) -> str:
+def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str:
     """The strategy a run plans to run: `phases.strategy`, with `auto` resolved as far as the
-    recipe and model tell before training (`lp_ft`, or `gradual` where `auto` falls back; the
-    probe may still keep its own weights: `linear_probe`)."""
+    recipe, model and `examples_per_class` (the smallest class count of the training split,
+    as the probe counts it) tell before training: `gradual` where `auto` falls back, `full`
+    from `strategies.AUTO_FULL_FROM` examples per class, else `lp_ft` (the probe may still
+    keep its own weights: `linear_probe`)."""
     config = recipe.fine_tune_config()
     if config.strategy != "auto":
         return config.strategy
@@ -156,8 +158,11 @@ def planned_strategy(recipe: Recipe, model=None) -> str:
             kind="classification" if mlp else recipe.head.kind,
             hidden_units=tuple(recipe.head.hidden_units) if mlp else ())
     strategy = model.distribute_strategy if model is not None else None
-    fallback = strategies.auto_fallback(config, head, strategy=strategy)
-    return "gradual" if fallback else "lp_ft"
+    if strategies.auto_fallback(config, head, strategy=strategy):
+        return "gradual"
+    if examples_per_class is not None and examples_per_class >= strategies.AUTO_FULL_FROM:
+        return "full"
+    return "lp_ft"
 
 
 def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
@@ -165,7 +170,9 @@ def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
 
     With `data.cache_features`, the head phase trains on cached features (stage `head`) unless
     the `strategy` (default: `planned_strategy(recipe)`) fits a linear probe instead: then one
-    stage `all` whose probe reads the same feature cache."""
+    stage `all` whose probe reads the same feature cache. (`auto` planned as `full` keeps the
+    `head` stage; its `fine` stage probes on that cache for the 0.99 rule, then restores the
+    head stage's weights.)"""
     head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
     strategy = strategy or planned_strategy(recipe)
     if recipe.data.cache_features and head and strategy not in PROBING:
@@ -396,8 +403,8 @@ def _head_loss(recipe, model):
     return objective.after_fit if objective.after_fit is not None else objective.loss
 
 
-def _train(recipe, run, model, data, verbose):
-    strategy = planned_strategy(recipe, model)
+def _train(recipe, run, model, data, verbose, examples_per_class=None):
+    strategy = planned_strategy(recipe, model, examples_per_class)
     segments = run.state.get("segments") if run.state.get("strategy") else None
     if segments is None:
         segments = plan_segments(recipe, _num_groups(model), trainability.has_batch_norm(model),
@@ -497,7 +504,10 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
             )
         run.write_json("class_names.json", data.class_names)
         model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
-        _train(recipe, run, model, data, verbose)
+        # The smallest training class, as the probe counts it (every class of the head).
+        counts = report.class_counts.get("train") or {}
+        _train(recipe, run, model, data, verbose,
+               examples_per_class=min(counts.values()) if counts else None)
         with atomic_path(run.model_path) as tmp:
             model.save(tmp)
     evaluation_started = time.time()

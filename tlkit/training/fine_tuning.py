@@ -205,11 +205,13 @@ def fine_tune(
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
-    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; the
-    head phase and unfreeze schedule below (`gradual`) when an unfreeze setting is given or the
-    probe cannot run, with the reason logged and in `result.strategy`), `gradual` (what this
-    paragraph describes), `full`, `lp_ft`, `linear_probe` (no fit) or `surgical` (one group);
-    see `tlkit.training.strategies` for what each does and which settings it ignores.
+    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
+    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` from the
+    weights before the probe; the head phase and unfreeze schedule below (`gradual`) when an
+    unfreeze setting is given or the probe cannot run, with the reason logged and in
+    `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
+    `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for
+    what each does and which settings it ignores.
 
     One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
     head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
