@@ -194,9 +194,9 @@ def test_auto_runs_full_from_the_label_budget(monkeypatch, caplog):
     assert record["reason"].startswith("12 labelled examples per class >= 8: full fine-tuning")
     assert any(record["reason"] in r.getMessage() for r in caplog.records
                if r.getMessage().startswith("strategy full (from auto)"))
-    # The probe ran and moved the head, but the fit started from the weights before it.
+    # No probe at this label budget: the fit starts from the model's own weights.
+    assert probed == []
     head = [p for p in start if p.startswith("head")]
-    assert len(probed) == 1 and any(not np.array_equal(probed[0][p], start[p]) for p in head)
     begin, after_head, end = watch.seen[0], watch.seen[1], watch.seen[-1]
     assert all(np.array_equal(begin[p], start[p]) for p in start)
     # The head phase (1 epoch: the head alone), then every group.
@@ -217,11 +217,27 @@ def test_auto_below_the_label_budget_and_a_solved_probe_keep_their_choice(monkey
     monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 13)
     result = _fine_tune(tiny_model(compile=False), (x, y), batch_size=8)
     assert result.strategy["strategy"] == "lp_ft" and "LP-FT (probe" in result.strategy["reason"]
-    # The 0.99 rule comes first: a solved probe is kept even with a large label budget.
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 1)
+    # Below the budget the 0.99 rule still keeps a solved probe alone.
     monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 0.0)
     result = _fine_tune(tiny_model(compile=False), (x, y), (x, y), batch_size=8)
     assert result.strategy["strategy"] == "linear_probe"
+    # A budget the caller knows (the runner's audit) is taken as given: no label pass.
+    result = _fine_tune(tiny_model(compile=False), (x, y), (x, y), batch_size=8,
+                        examples_per_class=13)
+    assert result.strategy["strategy"] == "full" and result.strategy["examples_per_class"] == 13
+
+
+def test_smallest_class_counts_labels_and_declines_one_hot():
+    import tensorflow as tf
+
+    from tlkit.training import strategies
+
+    y = np.array([0, 1, 1, 2, 2, 2])
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2)), y)).batch(4)
+    assert strategies.smallest_class(ds, 3) == 1
+    assert strategies.smallest_class(ds, 4) == 0  # a class of the head with no examples
+    one_hot = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2)), np.eye(3)[y])).batch(4)
+    assert strategies.smallest_class(one_hot, 3) is None
 
 
 def test_the_runner_plans_full_from_the_label_budget(monkeypatch):
@@ -342,7 +358,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
         counts = json.load(f)["class_counts"]["train"]
     assert record["examples_per_class"] == min(counts.values()) >= 5
     assert f"{min(counts.values())} labelled examples per class >= 5" in record["reason"]
-    # The head epochs on cached features, then the fine stage's probe reuses that cache.
+    # The head epochs on cached features (extracted once), then full: no probe.
     assert state["stages_done"] == ["head", "fine"]
     assert extracted == ["train", "val"]
     labels = [s["label"] for s in state["segments"]]

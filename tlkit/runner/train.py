@@ -171,8 +171,7 @@ def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
     With `data.cache_features`, the head phase trains on cached features (stage `head`) unless
     the `strategy` (default: `planned_strategy(recipe)`) fits a linear probe instead: then one
     stage `all` whose probe reads the same feature cache. (`auto` planned as `full` keeps the
-    `head` stage; its `fine` stage probes on that cache for the 0.99 rule, then restores the
-    head stage's weights.)"""
+    `head` stage; its `fine` stage runs `full` without a probe.)"""
     head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
     strategy = strategy or planned_strategy(recipe)
     if recipe.data.cache_features and head and strategy not in PROBING:
@@ -339,8 +338,9 @@ def _head_on_features(recipe, run, model, data, stage, segments, verbose):
     )
 
 
-def _fine_tune(recipe, run, model, data, stage, segments, verbose):
-    """Stage `fine` (after cached-feature head training) or `all` (both phases)."""
+def _fine_tune(recipe, run, model, data, stage, segments, verbose, examples_per_class=None):
+    """Stage `fine` (after cached-feature head training) or `all` (both phases).
+    `examples_per_class`: the audit's smallest training class (what `auto` decides by)."""
     batch_size, seed = recipe.data.batch_size, recipe.seed
     head_epochs = recipe.phases.head_epochs if stage["name"] == "all" else 0
     drop = bool(recipe.data.drop_remainder)
@@ -362,6 +362,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose):
         checkpoint_dir=run.backup_dir(stage["name"]),
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
+        examples_per_class=examples_per_class,
         **cache,
     )
     if result.wise_ft is not None:
@@ -426,7 +427,7 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
         if stage["name"] == "head":
             _head_on_features(recipe, run, model, data, stage, segments, verbose)
         else:
-            _fine_tune(recipe, run, model, data, stage, segments, verbose)
+            _fine_tune(recipe, run, model, data, stage, segments, verbose, examples_per_class)
         with atomic_path(run.stage_weights(stage["name"])) as tmp:
             model.save_weights(tmp)
         seconds = {**run.state.get("stage_seconds", {}), stage["name"]: _since(started)}

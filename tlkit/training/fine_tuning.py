@@ -200,14 +200,15 @@ def fine_tune(
     verbose="auto",
     feature_cache=None,
     data_fingerprints=None,
+    examples_per_class=None,
     **overrides,
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
     groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
-    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` from the
-    weights before the probe; the head phase and unfreeze schedule below (`gradual`) when an
+    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` (no
+    probe); the head phase and unfreeze schedule below (`gradual`) when an
     unfreeze setting is given or the probe cannot run, with the reason logged and in
     `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
     `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for
@@ -259,6 +260,8 @@ def fine_tune(
             `linear_probe`, `auto`) keeps the frozen backbone's features, and
             `{"train": .., "val": ..}` strings that change with the data (as for
             `tlkit.train_head_on_features`, whose cache it shares); default: in memory.
+        examples_per_class: the smallest class count of `train`, when known (`auto` compares
+            it with `strategies.AUTO_FULL_FROM`); default: counted from the labels.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
@@ -310,7 +313,7 @@ def fine_tune(
                                                 "fingerprints": data_fingerprints}
     choice = strategies.prepare(model, config, train, validation, compile_args,
                                 batch_size=batch_size, explicit_schedule=schedule is not None,
-                                feature_cache=cache)
+                                feature_cache=cache, examples_per_class=examples_per_class)
     config = choice.config
     if not choice.fit:
         # No fit, so no one-hot (MixUp / CutMix) training: compile for integer labels.

@@ -11,14 +11,14 @@
   train (`surgical_group`: an index from the input side, negative from the top, a name, or
   `"auto"`: each of up to `SURGICAL_CANDIDATES` groups spread over the depth trains for a few
   steps from the probe's head, and the lowest validation loss wins).
-- `auto` (the default): the probe chooses: with the probe already at `AUTO_PROBE_SOLVED` on
-  validation, `linear_probe`; otherwise, from `AUTO_FULL_FROM` labelled training examples per
-  class (the smallest class), `full` from the weights before the probe (the head phase as
-  configured, then every group); below that `lp_ft` (benchmarks/strategies.py: LP-FT beat
-  the probe alone at 1 example per class in every seed), and when fine-tuning ends below the
-  probe's validation accuracy by more than validation noise (`AUTO_KEEP_PROBE_SE` binomial
-  standard errors) the probe's weights are kept. The choice and its reason are logged on one
-  line and returned (`FineTuneResult.strategy`).
+- `auto` (the default): from `AUTO_FULL_FROM` labelled training examples per class (the
+  smallest class; counted from the labels, or given by the caller) `full`, with no probe;
+  below that the probe chooses: with the probe already at `AUTO_PROBE_SOLVED` on validation,
+  `linear_probe`; otherwise `lp_ft` (benchmarks/strategies.py: LP-FT beat the probe alone at
+  1 example per class in every seed), and when fine-tuning ends below the probe's validation
+  accuracy by more than validation noise (`AUTO_KEEP_PROBE_SE` binomial standard errors) the
+  probe's weights are kept. The choice and its reason are logged on one line and returned
+  (`FineTuneResult.strategy`).
   `auto` runs `gradual` instead (the reason says why) where the probe cannot run or the user
   chose the unfreezing: a head that is not a linear classification head (regression,
   multi-label, `hidden_units`, no tlkit head), an endless training dataset, labels the probe
@@ -192,12 +192,15 @@ def _fall_back(choice, reason) -> StrategyChoice:
 
 
 def prepare(model, config, train, validation, compile_args, *, batch_size=32,
-            explicit_schedule=False, feature_cache=None) -> StrategyChoice:
+            explicit_schedule=False, feature_cache=None,
+            examples_per_class=None) -> StrategyChoice:
     """Runs what `config.strategy` needs before the `fit` (a probe, a surgical group search)
     and returns the `StrategyChoice`. `compile_args` compile the model for the probe's checks.
     `explicit_schedule`: the caller gives an `UnfreezeSchedule` (`auto` honours it).
     `feature_cache`: `{"dir": .., "fingerprints": {"train": .., "val": ..}}` where the probe
     keeps its features (`tlkit.fit_linear_probe`'s `cache_dir`), or `None`.
+    `examples_per_class`: the smallest class count of `train` when the caller knows it (the
+    recipe runner's data audit); `auto` otherwise counts the labels (one pass, no backbone).
     """
     from tlkit import heads as heads_lib
     from tlkit.head_training import ProbeError
@@ -218,10 +221,20 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
         choice.config = config.replace(unfreeze="all")
         return choice
     train_ds, val_ds = as_dataset(train, batch_size), as_dataset(validation, batch_size)
+    if requested == "auto":
+        if examples_per_class is None:
+            examples_per_class = smallest_class(train_ds, heads_lib.find_head(model).units)
+        if examples_per_class is not None and examples_per_class >= AUTO_FULL_FROM:
+            # No probe: at this budget it would only check the 0.99 rule, and its L-BFGS fit
+            # cost a third of the training time in benchmarks/strategies.py.
+            choice.name, choice.examples_per_class = "full", examples_per_class
+            choice.reason = (f"{examples_per_class} labelled examples per class >= "
+                             f"{AUTO_FULL_FROM}: full fine-tuning (head phase, then every "
+                             "group); LP-FT below that")
+            choice.config = config.replace(unfreeze="all")
+            logger.info("strategy full (from auto): %s", choice.reason)
+            return choice
     if requested in ("lp_ft", "linear_probe", "auto") or config.surgical_group == "auto":
-        # The probe writes only the head's weights; `auto` → `full` starts from these.
-        head = heads_lib.find_head(model)
-        before_probe = head.get_weights() if requested == "auto" else None
         try:
             _probe(model, choice, train_ds, val_ds, feature_cache)
         except ProbeError as error:
@@ -231,10 +244,6 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
                               "schedule (gradual)")
     if requested == "auto":
         _choose_auto(choice)
-        if choice.name == "full":  # as `strategy="full"`: the head phase from the start weights
-            head.set_weights(before_probe)
-            choice.probe_weights = None
-            choice.config = config.replace(unfreeze="all")
     if choice.name == "linear_probe":
         choice.fit = False
     elif choice.name == "lp_ft":
@@ -254,6 +263,22 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
         logger.info("strategy %s%s: %s", choice.name,
                     f" (from {requested})" if requested != choice.name else "", choice.reason)
     return choice
+
+
+def smallest_class(train_ds, units) -> int | None:
+    """The smallest class count of `train_ds`'s labels (a pass over the labels; the backbone
+    does not run), or `None` when they are not class indices below `units` (e.g. one-hot):
+    then the probe decides (and refuses such labels)."""
+    counts = np.zeros(max(int(units), 2), "int64")
+    for labels in train_ds.map(lambda *element: element[1]).as_numpy_iterator():
+        labels = np.asarray(labels)
+        if labels.ndim > 1 and labels.shape[-1] > 1:
+            return None
+        labels = labels.reshape(-1).astype("int64")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(counts)):
+            return None
+        counts += np.bincount(labels, minlength=len(counts))
+    return int(counts.min())
 
 
 def _data_fallback(train) -> str | None:
@@ -289,10 +314,6 @@ def _choose_auto(choice):
         choice.name = "linear_probe"
         choice.reason = (f"the linear probe already reaches validation accuracy {val:.3f} >= "
                          f"{AUTO_PROBE_SOLVED}")
-    elif budget is not None and budget >= AUTO_FULL_FROM:
-        choice.name = "full"
-        choice.reason = (f"{budget} labelled examples per class >= {AUTO_FULL_FROM}: full "
-                         "fine-tuning (head phase, then every group); LP-FT below that")
     else:
         choice.name = "lp_ft"
         shown = "no validation data" if val is None else f"probe validation accuracy {val:.3f}"
