@@ -186,9 +186,25 @@ def _workers(strategy) -> int:
 
 
 def _fall_back(choice, reason) -> StrategyChoice:
-    choice.name, choice.reason = "gradual", reason
-    logger.info("strategy gradual (from auto): %s", reason)
+    return _settle(choice, "gradual", reason)
+
+
+def _settle(choice, name, reason=None) -> StrategyChoice:
+    """`choice` becomes `name` with no probe (`full`: every group after the head phase), with
+    `reason` logged when given."""
+    choice.name = name
+    if reason is not None:
+        choice.reason = reason
+    if name == "full":
+        choice.config = choice.config.replace(unfreeze="all")
+    _log_choice(choice)
     return choice
+
+
+def _log_choice(choice) -> None:
+    if choice.reason:
+        came = f" (from {choice.requested})" if choice.requested != choice.name else ""
+        logger.info("strategy %s%s: %s", choice.name, came, choice.reason)
 
 
 def prepare(model, config, train, validation, compile_args, *, batch_size=32,
@@ -215,11 +231,8 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
             reason = _data_fallback(train)
         if reason is not None:
             return _fall_back(choice, reason)
-    if requested == "gradual":
-        return choice
-    if requested == "full":
-        choice.config = config.replace(unfreeze="all")
-        return choice
+    if requested in ("gradual", "full"):
+        return _settle(choice, requested)
     train_ds, val_ds = as_dataset(train, batch_size), as_dataset(validation, batch_size)
     if requested == "auto":
         if examples_per_class is None:
@@ -227,13 +240,10 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
         if examples_per_class is not None and examples_per_class >= AUTO_FULL_FROM:
             # No probe: at this budget it would only check the 0.99 rule, and its L-BFGS fit
             # cost a third of the training time in benchmarks/strategies.py.
-            choice.name, choice.examples_per_class = "full", examples_per_class
-            choice.reason = (f"{examples_per_class} labelled examples per class >= "
-                             f"{AUTO_FULL_FROM}: full fine-tuning (head phase, then every "
-                             "group); LP-FT below that")
-            choice.config = config.replace(unfreeze="all")
-            logger.info("strategy full (from auto): %s", choice.reason)
-            return choice
+            choice.examples_per_class = examples_per_class
+            return _settle(choice, "full", f"{examples_per_class} labelled examples per class "
+                           f">= {AUTO_FULL_FROM}: full fine-tuning (head phase, then every "
+                           "group); LP-FT below that")
     if requested in ("lp_ft", "linear_probe", "auto") or config.surgical_group == "auto":
         try:
             _probe(model, choice, train_ds, val_ds, feature_cache)
@@ -259,9 +269,7 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
                                                  choice.probe_weights)
         choice.surgical_group = resolve_group(model, group)
         choice.schedule = UnfreezeSchedule.surgical(choice.surgical_group, config.head_epochs)
-    if choice.reason:
-        logger.info("strategy %s%s: %s", choice.name,
-                    f" (from {requested})" if requested != choice.name else "", choice.reason)
+    _log_choice(choice)
     return choice
 
 
