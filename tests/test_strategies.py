@@ -170,6 +170,34 @@ def test_linear_probe_writes_the_converged_solution_into_the_head():
         np.testing.assert_array_equal(before, after.numpy())
 
 
+def test_linear_probe_solver_runs_on_one_blas_thread(monkeypatch):
+    """The L-BFGS fits run under `PROBE_BLAS_THREADS` BLAS threads (benchmarks/probe_speed.py:
+    OpenBLAS's threads made them 4-16x slower on 2 cores), and the limit is lifted after."""
+    import tensorflow as tf
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tlkit import head_training
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen, real_fit = [], LogisticRegression.fit
+
+    def fit(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", fit)
+    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine
+        assert blas_threads() == {2}
+        head_training.fit_linear_probe(tiny_model(), train, Cs=(0.1, 1.0))
+        assert seen == [{1}, {1}]
+        assert blas_threads() == {2}
+
+
 def test_linear_probe_refuses_missing_classes():
     import tensorflow as tf
 

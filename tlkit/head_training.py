@@ -55,6 +55,12 @@ def has_augmentation(model) -> bool:
 # (EfficientNet-Lite0, 128 px, 2 cores: batch 32 about twice as fast per image as 256).
 CPU_EXTRACTION_BATCH = 32
 
+# BLAS threads of the linear probe's L-BFGS fit (None: the BLAS library's default). Its products
+# are skinny (examples x features by features x classes): OpenBLAS's threads made each iteration
+# 4-13x slower on 2 cores, from 80 to 8,000 examples of 1,280 features
+# (`benchmarks/probe_speed.py`).
+PROBE_BLAS_THREADS = 1
+
 
 def extraction_batch_size(batch_size: int) -> int:
     """Batch of the feature-extraction pass: on a GPU/TPU at least 256 (amortizes the per-call
@@ -276,6 +282,7 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     # head would need many epochs and an LR to reach the same (convex) optimum.
     import numpy as np
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     layer = heads_lib.find_head(model)
     if layer is None or layer.kind != "classification" or layer.hidden_units:
@@ -299,11 +306,12 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
         xv, yv = _feature_arrays(extractor, validation, "val", cache, batch_size, verbose)
         xv, yv = xv.reshape(len(xv), -1), np.asarray(yv).reshape(-1).astype("int64")
     best = None
-    for C in sorted(Cs):
-        clf = LogisticRegression(C=float(C), max_iter=int(max_iter)).fit(x, y)
-        score = clf.score(xv, yv) if xv is not None else float(C)
-        if best is None or score > best[0]:
-            best = (score, float(C), clf)
+    with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):
+        for C in sorted(Cs):
+            clf = LogisticRegression(C=float(C), max_iter=int(max_iter)).fit(x, y)
+            score = clf.score(xv, yv) if xv is not None else float(C)
+            if best is None or score > best[0]:
+                best = (score, float(C), clf)
     _, C, clf = best
     coef, intercept = clf.coef_.astype("float32"), clf.intercept_.astype("float32")
     kernel = np.zeros((x.shape[1], units), "float32")
