@@ -40,7 +40,6 @@ module's `run_fit` / `run_features` with its own model builder and reuses the st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import math
 import os
@@ -56,7 +55,8 @@ from _common import RESULTS, write_json_to  # noqa: E402
 FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", "linear_probe")
 FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
             "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
-            "scratch")
+            "scratch", "lp_ft_C0.01", "lp_ft_C10")
+"""`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (not chosen on validation)."""
 LR_GRID = (3e-5, 1e-4, 3e-4)
 """Fine-tuning LRs the `_lr` rows choose from on the 80/20 split (the head LR stays 1e-3)."""
 SELECTED_ROWS = ("full_lr", "lp_ft_lr", "auto_lr")
@@ -220,6 +220,8 @@ def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCH
         return dict(full)
     if method in ("gradual", "lp_ft", "auto"):
         return {**full, "strategy": method}
+    if method.startswith("lp_ft_C"):
+        return {**full, "strategy": "lp_ft", "probe_c": float(method.removeprefix("lp_ft_C"))}
     if method == "surgical":
         return {**full, "strategy": "surgical", "surgical_group": "auto" if has_val else 0}
     if method == "ema":
@@ -304,27 +306,10 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     return out
 
 
-@contextlib.contextmanager
-def probe_grid(cs):
-    """Within the block, `tlkit.fit_linear_probe` (as `fine_tune`'s strategies call it) tries
-    only the inverse strengths `cs` (None: unchanged). `FineTuneConfig` has no setting for the
-    probe's C grid, and the `_lr` rows' retrain must keep the C chosen on the 80/20 split."""
-    from tlkit import head_training
-
-    original = head_training.fit_linear_probe
-    if cs is not None:
-        head_training.fit_linear_probe = functools.partial(original, Cs=tuple(cs))
-    try:
-        yield
-    finally:
-        head_training.fit_linear_probe = original
-
-
 def run_selected(method, make, seed, cell, predict):
     """`<method>_lr`: each LR of `LR_GRID` trains on the 80% split and scores on the 20%; the
-    best LR retrains on the whole budget (no validation). Seconds count every run. The
-    retrain keeps every choice made on the split: for a probing method also the probe's C
-    (without validation data `fit_linear_probe` would take the weakest C of its grid)."""
+    best LR retrains on the whole budget (no validation). Seconds count every run. A probing
+    method's C is `FineTuneConfig.probe_c` in both (not chosen on validation)."""
     base = method.removesuffix("_lr")
     x_val, y_val = as_input(cell["x_val"]), cell["y_val"]
 
@@ -342,8 +327,7 @@ def run_selected(method, make, seed, cell, predict):
     best = max(LR_GRID, key=lambda lr: (scored[lr], -abs(math.log(lr / 1e-4))))  # ties: 1e-4
     whole = train_dataset(as_input(np.concatenate([cell["x_train"], cell["x_val"]])),
                           np.concatenate([cell["y_train"], cell["y_val"]]), seed)
-    with probe_grid(None if probe_c[best] is None else (probe_c[best],)):
-        [(_, probs, spent, extra)] = run_fit(base, make, seed, whole, None, predict, lr=best)
+    [(_, probs, spent, extra)] = run_fit(base, make, seed, whole, None, predict, lr=best)
     return probs, seconds + spent, {**extra, "lr": best, "probe_C": probe_c[best],
                                     "val_accuracy_per_lr": {
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}

@@ -193,9 +193,71 @@ def test_linear_probe_solver_runs_on_one_blas_thread(monkeypatch):
     train = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
     with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine
         assert blas_threads() == {2}
-        head_training.fit_linear_probe(tiny_model(), train, Cs=(0.1, 1.0))
-        assert seen == [{1}, {1}]
+        head_training.fit_linear_probe(tiny_model(), train, train, Cs=(0.1, 1.0))
+        assert seen == [{1}, {1}]  # one fit per C
         assert blas_threads() == {2}
+
+
+def test_linear_probe_without_validation_takes_the_largest_c():
+    import tensorflow as tf
+
+    from tlkit.head_training import fit_linear_probe
+
+    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
+    info = fit_linear_probe(tiny_model(), train, Cs=(1.0, 0.1))
+    assert (info["C"], info["C_chosen_by"]) == (1.0, "the largest C given (no validation data)")
+    assert info["val_accuracy"] is None
+    info = fit_linear_probe(tiny_model(), train, train, Cs=(0.1, 1.0))
+    assert info["C_chosen_by"] == "validation accuracy (12 examples)"
+    info = fit_linear_probe(tiny_model(), train, train, Cs=(0.3,))
+    assert (info["C"], info["C_chosen_by"]) == (0.3, "the one C given")
+
+
+def _probe_cs(monkeypatch):
+    """Records the `Cs` each `fit_linear_probe` call of `fine_tune` receives."""
+    from tlkit import head_training
+
+    seen, real = [], head_training.fit_linear_probe
+
+    def watched(*args, **kwargs):
+        seen.append(kwargs.get("Cs"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(head_training, "fit_linear_probe", watched)
+    return seen
+
+
+@pytest.mark.parametrize("strategy,probe_c,expected", [
+    ("lp_ft", 0.01, (0.01,)),  # the default: one strongly regularized probe starts LP-FT
+    ("lp_ft", 0.5, (0.5,)),
+    ("lp_ft", None, None),  # null: the probe's grid, chosen on validation
+    ("linear_probe", 0.5, None),  # the probe alone always chooses on validation
+])
+def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, probe_c, expected):
+    import tensorflow as tf
+
+    seen = _probe_cs(monkeypatch)
+    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
+    kwargs = {} if probe_c == 0.01 else {"probe_c": probe_c}
+    result = tlkit.fine_tune(tiny_model(compile=False), data, data, strategy=strategy,
+                             fine_epochs=1, verbose=0, **kwargs)
+    assert seen == [expected]
+    chosen = result.strategy["probe"]["C"]
+    assert chosen == expected[0] if expected else chosen in (0.01, 0.1, 1.0, 10.0)
+
+
+def test_probe_c_in_recipes_and_its_errors():
+    assert tlkit.FineTuneConfig().probe_c == 0.01
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": 0.1}})
+    assert recipe.fine_tune_config().probe_c == 0.1
+    assert Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": None}}) \
+        .fine_tune_config().probe_c is None
+    with pytest.raises(config_lib.ConfigError, match=r"probe_c: expected a float > 0"):
+        tlkit.FineTuneConfig(probe_c=0.0)
+    with pytest.raises(RecipeError, match="probe_c"):
+        Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": -1}})
 
 
 def test_linear_probe_refuses_missing_classes():

@@ -98,19 +98,3 @@ def test_duration_estimate_counts_the_forward_passes():
     fine5 = 16 * (strategies_text.TRAIN_COST * 12 + 3)
     assert small == pytest.approx((12 + 6 + fine5) * forward_s + strategies_text.ROW_OVERHEAD_S
                                   + 16 * strategies_text.EPOCH_OVERHEAD_S)
-
-
-def test_probe_grid_restricts_the_probe_within_the_block_only(monkeypatch):
-    """The `_lr` rows retrain without validation: `probe_grid` makes the probe keep the C chosen
-    on the 80/20 split instead of the weakest C of its grid, and undoes itself after."""
-    from tlkit import head_training
-
-    seen = []
-    monkeypatch.setattr(head_training, "fit_linear_probe",
-                        lambda *a, Cs=(0.01, 0.1, 1.0, 10.0), **k: seen.append(Cs))
-    with strategies.probe_grid((0.1,)):
-        head_training.fit_linear_probe("model", "train")
-    head_training.fit_linear_probe("model", "train")
-    with strategies.probe_grid(None):
-        head_training.fit_linear_probe("model", "train")
-    assert seen == [(0.1,), (0.01, 0.1, 1.0, 10.0), (0.01, 0.1, 1.0, 10.0)]

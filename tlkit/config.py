@@ -88,6 +88,11 @@ class FineTuneConfig:
         "negative from the top, a group name, or 'auto': chosen on validation)",
         yaml="phases.surgical_group",
         expected="a group index (int), a group name, 'auto' or null")
+    probe_c: float | None = setting(
+        0.01, "inverse L2 strength of the linear probe that starts fine-tuning (lp_ft, auto, "
+        "surgical_group 'auto'); null: the probe's C chosen on validation from 0.01, 0.1, 1, 10 "
+        "(benchmarks/results/strategies_lp_ft_c.json: LP-FT from C=0.01 beat C=10 in 9/9 cells)",
+        yaml="phases.probe_c", min=0.0, min_open=True, expected="a float > 0 (e.g. 0.01) or null")
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
                                yaml="phases.head_epochs", min=0)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",

@@ -4,9 +4,10 @@
   every other setting as given.
 - `full`: the head phase, then every group at once (`unfreeze` is ignored).
 - `lp_ft` (Kumar et al., 2022): a converged linear probe (`tlkit.fit_linear_probe`, L-BFGS on
-  frozen features) initialises the head; then every group fine-tunes, with no head epochs
-  (`head_epochs`, `head_lr` and `unfreeze` are ignored).
-- `linear_probe`: the converged probe alone; no `fit` (every epoch setting is ignored).
+  frozen features, inverse L2 strength `probe_c`) initialises the head; then every group
+  fine-tunes, with no head epochs (`head_epochs`, `head_lr` and `unfreeze` are ignored).
+- `linear_probe`: the converged probe alone, its C chosen on validation; no `fit` (every epoch
+  setting is ignored).
 - `surgical` (Lee et al., 2023): the head phase, then only the head and one backbone group
   train (`surgical_group`: an index from the input side, negative from the top, a name, or
   `"auto"`: each of up to `SURGICAL_CANDIDATES` groups spread over the depth trains for a few
@@ -306,8 +307,14 @@ def _probe(model, choice, train_ds, val_ds, feature_cache=None):
     from tlkit.head_training import fit_linear_probe
 
     cache = feature_cache or {}
+    probe_c = choice.config.probe_c
+    # A probe that starts fine-tuning uses the config's C (strong regularization: LP-FT from
+    # C=0.01 beat C=10 in every cell of benchmarks/results/strategies_lp_ft_c.json, while the
+    # probe's own accuracy hardly depends on C, benchmarks/results/probe_c.json); the probe
+    # alone (`linear_probe`) keeps the C that scores best on validation.
+    cs = {} if probe_c is None or choice.requested == "linear_probe" else {"Cs": (probe_c,)}
     choice.probe = fit_linear_probe(model, train_ds, val_ds, cache_dir=cache.get("dir"),
-                                    data_fingerprints=cache.get("fingerprints"))
+                                    data_fingerprints=cache.get("fingerprints"), **cs)
     choice.examples_per_class = choice.probe.get("examples_per_class")
     choice.probe_weights = model.get_weights()
 
