@@ -16,7 +16,7 @@ subsets, paired): every budget's examples train the final probe, and C comes fro
 
 Accuracy on the strategies benchmark's fixed clean test set (200 per class) and its shifted copy.
 
-    .venv/bin/python benchmarks/probe_c.py [--budgets 1 2 5 10 25 100] [--seeds 0 1 2 3 4]
+    .venv/bin/python benchmarks/probe_c.py [--budgets 1 2 5 10 25 100] [--seeds 0 1 2 3 4] [--quick]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import strategies as bench  # noqa: E402
 from _common import write_json  # noqa: E402
 
 CS = (0.01, 0.1, 1.0, 10.0)
@@ -117,7 +118,6 @@ def summarize(rows):
     """Per budget and rule: mean clean / shifted accuracy, and the paired difference of `cv`
     to each other rule (mean and 95% t-interval)."""
     import numpy as np
-    from strategies import t_interval
 
     out = {}
     for budget in sorted({r["budget"] for r in rows}):
@@ -126,9 +126,9 @@ def summarize(rows):
         out[str(budget)] = {
             rule: {"clean": float(np.mean([r[rule]["clean"] for r in cell])),
                    "shifted": float(np.mean([r[rule]["shifted"] for r in cell])),
-                   "cv_minus_this_clean": t_interval([r["cv"]["clean"] - r[rule]["clean"]
+                   "cv_minus_this_clean": bench.t_interval([r["cv"]["clean"] - r[rule]["clean"]
                                                       for r in cell]),
-                   "cv_minus_this_shifted": t_interval([r["cv"]["shifted"] - r[rule]["shifted"]
+                   "cv_minus_this_shifted": bench.t_interval([r["cv"]["shifted"] - r[rule]["shifted"]
                                                         for r in cell])}
             for rule in rules}
         out[str(budget)]["seeds"] = len(cell)
@@ -161,7 +161,11 @@ def main(argv=None):
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 5, 10, 25, 100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--table", action="store_true", help="print the saved results' table")
+    parser.add_argument("--quick", action="store_true",
+                        help="budgets 1 and 10, seeds 0 and 1 (results/probe_c_quick.json)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.budgets, args.seeds = [1, 10], [0, 1]
     if args.table:
         import json
 
@@ -175,7 +179,7 @@ def main(argv=None):
     out["command"] = "benchmarks/probe_c.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     print(table(out["summary"]))
-    print(write_json("probe_c", out))
+    print(write_json("probe_c_quick" if args.quick else "probe_c", out))
 
 
 if __name__ == "__main__":

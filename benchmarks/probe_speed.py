@@ -7,7 +7,7 @@ cache read). Both settings of `tlkit.head_training.PROBE_BLAS_THREADS` (1, None 
 default) run side by side in one process, alternating, best of `--reps`; the chosen C and the
 validation accuracy of both are recorded (they should agree).
 
-    .venv/bin/python benchmarks/probe_speed.py [--budgets 10 25 50 100 1000] [--reps 3]
+    .venv/bin/python benchmarks/probe_speed.py [--budgets 10 25 50 100 1000] [--reps 3] [--quick]
 """
 
 from __future__ import annotations
@@ -77,12 +77,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[10, 25, 50, 100, 1000])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="budgets 10 and 100, one rep (results/probe_speed_quick.json)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.budgets, args.reps = [10, 100], 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = run(args.budgets, args.reps)
     out["command"] = "benchmarks/probe_speed.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
-    print(write_json("probe_speed", out))
+    print(write_json("probe_speed_quick" if args.quick else "probe_speed", out))
 
 
 if __name__ == "__main__":
