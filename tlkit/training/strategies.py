@@ -64,7 +64,8 @@ AUTO_PROBE_SOLVED = 0.99
 AUTO_FULL_FROM = 60
 """`auto` runs `full` from this many training examples in the smallest class, else LP-FT
 (benchmarks/strategies.py, Fashion-MNIST, EfficientNet-Lite0, 5 seeds: LP-FT won on the shifted
-test set at 20/class in 5/5 seeds, was mixed at 40, and lost 5.4 points in 5/5 seeds at 80)."""
+test set at 20/class in 5/5 seeds, was mixed at 40, and lost 5.4 points in 5/5 seeds at 80;
+round 5 with `probe_c=0.01`: +5.3, +1.2 and -4.5 points)."""
 SURGICAL_CANDIDATES = 4
 """`surgical_group="auto"` tries at most this many groups, spread from input to top."""
 SURGICAL_TRIAL_STEPS = 8
@@ -239,8 +240,8 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
         if examples_per_class is None:
             examples_per_class = smallest_class(train_ds, heads_lib.find_head(model).units)
         if examples_per_class is not None and examples_per_class >= AUTO_FULL_FROM:
-            # No probe: at this budget it would only check the 0.99 rule, and its L-BFGS fit
-            # cost a third of the training time in benchmarks/strategies.py.
+            # No probe: at this budget it would only check the 0.99 rule (before the probe ran
+            # on one BLAS thread its L-BFGS fit cost a third of the training time here).
             choice.examples_per_class = examples_per_class
             return _settle(choice, "full", f"{examples_per_class} labelled examples per class "
                            f">= {AUTO_FULL_FROM}: full fine-tuning (head phase, then every "
