@@ -172,7 +172,7 @@ def test_linear_probe_writes_the_converged_solution_into_the_head():
 
 def test_linear_probe_solver_runs_on_one_blas_thread(monkeypatch):
     """The L-BFGS fits run under `PROBE_BLAS_THREADS` BLAS threads (benchmarks/probe_speed.py:
-    OpenBLAS's threads made them 4-16x slower on 2 cores), and the limit is lifted after."""
+    OpenBLAS's threads made them 3-16x slower on 2 cores), and the limit is lifted after."""
     import tensorflow as tf
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_info, threadpool_limits

@@ -56,8 +56,8 @@ def has_augmentation(model) -> bool:
 CPU_EXTRACTION_BATCH = 32
 
 # BLAS threads of the linear probe's L-BFGS fit (None: the BLAS library's default). Its products
-# are skinny (examples x features by features x classes): OpenBLAS's threads made each iteration
-# 4-13x slower on 2 cores, from 80 to 8,000 examples of 1,280 features
+# are skinny (examples x features by features x classes): OpenBLAS's threads made the fits
+# 3-16x slower on 2 cores, from 80 to 8,000 examples of 1,280 features
 # (`benchmarks/probe_speed.py`).
 PROBE_BLAS_THREADS = 1
 
@@ -314,14 +314,16 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
             C = max(float(c) for c in Cs)
             how = "the one C given" if len(Cs) == 1 else "the largest C given (no validation data)"
             clf = LogisticRegression(C=C, max_iter=int(max_iter)).fit(x, y)
+            val_accuracy = None if xv is None else float(clf.score(xv, yv))
         else:
             best, how = None, f"validation accuracy ({len(xv)} examples)"
             for C in sorted(Cs):
                 clf = LogisticRegression(C=float(C), max_iter=int(max_iter)).fit(x, y)
-                score = clf.score(xv, yv)
+                score = float(clf.score(xv, yv))
                 if best is None or score > best[0]:
                     best = (score, float(C), clf)
-            _, C, clf = best
+            val_accuracy, C, clf = best
+        train_accuracy = float(clf.score(x, y))
     coef, intercept = clf.coef_.astype("float32"), clf.intercept_.astype("float32")
     kernel = np.zeros((x.shape[1], units), "float32")
     bias = np.zeros((units,), "float32")
@@ -335,7 +337,7 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
         bias[:] = intercept
     layer._out.kernel.assign(kernel)
     layer._out.bias.assign(bias)
-    return {"C": C, "C_chosen_by": how, "train_accuracy": float(clf.score(x, y)),
-            "val_accuracy": None if xv is None else float(clf.score(xv, yv)),
+    return {"C": C, "C_chosen_by": how, "train_accuracy": train_accuracy,
+            "val_accuracy": val_accuracy,
             "val_examples": 0 if xv is None else int(len(xv)),
             "examples_per_class": int(np.bincount(y, minlength=num_classes).min())}
