@@ -38,7 +38,9 @@ def _fit(x, y, C):
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    from tlkit.head_training import PROBE_BLAS_THREADS
+
+    with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):  # as the library's probe
         return LogisticRegression(C=C, max_iter=1000).fit(x, y)
 
 
@@ -50,20 +52,21 @@ def choose_by_cv(x, y, folds=5):
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from threadpoolctl import threadpool_limits
 
+    from tlkit.head_training import PROBE_BLAS_THREADS
+
     smallest = int(np.bincount(y).min())
     if smallest < 2:
         return min(CS), "one example per class: the smallest C"
     k = min(folds, smallest)
     search = GridSearchCV(LogisticRegression(max_iter=1000), {"C": sorted(CS)},
                           cv=StratifiedKFold(k, shuffle=True, random_state=0), refit=False)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):
         search.fit(x, y)
     return float(search.best_params_["C"]), f"{k}-fold cross-validation"
 
 
 def run(budgets, seeds, size=64, test_per_class=200):
     import numpy as np
-    import strategies as bench
 
     from tlkit.data.builtin.fashion_mnist_idx import load_fashion_mnist_arrays
     from tlkit.head_training import feature_model

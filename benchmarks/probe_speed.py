@@ -35,6 +35,7 @@ def run(budgets=(10, 25, 50, 100, 1000), reps=3, size=64, seed=0):
     x_pool, y_pool = load_fashion_mnist_arrays()["train"]
     model = bench.build(size, seed)
     settings = {"one_thread": 1, "blas_default": None}
+    original = head_training.PROBE_BLAS_THREADS
     rows = []
     for budget in budgets:
         tr, va = bench.budget_split(y_pool, budget, seed)
@@ -47,13 +48,15 @@ def run(budgets=(10, 25, 50, 100, 1000), reps=3, size=64, seed=0):
             first = time.perf_counter() - start
             best = {name: float("inf") for name in settings}
             result = {}
-            for _ in range(reps):
-                for name, threads in settings.items():
-                    head_training.PROBE_BLAS_THREADS = threads
-                    start = time.perf_counter()
-                    result[name] = tlkit.fit_linear_probe(model, train, val, cache_dir=cache)
-                    best[name] = min(best[name], time.perf_counter() - start)
-            head_training.PROBE_BLAS_THREADS = settings["one_thread"]
+            try:
+                for _ in range(reps):
+                    for name, threads in settings.items():
+                        head_training.PROBE_BLAS_THREADS = threads
+                        start = time.perf_counter()
+                        result[name] = tlkit.fit_linear_probe(model, train, val, cache_dir=cache)
+                        best[name] = min(best[name], time.perf_counter() - start)
+            finally:
+                head_training.PROBE_BLAS_THREADS = original
         row = {"per_class": budget, "train_examples": int(len(tr)),
                "val_examples": int(len(va)), "first_call_seconds": round(first, 2),
                **{f"{name}_seconds": round(best[name], 3) for name in settings},
