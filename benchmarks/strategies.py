@@ -44,6 +44,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 import time
 
@@ -56,8 +57,10 @@ from _common import RESULTS, write_json_to  # noqa: E402
 FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", "linear_probe")
 FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
             "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
-            "scratch", "lp_ft_C0.01", "lp_ft_C10")
-"""`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (not chosen on validation)."""
+            "scratch")
+"""`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (any c > 0, e.g. `lp_ft_C0.001`). Any fit row
+but `keras_guide`, `fastai` and `scratch` also takes a suffix `_LR<x>`: its fine-tuning LR fixed at
+x instead of 1e-4 (e.g. `full_LR3e-4`, `lp_ft_C0.001_LR3e-4`)."""
 LR_GRID = (3e-5, 1e-4, 3e-4)
 """Fine-tuning LRs the `_lr` rows choose from on the 80/20 split (the head LR stays 1e-3)."""
 SELECTED_ROWS = ("full_lr", "lp_ft_lr", "auto_lr")
@@ -175,7 +178,12 @@ class HeadWeights:
 
 
 CURVE_ROWS = ("auto", "keras_guide", "full", "lp_ft")
-"""Rows that record test accuracy over training time (the time-to-accuracy comparison)."""
+"""Rows that record test accuracy over training time (the time-to-accuracy comparison), with
+their `_C` / `_LR` variants."""
+
+
+def records_curve(method):
+    return (parametric(method) or (method,))[0] in CURVE_ROWS
 
 
 class Clock:
@@ -214,15 +222,39 @@ def curve_callback(clock, accuracy, every, at_start=False):
     return callback
 
 
+def parametric(method):
+    """`(base row, fine-tuning LR or None, probe C or None)` of a row name such as
+    `lp_ft_C0.001_LR3e-4`; `None` when the name is not of that form."""
+    match = re.fullmatch(r"(?P<base>[a-z_.0-9]+?)(?:_C(?P<c>[0-9.e-]+))?(?:_LR(?P<lr>[0-9.e-]+))?",
+                         method)
+    if match is None or not (match["c"] or match["lr"]):
+        return None
+    base = match["base"]
+    if (match["c"] and base != "lp_ft") or base in ("keras_guide", "fastai", "scratch") or \
+            base not in FIT_ROWS:
+        return None
+    try:
+        lr = float(match["lr"]) if match["lr"] else None
+        c = float(match["c"]) if match["c"] else None
+    except ValueError:
+        return None
+    if (lr is not None and lr <= 0) or (c is not None and c <= 0):
+        return None
+    return base, lr, c
+
+
 def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
     full = dict(strategy="full", head_epochs=epochs[0] * repeats,
                 fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
+    if parametric(method):
+        base, lr, c = parametric(method)
+        kwargs = fine_tune_kwargs(base, has_val, repeats, epochs)
+        kwargs.update({"lr": lr} if lr is not None else {})
+        return {**kwargs, "probe_c": c} if c is not None else kwargs
     if method == "full":
         return dict(full)
     if method in ("gradual", "lp_ft", "auto"):
         return {**full, "strategy": method}
-    if method.startswith("lp_ft_C"):
-        return {**full, "strategy": "lp_ft", "probe_c": float(method.removeprefix("lp_ft_C"))}
     if method == "surgical":
         return {**full, "strategy": "surgical", "surgical_group": "auto" if has_val else 0}
     if method == "ema":
@@ -260,8 +292,9 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     model = make(seed)
     clock = Clock()
     curve = None
-    if accuracy is not None and method in CURVE_ROWS:
-        curve = curve_callback(clock, accuracy, repeats, at_start=method in ("auto", "lp_ft"))
+    if accuracy is not None and records_curve(method):
+        curve = curve_callback(clock, accuracy, repeats, at_start=(parametric(method) or (
+            method,))[0] in ("auto", "lp_ft"))
     more = [curve] if curve is not None else []
 
     def finish(name, probs, seconds, extra):
@@ -622,7 +655,7 @@ def main(argv=None):
         args.rows = args.rows or list(QUICK_ROWS)
     known = FEATURE_ROWS + FIT_ROWS + SELECTED_ROWS
     rows_wanted = args.rows or list(known)
-    unknown = sorted(set(rows_wanted) - set(known))
+    unknown = sorted(r for r in set(rows_wanted) - set(known) if parametric(r) is None)
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {known}")
     out = args.out or os.path.join(RESULTS, "strategies_quick.json" if args.quick
@@ -718,7 +751,7 @@ def main(argv=None):
             if cell["val"] is None:
                 continue  # budget 1: nothing to split
             results = [(method, *run_selected(method, make, seed, cell, predict))]
-        else:
+        else:  # FIT_ROWS and their `_C` / `_LR` variants
             train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
             results = run_fit(method, make, seed, train, cell["val"], predict,
                               wise="wise_ft" in rows_wanted, accuracy=accuracy)
