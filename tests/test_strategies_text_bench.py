@@ -98,3 +98,18 @@ def test_duration_estimate_counts_the_forward_passes():
     fine5 = 16 * (strategies_text.TRAIN_COST * 12 + 3)
     assert small == pytest.approx((12 + 6 + fine5) * forward_s + strategies_text.ROW_OVERHEAD_S
                                   + 16 * strategies_text.EPOCH_OVERHEAD_S)
+
+
+def test_parametric_rows_fix_the_probe_c_and_the_fine_tuning_lr():
+    kwargs = strategies.fine_tune_kwargs("lp_ft_C0.001_LR3e-4", has_val=True)
+    assert (kwargs["strategy"], kwargs["probe_c"], kwargs["lr"]) == ("lp_ft", 0.001, 3e-4)
+    assert kwargs["head_lr"] == 1e-3  # only the fine-tuning LR moves
+    full = strategies.fine_tune_kwargs("full_LR3e-4", has_val=True)
+    assert (full["strategy"], full["lr"]) == ("full", 3e-4) and "probe_c" not in full
+    assert strategies.fine_tune_kwargs("lp_ft_C10", has_val=False)["probe_c"] == 10.0
+    assert strategies.records_curve("lp_ft_C0.001") and not strategies.records_curve("ema")
+    # C only with LP-FT; no LR variants of the hand-written baselines; C and LR > 0.
+    for name in ("full_C1", "keras_guide_LR1e-3", "lp_ft_C0", "lp_ft_lr", "nope_LR1e-4"):
+        assert strategies.parametric(name) is None, name
+    with pytest.raises(SystemExit):
+        strategies.main(["--rows", "full_C1", "--table"])
