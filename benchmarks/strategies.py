@@ -58,7 +58,9 @@ FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", 
 FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
             "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
             "scratch")
-"""`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (any c > 0, e.g. `lp_ft_C0.001`). Any fit row
+"""`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (any c > 0, e.g. `lp_ft_C0.001`);
+`lp_ft_T<t>` / `auto_T<t>`: the probe's logits divided by t before fine-tuning starts (the
+head's "energy", Ren et al., ICLR 2023; the probe's predictions do not change). Any fit row
 but `keras_guide`, `fastai` and `scratch` also takes a suffix `_LR<x>`: its fine-tuning LR fixed at
 x instead of 1e-4 (e.g. `full_LR3e-4`, `lp_ft_C0.001_LR3e-4`)."""
 LR_GRID = (3e-5, 1e-4, 3e-4)
@@ -177,6 +179,24 @@ class HeadWeights:
         return _Keep()
 
 
+class ScaleHead:
+    """A Keras callback dividing the head's logits (kernel and bias) by `temperature` when
+    `fit` begins: after `lp_ft`'s probe, before any step."""
+
+    def __new__(cls, temperature):
+        import keras
+
+        import tlkit
+
+        class _Scale(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                out = tlkit.heads.find_head(self.model)._out
+                out.kernel.assign(out.kernel / temperature)
+                out.bias.assign(out.bias / temperature)
+
+        return _Scale()
+
+
 CURVE_ROWS = ("auto", "keras_guide", "full", "lp_ft")
 """Rows that record test accuracy over training time (the time-to-accuracy comparison), with
 their `_C` / `_LR` variants."""
@@ -223,31 +243,30 @@ def curve_callback(clock, accuracy, every, at_start=False):
 
 
 def parametric(method):
-    """`(base row, fine-tuning LR or None, probe C or None)` of a row name such as
-    `lp_ft_C0.001_LR3e-4`; `None` when the name is not of that form."""
-    match = re.fullmatch(r"(?P<base>[a-z_.0-9]+?)(?:_C(?P<c>[0-9.e-]+))?(?:_LR(?P<lr>[0-9.e-]+))?",
-                         method)
-    if match is None or not (match["c"] or match["lr"]):
+    """`(base row, fine-tuning LR, probe C, head temperature)` (each `None` when not set) of a
+    row name such as `lp_ft_C0.001_T10_LR3e-4`; `None` when the name is not of that form."""
+    match = re.fullmatch(r"(?P<base>[a-z_.0-9]+?)(?:_C(?P<c>[0-9.e-]+))?(?:_T(?P<t>[0-9.e-]+))?"
+                         r"(?:_LR(?P<lr>[0-9.e-]+))?", method)
+    if match is None or not (match["c"] or match["lr"] or match["t"]):
         return None
     base = match["base"]
-    if (match["c"] and base != "lp_ft") or base in ("keras_guide", "fastai", "scratch") or \
-            base not in FIT_ROWS:
+    if ((match["c"] or match["t"]) and base not in ("lp_ft", "auto")) or \
+            base in ("keras_guide", "fastai", "scratch") or base not in FIT_ROWS:
         return None
     try:
-        lr = float(match["lr"]) if match["lr"] else None
-        c = float(match["c"]) if match["c"] else None
+        lr, c, t = (float(match[k]) if match[k] else None for k in ("lr", "c", "t"))
     except ValueError:
         return None
-    if (lr is not None and lr <= 0) or (c is not None and c <= 0):
+    if any(v is not None and v <= 0 for v in (lr, c, t)):
         return None
-    return base, lr, c
+    return base, lr, c, t
 
 
 def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
     full = dict(strategy="full", head_epochs=epochs[0] * repeats,
                 fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
     if parametric(method):
-        base, lr, c = parametric(method)
+        base, lr, c, _ = parametric(method)  # the temperature: `ScaleHead` in `run_fit`
         kwargs = fine_tune_kwargs(base, has_val, repeats, epochs)
         kwargs.update({"lr": lr} if lr is not None else {})
         return {**kwargs, "probe_c": c} if c is not None else kwargs
@@ -322,6 +341,9 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
         if lr is not None:
             kwargs["lr"] = lr
     keep = HeadWeights(head_epochs)
+    temperature = (parametric(method) or (None,) * 4)[3]
+    if temperature is not None:
+        more.insert(0, ScaleHead(temperature))
     result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep, *more], **kwargs)
     seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):
