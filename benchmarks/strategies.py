@@ -59,8 +59,8 @@ FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fasta
             "ema", "layer_decay_0.75", "divisor_2.6", "layer_decay_0.65", "layer_decay_0.9",
             "scratch")
 """`lp_ft_C<c>`: LP-FT with the probe's C fixed at c (any c > 0, e.g. `lp_ft_C0.001`);
-`lp_ft_T<t>` / `auto_T<t>`: the probe's logits divided by t before fine-tuning starts (the
-head's "energy", Ren et al., ICLR 2023; the probe's predictions do not change). Any fit row
+`lp_ft_T<t>` / `auto_T<t>`: `probe_temperature` t (the probe's logits divided by t before
+fine-tuning starts: the head's "energy", Ren et al., ICLR 2023). Any fit row
 but `keras_guide`, `fastai` and `scratch` also takes a suffix `_LR<x>`: its fine-tuning LR fixed at
 x instead of 1e-4 (e.g. `full_LR3e-4`, `lp_ft_C0.001_LR3e-4`)."""
 LR_GRID = (3e-5, 1e-4, 3e-4)
@@ -179,24 +179,6 @@ class HeadWeights:
         return _Keep()
 
 
-class ScaleHead:
-    """A Keras callback dividing the head's logits (kernel and bias) by `temperature` when
-    `fit` begins: after `lp_ft`'s probe, before any step."""
-
-    def __new__(cls, temperature):
-        import keras
-
-        import tlkit
-
-        class _Scale(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                out = tlkit.heads.find_head(self.model)._out
-                out.kernel.assign(out.kernel / temperature)
-                out.bias.assign(out.bias / temperature)
-
-        return _Scale()
-
-
 CURVE_ROWS = ("auto", "keras_guide", "full", "lp_ft")
 """Rows that record test accuracy over training time (the time-to-accuracy comparison), with
 their `_C` / `_LR` variants."""
@@ -266,10 +248,10 @@ def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCH
     full = dict(strategy="full", head_epochs=epochs[0] * repeats,
                 fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
     if parametric(method):
-        base, lr, c, _ = parametric(method)  # the temperature: `ScaleHead` in `run_fit`
+        base, lr, c, t = parametric(method)
         kwargs = fine_tune_kwargs(base, has_val, repeats, epochs)
-        kwargs.update({"lr": lr} if lr is not None else {})
-        return {**kwargs, "probe_c": c} if c is not None else kwargs
+        fixed = {"lr": lr, "probe_c": c, "probe_temperature": t}
+        return {**kwargs, **{k: v for k, v in fixed.items() if v is not None}}
     if method == "full":
         return dict(full)
     if method in ("gradual", "lp_ft", "auto"):
@@ -341,9 +323,6 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
         if lr is not None:
             kwargs["lr"] = lr
     keep = HeadWeights(head_epochs)
-    temperature = (parametric(method) or (None,) * 4)[3]
-    if temperature is not None:
-        more.insert(0, ScaleHead(temperature))
     result = tlkit.fine_tune(model, train, val, verbose=0, callbacks=[keep, *more], **kwargs)
     seconds = clock.seconds()
     if result.strategy and result.strategy.get("reason"):

@@ -246,7 +246,10 @@ def test_the_runner_plans_full_from_the_label_budget(monkeypatch):
 
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"cache_features": True},
                                "phases": {"head_epochs": 2, "fine_epochs": 3}})
-    assert strategies.AUTO_FULL_FROM == 60
+    # By default (round 6 of benchmarks/strategies.py) LP-FT at every label budget.
+    assert strategies.AUTO_FULL_FROM is None
+    assert planned_strategy(recipe, examples_per_class=10_000) == "lp_ft"
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 60)
     assert planned_strategy(recipe, examples_per_class=60) == "full"
     assert planned_strategy(recipe, examples_per_class=59) == "lp_ft"
     assert planned_strategy(recipe) == "lp_ft"

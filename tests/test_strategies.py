@@ -229,7 +229,7 @@ def _probe_cs(monkeypatch):
 
 
 @pytest.mark.parametrize("strategy,probe_c,expected", [
-    ("lp_ft", 0.01, (0.01,)),  # the default: one strongly regularized probe starts LP-FT
+    ("lp_ft", 0.001, (0.001,)),  # the default: one strongly regularized probe starts LP-FT
     ("lp_ft", 0.5, (0.5,)),
     ("lp_ft", None, None),  # null: the probe's grid, chosen on validation
     ("linear_probe", 0.5, None),  # the probe alone always chooses on validation
@@ -240,7 +240,7 @@ def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, p
     seen = _probe_cs(monkeypatch)
     x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
-    kwargs = {} if probe_c == 0.01 else {"probe_c": probe_c}
+    kwargs = {} if probe_c == 0.001 else {"probe_c": probe_c}
     result = tlkit.fine_tune(tiny_model(compile=False), data, data, strategy=strategy,
                              fine_epochs=1, verbose=0, **kwargs)
     assert seen == [expected]
@@ -249,7 +249,8 @@ def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, p
 
 
 def test_probe_c_in_recipes_and_its_errors():
-    assert tlkit.FineTuneConfig().probe_c == 0.01
+    assert tlkit.FineTuneConfig().probe_c == 0.001
+    assert tlkit.FineTuneConfig().probe_temperature == 3.0
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": 0.1}})
     assert recipe.fine_tune_config().probe_c == 0.1
     assert Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": None}}) \
@@ -258,6 +259,55 @@ def test_probe_c_in_recipes_and_its_errors():
         tlkit.FineTuneConfig(probe_c=0.0)
     with pytest.raises(RecipeError, match="probe_c"):
         Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": -1}})
+
+
+@pytest.mark.parametrize("strategy,temperature,divided_by", [
+    ("lp_ft", 4.0, 4.0),  # fine-tuning starts from the probe's logits / 4
+    ("lp_ft", 1.0, 1.0),
+    ("linear_probe", 4.0, 1.0),  # the probe alone keeps its own logits
+])
+def test_probe_temperature_softens_the_probe_that_starts_lp_ft(monkeypatch, strategy,
+                                                               temperature, divided_by):
+    import keras
+    import tensorflow as tf
+
+    from tlkit import head_training
+
+    seen, real = {}, head_training.fit_linear_probe
+
+    def watched(model, *args, **kwargs):
+        info = real(model, *args, **kwargs)
+        out = tlkit.heads.find_head(model)._out
+        seen["probe"] = [out.kernel.numpy().copy(), out.bias.numpy().copy()]
+        return info
+
+    class Start(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            out = tlkit.heads.find_head(self.model)._out
+            seen["start"] = [out.kernel.numpy().copy(), out.bias.numpy().copy()]
+
+    monkeypatch.setattr(head_training, "fit_linear_probe", watched)
+    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
+    model = tiny_model(compile=False)
+    result = tlkit.fine_tune(model, data, data, strategy=strategy, fine_epochs=1, verbose=0,
+                             probe_temperature=temperature, callbacks=[Start()])
+    out = tlkit.heads.find_head(model)._out
+    start = seen.get("start", [out.kernel.numpy(), out.bias.numpy()])  # linear_probe: no fit
+    assert np.abs(seen["probe"][0]).max() > 0
+    for probe, first in zip(seen["probe"], start):
+        np.testing.assert_allclose(first, probe / divided_by, rtol=1e-6)
+    if strategy == "lp_ft":
+        assert result.strategy["probe"]["temperature"] == temperature
+
+
+def test_probe_temperature_in_recipes_and_its_errors():
+    recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_temperature": 3}})
+    assert recipe.fine_tune_config().probe_temperature == 3.0
+    with pytest.raises(config_lib.ConfigError, match=r"probe_temperature: expected a float > 0"):
+        tlkit.FineTuneConfig(probe_temperature=0)
+    with pytest.raises(RecipeError, match="phases.probe_temperature"):
+        Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_temperature": -2}})
 
 
 def test_linear_probe_refuses_missing_classes():

@@ -109,7 +109,8 @@ def test_parametric_rows_fix_the_probe_c_and_the_fine_tuning_lr():
     assert strategies.fine_tune_kwargs("lp_ft_C10", has_val=False)["probe_c"] == 10.0
     assert strategies.records_curve("lp_ft_C0.001") and not strategies.records_curve("ema")
     assert strategies.parametric("lp_ft_C0.001_T10") == ("lp_ft", None, 0.001, 10.0)
-    assert "temperature" not in strategies.fine_tune_kwargs("auto_T3", has_val=True)
+    assert strategies.fine_tune_kwargs("auto_T3", has_val=True)["probe_temperature"] == 3.0
+    assert "probe_temperature" not in full
     # C and T only with LP-FT / auto; no LR variants of the hand-written baselines; C and LR > 0.
     for name in ("full_C1", "full_T2", "keras_guide_LR1e-3", "lp_ft_C0", "lp_ft_T0", "lp_ft_lr",
                  "nope_LR1e-4"):

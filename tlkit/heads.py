@@ -86,6 +86,14 @@ class Head(keras.layers.Layer):
             x = self._final_dropout(x, training=training)
         return self._out(x)
 
+    def scale_logits(self, factor):
+        """Multiplies the output layer's kernel and bias by `factor` (> 0): the logits scale,
+        the predicted classes stay (LP-FT's `probe_temperature` softens a converged probe)."""
+        if not factor > 0:
+            raise ValueError(f"Expected factor > 0. Received: factor={factor}")
+        for variable in (self._out.kernel, self._out.bias):
+            variable.assign(variable * factor)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.units,)
 

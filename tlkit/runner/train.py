@@ -145,8 +145,8 @@ def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str
     """The strategy a run plans to run: `phases.strategy`, with `auto` resolved as far as the
     recipe, model and `examples_per_class` (the smallest class count of the training split,
     as the probe counts it) tell before training: `gradual` where `auto` falls back, `full`
-    from `strategies.AUTO_FULL_FROM` examples per class, else `lp_ft` (the probe may still
-    keep its own weights: `linear_probe`)."""
+    from `strategies.AUTO_FULL_FROM` examples per class when that is set (`None` by default),
+    else `lp_ft` (the probe may still keep its own weights: `linear_probe`)."""
     config = recipe.fine_tune_config()
     if config.strategy != "auto":
         return config.strategy
@@ -160,7 +160,8 @@ def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str
     strategy = model.distribute_strategy if model is not None else None
     if strategies.auto_fallback(config, head, strategy=strategy):
         return "gradual"
-    if examples_per_class is not None and examples_per_class >= strategies.AUTO_FULL_FROM:
+    full_from = strategies.AUTO_FULL_FROM
+    if full_from is not None and examples_per_class is not None and examples_per_class >= full_from:
         return "full"
     return "lp_ft"
 

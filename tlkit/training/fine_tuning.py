@@ -206,9 +206,9 @@ def fine_tune(
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
-    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
-    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` (no
-    probe); the head phase and unfreeze schedule below (`gradual`) when an
+    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; `full`
+    from `strategies.AUTO_FULL_FROM` training examples in the smallest class when that is set,
+    `None` by default; the head phase and unfreeze schedule below (`gradual`) when an
     unfreeze setting is given or the probe cannot run, with the reason logged and in
     `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
     `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for
@@ -261,7 +261,8 @@ def fine_tune(
             `{"train": .., "val": ..}` strings that change with the data (as for
             `tlkit.train_head_on_features`, whose cache it shares); default: in memory.
         examples_per_class: the smallest class count of `train`, when known (`auto` compares
-            it with `strategies.AUTO_FULL_FROM`); default: counted from the labels.
+            it with `strategies.AUTO_FULL_FROM` when that is set); default: counted from the
+            labels then.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
