@@ -9,8 +9,10 @@ average before and after (the shared 2-core machine's figures depend on it).
 
     .venv/bin/python benchmarks/quickstart.py           # the recipe as shipped (~4-5 min, 2 cores)
     .venv/bin/python benchmarks/quickstart.py --quick   # 1 fine + 1 scratch epoch (smoke test)
+    .venv/bin/python benchmarks/quickstart.py --set phases.strategy=full --name quickstart_full
 
-Writes benchmarks/results/quickstart.json (quickstart_quick.json with `--quick`).
+Writes benchmarks/results/quickstart.json (quickstart_quick.json with `--quick`; `--name` names
+another file, for a variant given by `--set`, the CLI's recipe overrides).
 """
 
 from __future__ import annotations
@@ -68,15 +70,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="1 fine-tuning and 1 from-scratch epoch, Keras export only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override passed to `tlkit train` (repeatable)")
+    parser.add_argument("--name", default=None, help="results file name (default: quickstart"
+                        "[_quick])")
     parser.add_argument("--output", default=None,
                         help="run folder (default: a temporary folder, removed afterwards)")
     args = parser.parse_args(argv)
-    extra = QUICK if args.quick else []
+    extra = (QUICK if args.quick else []) + [a for kv in args.set for a in ("--set", kv)]
     with tempfile.TemporaryDirectory() as tmp:
         result = run_quickstart(args.output or os.path.join(tmp, "quickstart"), extra)
-    result["command"] = "benchmarks/quickstart.py" + (" --quick" if args.quick else "")
+    result["command"] = " ".join(["benchmarks/quickstart.py",
+                                  *(argv if argv is not None else sys.argv[1:])])
     result["recipe"] = "recipes/quickstart.yaml" + (" " + " ".join(extra) if extra else "")
-    path = write_json("quickstart_quick" if args.quick else "quickstart", result)
+    path = write_json(args.name or ("quickstart_quick" if args.quick else "quickstart"), result)
     p, s = result["pretrained"], result["scratch"]
     print(f"pretrained: {p['split']} accuracy {p['accuracy']:.4f} in {p['train_seconds']:.0f} s")
     if s["accuracy"] is not None:
