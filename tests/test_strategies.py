@@ -229,7 +229,7 @@ def _probe_cs(monkeypatch):
 
 
 @pytest.mark.parametrize("strategy,probe_c,expected", [
-    ("lp_ft", 0.001, (0.001,)),  # the default: one strongly regularized probe starts LP-FT
+    ("lp_ft", 0.01, (0.01,)),  # the default: one strongly regularized probe starts LP-FT
     ("lp_ft", 0.5, (0.5,)),
     ("lp_ft", None, None),  # null: the probe's grid, chosen on validation
     ("linear_probe", 0.5, None),  # the probe alone always chooses on validation
@@ -240,7 +240,7 @@ def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, p
     seen = _probe_cs(monkeypatch)
     x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
-    kwargs = {} if probe_c == 0.001 else {"probe_c": probe_c}
+    kwargs = {} if probe_c == 0.01 else {"probe_c": probe_c}
     result = tlkit.fine_tune(tiny_model(compile=False), data, data, strategy=strategy,
                              fine_epochs=1, verbose=0, **kwargs)
     assert seen == [expected]
@@ -249,8 +249,8 @@ def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, p
 
 
 def test_probe_c_in_recipes_and_its_errors():
-    assert tlkit.FineTuneConfig().probe_c == 0.001
-    assert tlkit.FineTuneConfig().probe_temperature == 3.0
+    assert tlkit.FineTuneConfig().probe_c == 0.01
+    assert tlkit.FineTuneConfig().probe_temperature == 1.0
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": 0.1}})
     assert recipe.fine_tune_config().probe_c == 0.1
     assert Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": None}}) \

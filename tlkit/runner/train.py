@@ -145,7 +145,7 @@ def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str
     """The strategy a run plans to run: `phases.strategy`, with `auto` resolved as far as the
     recipe, model and `examples_per_class` (the smallest class count of the training split,
     as the probe counts it) tell before training: `gradual` where `auto` falls back, `full`
-    from `strategies.AUTO_FULL_FROM` examples per class when that is set (`None` by default),
+    from `strategies.AUTO_FULL_FROM` examples per class (unless that is `None`),
     else `lp_ft` (the probe may still keep its own weights: `linear_probe`)."""
     config = recipe.fine_tune_config()
     if config.strategy != "auto":

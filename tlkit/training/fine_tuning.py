@@ -206,9 +206,9 @@ def fine_tune(
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
-    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; `full`
-    from `strategies.AUTO_FULL_FROM` training examples in the smallest class when that is set,
-    `None` by default; the head phase and unfreeze schedule below (`gradual`) when an
+    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
+    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` (no
+    probe); the head phase and unfreeze schedule below (`gradual`) when an
     unfreeze setting is given or the probe cannot run, with the reason logged and in
     `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
     `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for
