@@ -53,6 +53,7 @@ from strategies import (  # noqa: E402
     MIN_STEPS,
     budget_split,
     eval_dataset,
+    parametric,
     plot,
     run_features,
     run_fit,
@@ -159,9 +160,11 @@ def main(argv=None):  # noqa: C901
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5], [0], 50
     rows_wanted = args.rows or list(ROWS)
-    unknown = sorted(set(rows_wanted) - set(ROWS))
+    unknown = sorted(r for r in set(rows_wanted) - set(ROWS)
+                     if (parametric(r) or (None,))[0] not in ROWS)
     if unknown:
-        parser.error(f"unknown rows {unknown}; known: {ROWS}")
+        parser.error(f"unknown rows {unknown}; known: {ROWS} and their `_C` / `_T` / `_LR` "
+                     "variants (strategies.parametric)")
     if min(args.budgets) < 5:
         parser.error("--budgets: at least 5 per class (the probe and `auto` need a validation "
                      "split; the image task covers budget 1)")
