@@ -117,3 +117,5 @@ def test_parametric_rows_fix_the_probe_c_and_the_fine_tuning_lr():
         assert strategies.parametric(name) is None, name
     with pytest.raises(SystemExit):
         strategies.main(["--rows", "full_C1", "--table"])
+    with pytest.raises(SystemExit):  # the text rows take the same names, and refuse the same
+        strategies_text.main(["--rows", "keras_guide_LR1e-3", "--table"])
