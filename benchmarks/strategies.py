@@ -186,7 +186,7 @@ their `_C` / `_LR` variants."""
 
 
 def records_curve(method):
-    return (parametric(method) or (method,))[0] in CURVE_ROWS
+    return base_row(method) in CURVE_ROWS
 
 
 class Clock:
@@ -245,11 +245,16 @@ def parametric(method):
     return base, lr, c, t
 
 
+def base_row(method):
+    """The row a parametric name varies (`lp_ft_C0.001_T3` -> `lp_ft`); other names as given."""
+    return (parametric(method) or (method,))[0]
+
+
 def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
     full = dict(strategy="full", head_epochs=epochs[0] * repeats,
                 fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
-    if parametric(method):
-        base, lr, c, t = parametric(method)
+    if variant := parametric(method):
+        base, lr, c, t = variant
         kwargs = fine_tune_kwargs(base, has_val, repeats, epochs)
         fixed = {"lr": lr, "probe_c": c, "probe_temperature": t}
         return {**kwargs, **{k: v for k, v in fixed.items() if v is not None}}
@@ -295,8 +300,8 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
     clock = Clock()
     curve = None
     if accuracy is not None and records_curve(method):
-        curve = curve_callback(clock, accuracy, repeats, at_start=(parametric(method) or (
-            method,))[0] in ("auto", "lp_ft"))
+        curve = curve_callback(clock, accuracy, repeats,
+                               at_start=base_row(method) in ("auto", "lp_ft"))
     more = [curve] if curve is not None else []
 
     def finish(name, probs, seconds, extra):

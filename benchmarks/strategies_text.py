@@ -51,9 +51,9 @@ from _common import RESULTS, write_json_to  # noqa: E402
 from strategies import (  # noqa: E402
     BATCH,
     MIN_STEPS,
+    base_row,
     budget_split,
     eval_dataset,
-    parametric,
     plot,
     run_features,
     run_fit,
@@ -160,8 +160,7 @@ def main(argv=None):  # noqa: C901
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5], [0], 50
     rows_wanted = args.rows or list(ROWS)
-    unknown = sorted(r for r in set(rows_wanted) - set(ROWS)
-                     if (parametric(r) or (None,))[0] not in ROWS)
+    unknown = sorted(r for r in set(rows_wanted) if base_row(r) not in ROWS)
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {ROWS} and their `_C` / `_T` / `_LR` "
                      "variants (strategies.parametric)")
