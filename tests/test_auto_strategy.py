@@ -246,12 +246,12 @@ def test_the_runner_plans_full_from_the_label_budget(monkeypatch):
 
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"cache_features": True},
                                "phases": {"head_epochs": 2, "fine_epochs": 3}})
-    assert strategies.AUTO_FULL_FROM == 60
+    assert strategies.AUTO_FULL_FROM is None  # the default: no budget switch, LP-FT always
+    assert planned_strategy(recipe, examples_per_class=10_000) == "lp_ft"
+    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 60)
     assert planned_strategy(recipe, examples_per_class=60) == "full"
     assert planned_strategy(recipe, examples_per_class=59) == "lp_ft"
     assert planned_strategy(recipe) == "lp_ft"
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", None)  # no budget switch: LP-FT always
-    assert planned_strategy(recipe, examples_per_class=10_000) == "lp_ft"
     assert plan_stages(recipe, "full") == [{"name": "head", "start": 0, "end": 2},
                                            {"name": "fine", "start": 2, "end": 5}]
     # A fallback still wins over the label budget; an explicit strategy is kept.

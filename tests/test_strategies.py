@@ -163,11 +163,43 @@ def test_linear_probe_writes_the_converged_solution_into_the_head():
     from sklearn.linear_model import LogisticRegression
 
     feats = np.asarray(feature_model(model).predict(x, verbose=0)).reshape(len(x), -1)
-    probe = LogisticRegression(C=info["C"], max_iter=1000).fit(feats, y)
+    # C applies to the features scaled to unit mean squared norm.
+    mean_sq_norm = np.mean(np.sum(feats.astype("float64") ** 2, axis=1))
+    np.testing.assert_allclose(info["feature_mean_sq_norm"], mean_sq_norm, rtol=1e-4)
+    scaled = feats / np.sqrt(mean_sq_norm)
+    probe = LogisticRegression(C=info["C"], max_iter=1000).fit(scaled, y)
     keras_pred = np.argmax(model.predict(x, verbose=0), axis=1)
-    assert (keras_pred == probe.predict(feats)).mean() == 1.0
+    assert (keras_pred == probe.predict(scaled)).mean() == 1.0
     for before, after in zip(backbone_before, tlkit.trainability.find_backbone(model).weights):
         np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_linear_probe_c_does_not_depend_on_the_feature_scale(monkeypatch):
+    """The same data with features 1,000x larger: the same C, the same predictions, a kernel
+    1,000x smaller (without the scaling, C=1 on the large features is far weaker)."""
+    import tensorflow as tf
+
+    from tlkit import head_training
+
+    width = int(tlkit.heads.find_head(tiny_model(num_classes=4)).input.shape[-1])
+    rng = np.random.default_rng(1)
+    y = np.arange(40) % 4
+    feats = rng.normal(size=(40, width)).astype("float32") + np.eye(4, width, dtype="float32")[y]
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((40, 16, 16, 3), "float32"), y)).batch(8)
+    solutions = {}
+    for factor in (1.0, 1000.0):
+        monkeypatch.setattr(head_training, "_feature_arrays",
+                            lambda *args, factor=factor: (feats * factor, y))
+        model = tiny_model(num_classes=4)
+        info = head_training.fit_linear_probe(model, data, Cs=(1.0,))
+        out = tlkit.heads.find_head(model)._out
+        solutions[factor] = (info, out.kernel.numpy().copy(), out.bias.numpy().copy())
+    (small, k1, b1), (large, k1000, b1000) = solutions[1.0], solutions[1000.0]
+    np.testing.assert_allclose(large["feature_mean_sq_norm"], small["feature_mean_sq_norm"] * 1e6,
+                               rtol=1e-4)
+    np.testing.assert_allclose(k1000 * 1000.0, k1, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(b1000, b1, rtol=1e-3, atol=1e-5)
+    assert small["train_accuracy"] == large["train_accuracy"]
 
 
 def test_linear_probe_solver_runs_on_one_blas_thread(monkeypatch):
@@ -229,7 +261,7 @@ def _probe_cs(monkeypatch):
 
 
 @pytest.mark.parametrize("strategy,probe_c,expected", [
-    ("lp_ft", 0.01, (0.01,)),  # the default: one strongly regularized probe starts LP-FT
+    ("lp_ft", 4.0, (4.0,)),  # the default: one strongly regularized probe starts LP-FT
     ("lp_ft", 0.5, (0.5,)),
     ("lp_ft", None, None),  # null: the probe's grid, chosen on validation
     ("linear_probe", 0.5, None),  # the probe alone always chooses on validation
@@ -237,20 +269,22 @@ def _probe_cs(monkeypatch):
 def test_probe_c_sets_the_probe_that_starts_fine_tuning(monkeypatch, strategy, probe_c, expected):
     import tensorflow as tf
 
+    from tlkit import head_training
+
     seen = _probe_cs(monkeypatch)
     x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
-    kwargs = {} if probe_c == 0.01 else {"probe_c": probe_c}
+    kwargs = {} if probe_c == 4.0 else {"probe_c": probe_c}
     result = tlkit.fine_tune(tiny_model(compile=False), data, data, strategy=strategy,
                              fine_epochs=1, verbose=0, **kwargs)
     assert seen == [expected]
     chosen = result.strategy["probe"]["C"]
-    assert chosen == expected[0] if expected else chosen in (0.01, 0.1, 1.0, 10.0)
+    assert chosen == expected[0] if expected else chosen in head_training.PROBE_CS
 
 
 def test_probe_c_in_recipes_and_its_errors():
-    assert tlkit.FineTuneConfig().probe_c == 0.01
-    assert tlkit.FineTuneConfig().probe_temperature == 1.0
+    assert tlkit.FineTuneConfig().probe_c == 4.0
+    assert tlkit.FineTuneConfig().probe_temperature == 3.0
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": 0.1}})
     assert recipe.fine_tune_config().probe_c == 0.1
     assert Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": None}}) \

@@ -89,17 +89,18 @@ class FineTuneConfig:
         yaml="phases.surgical_group",
         expected="a group index (int), a group name, 'auto' or null")
     probe_c: float | None = setting(
-        0.01, "inverse L2 strength of the linear probe that starts fine-tuning (lp_ft, auto, "
-        "surgical_group 'auto'); null: the probe's C chosen on validation from 0.01, 0.1, 1, 10 "
-        "(benchmarks/results/strategies_lp_ft_c.json: LP-FT from C=0.01 beat C=10 in 9/9 cells; "
-        "C=0.001 was better still on images but over-regularised the text rows' probe, "
-        "strategies_round6.json / strategies_text_round6.json)",
-        yaml="phases.probe_c", min=0.0, min_open=True, expected="a float > 0 (e.g. 0.01) or null")
+        4.0, "inverse L2 strength of the linear probe that starts fine-tuning (lp_ft, auto, "
+        "surgical_group 'auto'), on features scaled to unit mean squared norm (the same C for "
+        "every backbone); null: the probe's C chosen on validation from "
+        "head_training.PROBE_CS (benchmarks/results/strategies_round7.json and "
+        "strategies_text_round7.json: strong regularization, 4, made LP-FT beat full "
+        "fine-tuning under shift on images and text)",
+        yaml="phases.probe_c", min=0.0, min_open=True, expected="a float > 0 (e.g. 4) or null")
     probe_temperature: float = setting(
-        1.0, "LP-FT (lp_ft, auto): the probe's logits are divided by this before fine-tuning "
+        3.0, "LP-FT (lp_ft, auto): the probe's logits are divided by this before fine-tuning "
         "starts (its predictions stay; > 1 leaves more loss, the 'energy' that adapts the "
-        "features, Ren et al. 2023; with probe_c=0.001, 3 beat full fine-tuning on both test "
-        "sets at every image budget, benchmarks/results/strategies_round6.json); the probe "
+        "features, Ren et al. 2023; with probe_c=4, 3 beat full fine-tuning on both test "
+        "sets at every image budget, benchmarks/results/strategies_round7.json); the probe "
         "alone (linear_probe) is never scaled; 1: the probe as fitted",
         yaml="phases.probe_temperature", min=0.0, min_open=True)
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",

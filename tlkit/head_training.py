@@ -9,6 +9,7 @@ This is not possible with augmentation (each epoch sees new images), so it refus
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import keras
@@ -60,6 +61,11 @@ CPU_EXTRACTION_BATCH = 32
 # 3-16x slower on 2 cores, from 80 to 8,000 examples of 1,280 features
 # (`benchmarks/probe_speed.py`).
 PROBE_BLAS_THREADS = 1
+
+# The linear probe's default C grid, on features scaled to unit mean squared norm: the grid
+# measured on raw EfficientNet-Lite0 features (0.01-10, `benchmarks/results/probe_c.json`) times
+# their mean squared norm (~3,800), rounded, so the probe alone fits as it did there.
+PROBE_CS = (40.0, 400.0, 4000.0, 40000.0)
 
 
 def extraction_batch_size(batch_size: int) -> int:
@@ -245,21 +251,27 @@ def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False,
     return out
 
 
-def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), batch_size=256,
+def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
                      max_iter=1000, verbose=0, cache_dir=None, data_fingerprints=None) -> dict:
     """Fits `model`'s linear classification head to convergence on its frozen backbone's
     features (L-BFGS multinomial logistic regression, scikit-learn), then writes the solution
     into the head: the "LP" of LP-FT (Kumar et al., 2022). Seconds, not epochs.
 
+    The features are divided by their root mean squared norm on `train` before the fit (the
+    head's kernel absorbs the factor, so the model predicts what the probe predicts): `C` then
+    means the same for every backbone. Without it, a C tuned on EfficientNet-Lite0's features
+    (mean squared norm ~3,800) over-regularised MiniLM's (~14) by the ratio of the two.
+
     Args:
         model: a tlkit classification model with a linear head (no `hidden_units`).
         train, validation: `(x, y)` datasets (batched or not); every class in `train`.
-        Cs: inverse L2 strengths tried; the best on `validation` is kept (ties: the smaller
-            C). Without `validation`, the largest (the weakest regularization):
-            `benchmarks/probe_c.py` found the probe's clean accuracy within a point of the
-            best rule at 1-100 examples per class and its shifted accuracy the highest with it
-            (5-fold cross-validation did no better). A probe that starts fine-tuning is another
-            matter: `fine_tune` passes `FineTuneConfig.probe_c` (strong regularization).
+        Cs: inverse L2 strengths tried, on unit-mean-squared-norm features; the best on
+            `validation` is kept (ties: the smaller C). Without `validation`, the largest
+            (the weakest regularization): `benchmarks/probe_c.py` found the probe's clean
+            accuracy within a point of the best rule at 1-100 examples per class and its
+            shifted accuracy the highest with it (5-fold cross-validation did no better). A
+            probe that starts fine-tuning is another matter: `fine_tune` passes
+            `FineTuneConfig.probe_c` (strong regularization).
         batch_size: batch size of the feature extraction on an accelerator (on CPU,
             `CPU_EXTRACTION_BATCH`: `extraction_batch_size`).
         max_iter: L-BFGS iterations.
@@ -274,7 +286,8 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     Returns:
         `{"C": chosen, "C_chosen_by": how, "train_accuracy": ..., "val_accuracy": ... or None,
         "val_examples": how many validation examples scored it, "examples_per_class": the
-        smallest class count of train}`.
+        smallest class count of train, "feature_mean_sq_norm": the features' mean squared
+        norm on train (C / that is the C of a fit on the raw features)}`.
 
     Example:
     ```python
@@ -309,6 +322,10 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     if validation is not None:
         xv, yv = _feature_arrays(extractor, validation, "val", cache, batch_size, verbose)
         xv, yv = xv.reshape(len(xv), -1), np.asarray(yv).reshape(-1).astype("int64")
+    mean_sq_norm = float(np.mean(np.sum(np.square(x, dtype="float64"), axis=1)))
+    scale = math.sqrt(mean_sq_norm) if mean_sq_norm > 0 else 1.0
+    x = x / scale
+    xv = None if xv is None else xv / scale
     with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):
         if len(Cs) == 1 or xv is None:
             C = max(float(c) for c in Cs)
@@ -324,7 +341,9 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
                     best = (score, float(C), clf)
             val_accuracy, C, clf = best
         train_accuracy = float(clf.score(x, y))
-    coef, intercept = clf.coef_.astype("float32"), clf.intercept_.astype("float32")
+    # logits = coef . (x / scale) + b: the kernel on the raw features is coef / scale.
+    coef = (clf.coef_ / scale).astype("float32")
+    intercept = clf.intercept_.astype("float32")
     kernel = np.zeros((x.shape[1], units), "float32")
     bias = np.zeros((units,), "float32")
     if coef.shape[0] == 1 and units == 1:  # sigmoid output: the binary solution as it is
@@ -340,4 +359,5 @@ def fit_linear_probe(model, train, validation=None, Cs=(0.01, 0.1, 1.0, 10.0), b
     return {"C": C, "C_chosen_by": how, "train_accuracy": train_accuracy,
             "val_accuracy": val_accuracy,
             "val_examples": 0 if xv is None else int(len(xv)),
-            "examples_per_class": int(np.bincount(y, minlength=num_classes).min())}
+            "examples_per_class": int(np.bincount(y, minlength=num_classes).min()),
+            "feature_mean_sq_norm": mean_sq_norm}

@@ -207,8 +207,8 @@ def fine_tune(
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
     groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
-    `strategies.AUTO_FULL_FROM` (60) training examples in the smallest class, `full` (no
-    probe); the head phase and unfreeze schedule below (`gradual`) when an
+    `strategies.AUTO_FULL_FROM` training examples in the smallest class, when that is set,
+    `full` (no probe); the head phase and unfreeze schedule below (`gradual`) when an
     unfreeze setting is given or the probe cannot run, with the reason logged and in
     `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
     `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for

@@ -15,8 +15,8 @@
   `"auto"`: each of up to `SURGICAL_CANDIDATES` groups spread over the depth trains for a few
   steps from the probe's head, and the lowest validation loss wins).
 - `auto` (the default): from `AUTO_FULL_FROM` labelled training examples per class (the
-  smallest class; counted from the labels, or given by the caller) `full`, with no probe;
-  below that the probe chooses: with the probe already at `AUTO_PROBE_SOLVED` on validation,
+  smallest class; counted from the labels, or given by the caller; `None`, the default: never)
+  `full`, with no probe; below that the probe chooses: with the probe already at `AUTO_PROBE_SOLVED` on validation,
   `linear_probe`; otherwise `lp_ft` (benchmarks/strategies.py: LP-FT beat the probe alone at
   1 example per class in every seed), and when fine-tuning ends below the probe's validation
   accuracy by more than validation noise (`AUTO_KEEP_PROBE_SE` binomial standard errors) the
@@ -63,16 +63,15 @@ validation images per class made a plain comparison noise, and keeping the probe
 accuracy on both test sets)."""
 AUTO_PROBE_SOLVED = 0.99
 """`auto` keeps the linear probe when it reaches this validation accuracy."""
-AUTO_FULL_FROM = 60
+AUTO_FULL_FROM = None
 """`auto` runs `full` from this many training examples in the smallest class (counted from the
-labels, or given by the caller), else LP-FT; `None`: LP-FT at every budget.
-benchmarks/strategies.py, Fashion-MNIST, EfficientNet-Lite0, 5 seeds: with the default probe
-(`probe_c=0.01`, logits as fitted) LP-FT trails `full` on the shifted test set by 4.5 points at
-80 training examples per class (round 5: +5.3, +1.2 and -4.5 points at 20, 40 and 80). With
-`probe_c=0.001` and `probe_temperature=3` it leads at every budget from 1 to 100 per class
-(round 6, benchmarks/results/strategies_round6.json), so that setting with `None` here is the
-image benchmark's best; not the default because C=0.001 over-regularises the text rows' probe
-(MiniLM features have a ~265x smaller mean squared norm; strategies_text_round6.json)."""
+labels, or given by the caller), else LP-FT; `None` (the default): LP-FT at every budget.
+benchmarks/strategies.py, Fashion-MNIST, EfficientNet-Lite0, 5 seeds: with a weakly
+regularised probe taken as fitted (round 5) LP-FT trailed `full` on the shifted test set by 4.5
+points at 80 training examples per class, so `auto` switched to `full` from 60. With the probe
+strongly regularised and softened (`probe_c`, `probe_temperature` defaults) LP-FT leads `full`
+on both test sets at every budget from 1 to 100 per class (rounds 6 and 7,
+benchmarks/results/strategies_round7.json), so no budget switches any more."""
 
 SURGICAL_CANDIDATES = 4
 """`surgical_group="auto"` tries at most this many groups, spread from input to top."""
