@@ -329,11 +329,11 @@ def _probe(model, choice, train_ds, val_ds, feature_cache=None):
 
     cache = feature_cache or {}
     probe_c = choice.config.probe_c
-    # A probe that starts fine-tuning uses the config's C (strong regularization: LP-FT from
-    # C=0.01 beat C=10 in every cell of benchmarks/results/strategies_lp_ft_c.json, while the
-    # probe's own accuracy hardly depends on C from 0.01 to 10, benchmarks/results/probe_c.json;
-    # the scale of C depends on the backbone's features, strategies_round6.json); the probe
-    # alone (`linear_probe`) keeps the C that scores best on validation.
+    # A probe that starts fine-tuning uses the config's C (strong regularization leaves the
+    # backbone more to learn: LP-FT from a strong L2 beat a weak one in every cell of
+    # benchmarks/results/strategies_lp_ft_c.json and strategies_round6.json, while the probe's
+    # own accuracy hardly depends on C, benchmarks/results/probe_c.json); the probe alone
+    # (`linear_probe`) keeps the C that scores best on validation.
     cs = {} if probe_c is None or choice.requested == "linear_probe" else {"Cs": (probe_c,)}
     choice.probe = fit_linear_probe(model, train_ds, val_ds, cache_dir=cache.get("dir"),
                                     data_fingerprints=cache.get("fingerprints"), **cs)
