@@ -88,3 +88,24 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, request):
     assert namespace["result"].history  # fine_tune ran both phases
     assert namespace["fig"].axes  # show_batch drew its grid
     assert namespace["model"].output_shape == (None, 5)  # the hub block's model
+
+
+def test_the_recipe_schema_in_recipes_readme_is_a_valid_recipe():
+    """recipes/README.md's annotated schema parses, and every key it shows is one the recipe
+    loader accepts (an unknown or mistyped key would be an error naming its path)."""
+    import yaml
+
+    from tlkit.recipes import Recipe
+
+    with open(os.path.join(ROOT, "recipes", "README.md"), encoding="utf-8") as f:
+        block = re.search(r"```yaml\n(.*?)```", f.read(), re.S).group(1)
+    schema = yaml.safe_load(block)
+    assert {"phases", "optimizer", "data", "backbone"} <= set(schema)
+    schema["backbone"] = {"name": "tiny"}  # the schema lists name / handle / path together
+    config = Recipe.from_dict(schema).fine_tune_config()
+    # The strategy settings it shows are the defaults (the comments say so).
+    import tlkit
+
+    default = tlkit.FineTuneConfig()
+    for name in ("strategy", "probe_c", "probe_temperature", "bn_policy"):
+        assert getattr(config, name) == getattr(default, name), name
