@@ -145,6 +145,24 @@ def scores(y, probs):
             "ece": float(expected_calibration_error(y, probs))}
 
 
+def temperature_scaled(y_val, val_probs, y_test, test_probs):
+    """ECE on the clean and shifted test sets (`test_probs`: clean rows, then shifted) after
+    the temperature fitted on the validation split: what `output.temperature_scaling` does to
+    a run (`tlkit.reports.fit_temperature`); the predicted classes do not change."""
+    from tlkit.reports.calibration import (
+        apply_temperature,
+        expected_calibration_error,
+        fit_temperature,
+    )
+
+    temperature = fit_temperature(y_val, val_probs)
+    n = len(y_test)
+    scaled = apply_temperature(test_probs, temperature)
+    return {"temperature": temperature, "val_examples": int(len(y_val)),
+            "clean_ece": float(expected_calibration_error(y_test, scaled[:n])),
+            "shifted_ece": float(expected_calibration_error(y_test, scaled[n:]))}
+
+
 def one_hot(pred, k=10):
     return np.eye(k, dtype="float32")[pred]
 
@@ -445,6 +463,10 @@ def summarize(rows):
                           for r in mine if full.get(r["seed"], {}).get(split) is not None]
                 if paired and method != "full":
                     entry[f"{split}_accuracy_vs_full"] = t_interval(paired)
+            scaled = [r["temperature_scaled"] for r in mine if r.get("temperature_scaled")]
+            if len(scaled) == len(mine):  # ECE after temperature scaling on validation
+                for key in ("clean_ece", "shifted_ece", "temperature"):
+                    entry[f"ts_{key}"] = float(np.mean([s[key] for s in scaled]))
             per[method] = entry
         out[str(b)] = per
     return out
@@ -717,8 +739,10 @@ def main(argv=None):
               "pixels": np.concatenate([x_test, x_shift]).reshape(2 * n_test, -1) / 255.0,
               "extract": lambda x: extractor.predict(x, batch_size=256, verbose=0)}
 
-    def predict(model):
-        return model.predict(both, batch_size=256, verbose=0)
+    def predict(model, extra=None):
+        """Probabilities on the clean and shifted test sets, then on `extra` when given."""
+        inputs = both if extra is None else np.concatenate([both, extra])
+        return model.predict(inputs, batch_size=256, verbose=0)
 
     clean = both[:n_test]
 
@@ -760,12 +784,17 @@ def main(argv=None):
             results = [(method, *run_selected(method, make, seed, cell, predict))]
         else:  # FIT_ROWS and their `_C` / `_LR` variants
             train = train_dataset(as_input(cell["x_train"]), cell["y_train"], seed)
-            results = run_fit(method, make, seed, train, cell["val"], predict,
+            x_val = None if cell["x_val"] is None else as_input(cell["x_val"])
+            results = run_fit(method, make, seed, train, cell["val"],
+                              functools.partial(predict, extra=x_val),
                               wise="wise_ft" in rows_wanted, accuracy=accuracy)
         for name, probs, seconds, extra in results:
+            if len(probs) > 2 * n_test:  # the validation split's probabilities follow
+                extra = {**extra, "temperature_scaled": temperature_scaled(
+                    cell["y_val"], probs[2 * n_test:], y_test, probs[:2 * n_test])}
             row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
                    "clean": scores(y_test, probs[:n_test]),
-                   "shifted": scores(y_test, probs[n_test:]), **extra}
+                   "shifted": scores(y_test, probs[n_test:2 * n_test]), **extra}
             rows.append(row)
             done.add((budget, seed, name))
             print(f"budget {budget} seed {seed} {name:18s} acc "

@@ -119,3 +119,30 @@ def test_parametric_rows_fix_the_probe_c_and_the_fine_tuning_lr():
         strategies.main(["--rows", "full_C1", "--table"])
     with pytest.raises(SystemExit):  # the text rows take the same names, and refuse the same
         strategies_text.main(["--rows", "keras_guide_LR1e-3", "--table"])
+
+
+def test_temperature_scaled_ece_is_fitted_on_validation_and_summarized():
+    """Under-confident probabilities (right 90% of the time at 0.45 confidence): the temperature
+    fitted on the validation split sharpens them (T < 1) and lowers the test ECE; the summary
+    carries the means as `ts_*`."""
+    rng = np.random.default_rng(0)
+
+    def under_confident(n):
+        y = rng.integers(0, 3, n)
+        guess = np.where(rng.random(n) < 0.9, y, (y + 1) % 3)
+        probs = np.full((n, 3), 0.275)
+        probs[np.arange(n), guess] = 0.45
+        return y, probs
+
+    y_val, p_val = under_confident(60)
+    y_test, p_test = under_confident(200)
+    both = np.concatenate([p_test, p_test])  # clean, then "shifted"
+    scaled = strategies.temperature_scaled(y_val, p_val, y_test, both)
+    before = strategies.scores(y_test, p_test)["ece"]
+    assert scaled["temperature"] < 1 and scaled["val_examples"] == 60
+    assert scaled["clean_ece"] < before / 3 and scaled["shifted_ece"] == scaled["clean_ece"]
+    rows = [{**_row("auto", seed, 0.9), "temperature_scaled": scaled} for seed in (0, 1)]
+    entry = strategies.summarize(rows)["5"]["auto"]
+    assert entry["ts_clean_ece"] == pytest.approx(scaled["clean_ece"])
+    assert entry["ts_temperature"] == pytest.approx(scaled["temperature"])
+    assert "ts_clean_ece" not in strategies.summarize([_row("auto", 0, 0.9)])["5"]["auto"]
