@@ -6,8 +6,9 @@ budgets >= 5 per class, 20% of each class's budget is the validation split that 
 that selects something uses (the `linear_probe` row's C, WiSE-FT's alpha, the surgical group,
 `auto`'s checks); the rest trains. Budget 1 has no validation split (those choices fall back:
 the probe's largest C, alpha 0.5, the first group). LP-FT and `auto` start from one probe at
-`FineTuneConfig.probe_c` (0.01) with its logits divided by `probe_temperature` (1); rows
-`lp_ft_C<c>` / `lp_ft_T<t>` set others. Hyperparameters (LRs, epochs) are fixed across
+`FineTuneConfig.probe_c` with its logits divided by `probe_temperature` (the defaults); rows
+`lp_ft_C<c>` / `lp_ft_T<t>` set others (C on features scaled to unit mean squared norm since
+round 7; results files of earlier rounds name C on the raw features). Hyperparameters (LRs, epochs) are fixed across
 methods, not tuned per budget (the `_lr` rows below choose the LR).
 
 Test sets: a fixed stratified sample of the official test split (`--test-per-class`, 200 by

@@ -95,6 +95,7 @@ def test_the_recipe_schema_in_recipes_readme_is_a_valid_recipe():
     loader accepts (an unknown or mistyped key would be an error naming its path)."""
     import yaml
 
+    import tlkit
     from tlkit.recipes import Recipe
 
     with open(os.path.join(ROOT, "recipes", "README.md"), encoding="utf-8") as f:
@@ -104,8 +105,6 @@ def test_the_recipe_schema_in_recipes_readme_is_a_valid_recipe():
     schema["backbone"] = {"name": "tiny"}  # the schema lists name / handle / path together
     config = Recipe.from_dict(schema).fine_tune_config()
     # The strategy settings it shows are the defaults (the comments say so).
-    import tlkit
-
     default = tlkit.FineTuneConfig()
     for name in ("strategy", "probe_c", "probe_temperature", "bn_policy"):
         assert getattr(config, name) == getattr(default, name), name

@@ -90,8 +90,8 @@ class FineTuneConfig:
         expected="a group index (int), a group name, 'auto' or null")
     probe_c: float | None = setting(
         4.0, "inverse L2 strength of the linear probe that starts fine-tuning (lp_ft, auto, "
-        "surgical_group 'auto'), on features scaled to unit mean squared norm (the same C for "
-        "every backbone); null: the probe's C chosen on validation from "
+        "surgical_group 'auto'), on features scaled to unit mean squared norm (C does not "
+        "depend on the scale of a backbone's features); null: the probe's C chosen on validation from "
         "head_training.PROBE_CS (benchmarks/results/strategies_round7.json and "
         "strategies_text_round7.json: strong regularization, 4, made LP-FT beat full "
         "fine-tuning under shift on images and text)",

@@ -64,7 +64,8 @@ PROBE_BLAS_THREADS = 1
 
 # The linear probe's default C grid, on features scaled to unit mean squared norm: the grid
 # measured on raw EfficientNet-Lite0 features (0.01-10, `benchmarks/results/probe_c.json`) times
-# their mean squared norm (~3,800), rounded, so the probe alone fits as it did there.
+# their mean squared norm (~3,800), rounded, so the probe alone tries about the same strengths
+# there.
 PROBE_CS = (40.0, 400.0, 4000.0, 40000.0)
 
 
@@ -259,7 +260,7 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
 
     The features are divided by their root mean squared norm on `train` before the fit (the
     head's kernel absorbs the factor, so the model predicts what the probe predicts): `C` then
-    means the same for every backbone. Without it, a C tuned on EfficientNet-Lite0's features
+    does not depend on the scale of the backbone's features. Without it, a C tuned on EfficientNet-Lite0's features
     (mean squared norm ~3,800) over-regularised MiniLM's (~14) by the ratio of the two.
 
     Args:

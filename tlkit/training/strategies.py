@@ -16,8 +16,8 @@
   steps from the probe's head, and the lowest validation loss wins).
 - `auto` (the default): from `AUTO_FULL_FROM` labelled training examples per class (the
   smallest class; counted from the labels, or given by the caller; `None`, the default: never)
-  `full`, with no probe; below that the probe chooses: with the probe already at `AUTO_PROBE_SOLVED` on validation,
-  `linear_probe`; otherwise `lp_ft` (benchmarks/strategies.py: LP-FT beat the probe alone at
+  `full`, with no probe; below that the probe chooses: with the probe already at
+  `AUTO_PROBE_SOLVED` on validation, `linear_probe`; otherwise `lp_ft` (benchmarks/strategies.py: LP-FT beat the probe alone at
   1 example per class in every seed), and when fine-tuning ends below the probe's validation
   accuracy by more than validation noise (`AUTO_KEEP_PROBE_SE` binomial standard errors) the
   probe's weights are kept. The choice and its reason are logged on one line and returned
