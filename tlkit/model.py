@@ -113,6 +113,13 @@ def build_model(
         x = inputs
 
     features = backbone(x)
+    if isinstance(features, (dict, list, tuple)):
+        keys = sorted(features) if isinstance(features, dict) else list(range(len(features)))
+        raise ValueError(
+            f"The backbone {backbone.name!r} returns a {type(features).__name__} of outputs "
+            f"({keys}); a head needs one feature tensor. Pick one with `output_key=` (e.g. "
+            f"`from_hub(handle, output_key={keys[0]!r})`)."
+        )
     features = _pool(features, pooling)
     outputs = head_layer(features)
     model = keras.Model(inputs, outputs, name=name or f"{backbone.name}_{head_layer.kind}")

@@ -77,8 +77,9 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
         bn_policy: what BatchNormalization layers do:
             `"frozen"` (default): always inference mode, moving statistics and affine parameters
             never change, even when their group is trainable (keras#20285, the Keras guide's advice).
-            `"train_affine"`: statistics frozen (inference mode) but gamma/beta train everywhere,
-            also in frozen groups (fastai's `train_bn=True`).
+            `"train_affine"`: statistics frozen (inference mode), gamma/beta of the trainable
+            groups train. A frozen group never trains, whatever the policy (unlike fastai's
+            `train_bn=True`, which trains BN in frozen groups too).
             `"update"`: BN layers follow their group; trainable ones use batch statistics and
             update their moving averages.
             The same holds for SavedModel backbones, whose BN gamma/beta are recognised by
@@ -108,7 +109,7 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
             _set_flag(layer, flag)
             for bn in _batch_norms(layer):
                 _set_flag(bn, flag and bn_policy == "update")
-                if bn_policy == "train_affine":
+                if bn_policy == "train_affine" and flag:
                     for v in (bn.gamma, bn.beta):
                         if v is not None:
                             v.trainable = True
@@ -121,7 +122,7 @@ def set_trainable(model, trainable_groups, bn_policy: str = "frozen") -> list[La
             # Loose variables (SavedModel backbones): BatchNorm gamma/beta, which the backbone
             # marks by name, follow the same policy as BatchNormalization layers above.
             if getattr(v, "_tlkit_bn_affine", False) and bn_policy != "update":
-                v.trainable = bn_policy == "train_affine"
+                v.trainable = flag and bn_policy == "train_affine"
             else:
                 v.trainable = flag and not getattr(v, "_tlkit_always_frozen", False)
     if backbone is not None and hasattr(backbone, "_on_trainable_groups_changed"):

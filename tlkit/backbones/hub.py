@@ -112,7 +112,8 @@ class HubBackbone(Backbone):
             `.layers` (tensorflow/hub#852).
         bn_policy: what the SavedModel's BatchNorm does, as for Keras backbones (see
             `tlkit.trainability.set_trainable`): `"frozen"` (default) runs it in inference mode and
-            keeps its gamma/beta fixed; `"train_affine"` trains gamma/beta everywhere with the
+            keeps its gamma/beta fixed; `"train_affine"` trains the gamma/beta of the scopes that
+            train (all of them without `trainable_patterns`), with the
             statistics frozen; `"update"` passes `training=True` while training and lets
             gamma/beta follow their group.
         bn_patterns: optional regexes over SavedModel variable names that pick the BatchNorm
@@ -175,13 +176,17 @@ class HubBackbone(Backbone):
                 )
             self._func = self._obj
             self._has_training = _accepts_training(self._obj)
-        self._input_dtype = _traced_input_dtype(self._func, signature) or (
-            "string" if self.input_info.kind == "text" else "float32"
-        )
+        self._input_specs = _traced_input_specs(self._func, signature)
+        leaves = [s for s in tf.nest.flatten(self._input_specs) if isinstance(s, tf.TensorSpec)]
+        floats = [s.dtype.name for s in leaves if s.dtype.is_floating]
+        default = "string" if self.input_info.kind == "text" else "float32"
+        # The dtype of a lone (or the first) input, and the one floating leaves are fed.
+        self._input_dtype = leaves[0].dtype.name if leaves else default
+        self._float_dtype = floats[0] if floats else "float32"
         self._output_specs = {}
         # String ops (a text SavedModel's tokenizer) have no XLA kernels: Keras then keeps
         # `jit_compile` off for the model instead of failing at the first step.
-        self.supports_jit = self._input_dtype != "string"
+        self.supports_jit = not any(s.dtype == tf.string for s in leaves) and default != "string"
         self._wrap_variables()
         if self.trainable_patterns:
             self.set_trainable_patterns(self.trainable_patterns)
@@ -225,17 +230,29 @@ class HubBackbone(Backbone):
         return bool(_BN_AFFINE.search(name))
 
     def _apply_bn_policy(self):
-        """Gamma/beta follow `bn_policy` (fixed when `"frozen"`, trained when `"train_affine"`)."""
+        """Gamma/beta follow `bn_policy`: fixed under `"frozen"`; under `"train_affine"` those of
+        the scopes that train (a layer group with a trainable variable, or a name the
+        `trainable_patterns` match) train; under `"update"` each keeps its own flag."""
         if self.bn_policy == "update":
             return
-        for var in self._hub_variables:
-            if var._tlkit_bn_affine:
-                var.trainable = self.bn_policy == "train_affine"
+        affine = [v for v in self._hub_variables if v._tlkit_bn_affine]
+        if self.bn_policy == "frozen":
+            for var in affine:
+                var.trainable = False
+            return
+        training = {id(v) for v in affine if v.trainable}  # matched by a pattern (or no patterns)
+        for group in self.layer_groups():
+            if any(v.trainable and not v._tlkit_bn_affine for v in group.variables):
+                training.update(id(v) for v in group.variables if v._tlkit_bn_affine)
+        for var in affine:
+            var.trainable = id(var) in training
 
     def set_trainable_patterns(self, patterns):
         """Trains only the SavedModel variables whose names match one of `patterns`.
 
-        BatchNorm gamma/beta still follow `bn_policy` (fixed under the default `"frozen"`).
+        BatchNorm gamma/beta still follow `bn_policy`: fixed under the default `"frozen"`; under
+        `"train_affine"` only those of the scopes the patterns unfreeze train. A variable outside
+        those scopes never trains, whatever the policy.
         """
         compiled = [re.compile(p) for p in patterns]
         self.trainable = True
@@ -288,24 +305,53 @@ class HubBackbone(Backbone):
         return any(v.trainable for v in self._hub_variables)
 
     def _forward(self, inputs, training):
-        """The SavedModel's output, fed the dtype it was traced for and cast to the compute dtype.
+        """The SavedModel's output, fed the dtypes it was traced for and cast to the compute dtype.
 
-        Under a mixed policy Keras hands this layer `bfloat16`/`float16` inputs, but a SavedModel
-        only has the concrete functions it was traced with (float32), so the inputs are cast back
-        and the outputs are handed on in the layer's compute dtype.
+        `inputs` and the outputs may be any nest (a tensor, a dict, a list or tuple). Under a
+        mixed policy Keras hands this layer `bfloat16`/`float16` inputs, but a SavedModel only
+        has the concrete functions it was traced with (float32), so each floating input leaf is
+        cast to the dtype traced for it, strings and integers pass as they are, and each floating
+        output leaf is handed on in the layer's compute dtype (structure kept).
         """
         kwargs = dict(self.arguments)
         if self._has_training:
             kwargs["training"] = training
-        inputs = tf.convert_to_tensor(inputs)
-        if inputs.dtype.is_floating and inputs.dtype != self._input_dtype:
-            inputs = tf.cast(inputs, self._input_dtype)
-        outputs = self._func(inputs, **kwargs)
+        inputs = self._cast_inputs(inputs)
+        if self.signature and isinstance(inputs, dict):
+            outputs = self._func(**inputs, **kwargs)  # signatures take keyword arguments only
+        else:
+            outputs = self._func(inputs, **kwargs)
         if isinstance(outputs, dict):
-            outputs = outputs[self._pick_key(outputs)]
-        if outputs.dtype.is_floating and outputs.dtype != self.compute_dtype:
-            outputs = tf.cast(outputs, self.compute_dtype)
-        return outputs
+            key = self._pick_key(outputs)
+            if key is not None:
+                outputs = outputs[key]
+        return tf.nest.map_structure(self._cast_output, outputs)
+
+    def _cast_inputs(self, inputs):
+        inputs = tf.nest.map_structure(tf.convert_to_tensor, inputs)
+        try:  # the dtype traced for each leaf, where the nest matches the traced one
+            tf.nest.assert_same_structure(inputs, self._input_specs, check_types=False)
+            specs = tf.nest.flatten(self._input_specs)
+        except (TypeError, ValueError):
+            specs = [None] * len(tf.nest.flatten(inputs))
+        leaves = [
+            tf.cast(x, self._leaf_float_dtype(spec))
+            if x.dtype.is_floating and x.dtype.name != self._leaf_float_dtype(spec)
+            else x
+            for x, spec in zip(tf.nest.flatten(inputs), specs)
+        ]
+        return tf.nest.pack_sequence_as(inputs, leaves)
+
+    def _leaf_float_dtype(self, spec) -> str:
+        if isinstance(spec, tf.TensorSpec) and spec.dtype.is_floating:
+            return spec.dtype.name
+        return self._float_dtype
+
+    def _cast_output(self, x):
+        x = tf.convert_to_tensor(x) if not isinstance(x, tf.RaggedTensor) else x
+        if x.dtype.is_floating and x.dtype != self.compute_dtype:
+            return tf.cast(x, self.compute_dtype)
+        return x
 
     def call(self, inputs, training=None):
         outputs = self._forward(inputs, self._training_flag(training))
@@ -314,24 +360,57 @@ class HubBackbone(Backbone):
                 self.add_loss(loss_fn())
         return outputs
 
-    def _output_spec(self, input_shape) -> tf.TensorSpec:
-        """Output shape and dtype for `input_shape`, traced once without running the SavedModel."""
-        key = tuple(input_shape)
+    def _input_spec_for(self, input_shape):
+        """`tf.TensorSpec`s for a (nest of) input shape(s), with the dtypes traced for them."""
+        shapes = _shape_nest(input_shape)
+        try:
+            tf.nest.assert_same_structure(shapes, self._input_specs, check_types=False)
+            traced = tf.nest.flatten(self._input_specs)
+        except (TypeError, ValueError):
+            traced = [None] * len(tf.nest.flatten(shapes))
+        specs = [
+            tf.TensorSpec(shape, spec.dtype if isinstance(spec, tf.TensorSpec) else self._input_dtype)
+            for shape, spec in zip(tf.nest.flatten(shapes), traced)
+        ]
+        return tf.nest.pack_sequence_as(shapes, specs)
+
+    def _output_spec(self, input_shape):
+        """Output spec(s) for `input_shape`, traced once without running the SavedModel.
+
+        Any nest in, any nest out. The batch size follows Keras's convention (full input shape
+        in, full output shape out): an output whose leading dimension the trace leaves unknown
+        (string inputs, ragged ops) gets the input's batch size.
+        """
+        shapes = _shape_nest(input_shape)
+        key = repr(shapes)
         if key not in self._output_specs:
-            spec = tf.TensorSpec([None if d is None else int(d) for d in key], self._input_dtype)
-            traced = tf.function(lambda x: self._forward(x, False)).get_concrete_function(spec)
-            out = traced.structured_outputs
-            self._output_specs[key] = tf.TensorSpec(out.shape, out.dtype)
+            specs = self._input_spec_for(shapes)
+            traced = tf.function(lambda x: self._forward(x, False)).get_concrete_function(specs)
+            first = tf.nest.flatten(shapes)[0] if tf.nest.flatten(shapes) else None
+            batch = first[0] if first is not None and first.rank else None
+
+            def spec_of(out):
+                dims = out.shape.as_list() if out.shape.rank is not None else None
+                if dims and dims[0] is None and batch is not None:
+                    dims[0] = batch
+                return tf.TensorSpec(dims, out.dtype)
+
+            self._output_specs[key] = tf.nest.map_structure(spec_of, traced.structured_outputs)
         return self._output_specs[key]
 
     def compute_output_shape(self, input_shape):
-        # Needed by wrappers such as `keras.layers.TimeDistributed` (float or string inputs; a
-        # dict output is reduced to `output_key` by `_forward`).
-        return tuple(self._output_spec(input_shape).shape.as_list())
+        # Needed by wrappers such as `keras.layers.TimeDistributed` (float or string inputs, any
+        # nest; a dict output is reduced to `output_key` by `_forward`).
+        return tf.nest.map_structure(
+            lambda spec: tuple(spec.shape.as_list()), self._output_spec(input_shape)
+        )
 
     def compute_output_spec(self, inputs, training=None):
-        spec = self._output_spec(inputs.shape)
-        return keras.KerasTensor(tuple(spec.shape.as_list()), dtype=spec.dtype.name)
+        shapes = tf.nest.map_structure(lambda x: tf.TensorShape(x.shape), inputs)
+        return tf.nest.map_structure(
+            lambda spec: keras.KerasTensor(tuple(spec.shape.as_list()), dtype=spec.dtype.name),
+            self._output_spec(shapes),
+        )
 
     def _pick_key(self, outputs):
         if self.output_key:
@@ -344,9 +423,7 @@ class HubBackbone(Backbone):
         for key in DEFAULT_OUTPUT_KEYS:
             if key in outputs:
                 return key
-        raise ValueError(
-            f"{self.handle!r} returns a dict; pass `output_key=` with one of {sorted(outputs)}."
-        )
+        return None  # no usual key: the whole dict is the output, as with `hub.KerasLayer`
 
     def get_config(self):
         config = super().get_config()
@@ -365,18 +442,33 @@ class HubBackbone(Backbone):
         return config
 
 
-def _traced_input_dtype(func, signature) -> str | None:
-    """The dtype of the first input the SavedModel's functions were traced for, if recorded."""
+def _traced_input_specs(func, signature):
+    """The (nest of) `tf.TensorSpec` the SavedModel's first input was traced for, if recorded.
+
+    A signature takes keyword arguments: its specs are the dict of them (or the lone spec).
+    """
     if signature:
-        functions = [func]
-    else:  # the restored `__call__` keeps every concrete function it was saved with
-        functions = list(getattr(func.__call__, "concrete_functions", None) or [])
-    for fn in functions:
-        args, kwargs = fn.structured_input_signature
-        specs = [s for s in tf.nest.flatten((args, kwargs)) if isinstance(s, tf.TensorSpec)]
-        if specs:
-            return specs[0].dtype.name
+        args, kwargs = func.structured_input_signature
+        if kwargs:
+            return next(iter(kwargs.values())) if len(kwargs) == 1 else dict(kwargs)
+        return args[0] if args else None
+    # The restored `__call__` keeps every concrete function it was saved with.
+    for fn in list(getattr(func.__call__, "concrete_functions", None) or []):
+        args, _ = fn.structured_input_signature
+        if args:
+            return args[0]
     return None
+
+
+def _shape_nest(input_shape):
+    """`input_shape` (Keras hands shapes as tuples/lists) as a nest of `tf.TensorShape` leaves."""
+    if isinstance(input_shape, dict):
+        return {k: _shape_nest(v) for k, v in input_shape.items()}
+    if isinstance(input_shape, (list, tuple)) and input_shape and all(
+        isinstance(d, (list, tuple, dict)) for d in input_shape
+    ):
+        return type(input_shape)(_shape_nest(v) for v in input_shape)
+    return tf.TensorShape(input_shape)  # a leaf for `tf.nest`, unlike a tuple
 
 
 def _accepts_training(obj) -> bool:

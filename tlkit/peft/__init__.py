@@ -42,6 +42,11 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__():
+    # PEP 562: tab completion and `help()` see the names that load on first use too.
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "DEFAULT_ALPHA_RATIO",
     "LORA_LR",

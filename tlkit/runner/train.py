@@ -914,7 +914,7 @@ def _training_record(recipe, model, data, strategy=None) -> dict:
     if trainability.has_batch_norm(model):
         batch_norm = {
             "frozen": "frozen (inference mode: statistics and gamma/beta fixed)",
-            "train_affine": "statistics frozen, gamma/beta trained",
+            "train_affine": "statistics frozen, gamma/beta trained in unfrozen groups",
             "update": "statistics updated and gamma/beta trained in unfrozen groups",
         }.get(config.bn_policy, config.bn_policy)
     return {
