@@ -222,3 +222,25 @@ def test_every_package_lists_its_public_names_in_dir(name):
     module = importlib.import_module(name)
     public = set(getattr(module, "__all__", ()))
     assert public <= set(dir(module)), sorted(public - set(dir(module)))
+
+
+class _TwoInputSignature(tf.__internal__.tracking.AutoTrackable):
+    def __init__(self):
+        super().__init__()
+        self.kernel = tf.Variable(np.ones((2, 3), "float32"), name="dense/kernel")
+        self.variables = self.trainable_variables = [self.kernel]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2]), tf.TensorSpec([None, 2])])
+    def two(self, left, right):
+        return {"out": tf.matmul(left + 2.0 * right, self.kernel)}
+
+
+def test_a_signature_takes_a_dict_of_its_keyword_inputs(tmp_path, policy):
+    module = _TwoInputSignature()
+    tf.saved_model.save(module, str(tmp_path / "sig"), signatures={"two": module.two})
+    layer = from_hub(str(tmp_path / "sig"), signature="two", output_key="out")
+    x = {"left": np.ones((4, 2), "float32"), "right": np.ones((4, 2), "float32")}
+    np.testing.assert_allclose(np.asarray(layer(x), "float32"), np.full((4, 3), 6.0))
+    assert layer.compute_output_shape({"left": (4, 2), "right": (4, 2)}) == (4, 3)
+    inputs = {"left": keras.Input((2,), name="left"), "right": keras.Input((2,), name="right")}
+    assert tuple(layer(inputs).shape) == (None, 3)
