@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -21,6 +23,8 @@ def write_json_to(path: str, payload: dict) -> str:
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     payload = dict(payload)
+    payload.setdefault("command", " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]))
+    payload.setdefault("commit", git_commit())
     payload["machine"] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -32,6 +36,32 @@ def write_json_to(path: str, payload: dict) -> str:
         json.dump(payload, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (`+dirty` when tracked files differ from it), or `None`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def bootstrap_ci(values, statistic, confidence=0.95, resamples=10_000) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(values)` (`scipy.stats.bootstrap`)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.all(values == values[0]):
+        return float(values.min()), float(values.max())
+    result = stats.bootstrap((values,), statistic, confidence_level=confidence,
+                             n_resamples=resamples, method="percentile", random_state=0)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def rss_mb() -> float:

@@ -1,144 +1,257 @@
 """Training-loop overhead: tlkit's `fine_tune` vs plain `keras.Model.fit`, same model and data.
 
-Two regimes, each measured side by side in this one run (ratios, since machines are noisy):
-- frozen: head-only training (backbone frozen) — tlkit's head phase vs fit with the same freezing;
-- full: full fine-tune (all groups trainable) — tlkit (unfreeze="all") vs fit.
-Also reports achieved GFLOP/s of the full fine-tune as a fraction of a large-matmul peak measured
-in the same run (training FLOPs ~= 3x forward FLOPs).
+Two regimes:
+- frozen: head-only training (backbone frozen): tlkit's head phase vs `fit` with the same freezing;
+- full: full fine-tune (all groups trainable): tlkit (`unfreeze="all"`) vs `fit`.
 
-    .venv/bin/python benchmarks/training_overhead.py [--backbone efficientnet_lite0] [--size 64] [--n 512] [--epochs 4]
+A robust A/B: each arm runs in its own fresh process (no shared graph caches or allocator
+state); the two arms of a pair run back to back, in alternating order, for `--pairs` interleaved
+pairs. Each process times every training step with a callback after a warm-up epoch (tracing,
+the phase switch) and reports the median step's wall time and the CPU time per step. The ratio
+(tlkit speed / Keras speed, >1 = tlkit faster) is reported per pair and as a median with a
+bootstrap 95% interval over pairs; the load average is recorded around each pair. The full
+fine-tune's achieved GFLOP/s is compared with a large-matmul peak measured in the same run
+(training FLOPs ~= 3x forward FLOPs).
+
+Backbones: `efficientnet_lite0` (Keras), `hub_lite0` (the same network exported as a reusable
+SavedModel and loaded with `tlkit.backbones.from_hub`), `tiny`.
+
+    .venv/bin/python benchmarks/training_overhead.py [--backbones efficientnet_lite0 hub_lite0] \
+        [--size 64] [--n 512] [--epochs 3] [--pairs 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import forward_flops_per_example, matmul_peak_gflops, write_json  # noqa: E402
+from _common import bootstrap_ci, forward_flops_per_example, matmul_peak_gflops, write_json  # noqa: E402
+
+ARMS = ("keras", "tlkit")
+REGIMES = ("frozen", "full")
 
 
-def _build(backbone_name, size, freeze):
-    import keras
-
+# -- one arm, in a child process -----------------------------------------------------------------
+def _backbone(name, size, hub_dir):
     import tlkit
     from tlkit.testing import tiny_cnn
 
-    keras.utils.set_random_seed(0)
-    if backbone_name == "tiny":
-        backbone = tlkit.backbones.from_keras(tiny_cnn((size, size, 3), filters=(16, 32, 64)))
-    else:
-        backbone = tlkit.backbones.get(backbone_name, image_size=size)
-    return tlkit.build_model(backbone, num_classes=10, input_shape=(size, size, 3),
-                             freeze_backbone=freeze)
+    if name == "tiny":
+        return tlkit.backbones.from_keras(tiny_cnn((size, size, 3), filters=(16, 32, 64)))
+    if name == "hub_lite0":
+        info = tlkit.backbones.get("efficientnet_lite0", image_size=size).input_info
+        return tlkit.backbones.from_hub(hub_dir, input_info=info)
+    return tlkit.backbones.get(name, image_size=size)
 
 
-class _Timer:
-    """Keras callback timing whole epochs after the first (warm-up, tracing) epoch."""
+def export_hub_lite0(folder, size):
+    """Writes EfficientNet-Lite0 as a reusable SavedModel (`__call__(x, training)`, `variables`,
+    `trainable_variables`): the TF-Hub format, for the `from_hub` rows."""
+    import tensorflow as tf
+
+    import tlkit
+
+    net = tlkit.backbones.get("efficientnet_lite0", image_size=size).model
+
+    class Reusable(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        @tf.function
+        def __call__(self, x, training=False):
+            return self.net(x, training=training)
+
+    module = Reusable()
+    module.variables_list = list(net.weights)
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+    for training in (True, False):
+        module.__call__.get_concrete_function(spec, training=training)
+    module.variables = [v.value if hasattr(v, "value") else v for v in net.weights]
+    module.trainable_variables = [
+        v.value if hasattr(v, "value") else v for v in net.weights if v.trainable
+    ]
+    tf.saved_model.save(module, folder)
+
+
+class StepTimer:
+    """Keras callback: wall time of each training step and CPU time of each epoch, after the
+    first (warm-up) epoch."""
 
     def __init__(self):
         import keras
 
         outer = self
+        self.step_seconds, self.cpu_seconds, self.steps = [], 0.0, 0
 
         class CB(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                outer._start = time.perf_counter()
+                outer._epoch, outer._cpu, outer._last = epoch, time.process_time(), time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                now = time.perf_counter()
+                if outer._epoch > 0:
+                    outer.step_seconds.append(now - outer._last)
+                    outer.steps += 1
+                outer._last = now
 
             def on_epoch_end(self, epoch, logs=None):
                 if epoch > 0:
-                    outer.seconds.append(time.perf_counter() - outer._start)
+                    outer.cpu_seconds += time.process_time() - outer._cpu
 
-        self.seconds = []
         self.callback = CB()
 
 
-def _images_per_second(timer, n):
-    import numpy as np
-
-    return n / float(np.median(timer.seconds))
-
-
-def _plain(backbone_name, size, freeze, ds, epochs, n):
-    model = _build(backbone_name, size, freeze)
-    timer = _Timer()
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
-    return _images_per_second(timer, n), model
-
-
-def _tlkit(backbone_name, size, freeze, ds, epochs, n):
-    from tlkit.training.fine_tuning import fine_tune
-
-    model = _build(backbone_name, size, True)
-    timer = _Timer()
-    epochs_arg = (epochs, 0) if freeze else (0, epochs)
-    fine_tune(model, ds, epochs=epochs_arg, unfreeze="all", lr_schedule="constant", verbose=0,
-              early_stopping_patience=None, callbacks=[timer.callback])
-    return _images_per_second(timer, n), model
-
-
-def run(backbone_name="efficientnet_lite0", size=64, n=256, batch=32, epochs=3, repeats=2):
-    """Plain fit and tlkit's fine_tune, alternating which goes first on each repeat (the
-    machine speeds up / slows down over a run; one fixed order biases the ratio)."""
+def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
+    """Trains one arm; returns its per-step figures."""
+    import keras
     import numpy as np
     import tensorflow as tf
 
     import tlkit
 
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
     y = rng.integers(0, 10, n)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(tf.data.AUTOTUNE)
-    results = {}
-    for regime, freeze in (("frozen", True), ("full", False)):
-        plain, ours = [], []
-        for r in range(repeats):
-            order = (_plain, _tlkit) if r % 2 == 0 else (_tlkit, _plain)
-            for fn in order:
-                ips, model = fn(backbone_name, size, freeze, ds, epochs, n)
-                (plain if fn is _plain else ours).append(ips)
-        ratios = [o / p for o, p in zip(ours, plain)]
-        results[regime] = {
-            "keras_img_per_s": float(np.median(plain)),
-            "tlkit_img_per_s": float(np.median(ours)),
-            "ratio": float(np.median(ratios)),
-            "ratios": ratios,
-        }
-    flops = forward_flops_per_example(tlkit.trainability.find_backbone(model), (size, size, 3))
-    peak = matmul_peak_gflops()
-    achieved = 3 * flops * results["full"]["tlkit_img_per_s"] / 1e9
-    results["flops"] = {
-        "forward_gflop_per_image": flops / 1e9,
-        "train_gflop_per_s": achieved,
-        "matmul_peak_gflop_per_s": peak,
-        "fraction_of_peak": achieved / peak,
+    freeze = regime == "frozen"
+    model = tlkit.build_model(
+        _backbone(backbone_name, size, hub_dir), num_classes=10, input_shape=(size, size, 3),
+        freeze_backbone=True if arm == "tlkit" else freeze,
+    )
+    timer = StepTimer()
+    if arm == "keras":
+        model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
+    else:
+        tlkit.fine_tune(
+            model, ds, epochs=(epochs, 0) if freeze else (0, epochs), unfreeze="all",
+            lr_schedule="constant", verbose=0, early_stopping_patience=None,
+            callbacks=[timer.callback],
+        )
+    step = float(np.median(timer.step_seconds))
+    out = {
+        "median_step_s": step,
+        "img_per_s": batch / step,
+        "cpu_s_per_step": timer.cpu_seconds / max(timer.steps, 1),
+        "timed_steps": timer.steps,
     }
+    if regime == "full" and arm == "tlkit":
+        backbone = tlkit.trainability.find_backbone(model)
+        out["forward_flops"] = forward_flops_per_example(backbone, (size, size, 3))
+    return out
+
+
+# -- the parent: interleaved pairs of fresh processes --------------------------------------------
+def _child(args, arm, regime, backbone, hub_dir):
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--child", arm, regime, "--backbones", backbone,
+        "--size", str(args.size), "--n", str(args.n), "--batch", str(args.batch),
+        "--epochs", str(args.epochs), "--hub-dir", hub_dir or "",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{arm}/{regime} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def run(args):
+    import numpy as np
+
+    results = {"backbones": {}, "pairs": args.pairs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones:
+            hub_dir = None
+            if backbone == "hub_lite0":
+                hub_dir = os.path.join(tmp, "hub_lite0")
+                subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), "--export-hub", hub_dir,
+                     "--size", str(args.size)], check=True, capture_output=True,
+                )
+            per = {}
+            for regime in REGIMES:
+                pairs = []
+                for i in range(args.pairs):
+                    order = ARMS if i % 2 == 0 else ARMS[::-1]
+                    load_before = os.getloadavg()[0]
+                    arms = {arm: _child(args, arm, regime, backbone, hub_dir) for arm in order}
+                    pairs.append({
+                        "order": list(order),
+                        "load_before": load_before,
+                        "load_after": os.getloadavg()[0],
+                        **arms,
+                        "ratio_wall": arms["keras"]["median_step_s"] / arms["tlkit"]["median_step_s"],
+                        "ratio_cpu": arms["keras"]["cpu_s_per_step"] / arms["tlkit"]["cpu_s_per_step"],
+                    })
+                    print(f"{backbone} {regime} pair {i + 1}/{args.pairs}: "
+                          f"ratio {pairs[-1]['ratio_wall']:.3f} (cpu {pairs[-1]['ratio_cpu']:.3f}), "
+                          f"load {load_before:.1f}", flush=True)
+                summary = {}
+                for key in ("ratio_wall", "ratio_cpu"):
+                    values = [p[key] for p in pairs]
+                    low, high = bootstrap_ci(values, np.median)
+                    summary[key] = {"median": float(np.median(values)), "ci95": [low, high]}
+                summary["keras_img_per_s"] = float(np.median([p["keras"]["img_per_s"] for p in pairs]))
+                summary["tlkit_img_per_s"] = float(np.median([p["tlkit"]["img_per_s"] for p in pairs]))
+                per[regime] = {"summary": summary, "pairs": pairs}
+            flops = float(np.median([p["tlkit"]["forward_flops"] for p in per["full"]["pairs"]]))
+            peak = matmul_peak_gflops()
+            achieved = 3 * flops * per["full"]["summary"]["tlkit_img_per_s"] / 1e9
+            per["flops"] = {
+                "forward_gflop_per_image": flops / 1e9,
+                "train_gflop_per_s": achieved,
+                "matmul_peak_gflop_per_s": peak,
+                "fraction_of_peak": achieved / peak,
+            }
+            results["backbones"][backbone] = per
     return results
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "hub_lite0"])
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--out", default="training_overhead")
+    parser.add_argument("--child", nargs=2, metavar=("ARM", "REGIME"), help=argparse.SUPPRESS)
+    parser.add_argument("--hub-dir", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--export-hub", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    results = run(args.backbone, args.size, args.n, args.batch, args.epochs, args.repeats)
-    print(f"backbone={args.backbone} size={args.size} images={args.n} batch={args.batch}")
-    print(f"{'regime':<8} {'keras img/s':>12} {'tlkit img/s':>12} {'ratio':>7}")
-    for regime in ("frozen", "full"):
-        r = results[regime]
-        print(f"{regime:<8} {r['keras_img_per_s']:>12.1f} {r['tlkit_img_per_s']:>12.1f} {r['ratio']:>7.2f}")
-    f = results["flops"]
-    print(f"full fine-tune: {f['train_gflop_per_s']:.1f} GFLOP/s = {100 * f['fraction_of_peak']:.1f}% "
-          f"of matmul peak {f['matmul_peak_gflop_per_s']:.1f} GFLOP/s")
-    results["args"] = vars(args)
-    print("wrote", write_json("training_overhead", results))
+    if args.export_hub:
+        export_hub_lite0(args.export_hub, args.size)
+        return
+    if args.child:
+        arm, regime = args.child
+        figures = run_arm(arm, regime, args.backbones[0], args.size, args.n, args.batch,
+                          args.epochs, args.hub_dir or None)
+        print(json.dumps(figures))
+        return
+    results = run(args)
+    print(f"images={args.n} batch={args.batch} size={args.size} pairs={args.pairs}")
+    print(f"{'backbone':<18} {'regime':<7} {'keras img/s':>11} {'tlkit img/s':>11} "
+          f"{'ratio [95% CI]':>22} {'cpu ratio':>10}")
+    for backbone, per in results["backbones"].items():
+        for regime in REGIMES:
+            s = per[regime]["summary"]
+            w, c = s["ratio_wall"], s["ratio_cpu"]
+            print(f"{backbone:<18} {regime:<7} {s['keras_img_per_s']:>11.1f} {s['tlkit_img_per_s']:>11.1f} "
+                  f"{w['median']:>6.3f} [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}] {c['median']:>10.3f}")
+        f = per["flops"]
+        print(f"{backbone}: full fine-tune {f['train_gflop_per_s']:.1f} GFLOP/s = "
+              f"{100 * f['fraction_of_peak']:.1f}% of matmul peak {f['matmul_peak_gflop_per_s']:.1f}")
+    results["args"] = {k: v for k, v in vars(args).items() if k not in ("child", "hub_dir", "export_hub")}
+    print("wrote", write_json(args.out, results))
 
 
 if __name__ == "__main__":
