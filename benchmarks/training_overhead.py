@@ -60,7 +60,7 @@ def export_hub_lite0(folder, size):
 
     net = tlkit.backbones.get("efficientnet_lite0", image_size=size).model
 
-    class Reusable(tf.Module):
+    class Reusable(tf.__internal__.tracking.AutoTrackable):
         def __init__(self):
             super().__init__()
             self.net = net
@@ -70,14 +70,12 @@ def export_hub_lite0(folder, size):
             return self.net(x, training=training)
 
     module = Reusable()
-    module.variables_list = list(net.weights)
     spec = tf.TensorSpec([None, size, size, 3], tf.float32)
     for training in (True, False):
         module.__call__.get_concrete_function(spec, training=training)
-    module.variables = [v.value if hasattr(v, "value") else v for v in net.weights]
-    module.trainable_variables = [
-        v.value if hasattr(v, "value") else v for v in net.weights if v.trainable
-    ]
+    net.trainable = True  # the registry hands it frozen; a hub model marks what may train
+    module.variables = [v.value for v in net.weights]
+    module.trainable_variables = [v.value for v in net.trainable_weights]
     tf.saved_model.save(module, folder)
 
 
