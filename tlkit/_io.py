@@ -68,9 +68,66 @@ def _split_ext(base):
     return os.path.splitext(base)
 
 
-def read_json(path, default=None):
-    """JSON content of `path`, or `default` when the file does not exist."""
-    if not os.path.exists(path):
+class RecordError(ValueError):
+    """A damaged record file: the message names the file, what is wrong with it and the fix."""
+
+
+MAX_RECORD_BYTES = 64 << 20
+"""JSON records larger than this are refused unread (tlkit's own are a few kB to a few MB)."""
+
+
+def read_json(path, default=None, expect=None, fix=None):
+    """JSON content of `path`, or `default` when the file does not exist.
+
+    Args:
+        path: the record file.
+        default: returned when there is no such file.
+        expect: optional check of the content's shape: a function returning `None` when the
+            content is fine, else what was expected (e.g. `"a JSON object"`).
+        fix: what the user should do about a damaged file (end of the error line).
+
+    Raises:
+        RecordError: the file is a folder, unreadable, not valid JSON (or not UTF-8), too large,
+            or of the wrong shape; one line naming the file, the problem and `fix`.
+
+    Example:
+    ```python
+    state = read_json("runs/smoke/state.json", {}, expect=lambda d: None if
+                      isinstance(d, dict) else "a JSON object")
+    ```
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
         return default
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    problem = None
+    try:
+        if os.path.getsize(path) > MAX_RECORD_BYTES:
+            problem = f"{os.path.getsize(path)} bytes, more than a record can hold"
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+    except IsADirectoryError:
+        problem = "a folder where a file was expected"
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        problem = f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror or err})"
+    except (ValueError, RecursionError) as err:
+        problem = f"not valid JSON ({type(err).__name__})"
+    if problem is None and expect is not None:
+        wanted = expect(data)
+        if wanted:
+            problem = f"expected {wanted}, got {_short(data)}"
+    if problem is None:
+        return data
+    raise RecordError(f"{path}: damaged record: {problem}; {fix or 'restore or delete it'}")
+
+
+def _short(value, limit=60) -> str:
+    """`repr(value)` cut to `limit` characters (errors never echo a huge value)."""
+    import reprlib
+
+    text = reprlib.Repr(maxstring=limit, maxother=limit).repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

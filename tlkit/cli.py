@@ -124,9 +124,13 @@ def _predict(args) -> int:
     from tlkit.runner import train
     from tlkit.runner.rundir import open_run
 
+    if args.top < 1:
+        raise CommandError(f"--top: expected an int >= 1 (classes to show per input), got "
+                           f"{args.top}")
     run = open_run(args.run)
     model = train.load_run_model(run)
-    results = inference.predict(model, args.inputs, run.class_names(), top=args.top)
+    names = run.class_names(num_classes=int(model.outputs[0].shape[-1]))
+    results = inference.predict(model, args.inputs, names, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

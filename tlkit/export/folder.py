@@ -43,7 +43,7 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
         text model) is `{"skipped": reason}` and logged.
     """
-    from tlkit._io import atomic_write_json, read_json
+    from tlkit._io import RecordError, atomic_write_json, read_json
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -112,6 +112,11 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     # Earlier exports into this folder keep their records (and parity figures): merged, not
     # replaced; a format exported again gets its new record.
     record = os.path.join(folder, "export.json")
-    previous = read_json(record, {}) or {}
+    try:
+        previous = read_json(record, {}, expect=lambda d: None if isinstance(d, dict) and all(
+            isinstance(v, dict) for v in d.values()) else "a JSON object {format: {path: ...}}")
+    except RecordError as err:  # a listing of this folder's exports: rebuilt, not fatal
+        logger.warning("%s; replaced by this export's records", str(err).split("; ")[0])
+        previous = {}
     atomic_write_json(record, {**previous, **results})
     return results
