@@ -119,15 +119,20 @@ def read_json(path, default=None, expect=None, fix=None):
     if problem is None and expect is not None:
         wanted = expect(data)
         if wanted:
-            problem = f"expected {wanted}, got {_short(data)}"
+            problem = f"expected {wanted}, got {short_repr(data)}"
     if problem is None:
         return data
     raise RecordError(f"{path}: damaged record: {problem}; {fix or 'restore or delete it'}")
 
 
-def _short(value, limit=60) -> str:
-    """`repr(value)` cut to `limit` characters (errors never echo a huge value)."""
+def short_repr(value, limit=80) -> str:
+    """`repr(value)` cut to `limit` characters, without building the repr of a huge value
+    (`reprlib`): errors never echo a huge value."""
     import reprlib
 
-    text = reprlib.Repr(maxstring=limit, maxother=limit).repr(value)
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxdict = r.maxtuple = r.maxset = 8
+    r.maxlevel = 3
+    text = r.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
