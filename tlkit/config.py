@@ -102,7 +102,7 @@ class FineTuneConfig:
         "strategies_text_round7.json: strong regularization, 4, made LP-FT beat full "
         "fine-tuning under shift on images and text)",
         yaml="phases.probe_c", min=0.0, max=1e6, min_open=True,
-        expected="a float in (0, 1e6] (e.g. 4) or null")
+        expected="a float > 0 (e.g. 4; at most 1e6) or null")
     probe_temperature: float = setting(
         3.0, "LP-FT (lp_ft, auto): the probe's logits are divided by this before fine-tuning "
         "starts (its predictions stay; > 1 leaves more loss, the 'energy' that adapts the "
@@ -135,14 +135,14 @@ class FineTuneConfig:
         "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
-                        yaml="optimizer.lr", min=0.0, max=10.0, min_open=True)
+                        yaml="optimizer.lr", min=0.0, min_open=True)
     head_lr: float | None = setting(None, "learning rate of the head phase (null: 10 x lr)",
-                                    yaml="optimizer.head_lr", min=0.0, max=10.0,
+                                    yaml="optimizer.head_lr", min=0.0,
                                     min_open=True)
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
         yaml="optimizer.layerwise_decay", min=1.0, max=1000.0,
-        expected="a float in [1, 1000] (e.g. 2.6) or null")
+        expected="a float >= 1 (e.g. 2.6; at most 1000) or null")
     layer_decay: float | None = setting(
         None, "each group below the top trains at layer_decay x the LR above (timm/MAE style, "
         "e.g. 0.75; null: one LR)", yaml="optimizer.layer_decay", min=0.0, max=1.0,
@@ -170,7 +170,7 @@ class FineTuneConfig:
     mixup: float | None = setting(
         None, "keras.layers.MixUp on training batches with this alpha (e.g. 0.2); labels become "
         "one-hot and the loss categorical (null: off)", yaml="regularization.mixup", min=0.0,
-        max=100.0, min_open=True, expected="a float in (0, 100] (e.g. 0.2) or null")
+        max=100.0, min_open=True, expected="a float > 0 (e.g. 0.2; at most 100) or null")
     cutmix: float | None = setting(
         None, "keras.layers.CutMix on training batches with this factor (e.g. 1.0); with mixup "
         "too, one of the two per batch (null: off)", yaml="regularization.cutmix", min=0.0,
@@ -299,13 +299,10 @@ def describe(name: str) -> str:
         text = "one of " + ", ".join(repr(a) for a in allowed) + (", true or false" if extra else "")
     else:
         text = {"int": "an int", "float": "a float", "mapping": "a mapping"}.get(kind(name), "a value")
-        low, high = meta["min"], meta["max"]
-        if low is not None and high is not None:
-            text += f" in {'(' if meta['min_open'] else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            text += f" {'>' if meta['min_open'] else '>='} {low:g}"
-        elif high is not None:
-            text += f" <= {high:g}"
+        if meta["min"] is not None:
+            text += f" {'>' if meta['min_open'] else '>='} {meta['min']:g}"
+        elif meta["max"] is not None:
+            text += f" <= {meta['max']:g}"
     return text + (" or null" if nullable(name) else "")
 
 
@@ -342,8 +339,10 @@ def check_value(name: str, value) -> str | None:
     low, high = meta["min"], meta["max"]
     if low is not None and (value < low or (meta["min_open"] and value == low)):
         return describe(name)
-    if high is not None and value > high:
-        return describe(name)
+    if high is not None and value > high:  # the bound is named: the value is too large
+        if meta["expected"]:
+            return describe(name)
+        return describe(name).split(" or null")[0].split(" >")[0] + f" <= {high:g}"
     return None
 
 

@@ -75,11 +75,9 @@ def _check_bounds(obj, path) -> None:
             if (low is not None and item < low) or (high is not None and item > high):
                 where = (f"{path}.{f.name}" if path else f.name) + (
                     "" if key is None else f"[{key}]" if isinstance(key, int) else f".{key}")
-                if low is not None and high is not None:
-                    expected = f"a number in [{_num(low)}, {_num(high)}]"
-                else:
-                    expected = (f"a number >= {_num(low)}" if low is not None
-                                else f"a number <= {_num(high)}")
+                number = "an int" if isinstance(item, int) else "a number"
+                expected = (f"{number} >= {_num(low)}" if low is not None and item < low
+                            else f"{number} <= {_num(high)}")
                 _fail(where, expected, item)
 
 
@@ -585,6 +583,8 @@ def _convert(value, tp, path):
 
 def _convert_union(value, tp, path):
     options = [o for o in typing.get_args(tp) if o is not type(None)]
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(path, "a finite float (not NaN or infinity)", value)
     if value is None:
         if len(options) < len(typing.get_args(tp)):
             return None

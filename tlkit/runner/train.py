@@ -23,6 +23,7 @@ import logging
 import os
 import time
 import types
+import zipfile
 
 import keras
 import numpy as np
@@ -414,9 +415,7 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
         segments = plan_segments(recipe, _num_groups(model), trainability.has_batch_norm(model),
                                  strategy)
         run.update_state(segments=segments)
-    if run.last_stage_done:
-        logger.info("resuming after stage %s", run.last_stage_done)
-        model.load_weights(run.stage_weights(run.last_stage_done))
+    _resume_weights(run, model)
     for stage in plan_stages(recipe, strategy):
         if run.stage_done(stage["name"]):
             continue
@@ -437,6 +436,26 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
         run.update_state(stage_seconds=seconds)  # this attempt's, when the stage resumed
         run.mark_stage_done(stage["name"])
     logger.info("trainable parameters at the end:\n%s", tlkit.format_summary(model))
+
+
+def _resume_weights(run: RunDir, model) -> None:
+    """Loads the weights of the last finished stage; a damaged weights file (truncated, not
+    HDF5) takes its stage off `stages_done`, with a warning, so that the stage runs again (its
+    `BackupAndRestore` backup, when intact, makes that quick)."""
+    while run.last_stage_done:
+        stage = run.last_stage_done
+        path = run.stage_weights(stage)
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("%s is damaged (%s); stage %s runs again", path,
+                           " ".join(str(err).split())[:120], stage)
+            state = run.state
+            state["stages_done"] = state["stages_done"][:-1]
+            run.update_state(stages_done=state["stages_done"])
+            continue
+        logger.info("resuming after stage %s", stage)
+        return
 
 
 # -- the whole run -----------------------------------------------------------------------------------
@@ -695,14 +714,18 @@ def _split_predictions(run: RunDir, model, data, split, recipe, verbose, reuse) 
     y_true = data.split_labels(split)
     digest = _model_digest(run) if os.path.exists(run.model_path) else None
     if reuse and digest and os.path.exists(path):
-        with np.load(path) as saved:
-            if (
-                str(saved["model_sha256"]) == digest
-                and str(saved["split"]) == split
-                and np.array_equal(saved["y_true"], y_true)
-            ):
-                logger.info("reusing the %s predictions in %s", split, path)
-                return saved["probs"]
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                if (
+                    str(saved["model_sha256"]) == digest
+                    and str(saved["split"]) == split
+                    and np.array_equal(saved["y_true"], y_true)
+                ):
+                    logger.info("reusing the %s predictions in %s", split, path)
+                    return np.asarray(saved["probs"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            # A cache: predicted again and rewritten below.
+            logger.warning("%s is damaged (%s); predicting again", path, str(err)[:100])
     probs = _predict(model, data, split, recipe, verbose)
     if digest:
         with atomic_path(path) as tmp:
