@@ -7,8 +7,10 @@ interrupted process never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import uuid
 
 
@@ -18,10 +20,36 @@ def temp_name(path) -> str:
     return os.path.join(folder, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+class DiskFullError(OSError):
+    """A file could not be written for lack of disk space; the message names the file, the
+    space needed and the space free. The previous version of the file is intact."""
+
+
+def _is_disk_full(err) -> bool:
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
+        "No space left on device" in str(err) or "Disk quota exceeded" in str(err))
+
+
+def disk_full(path, err, needed=None) -> DiskFullError:
+    """The `DiskFullError` for `path` after `err` (an `ENOSPC` `OSError` or TensorFlow's
+    `ResourceExhaustedError` saying so); `needed`: bytes the file needs, when known."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    need = f"about {needed / 1e6:.1f} MB needed, " if needed else ""
+    return DiskFullError(
+        errno.ENOSPC, f"could not write {path}: no space left on device ({need}{free} in "
+        f"{folder}); free some space and run the command again (files written before are "
+        "intact; an interrupted tlkit train resumes)")
+
+
 def atomic_write_text(path, text: str) -> str:
     """Writes `text` to `path` through a temporary file in the same folder and `os.replace`.
 
-    The file gets the usual permissions (umask), unlike `tempfile.mkstemp`'s 0600.
+    The file gets the usual permissions (umask), unlike `tempfile.mkstemp`'s 0600. A full
+    disk is a `DiskFullError` naming `path` (the previous version stays).
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -30,9 +58,11 @@ def atomic_write_text(path, text: str) -> str:
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if _is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise disk_full(path, err, len(text.encode("utf-8"))) from None
         raise
     return path
 
@@ -56,6 +86,11 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as err:
+        if _is_disk_full(err) and not isinstance(err, DiskFullError):
+            needed = os.path.getsize(path) if os.path.isfile(path) else None
+            raise disk_full(path, err, needed) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

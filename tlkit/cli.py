@@ -366,6 +366,11 @@ def _expected_errors() -> tuple:
     return expected + ((distribute.StrategyError,) if distribute is not None else ())
 
 
+def _disk_full(err) -> bool:
+    """A full disk reported by TensorFlow (`ResourceExhaustedError`, not an `OSError`)."""
+    return "No space left on device" in str(err)
+
+
 def _one_line(err) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -412,7 +417,7 @@ def main(argv=None) -> int:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
     except Exception as err:
-        if args.debug or not isinstance(err, _expected_errors()):
+        if args.debug or not (isinstance(err, _expected_errors()) or _disk_full(err)):
             raise
         print(f"tlkit: error: {_one_line(err)}", file=sys.stderr)
         return 1
