@@ -8,8 +8,8 @@ A full disk is simulated by a write wrapper raising `ENOSPC` (no tmpfs mount nee
 import contextlib
 import errno
 import fcntl
-import io
 import glob
+import io
 import json
 import os
 import shutil

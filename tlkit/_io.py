@@ -24,6 +24,9 @@ class DiskFullError(OSError):
     """A file could not be written for lack of disk space; the message names the file, the
     space needed and the space free. The previous version of the file is intact."""
 
+    def __str__(self):
+        return self.strerror
+
 
 def _is_disk_full(err) -> bool:
     return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
