@@ -497,3 +497,27 @@ def test_failed_first_attempt_is_marked_and_evaluate_says_so(env, capsys):
     assert line.startswith("tlkit: error:") and "failed before its first checkpoint" in line
     assert "nan is not an integer class index" in line
     shutil.rmtree(out)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_listed(tmp_path, monkeypatch, caplog):
+    """#30 item 9: `b'bad\\xff\\xfename.png'` in a class folder: skipped with its reason (the
+    decode-check cache and TensorFlow cannot take the name), the other files load."""
+    from PIL import Image
+
+    import tlkit.data
+
+    monkeypatch.setenv("TLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        os.makedirs(tmp_path / "imgs" / label)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype="uint8")).save(
+                tmp_path / "imgs" / label / f"{i}.png")
+    bad = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"imgs", b"cat", b"bad\xff\xfename.png"))
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype="uint8")).save(bad)
+    data = tlkit.data.from_image_folder(str(tmp_path / "imgs"), val_fraction=0.25,
+                                        test_fraction=0.25)
+    assert [s.source for s in data.skipped] == [bad]
+    assert "not valid UTF-8" in data.skipped[0].reason
+    assert sum(data.num_examples(s) for s in data.splits) == 8
+    assert "cat/bad\\xff\\xfename.png (the file name is not valid UTF-8" in caplog.text
