@@ -62,6 +62,19 @@ def env(tmp_path_factory):
     np.savez(os.path.join(fix, "no_y.npz"), x=np.zeros((6, 4), "float32"))
     os.makedirs(os.path.join(fix, "one_class", "cat"))
     os.makedirs(os.path.join(fix, "not_a_run", "stuff"))
+    from PIL import Image
+
+    for folder, classes in (("empty_class", ("cat", "dog")), ("unreadable_class", ("cat", "dog"))):
+        for label in classes:
+            os.makedirs(os.path.join(fix, folder, label))
+            for i in range(3):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(
+                    os.path.join(fix, folder, label, f"{i}.png"))
+    os.makedirs(os.path.join(fix, "empty_class", "bird"))
+    os.makedirs(os.path.join(fix, "unreadable_class", "fish"))
+    for i in range(2):
+        with open(os.path.join(fix, "unreadable_class", "fish", f"{i}.png"), "w") as f:
+            f.write("not an image\n")
     with open(os.path.join(fix, "notes.txt"), "w") as f:
         f.write("hello\n")
     text_data = {"source": "csv", "x_col": "text", "y_col": "label", "kind": "text",
@@ -369,6 +382,15 @@ CASES = [
     ("recipe-utf16", ["train", "{FIX}/utf16.yaml"], BAD, "utf16.yaml: is UTF-16", ()),
     ("recipe-latin1", ["train", "{FIX}/latin1.yaml"], BAD,
      "latin1.yaml: line 2: not UTF-8 text (byte 0xe9", ()),
+    ("folder-empty-class", ["train", "{SMOKE}", "--output", "{FIX}/out_empty_class", "--set",
+                            "data.source=folder", "--set", "data.path={FIX}/empty_class", "--set",
+                            "data.per_class=null"], BAD,
+     "class folder(s) ['bird'] in '{FIX}/empty_class' hold no image files", ()),
+    ("folder-unreadable-class", ["train", "{SMOKE}", "--output", "{FIX}/out_bad_class", "--set",
+                                 "data.source=folder", "--set", "data.path={FIX}/unreadable_class",
+                                 "--set", "data.per_class=null"], BAD,
+     "class 'fish': all 2 image file(s) in split 'all' are unreadable (first: {FIX}/"
+     "unreadable_class/fish/0.png", ()),
     ("predict-top-zero", ["predict", "{RUN}", "x.png", "--top", "0"], BAD,
      "--top: expected an int >= 1", ()),
     ("bench-unknown", ["bench", "no_such_bench", "--dir", os.path.join(ROOT, "benchmarks")], BAD,
@@ -401,6 +423,7 @@ def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys,
         env = {**env, "PID": str(holder)}
         needle = needle.replace("{PID}", str(holder))
     argv = _fill(argv, env)
+    needle = _fill([needle], env)[0]
     if code == USAGE:
         with pytest.raises(SystemExit) as exit_info:
             cli.main(argv)
