@@ -247,3 +247,26 @@ def test_force_replaces_only_tlkit_runs(tmp_path, finished_run, capsys):
     assert RunDir(old).is_run
     (old / "state.json").write_text("[]")
     assert not RunDir(old).is_run  # damaged: not recognisable, so not replaced
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path):
+    """An export killed part-way leaves `.savedmodel.<pid>.<id>.tmp`; the next export into the
+    folder removes it (`export_model` calls this), and keeps a live process's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stale = tmp_path / f".savedmodel.{dead.pid}.1a2b3c4d.tmp"
+        (stale / "variables").mkdir(parents=True)
+        (tmp_path / f".model.tflite.{dead.pid}.0badf00d.tmp").write_bytes(b"half")
+        kept = [tmp_path / f".savedmodel.{live.pid}.2b3c4d5e.tmp",
+                tmp_path / f".export.json.{os.getpid()}.3c4d5e6f.tmp", tmp_path / "model.keras"]
+        for path in kept:
+            path.write_text("x")
+        removed = tlkit._io.remove_stale_temporaries(tmp_path)
+        assert sorted(removed) == sorted([str(stale), str(
+            tmp_path / f".model.tflite.{dead.pid}.0badf00d.tmp")])
+        assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in kept)
+    finally:
+        live.kill()
+        live.wait()

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -46,6 +47,47 @@ def disk_full(path, err, needed=None) -> DiskFullError:
         errno.ENOSPC, f"could not write {path}: no space left on device ({need}{free} in "
         f"{folder}); free some space and run the command again (files written before are "
         "intact; an interrupted tlkit train resumes)")
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder) -> list[str]:
+    """Removes the temporaries (`temp_name`) in `folder` left by processes that no longer run
+    (killed mid-write); a live process's are kept. Returns the paths removed.
+
+    Example:
+    ```python
+    remove_stale_temporaries("runs/smoke/export")  # e.g. ['.../.savedmodel.4242.1a2b3c4d.tmp']
+    ```
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        found = _TEMP.match(name)
+        if found is None or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        removed.append(path)
+    return removed
 
 
 def atomic_write_text(path, text: str) -> str:

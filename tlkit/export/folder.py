@@ -43,12 +43,14 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
         text model) is `{"skipped": reason}` and logged.
     """
-    from tlkit._io import RecordError, atomic_write_json, read_json
+    from tlkit._io import RecordError, atomic_write_json, read_json, remove_stale_temporaries
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
     os.makedirs(folder, exist_ok=True)
+    for stale in remove_stale_temporaries(folder):  # of an export killed part-way
+        logger.info("removed %s, left by an export that was stopped", stale)
     results = {}
     float_sizes = []  # the float32 TFLite size, found once
 
