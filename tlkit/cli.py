@@ -14,7 +14,8 @@ tlkit bench [NAME ...] [--list] [--full]
 
 Exit codes: 0 on success; 1 with one line `tlkit: error: <reason>` for bad input (missing
 file, invalid recipe, unknown key, missing feature); 2 for bad command-line usage (argparse);
-130 when interrupted (re-run the same `train` command to resume). `--debug` shows tracebacks.
+130 when interrupted, 143 on SIGTERM (clean-up done; re-run the same `train` command to
+resume). `--debug` shows tracebacks.
 Heavy modules (TensorFlow, Keras) are imported inside the subcommands, not at parse time.
 """
 
@@ -33,6 +34,31 @@ from tlkit.config import EXPORT_FORMATS
 
 class CommandError(Exception):
     """Bad input to a subcommand, reported as one line."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that clean-up runs (temporary files
+    removed, the run lock released, a new run's records settled) before exit code 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block, SIGTERM raises `Terminated` (main thread only; restored after)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _verbose():
@@ -411,8 +437,13 @@ def main(argv=None) -> int:
     if not args.verbose:  # before TensorFlow's first import (the subcommands import it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _native_log_filter(args.verbose), _cli_logging(args.quiet, args.verbose):
+        with _sigterm_raises(), _native_log_filter(args.verbose), _cli_logging(args.quiet,
+                                                                                args.verbose):
             return args.func(args)
+    except Terminated:
+        print("tlkit: terminated (SIGTERM); run the same command again to resume",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
