@@ -34,7 +34,7 @@ import os
 import keras
 import keras_tuner
 
-from tlkit._io import atomic_write_json
+from tlkit._io import atomic_write_json, read_json
 from tlkit.tuning import report
 from tlkit.tuning.hypermodel import FineTuneHyperModel
 from tlkit.tuning.space import SearchSpace
@@ -114,8 +114,9 @@ def _check_resume(project_dir, record, overwrite):
                 f"(no {SEARCH_FILE}). Pass overwrite=True to replace it, or another project_name."
             )
         return
-    with open(path, encoding="utf-8") as f:
-        stored = json.load(f)
+    stored = read_json(path, expect=lambda d: None if isinstance(d, dict) and isinstance(
+        d.get("space"), dict) else "a JSON object with the search's 'space'",
+        fix="start the search afresh with overwrite=True (tlkit tune --overwrite)")
     hint = (
         "Resume with the original space and settings, or start a new search with "
         "overwrite=True (the old trials are deleted) or another project_name."
