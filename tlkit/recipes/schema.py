@@ -527,6 +527,7 @@ def _convert(value, tp, path):
     """Checks `value` against type `tp` and returns it converted (dataclasses built)."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        _check_finite(value, path)
         return value
     if tp is type(None):
         if value is not None:
@@ -579,6 +580,18 @@ def _convert(value, tp, path):
             _fail(path, "a string", value)
         return value
     raise TypeError(f"Unsupported type in recipe schema: {tp!r}")  # a bug in the schema
+
+
+def _check_finite(value, path) -> None:
+    """Free-form values (`data.augmentation`, `backbone.options`, ...) hold no NaN / infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(path, "a finite number (not NaN or infinity)", value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
 
 
 def _convert_union(value, tp, path):
