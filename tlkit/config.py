@@ -135,10 +135,10 @@ class FineTuneConfig:
         "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
-                        yaml="optimizer.lr", min=0.0, max=10.0, min_open=True)
+                        yaml="optimizer.lr", min=0.0, max=100.0, min_open=True)
     head_lr: float | None = setting(None, "learning rate of the head phase (null: 10 x lr)",
                                     yaml="optimizer.head_lr", min=0.0,
-                                    max=10.0, min_open=True)
+                                    max=100.0, min_open=True)
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
         yaml="optimizer.layerwise_decay", min=1.0, max=1000.0,
