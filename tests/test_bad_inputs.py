@@ -126,6 +126,9 @@ def env(tmp_path_factory):
     with open(os.path.join(fix, "latin1.yaml"), "wb") as f:
         f.write("backbone: {name: tiny}\ndescription: caf\u00e9\n".encode("latin-1"))
     # #30: a user's folder named as output, and damaged copies of the finished run
+    os.makedirs(os.path.join(fix, "export_decoy", "savedmodel"))
+    with open(os.path.join(fix, "export_decoy", "savedmodel", "precious.txt"), "w") as f:
+        f.write("keep me\n")
     os.makedirs(os.path.join(fix, "decoy"))
     with open(os.path.join(fix, "decoy", "precious.txt"), "w") as f:
         f.write("keep me\n")
@@ -314,6 +317,9 @@ CASES = [
      "is not a tlkit run folder (no .tlkit-run marker)", ()),
     ("train-into-non-run-folder-no-force-hint", ["train", "{SMOKE}", "--output", "{FIX}/decoy"],
      BAD, "choose another --output, or move its files away yourself", ()),
+    ("export-over-a-users-folder", ["export", "{RUN}", "--format", "savedmodel", "--output",
+                                    "{FIX}/export_decoy"], BAD,
+     "{FIX}/export_decoy/savedmodel exists and is not a SavedModel (no saved_model.pb)", ()),
     ("train-on-locked-run", ["train", "{SMOKE}", "--output", "{RUN}"], BAD,
      "is in use by another tlkit process (pid {PID}, tlkit train since", ("locked",)),
     ("export-on-locked-run", ["export", "{RUN}", "--format", "keras"], BAD,
@@ -422,7 +428,8 @@ def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys,
         monkeypatch.setenv("TFHUB_CACHE_DIR", os.path.join(env["FIX"], "hub_cache"))
         monkeypatch.setenv("KERAS_HOME", os.path.join(env["FIX"], "keras_home"))
         monkeypatch.setenv("KAGGLEHUB_CACHE", os.path.join(env["FIX"], "kaggle_cache"))
-    watched = [env["RUN"]] + [v for k, v in env.items() if k.startswith("D_")]
+    watched = [env["RUN"], os.path.join(env["FIX"], "export_decoy"), os.path.join(
+        env["FIX"], "decoy")] + [v for k, v in env.items() if k.startswith("D_")]
     before = [_snapshot(folder) for folder in watched]
     if "locked" in options:  # another process holds the run's lock (its record names it)
         holder = _hold_lock(env["RUN"], request)

@@ -423,3 +423,13 @@ def test_a_damaged_search_record_is_one_line_naming_it(tmp_path, content):
     with pytest.raises(RecordError, match=rf"{search.SEARCH_FILE}: damaged record: .*; start "
                        r"the search afresh with overwrite=True"):
         search._check_resume(str(tmp_path), {"space_fingerprint": "x"}, overwrite=False)
+
+
+def test_overwrite_replaces_only_a_search(tmp_path):
+    """#30: `overwrite=True` on a folder of other files is refused; nothing is deleted."""
+    from tlkit.tuning import search
+
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(SearchChangedError, match=r"holds files that are not a search"):
+        search._check_resume(str(tmp_path), {"space_fingerprint": "x"}, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep"

@@ -105,6 +105,12 @@ def _search_record(space, tuner, objective, max_epochs, fixed) -> dict:
 def _check_resume(project_dir, record, overwrite):
     """Raises `SearchChangedError` when `project_dir` holds a search with another space."""
     path = os.path.join(project_dir, SEARCH_FILE)
+    if overwrite and os.path.isdir(project_dir) and os.listdir(project_dir) and not any(
+            os.path.exists(os.path.join(project_dir, f)) for f in (SEARCH_FILE, "oracle.json")):
+        raise SearchChangedError(
+            f"{project_dir} holds files that are not a search (no {SEARCH_FILE} or oracle.json); "
+            "overwrite only replaces a search: choose another folder or project_name, or move "
+            "those files away")
     if overwrite or not os.path.isdir(project_dir):
         return
     if not os.path.exists(path):
