@@ -53,7 +53,13 @@ def _fail(path: str, expected: str, value) -> typing.NoReturn:
 def bounded(default=None, *, min=None, max=None, factory=None):  # noqa: A002
     """A recipe field with numeric bounds (`min` / `max`, inclusive), declared once with the
     field and checked for every number it holds (an int, each item of a list, each value of
-    a mapping) when a recipe is read."""
+    a mapping) when a recipe is read.
+
+    Example:
+    ```python
+    batch_size: int | None = bounded(min=1, max=MAX_BATCH_SIZE)
+    ```
+    """
     metadata = {"min": min, "max": max}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
