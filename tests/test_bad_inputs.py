@@ -62,6 +62,19 @@ def env(tmp_path_factory):
     np.savez(os.path.join(fix, "no_y.npz"), x=np.zeros((6, 4), "float32"))
     os.makedirs(os.path.join(fix, "one_class", "cat"))
     os.makedirs(os.path.join(fix, "not_a_run", "stuff"))
+    from PIL import Image
+
+    for folder, classes in (("empty_class", ("cat", "dog")), ("unreadable_class", ("cat", "dog"))):
+        for label in classes:
+            os.makedirs(os.path.join(fix, folder, label))
+            for i in range(3):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(
+                    os.path.join(fix, folder, label, f"{i}.png"))
+    os.makedirs(os.path.join(fix, "empty_class", "bird"))
+    os.makedirs(os.path.join(fix, "unreadable_class", "fish"))
+    for i in range(2):
+        with open(os.path.join(fix, "unreadable_class", "fish", f"{i}.png"), "w") as f:
+            f.write("not an image\n")
     with open(os.path.join(fix, "notes.txt"), "w") as f:
         f.write("hello\n")
     text_data = {"source": "csv", "x_col": "text", "y_col": "label", "kind": "text",
@@ -101,7 +114,82 @@ def env(tmp_path_factory):
             fix, "keras_hub_offline", backbone={"name": "keras_hub:bert_tiny_en_uncased"}),
         "no_tune": _write_recipe(fix, "no_tune", backbone=tiny, drop=("tune",)),
     }
-    return {"RUN": run, "FIX": fix, "SMOKE": SMOKE, **{f"R_{k}": v for k, v in recipes.items()}}
+    # #30: hostile recipes
+    bomb = "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    recipes["bomb"] = _write_recipe(
+        fix, "bomb", text="backbone: {name: tiny}\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, "
+        "lol, lol]\n" + bomb.replace("a9: &a9", "description: &a9"))
+    recipes["huge"] = _write_recipe(fix, "huge", text="backbone: {name: tiny}\ndescription: "
+                                    + "x" * (2 << 20) + "\n")
+    with open(os.path.join(fix, "utf16.yaml"), "wb") as f:
+        f.write("backbone: {name: tiny}\ndescription: caf\u00e9\n".encode("utf-16"))
+    with open(os.path.join(fix, "latin1.yaml"), "wb") as f:
+        f.write("backbone: {name: tiny}\ndescription: caf\u00e9\n".encode("latin-1"))
+    # #30: a user's folder named as output, and damaged copies of the finished run
+    os.makedirs(os.path.join(fix, "export_decoy", "savedmodel"))
+    with open(os.path.join(fix, "export_decoy", "savedmodel", "precious.txt"), "w") as f:
+        f.write("keep me\n")
+    os.makedirs(os.path.join(fix, "decoy"))
+    with open(os.path.join(fix, "decoy", "precious.txt"), "w") as f:
+        f.write("keep me\n")
+    damaged = {
+        "state_list": {"state.json": "[]"},
+        "state_broken": {"state.json": '{"stages_done": ["head"'},
+        "metrics_list": {"metrics.json": "[1, 2]"},
+        "names_short": {"class_names.json": '["0"]'},
+        "model_empty": {"model.keras": ""},
+        "model_text": {"model.keras": "not a model\n"},
+        "model_dir": {"model.keras": None},
+        "calibration_broken": {"calibration.json": '{"temperature": '},
+        "history_object": {"history.json": '{"epoch": 1}'},
+        "lambda": {"model.keras": _lambda_model},
+        "exec": {"model.keras": _exec_model},
+    }
+    runs = {}
+    for name, files in damaged.items():
+        copy = runs[f"D_{name}"] = os.path.join(fix, f"run_{name}")
+        shutil.copytree(run, copy)
+        for file, content in files.items():
+            path = os.path.join(copy, file)
+            os.remove(path) if os.path.isfile(path) else None
+            if content is None:
+                os.makedirs(path)
+            elif callable(content):
+                content(path)
+            else:
+                with open(path, "w") as f:
+                    f.write(content)
+    return {"RUN": run, "FIX": fix, "SMOKE": SMOKE, **runs,
+            **{f"R_{k}": v for k, v in recipes.items()}}
+
+
+def _double(x):
+    return x * 2
+
+
+def _lambda_model(path):
+    """A `.keras` file whose Lambda layer names a Python function (`_double`)."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Lambda(_double)(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(10)(outputs)).save(path)
+
+
+def _exec_model(path):
+    """The Lambda model with its function renamed to `builtins.exec` in `config.json`."""
+    import zipfile
+
+    source = path[: -len(".keras")] + "_source.keras"
+    _lambda_model(source)
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w") as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                data = data.replace(b'"_double"', b'"exec"').replace(
+                    b'"test_bad_inputs"', b'"builtins"')
+            out.writestr(item, data)
+    os.remove(source)
 
 
 def _snapshot(folder):
@@ -147,7 +235,7 @@ CASES = [
      "optimizer.lr: expected a float", ()),
     ("set-dropout-range", ["train", "{SMOKE}", "--set", "head.dropout=1.5"], BAD, "head.dropout", ()),
     ("set-batch-zero", ["train", "{SMOKE}", "--set", "data.batch_size=0"], BAD,
-     "data.batch_size: expected an int >= 1", ()),
+     "data.batch_size: expected an int >= 1, got 0", ()),
     ("set-two-backbones", ["train", "{SMOKE}", "--set", "backbone.path=/x"], BAD,
      "exactly one of 'name', 'handle' or 'path'", ()),
     ("set-csv-no-path", ["train", "{SMOKE}", "--set", "data.source=csv"], BAD,
@@ -224,6 +312,99 @@ CASES = [
      "data.path: not found", ()),
     ("force-with-bad-rows", ["train", "{R_csv_extra}", "--output", "{RUN}", "--force"], BAD,
      "more field(s) than the header", ()),
+    # #30 data loss and denial of service
+    ("force-into-non-run-folder", ["train", "{SMOKE}", "--output", "{FIX}/decoy", "--force"], BAD,
+     "is not a tlkit run folder (no .tlkit-run marker)", ()),
+    ("train-into-non-run-folder-no-force-hint", ["train", "{SMOKE}", "--output", "{FIX}/decoy"],
+     BAD, "choose another --output, or move its files away yourself", ()),
+    ("export-over-a-users-folder", ["export", "{RUN}", "--format", "savedmodel", "--output",
+                                    "{FIX}/export_decoy"], BAD,
+     "{FIX}/export_decoy/savedmodel exists and is not a SavedModel (no saved_model.pb)", ()),
+    ("train-on-locked-run", ["train", "{SMOKE}", "--output", "{RUN}"], BAD,
+     "is in use by another tlkit process (pid {PID}, tlkit train since", ("locked",)),
+    ("export-on-locked-run", ["export", "{RUN}", "--format", "keras"], BAD,
+     "(pid {PID}, tlkit train since", ("locked",)),
+    ("evaluate-on-locked-run", ["evaluate", "{RUN}"], BAD, "stop it (kill {PID})", ("locked",)),
+    ("report-on-locked-run", ["report", "{RUN}"], BAD, "in use by another tlkit process",
+     ("locked",)),
+    ("recipe-alias-bomb", ["train", "{R_bomb}"], BAD, "expands to more than 100000 values", ()),
+    ("set-alias-bomb", ["train", "{SMOKE}", "--set", "description=[&a [x,x,x,x,x,x,x,x,x,x], "
+                        "&b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], "
+                        "&d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]]"],
+     BAD, "--set description: value is not valid YAML (the document expands", ()),
+    ("recipe-too-large", ["train", "{R_huge}"], BAD, "larger than 1 MiB", ()),
+    ("set-description-list", ["train", "{SMOKE}", "--set", "description=[" + "x," * 5000 + "x]"],
+     BAD, "description: expected a string, got ['x', 'x',", ()),
+    ("set-lr-nan", ["train", "{SMOKE}", "--set", "optimizer.lr=.nan"], BAD,
+     "optimizer.lr: expected a finite float (not NaN or infinity), got nan", ()),
+    ("set-lr-inf", ["train", "{SMOKE}", "--set", "optimizer.lr=.inf"], BAD,
+     "optimizer.lr: expected a finite float", ()),
+    ("set-head-lr-inf", ["train", "{SMOKE}", "--set", "optimizer.head_lr=-.inf"], BAD,
+     "optimizer.head_lr: expected a finite float", ()),
+    ("set-dropout-nan", ["train", "{SMOKE}", "--set", "head.dropout=.nan"], BAD,
+     "head.dropout: expected a finite float", ()),
+    ("set-val-fraction-nan", ["train", "{SMOKE}", "--set", "data.splits.val_fraction=.nan"], BAD,
+     "data.splits.val_fraction: expected a finite float", ()),
+    ("set-augmentation-nan", ["train", "{SMOKE}", "--set", "data.augmentation={rotation: .nan}"],
+     BAD, "data.augmentation.rotation: expected a finite number (not NaN or infinity)", ()),
+    ("set-backbone-option-inf", ["train", "{SMOKE}", "--set", "backbone.options={scale: .inf}"],
+     BAD, "backbone.options.scale: expected a finite number", ()),
+    ("set-lr-huge", ["train", "{SMOKE}", "--set", "optimizer.lr=1e300"], BAD,
+     "optimizer.lr: expected a float <= 100, got 1e+300", ()),
+    ("set-image-size-huge", ["train", "{SMOKE}", "--set", "data.image_size=100000"], BAD,
+     "data.image_size: expected an int <= 4096, got 100000", ()),
+    ("set-image-size-pair-huge", ["train", "{SMOKE}", "--set", "data.image_size=[64, 100000]"],
+     BAD, "data.image_size[1]: expected an int <= 4096", ()),
+    ("set-batch-huge", ["train", "{SMOKE}", "--set", "data.batch_size=100000000"], BAD,
+     "data.batch_size: expected an int <= 65536", ()),
+    ("set-epochs-huge", ["train", "{SMOKE}", "--set", "phases.fine_epochs=1000000000"], BAD,
+     "phases.fine_epochs: expected an int <= 100000", ()),
+    ("set-hidden-units-huge", ["train", "{SMOKE}", "--set", "head.hidden_units=[10000000]"], BAD,
+     "head.hidden_units[0]: expected an int <= 65536", ()),
+    ("set-seed-huge", ["train", "{SMOKE}", "--set", "seed=99999999999"], BAD,
+     "seed: expected an int <= 4294967295", ()),
+    # #30 damaged run records: one line naming the file and what to do
+    ("report-state-list", ["report", "{D_state_list}"], BAD,
+     "state.json: damaged record: expected a JSON object with 'stages_done', got []; the run's "
+     "progress is unknown; retrain the run", ()),
+    ("train-state-list", ["train", "{SMOKE}", "--output", "{D_state_list}"], BAD,
+     "state.json: damaged record", ()),
+    ("report-state-broken", ["report", "{D_state_broken}"], BAD,
+     "state.json: damaged record: not valid JSON (Expecting", ()),
+    ("report-metrics-list", ["report", "{D_metrics_list}"], BAD,
+     "metrics.json: damaged record: expected a JSON object, got [1, 2]; rewrite it with tlkit "
+     "evaluate", ()),
+    ("predict-class-names-short", ["predict", "{D_names_short}", "{FIX}/notes.txt"], BAD,
+     "class_names.json: damaged record: 1 class names for a model with 10 outputs", ()),
+    ("predict-model-empty", ["predict", "{D_model_empty}", "{FIX}/notes.txt"], BAD,
+     "model.keras: not a loadable Keras model (0 bytes, not a zip archive", ()),
+    ("evaluate-model-text", ["evaluate", "{D_model_text}"], BAD,
+     "model.keras: not a loadable Keras model (12 bytes, not a zip archive", ()),
+    ("export-model-folder", ["export", "{D_model_dir}", "--format", "keras"], BAD,
+     "model.keras: not a loadable Keras model (a folder where a .keras file was expected)", ()),
+    ("predict-calibration-broken", ["predict", "{D_calibration_broken}", "{FIX}/notes.txt"], BAD,
+     "calibration.json: damaged record: not valid JSON", ()),
+    ("report-history-object", ["report", "{D_history_object}"], BAD,
+     "history.json: damaged record: expected a JSON list of epoch records", ()),
+    ("predict-lambda-function", ["predict", "{D_lambda}", "{FIX}/notes.txt"], BAD,
+     "refers to a function Keras does not know or will not load", ()),
+    ("predict-builtins-exec", ["predict", "{D_exec}", "{FIX}/notes.txt"], BAD,
+     "refers to a function Keras does not know or will not load ('exec'", ()),
+    # #30 inputs
+    ("recipe-utf16", ["train", "{FIX}/utf16.yaml"], BAD, "utf16.yaml: is UTF-16", ()),
+    ("recipe-latin1", ["train", "{FIX}/latin1.yaml"], BAD,
+     "latin1.yaml: line 2: not UTF-8 text (byte 0xe9", ()),
+    ("folder-empty-class", ["train", "{SMOKE}", "--output", "{FIX}/out_empty_class", "--set",
+                            "data.source=folder", "--set", "data.path={FIX}/empty_class", "--set",
+                            "data.per_class=null"], BAD,
+     "class folder(s) ['bird'] in '{FIX}/empty_class' hold no image files", ()),
+    ("folder-unreadable-class", ["train", "{SMOKE}", "--output", "{FIX}/out_bad_class", "--set",
+                                 "data.source=folder", "--set", "data.path={FIX}/unreadable_class",
+                                 "--set", "data.per_class=null"], BAD,
+     "class 'fish': all 2 image file(s) in split 'all' are unreadable (first: {FIX}/"
+     "unreadable_class/fish/0.png", ()),
+    ("predict-top-zero", ["predict", "{RUN}", "x.png", "--top", "0"], BAD,
+     "--top: expected an int >= 1", ()),
     ("bench-unknown", ["bench", "no_such_bench", "--dir", os.path.join(ROOT, "benchmarks")], BAD,
      "unknown benchmark 'no_such_bench'", ()),
 ]
@@ -240,14 +421,22 @@ def _fill(argv, env):
 
 @pytest.mark.parametrize("argv,code,needle,options", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys, monkeypatch):
+def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys, monkeypatch,
+                                       request):
     if "offline" in options:
         monkeypatch.setattr(preflight, "is_online", lambda host=None: False)
         monkeypatch.setenv("TFHUB_CACHE_DIR", os.path.join(env["FIX"], "hub_cache"))
         monkeypatch.setenv("KERAS_HOME", os.path.join(env["FIX"], "keras_home"))
         monkeypatch.setenv("KAGGLEHUB_CACHE", os.path.join(env["FIX"], "kaggle_cache"))
-    before = _snapshot(env["RUN"])
+    watched = [env["RUN"], os.path.join(env["FIX"], "export_decoy"), os.path.join(
+        env["FIX"], "decoy")] + [v for k, v in env.items() if k.startswith("D_")]
+    before = [_snapshot(folder) for folder in watched]
+    if "locked" in options:  # another process holds the run's lock (its record names it)
+        holder = _hold_lock(env["RUN"], request)
+        env = {**env, "PID": str(holder)}
+        needle = needle.replace("{PID}", str(holder))
     argv = _fill(argv, env)
+    needle = _fill([needle], env)[0]
     if code == USAGE:
         with pytest.raises(SystemExit) as exit_info:
             cli.main(argv)
@@ -266,14 +455,36 @@ def test_bad_input_gets_one_clear_line(env, argv, code, needle, options, capsys,
             assert extra[len("also:"):] in errors[0]
     if code == BAD:  # only usage errors print more than the one line (argparse's usage)
         assert lines == errors, err
-    assert _snapshot(env["RUN"]) == before, "the finished run changed"
+    assert [_snapshot(folder) for folder in watched] == before, "a run folder changed"
     if "offline" in options:
         out = [a for a in argv if a.startswith(env["FIX"] + "/out_")]
         assert not out or not os.path.exists(out[0]), "a run folder was created before checking"
 
 
+def _hold_lock(run, request):
+    """Takes `run`'s lock as another process would (a separate open file: `flock` conflicts),
+    with a record naming that process; released when the test ends. Returns the pid named."""
+    import fcntl
+    import json
+    import time
+
+    from tlkit.runner.run_lock import lock_path
+
+    path, pid = lock_path(run), 424242
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": pid, "verb": "train", "since": time.time()}).encode())
+
+    def release():
+        os.remove(path)
+        os.close(fd)
+
+    request.addfinalizer(release)
+    return pid
+
+
 def test_the_table_covers_forty_cases():
-    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
 
 
 def test_debug_shows_the_traceback(env):
@@ -322,3 +533,27 @@ def test_failed_first_attempt_is_marked_and_evaluate_says_so(env, capsys):
     assert line.startswith("tlkit: error:") and "failed before its first checkpoint" in line
     assert "nan is not an integer class index" in line
     shutil.rmtree(out)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_listed(tmp_path, monkeypatch, caplog):
+    """#30 item 9: `b'bad\\xff\\xfename.png'` in a class folder: skipped with its reason (the
+    decode-check cache and TensorFlow cannot take the name), the other files load."""
+    from PIL import Image
+
+    import tlkit.data
+
+    monkeypatch.setenv("TLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        os.makedirs(tmp_path / "imgs" / label)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype="uint8")).save(
+                tmp_path / "imgs" / label / f"{i}.png")
+    bad = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"imgs", b"cat", b"bad\xff\xfename.png"))
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype="uint8")).save(bad)
+    data = tlkit.data.from_image_folder(str(tmp_path / "imgs"), val_fraction=0.25,
+                                        test_fraction=0.25)
+    assert [s.source for s in data.skipped] == [bad]
+    assert "not valid UTF-8" in data.skipped[0].reason
+    assert sum(data.num_examples(s) for s in data.splits) == 8
+    assert "cat/bad\\xff\\xfename.png (the file name is not valid UTF-8" in caplog.text

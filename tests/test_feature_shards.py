@@ -75,6 +75,20 @@ def test_a_corrupt_shard_is_detected_and_extracted_again(ds, tmp_path, caplog):
     )
 
 
+@pytest.mark.parametrize("content", ["[]", '{"key": ', "\udcff", '{"key": [1], "shards": 3}'])
+def test_a_damaged_manifest_is_rebuilt_not_a_traceback(ds, tmp_path, caplog, content):
+    """#30: a manifest that is not JSON, not UTF-8 or of the wrong shape is ignored (warning)
+    and the cache extracted again."""
+    first = _extract(Doubler(), ds, tmp_path)
+    (manifest,) = [f for f in os.listdir(tmp_path) if f.startswith("manifest-")]
+    (tmp_path / manifest).write_bytes(content.encode("utf-8", "surrogateescape"))
+    model = Doubler()
+    with caplog.at_level(logging.WARNING, logger="tlkit.data"):
+        shards = _extract(model, ds, tmp_path)
+    assert "Ignoring" in caplog.text and manifest in caplog.text and model.seen == 50
+    np.testing.assert_array_equal(shards.arrays()[0], first.arrays()[0])
+
+
 def test_a_killed_extraction_resumes_after_its_last_shard(ds, tmp_path):
     class Killed(Doubler):
         def __call__(self, x):
@@ -133,3 +147,19 @@ def test_a_cache_on_a_non_local_filesystem(ds):
     finally:
         if tf.io.gfile.exists(folder):
             tf.io.gfile.rmtree(folder)
+
+
+@pytest.mark.parametrize("damage", ["meta_list", "features_text"])
+def test_a_damaged_feature_array_cache_is_recomputed(ds, tmp_path, caplog, damage):
+    """#30: `extract_feature_arrays`' cache (`features.json` + `.npy` files) damaged: recomputed
+    with a warning naming it, not a traceback."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    first, _ = tld.extract_feature_arrays(model, ds, cache_dir=tmp_path, progress=False)
+    target = {"meta_list": "features.json", "features_text": "features.features.npy"}[damage]
+    (tmp_path / target).write_text("[]" if damage == "meta_list" else "not numpy")
+    with caplog.at_level(logging.WARNING, logger="tlkit.data"):
+        again, _ = tld.extract_feature_arrays(model, ds, cache_dir=tmp_path, progress=False)
+    assert "Recomputing cached features" in caplog.text and "damaged" in caplog.text
+    np.testing.assert_allclose(again, first)

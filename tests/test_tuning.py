@@ -411,3 +411,25 @@ def test_trials_run_auto_as_gradual_and_other_strategies_as_given(data):
     searched = FineTuneHyperModel(build, {"unfreeze_groups": [1, 2]}, epochs=3,
                                   base_config={"unfreeze": "table", "table": {0: 1}})
     assert searched.config(dict(searched.fixed, unfreeze_groups=1), 1, 3).unfreeze == "gradual"
+
+
+@pytest.mark.parametrize("content", ["[]", '{"space": '])
+def test_a_damaged_search_record_is_one_line_naming_it(tmp_path, content):
+    """#30: a damaged `search.json` names the file and the fix, not a JSON traceback."""
+    from tlkit._io import RecordError
+    from tlkit.tuning import search
+
+    (tmp_path / search.SEARCH_FILE).write_text(content)
+    with pytest.raises(RecordError, match=rf"{search.SEARCH_FILE}: damaged record: .*; start "
+                       r"the search afresh with overwrite=True"):
+        search._check_resume(str(tmp_path), {"space_fingerprint": "x"}, overwrite=False)
+
+
+def test_overwrite_replaces_only_a_search(tmp_path):
+    """#30: `overwrite=True` on a folder of other files is refused; nothing is deleted."""
+    from tlkit.tuning import search
+
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(SearchChangedError, match=r"holds files that are not a search"):
+        search._check_resume(str(tmp_path), {"space_fingerprint": "x"}, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep"

@@ -14,7 +14,8 @@ tlkit bench [NAME ...] [--list] [--full]
 
 Exit codes: 0 on success; 1 with one line `tlkit: error: <reason>` for bad input (missing
 file, invalid recipe, unknown key, missing feature); 2 for bad command-line usage (argparse);
-130 when interrupted (re-run the same `train` command to resume). `--debug` shows tracebacks.
+130 when interrupted, 143 on SIGTERM (clean-up done; re-run the same `train` command to
+resume). `--debug` shows tracebacks.
 Heavy modules (TensorFlow, Keras) are imported inside the subcommands, not at parse time.
 """
 
@@ -33,6 +34,31 @@ from tlkit.config import EXPORT_FORMATS
 
 class CommandError(Exception):
     """Bad input to a subcommand, reported as one line."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that clean-up runs (temporary files
+    removed, the run lock released, a new run's records settled) before exit code 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block, SIGTERM raises `Terminated` (main thread only; restored after)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _verbose():
@@ -124,9 +150,13 @@ def _predict(args) -> int:
     from tlkit.runner import train
     from tlkit.runner.rundir import open_run
 
+    if args.top < 1:
+        raise CommandError(f"--top: expected an int >= 1 (classes to show per input), got "
+                           f"{args.top}")
     run = open_run(args.run)
     model = train.load_run_model(run)
-    results = inference.predict(model, args.inputs, run.class_names(), top=args.top)
+    names = run.class_names(num_classes=int(model.outputs[0].shape[-1]))
+    results = inference.predict(model, args.inputs, names, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -362,6 +392,11 @@ def _expected_errors() -> tuple:
     return expected + ((distribute.StrategyError,) if distribute is not None else ())
 
 
+def _disk_full(err) -> bool:
+    """A full disk reported by TensorFlow (`ResourceExhaustedError`, not an `OSError`)."""
+    return "No space left on device" in str(err)
+
+
 def _one_line(err) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -402,13 +437,18 @@ def main(argv=None) -> int:
     if not args.verbose:  # before TensorFlow's first import (the subcommands import it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _native_log_filter(args.verbose), _cli_logging(args.quiet, args.verbose):
+        with _sigterm_raises(), _native_log_filter(args.verbose), _cli_logging(args.quiet,
+                                                                                args.verbose):
             return args.func(args)
+    except Terminated:
+        print("tlkit: terminated (SIGTERM); run the same command again to resume",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("tlkit: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
     except Exception as err:
-        if args.debug or not isinstance(err, _expected_errors()):
+        if args.debug or not (isinstance(err, _expected_errors()) or _disk_full(err)):
             raise
         print(f"tlkit: error: {_one_line(err)}", file=sys.stderr)
         return 1

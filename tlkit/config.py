@@ -36,6 +36,8 @@ import types
 import typing
 from typing import Literal
 
+from tlkit._io import short_repr
+
 BN_POLICIES = ("frozen", "train_affine", "update")
 UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -46,6 +48,10 @@ FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", 
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
+
+
+MAX_EPOCHS = 100_000
+"""Upper bound of every epoch count (beyond it a setting is a typo, not a plan)."""
 
 
 class ConfigError(ValueError):
@@ -95,29 +101,30 @@ class FineTuneConfig:
         "head_training.PROBE_CS (benchmarks/results/strategies_round7.json and "
         "strategies_text_round7.json: strong regularization, 4, made LP-FT beat full "
         "fine-tuning under shift on images and text)",
-        yaml="phases.probe_c", min=0.0, min_open=True, expected="a float > 0 (e.g. 4) or null")
+        yaml="phases.probe_c", min=0.0, max=1e6, min_open=True,
+        expected="a float > 0 (e.g. 4; at most 1e6) or null")
     probe_temperature: float = setting(
         3.0, "LP-FT (lp_ft, auto): the probe's logits are divided by this before fine-tuning "
         "starts (its predictions stay; > 1 leaves more loss, the 'energy' that adapts the "
         "features, Ren et al. 2023; with probe_c=4, 3 beat full fine-tuning on both test "
         "sets at every image budget, benchmarks/results/strategies_round7.json); the probe "
         "alone (linear_probe) is never scaled; 1: the probe as fitted",
-        yaml="phases.probe_temperature", min=0.0, min_open=True)
+        yaml="phases.probe_temperature", min=0.0, max=1000.0, min_open=True)
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
-                               yaml="phases.head_epochs", min=0)
+                               yaml="phases.head_epochs", min=0, max=MAX_EPOCHS)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",
-                               yaml="phases.fine_epochs", min=0)
+                               yaml="phases.fine_epochs", min=0, max=MAX_EPOCHS)
     unfreeze: Literal[UNFREEZE_SCHEDULES] = setting(
         "gradual", "which backbone groups train when: gradual, all or table",
         yaml="phases.schedule")
     first: int | None = setting(
         None, "gradual: top groups trainable when fine-tuning starts (null: spread evenly)",
-        yaml="phases.first", min=0)
+        yaml="phases.first", min=0, max=100_000)
     every: int = setting(1, "gradual: epochs between two unfreezing steps",
-                         yaml="phases.every", min=1)
+                         yaml="phases.every", min=1, max=MAX_EPOCHS)
     per_step: int | None = setting(
         None, "gradual: groups added per unfreezing step (null: spread evenly; 0: depth fixed)",
-        yaml="phases.per_step", min=0)
+        yaml="phases.per_step", min=0, max=100_000)
     table: dict[int, int | str] | None = setting(
         None, "table: {fine-tuning epoch: trainable top groups or 'all'}", yaml="phases.table")
     bn_policy: Literal[BN_POLICIES] = setting(
@@ -125,15 +132,17 @@ class FineTuneConfig:
         yaml="phases.bn_policy")
     patience: int | None = setting(
         3, "early stopping patience (epochs) from the start of fine-tuning; best weights "
-        "restored (null: off)", yaml="phases.patience", min=1)
+        "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
-                        yaml="optimizer.lr", min=0.0, min_open=True)
+                        yaml="optimizer.lr", min=0.0, max=100.0, min_open=True)
     head_lr: float | None = setting(None, "learning rate of the head phase (null: 10 x lr)",
-                                    yaml="optimizer.head_lr", min=0.0, min_open=True)
+                                    yaml="optimizer.head_lr", min=0.0,
+                                    max=100.0, min_open=True)
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
-        yaml="optimizer.layerwise_decay", min=1.0, expected="a float >= 1 (e.g. 2.6) or null")
+        yaml="optimizer.layerwise_decay", min=1.0, max=1000.0,
+        expected="a float >= 1 (e.g. 2.6; at most 1000) or null")
     layer_decay: float | None = setting(
         None, "each group below the top trains at layer_decay x the LR above (timm/MAE style, "
         "e.g. 0.75; null: one LR)", yaml="optimizer.layer_decay", min=0.0, max=1.0,
@@ -150,18 +159,18 @@ class FineTuneConfig:
         "cosine", "shape of the fine-tuning LR: cosine (to lr / 100), constant or one_cycle",
         yaml="optimizer.schedule")
     weight_decay: float | None = setting(None, "decoupled weight decay of the optimizer",
-                                         yaml="optimizer.weight_decay", min=0.0)
+                                         yaml="optimizer.weight_decay", min=0.0, max=10.0)
     jit_compile: Literal["auto"] | bool = setting(
         "auto", "XLA for the train step: auto (as compiled, else Keras decides), true or false",
         yaml="distribute.jit_compile")
     steps_per_execution: int | None = setting(
         None, "train steps per tf.function call (null: as compiled / the strategy's plan)",
-        yaml="distribute.steps_per_execution", min=1)
+        yaml="distribute.steps_per_execution", min=1, max=100_000)
     # -- regularization for small data and weight averaging (#19) --------------------------------
     mixup: float | None = setting(
         None, "keras.layers.MixUp on training batches with this alpha (e.g. 0.2); labels become "
         "one-hot and the loss categorical (null: off)", yaml="regularization.mixup", min=0.0,
-        min_open=True, expected="a float > 0 (e.g. 0.2) or null")
+        max=100.0, min_open=True, expected="a float > 0 (e.g. 0.2; at most 100) or null")
     cutmix: float | None = setting(
         None, "keras.layers.CutMix on training batches with this factor (e.g. 1.0); with mixup "
         "too, one of the two per batch (null: off)", yaml="regularization.cutmix", min=0.0,
@@ -175,11 +184,11 @@ class FineTuneConfig:
         "(keras.losses.CategoricalFocalCrossentropy, for class imbalance)",
         yaml="regularization.loss")
     focal_gamma: float = setting(2.0, "focusing parameter gamma of the focal loss",
-                                 yaml="regularization.focal_gamma", min=0.0)
+                                 yaml="regularization.focal_gamma", min=0.0, max=100.0)
     swa_epochs: int | None = setting(
         None, "stochastic weight averaging: final weights = the mean over the last swa_epochs "
         "epochs of fine-tuning, BatchNorm statistics recomputed when they train (null: off)",
-        yaml="phases.swa_epochs", min=1)
+        yaml="phases.swa_epochs", min=1, max=MAX_EPOCHS)
     wise_ft_alphas: list[float] | None = setting(
         None, "WiSE-FT: after fine-tuning, the weights (1 - alpha) x start of fine-tuning + "
         "alpha x end with alpha chosen on validation among these (e.g. [0.25, 0.5, 0.75, 1.0]; "
@@ -235,7 +244,7 @@ class FineTuneConfig:
             problem = check_value(name, getattr(self, name))
             if problem:
                 raise ConfigError(f"FineTuneConfig.{name}: expected {problem}, got "
-                                  f"{getattr(self, name)!r}")
+                                  f"{short_repr(getattr(self, name))}")
         for name, message in cross_check(self):
             raise ConfigError(f"FineTuneConfig.{name}: {message}")
 
@@ -292,7 +301,7 @@ def describe(name: str) -> str:
         text = {"int": "an int", "float": "a float", "mapping": "a mapping"}.get(kind(name), "a value")
         if meta["min"] is not None:
             text += f" {'>' if meta['min_open'] else '>='} {meta['min']:g}"
-        if meta["max"] is not None:
+        elif meta["max"] is not None:
             text += f" <= {meta['max']:g}"
     return text + (" or null" if nullable(name) else "")
 
@@ -323,13 +332,17 @@ def check_value(name: str, value) -> str | None:
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return describe(name)
+    if not math.isfinite(value):
+        return describe(name) + " (finite: not NaN or infinity)"
     if kind(name) == "int" and not isinstance(value, int):
         return describe(name)
     low, high = meta["min"], meta["max"]
     if low is not None and (value < low or (meta["min_open"] and value == low)):
         return describe(name)
-    if high is not None and value > high:
-        return describe(name)
+    if high is not None and value > high:  # the bound is named: the value is too large
+        if meta["expected"]:
+            return describe(name)
+        return describe(name).split(" or null")[0].split(" >")[0] + f" <= {high:g}"
     return None
 
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tlkit import heads as heads_lib
 from tlkit._progress import fit_verbose
 from tlkit.data import extract_feature_arrays, extract_feature_shards
+from tlkit.label_check import check_labels
 from tlkit.trainability import find_backbone
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,18 @@ def _feature_arrays(extractor, data, name, cache, batch_size, verbose):
     return _shards(extractor, _unbatch(data), name, cache, batch_size, verbose).arrays()
 
 
+def _check_finite(x, split):
+    """NaN / infinite features (from NaN or infinite inputs) stop the run with one line."""
+    import numpy as np
+
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"the backbone's features of {bad.size} {split} example(s) (the first: index "
+            f"{bad[0]}) contain NaN or infinity: the inputs hold NaN / infinite values; clean "
+            "or drop those examples")
+
+
 def _check_class_indices(y):
     shape = getattr(y, "shape", ())
     if len(shape) > 1 and shape[-1] > 1:
@@ -316,6 +329,8 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
     x, y = x.reshape(len(x), -1), np.asarray(y).reshape(-1).astype("int64")
     units = int(layer.units)
     num_classes = max(units, 2)
+    check_labels(y, num_classes)
+    _check_finite(x, "training")
     missing = sorted(set(range(num_classes)) - set(y.tolist()))
     if missing:
         raise ProbeError(f"fit_linear_probe: no training examples of class(es) {missing}.")
@@ -323,6 +338,8 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
     if validation is not None:
         xv, yv = _feature_arrays(extractor, validation, "val", cache, batch_size, verbose)
         xv, yv = xv.reshape(len(xv), -1), np.asarray(yv).reshape(-1).astype("int64")
+        check_labels(yv, num_classes, "validation labels")
+        _check_finite(xv, "validation")
     mean_sq_norm = float(np.mean(np.sum(np.square(x, dtype="float64"), axis=1)))
     scale = math.sqrt(mean_sq_norm) if mean_sq_norm > 0 else 1.0
     x = x / scale

@@ -104,8 +104,15 @@ def predict(model, inputs, class_names=None, top: int = 1, batch_size: int = 32)
         class_names = getattr(head, "class_names", None)
         if not class_names:
             raise ValueError("The model's head has no class names; pass `class_names=`.")
+    if (isinstance(inputs, (list, tuple)) and len(inputs) == 0) or (
+            isinstance(inputs, np.ndarray) and inputs.size == 0):
+        raise ValueError("predict: no inputs given (an empty list or array)")
     sources, x = _prediction_batch(model, inputs)
+    if len(sources) == 0:
+        raise ValueError(f"predict: no inputs found in {inputs!r:.200}")
+    _check_finite_inputs(sources, x)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    _check_finite_inputs(sources, probs, what="the model's probabilities for")
     results = []
     for source, p in zip(sources, probs):
         order = np.argsort(-p)[: max(1, top)]
@@ -141,6 +148,18 @@ def predict_tta(model, x, flip: bool = True, crops: float | None = None,
             views.append(np.asarray(keras.ops.image.resize(crop, (h, w))).astype(x.dtype))
     outputs = [np.asarray(model.predict(v, batch_size=batch_size, verbose=0)) for v in views]
     return np.mean(outputs, axis=0)
+
+
+def _check_finite_inputs(sources, x, what="input"):
+    """One line naming the inputs whose values (or probabilities) are NaN or infinite."""
+    x = np.asarray(x) if not hasattr(x, "numpy") else x.numpy()
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    bad = [s for s, row in zip(sources, x) if not np.isfinite(row).all()]
+    if bad:
+        shown = ", ".join(map(str, bad[:3])) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(f"predict: {what} {shown}: NaN or infinite values; pass finite "
+                         "pixel values (0-255) / features")
 
 
 def _prediction_batch(model, inputs):

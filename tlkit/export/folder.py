@@ -43,12 +43,14 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
         `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
         text model) is `{"skipped": reason}` and logged.
     """
-    from tlkit._io import atomic_write_json, read_json
+    from tlkit._io import RecordError, atomic_write_json, read_json, remove_stale_temporaries
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
     os.makedirs(folder, exist_ok=True)
+    for stale in remove_stale_temporaries(folder):  # of an export killed part-way
+        logger.info("removed %s, left by an export that was stopped", stale)
     results = {}
     float_sizes = []  # the float32 TFLite size, found once
 
@@ -112,6 +114,11 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     # Earlier exports into this folder keep their records (and parity figures): merged, not
     # replaced; a format exported again gets its new record.
     record = os.path.join(folder, "export.json")
-    previous = read_json(record, {}) or {}
+    try:
+        previous = read_json(record, {}, expect=lambda d: None if isinstance(d, dict) and all(
+            isinstance(v, dict) for v in d.values()) else "a JSON object {format: {path: ...}}")
+    except RecordError as err:  # a listing of this folder's exports: rebuilt, not fatal
+        logger.warning("%s; replaced by this export's records", str(err).split("; ")[0])
+        previous = {}
     atomic_write_json(record, {**previous, **results})
     return results

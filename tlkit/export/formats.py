@@ -139,6 +139,14 @@ def _replacing_dir(path):
     """Yields a temporary folder next to `path` that replaces `path` on success."""
     from tlkit._io import temp_name
 
+    if os.path.isdir(path) and os.listdir(path) and not os.path.exists(
+            os.path.join(path, "saved_model.pb")):
+        raise ValueError(
+            f"{path} exists and is not a SavedModel (no saved_model.pb): tlkit only replaces "
+            "its own exports; choose another --output, or move that folder away")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path} exists and is a file, not a SavedModel folder: choose another "
+                         "--output, or move it away")
     tmp = temp_name(path)
     os.makedirs(tmp)
     try:

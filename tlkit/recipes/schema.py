@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -18,6 +19,7 @@ from typing import Any, Literal, Union
 
 from tlkit import config as config_lib
 from tlkit import registry
+from tlkit._io import short_repr
 
 SOURCES = registry.DATA_SOURCES.names()
 HEAD_KINDS = ("classification", "multilabel", "mlp")
@@ -30,6 +32,10 @@ EXPORT_FORMATS = config_lib.EXPORT_FORMATS
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
 SPLITS = ("train", "val", "test")
 TINY_BACKBONES = tuple(e.name for e in registry.BACKBONES if "folder" in e.needs)
+MAX_IMAGE_SIZE = 4096
+"""Largest `data.image_size` (pixels a side): beyond it a batch no longer fits in memory."""
+MAX_BATCH_SIZE = 65536
+MAX_EPOCHS = config_lib.MAX_EPOCHS
 
 
 class RecipeError(ValueError):
@@ -41,7 +47,48 @@ def _where(path: str) -> str:
 
 
 def _fail(path: str, expected: str, value) -> typing.NoReturn:
-    raise RecipeError(f"{_where(path)}: expected {expected}, got {value!r}")
+    raise RecipeError(f"{_where(path)}: expected {expected}, got {short_repr(value)}")
+
+
+def bounded(default=None, *, min=None, max=None, factory=None):  # noqa: A002
+    """A recipe field with numeric bounds (`min` / `max`, inclusive), declared once with the
+    field and checked for every number it holds (an int, each item of a list, each value of
+    a mapping) when a recipe is read.
+
+    Example:
+    ```python
+    batch_size: int | None = bounded(min=1, max=MAX_BATCH_SIZE)
+    ```
+    """
+    metadata = {"min": min, "max": max}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _check_bounds(obj, path) -> None:
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("field") or (f.metadata.get("min") is None
+                                        and f.metadata.get("max") is None):
+            continue
+        value = getattr(obj, f.name)
+        items = (value.items() if isinstance(value, dict)
+                 else enumerate(value) if isinstance(value, list) else [(None, value)])
+        low, high = f.metadata["min"], f.metadata["max"]
+        for key, item in items:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if (low is not None and item < low) or (high is not None and item > high):
+                where = (f"{path}.{f.name}" if path else f.name) + (
+                    "" if key is None else f"[{key}]" if isinstance(key, int) else f".{key}")
+                number = "an int" if isinstance(item, int) else "a number"
+                expected = (f"{number} >= {_num(low)}" if low is not None and item < low
+                            else f"{number} <= {_num(high)}")
+                _fail(where, expected, item)
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -81,7 +128,7 @@ class HeadConfig:
 
     kind: Literal["classification", "multilabel", "mlp"] = "classification"
     dropout: float = 0.2
-    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [256])
+    hidden_units: list[int] = bounded(factory=lambda: [256], min=1, max=65536)
     pooling: Literal["avg", "max"] = "avg"
 
     def check(self, path):
@@ -154,10 +201,10 @@ class DataConfig:
     y_col: str | None = None
     kind: Literal["image", "text"] | None = None
     splits: SplitsConfig = dataclasses.field(default_factory=SplitsConfig)
-    image_size: int | list[int] | None = None
-    per_class: int | dict[str, int] | None = None
+    image_size: int | list[int] | None = bounded(min=1, max=MAX_IMAGE_SIZE)
+    per_class: int | dict[str, int] | None = bounded(min=1, max=10**8)
     augmentation: dict[str, Any] = dataclasses.field(default_factory=dict)
-    batch_size: int | None = None
+    batch_size: int | None = bounded(min=1, max=MAX_BATCH_SIZE)
     cache_features: bool = False
     slice_by: str | None = None
     allow_leakage: bool = False
@@ -289,7 +336,7 @@ class TuneConfig:
     """
 
     algorithm: Literal["random", "bayesian", "hyperband"] = "random"
-    max_trials: int = 10
+    max_trials: int = bounded(10, min=1, max=10_000)
     objective: str = "val_accuracy"
     space: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -372,8 +419,8 @@ class CompareConfig:
         scratch_lr: Adam learning rate of the from-scratch run.
     """
 
-    scratch_epochs: int = 0
-    scratch_lr: float = 1e-3
+    scratch_epochs: int = bounded(0, min=0, max=MAX_EPOCHS)
+    scratch_lr: float = bounded(1e-3, min=0.0, max=10.0)
 
     def check(self, path):
         if self.scratch_epochs < 0:
@@ -395,7 +442,7 @@ class Recipe:
 
     name: str = "recipe"
     description: str = ""
-    seed: int = 0
+    seed: int = bounded(0, min=0, max=2**32 - 1)
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -486,6 +533,7 @@ def _convert(value, tp, path):
     """Checks `value` against type `tp` and returns it converted (dataclasses built)."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        _check_finite(value, path)
         return value
     if tp is type(None):
         if value is not None:
@@ -530,6 +578,8 @@ def _convert(value, tp, path):
         number = _number(value)
         if number is None:
             _fail(path, "a float", value)
+        if not math.isfinite(number):
+            _fail(path, "a finite float (not NaN or infinity)", value)
         return number
     if tp is str:
         if not isinstance(value, str):
@@ -538,8 +588,22 @@ def _convert(value, tp, path):
     raise TypeError(f"Unsupported type in recipe schema: {tp!r}")  # a bug in the schema
 
 
+def _check_finite(value, path) -> None:
+    """Free-form values (`data.augmentation`, `backbone.options`, ...) hold no NaN / infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(path, "a finite number (not NaN or infinity)", value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+
+
 def _convert_union(value, tp, path):
     options = [o for o in typing.get_args(tp) if o is not type(None)]
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(path, "a finite float (not NaN or infinity)", value)
     if value is None:
         if len(options) < len(typing.get_args(tp)):
             return None
@@ -574,6 +638,7 @@ def _convert_dataclass(value, cls, path):
             _unknown(path, key, names)
         kwargs[key] = _convert(item, hints[key], f"{path}.{key}" if path else str(key))
     obj = cls(**kwargs)
+    _check_bounds(obj, path)
     check = getattr(obj, "check", None)
     if check is not None:
         check(path or "recipe")

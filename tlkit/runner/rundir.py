@@ -14,11 +14,18 @@ runs/<recipe name>/
                        and up, e.g. the trainable-parameter table of each unfreezing step)
   reports/             classification report, confusion matrix, learning curves, model card
   export/              exported models (savedmodel/, model.tflite, hub/, parity.json)
+  .tlkit-run           the marker: this folder is a run tlkit created
 ```
 
 Files tlkit writes itself are written atomically (temporary file + `os.replace`), so an
 interrupted run never leaves a half-written `state.json` or `model.keras`. A folder that holds a
-run is never deleted or overwritten unless the caller asks (`force=True`).
+run is never deleted or overwritten unless the caller asks (`force=True`), and `force=True` only
+ever replaces a folder tlkit created as a run: one with the `.tlkit-run` marker, or (runs from
+before the marker) one whose `recipe.yaml` and `state.json` with its `stages_done` list are both
+there; such a run gets the marker when it is resumed. Anything else is refused, untouched.
+
+Records are read through one validated reader (`RunDir.read_json`, `RECORDS`): a damaged file
+(not JSON, wrong shape, a folder) is one `RecordError` line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -29,16 +36,78 @@ import logging
 import os
 import shutil
 
-from tlkit._io import atomic_path, atomic_write_json, atomic_write_text, read_json, temp_name
+from tlkit._io import (
+    RecordError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    temp_name,
+)
+from tlkit.saving import calibration_problem
 
-__all__ = ["RECIPE_FILE", "STATE_FILE", "RunDir", "RunError", "atomic_path", "atomic_write_json",
-           "atomic_write_text", "open_run", "read_json", "temp_name"]
+__all__ = ["RECIPE_FILE", "RECORDS", "RUN_MARKER", "STATE_FILE", "RecordError", "RunDir",
+           "RunError", "atomic_path", "atomic_write_json", "atomic_write_text", "open_run",
+           "read_json", "temp_name"]
 
 logger = logging.getLogger("tlkit")
 
 STATE_FILE = "state.json"
 LOG_FILE = "train.log"
 RECIPE_FILE = "recipe.yaml"
+RUN_MARKER = ".tlkit-run"
+
+
+def _mapping(data):
+    return None if isinstance(data, dict) else "a JSON object"
+
+
+def _state(data):
+    if not isinstance(data, dict):
+        return "a JSON object with 'stages_done'"
+    done = data.get("stages_done", [])
+    if not isinstance(done, list) or not all(isinstance(s, str) for s in done):
+        return "'stages_done' as a list of stage names"
+    for key, kind in (("segments", list), ("strategy", dict), ("stage_seconds", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            return f"{key!r} as a JSON {'list' if kind is list else 'object'}"
+    return None
+
+
+def _names(data):
+    ok = isinstance(data, list) and data and all(isinstance(n, str) for n in data)
+    return None if ok else "a non-empty JSON list of class names"
+
+
+def _history(data):
+    ok = isinstance(data, list) and all(
+        isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in data)
+    return None if ok else "a JSON list of epoch records ({'epoch': int, ...})"
+
+
+def _exports(data):
+    ok = isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())
+    return None if ok else "a JSON object {format: {path: ...}}"
+
+
+RETRAIN = "retrain the run: tlkit train RECIPE --output RUN --force"
+RECORDS = {
+    STATE_FILE: (_state, "the run's progress is unknown; " + RETRAIN),
+    "metrics.json": (_mapping, "rewrite it with tlkit evaluate RUN"),
+    "class_names.json": (_names, "restore it (the class names in the model's order) or " + RETRAIN),
+    "calibration.json": (calibration_problem, "restore it, or delete it to serve the model without "
+                         "temperature scaling"),
+    "history.json": (_history, "delete it (the learning curves lose the epochs it held) and run "
+                     "the command again"),
+    os.path.join("export", "export.json"): (_exports, "delete it and export again (tlkit export "
+                                            "RUN --format ...)"),
+    "wise_ft.json": (_mapping, "delete it and " + RETRAIN),
+    "scratch_baseline.json": (_mapping, "delete it and run tlkit train again (the comparison "
+                              "is redone)"),
+    os.path.join("reports", "data_audit.json"): (_mapping, "delete it and run tlkit train or "
+                                                 "tlkit evaluate again"),
+}
+"""Every JSON record of a run: `{file: (shape check, what to do when it is damaged)}`."""
 
 
 class RunError(ValueError):
@@ -106,7 +175,9 @@ class RunDir:
     # -- state -----------------------------------------------------------------------------------
     @property
     def state(self) -> dict:
-        return read_json(self.file(STATE_FILE), default={"stages_done": [], "complete": False})
+        state = self.read_json(STATE_FILE, default={"stages_done": [], "complete": False})
+        state.setdefault("stages_done", [])
+        return state
 
     def _write_state(self, state):
         atomic_write_json(self.file(STATE_FILE), state)
@@ -120,6 +191,24 @@ class RunDir:
     @property
     def exists(self) -> bool:
         return os.path.exists(self.recipe_path) or os.path.exists(self.file(STATE_FILE))
+
+    @property
+    def is_run(self) -> bool:
+        """Whether tlkit created this folder as a run: its `.tlkit-run` marker, or (runs from
+        before the marker) `recipe.yaml` beside a `state.json` object with a `stages_done`
+        list. Only such a folder may be replaced (`prepare(force=True)`)."""
+        if os.path.isfile(self.file(RUN_MARKER)):
+            return True
+        if not os.path.isfile(self.recipe_path):
+            return False
+        try:
+            state = read_json(self.file(STATE_FILE))
+        except RecordError:
+            return False
+        return isinstance(state, dict) and isinstance(state.get("stages_done"), list)
+
+    def _mark(self):
+        atomic_write_json(self.file(RUN_MARKER), {"tlkit_run": 1})
 
     @property
     def complete(self) -> bool:
@@ -156,17 +245,21 @@ class RunDir:
             RunError: the folder holds a run of a *different* recipe, or files that are not a
                 run; nothing is deleted unless `force=True`.
         """
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunError(f"{self.path} is a file, not a run folder; choose another --output")
+        if os.path.exists(self.path) and os.listdir(self.path) and not self.is_run:
+            raise RunError(
+                f"{self.path} exists and is not a tlkit run folder (no {RUN_MARKER} marker); "
+                "tlkit never replaces a folder it did not create, even with --force: choose "
+                "another --output, or move its files away yourself"
+            )
         if force and os.path.exists(self.path) and os.listdir(self.path):
             # Moved aside, not deleted: `settle` removes it once the new run has a checkpoint
             # and puts it back if the new run fails before that.
             self.replaced = temp_name(self.path)
             os.replace(self.path, self.replaced)
         if os.path.exists(self.path) and os.listdir(self.path):
-            if not self.exists:
-                raise RunError(
-                    f"{self.path} exists and is not a tlkit run folder; choose another --output "
-                    "or pass --force to replace it"
-                )
+            self._mark()  # a run from before the marker gets one
             with open(self.recipe_path, encoding="utf-8") as f:
                 previous = f.read()
             if self.failed and not self.has_checkpoint:
@@ -183,6 +276,7 @@ class RunDir:
                 )
             return "complete" if self.complete else "resume"
         os.makedirs(self.path, exist_ok=True)
+        self._mark()
         atomic_write_text(self.recipe_path, recipe_yaml)
         self._write_state({"stages_done": [], "complete": False})
         return "new"
@@ -225,7 +319,15 @@ class RunDir:
         return atomic_write_json(self.file(name), data)
 
     def read_json(self, name: str, default=None):
-        return read_json(self.file(name), default)
+        """The run's JSON record `name` (e.g. `"metrics.json"`), or `default` when it does not
+        exist; a record listed in `RECORDS` is checked for its shape.
+
+        Raises:
+            RecordError: the file is damaged (one line: the file, the problem, what to do).
+        """
+        expect, fix = RECORDS.get(os.path.normpath(name), (None, None))
+        return read_json(self.file(name), default, expect=expect,
+                         fix=fix and fix.replace("RUN", self.path))
 
     def history(self) -> list[dict]:
         """Per-epoch records `{epoch, stage, loss, val_loss, ...}` of the run so far."""
@@ -238,10 +340,16 @@ class RunDir:
             keep[record["epoch"]] = record
         self.write_json("history.json", [keep[e] for e in sorted(keep)])
 
-    def class_names(self) -> list[str]:
+    def class_names(self, num_classes: int | None = None) -> list[str]:
+        """The run's class names; with `num_classes` (the model's outputs), checked against it."""
         names = self.read_json("class_names.json")
         if names is None:
             raise FileNotFoundError(f"{self.file('class_names.json')} not found: is it a run?")
+        if num_classes is not None and len(names) != num_classes:
+            raise RecordError(
+                f"{self.file('class_names.json')}: damaged record: {len(names)} class names for "
+                f"a model with {num_classes} outputs; "
+                + RECORDS["class_names.json"][1].replace("RUN", self.path))
         return names
 
 

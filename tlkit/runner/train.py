@@ -23,6 +23,7 @@ import logging
 import os
 import time
 import types
+import zipfile
 
 import keras
 import numpy as np
@@ -40,7 +41,9 @@ from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, RecipeError, check_required, dump_recipe, load_recipe, preflight
 from tlkit.reports.versions import library_versions
 from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.run_lock import run_lock
 from tlkit.runner.rundir import (
+    RecordError,
     RunDir,
     RunError,
     atomic_path,
@@ -412,9 +415,7 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
         segments = plan_segments(recipe, _num_groups(model), trainability.has_batch_norm(model),
                                  strategy)
         run.update_state(segments=segments)
-    if run.last_stage_done:
-        logger.info("resuming after stage %s", run.last_stage_done)
-        model.load_weights(run.stage_weights(run.last_stage_done))
+    _resume_weights(run, model)
     for stage in plan_stages(recipe, strategy):
         if run.stage_done(stage["name"]):
             continue
@@ -435,6 +436,26 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
         run.update_state(stage_seconds=seconds)  # this attempt's, when the stage resumed
         run.mark_stage_done(stage["name"])
     logger.info("trainable parameters at the end:\n%s", tlkit.format_summary(model))
+
+
+def _resume_weights(run: RunDir, model) -> None:
+    """Loads the weights of the last finished stage; a damaged weights file (truncated, not
+    HDF5) takes its stage off `stages_done`, with a warning, so that the stage runs again (its
+    `BackupAndRestore` backup, when intact, makes that quick)."""
+    while run.last_stage_done:
+        stage = run.last_stage_done
+        path = run.stage_weights(stage)
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("%s is damaged (%s); stage %s runs again", path,
+                           " ".join(str(err).split())[:120], stage)
+            state = run.state
+            state["stages_done"] = state["stages_done"][:-1]
+            run.update_state(stages_done=state["stages_done"])
+            continue
+        logger.info("resuming after stage %s", stage)
+        return
 
 
 # -- the whole run -----------------------------------------------------------------------------------
@@ -461,7 +482,12 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
         recipe = load_recipe(recipe, overrides)
     check_required(recipe)
     run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
-    if not (run.complete and not force):
+    with run_lock(run.path, "train"):  # one writer per run folder (a second one: one line)
+        return _train_locked(recipe, run, force, verbose)
+
+
+def _train_locked(recipe, run, force, verbose) -> str:
+    if force or not run.complete:
         # Data and backbone availability, before any folder is created or replaced.
         preflight.check_ready(recipe)
     status = run.prepare(dump_recipe(recipe), force=force)
@@ -688,14 +714,18 @@ def _split_predictions(run: RunDir, model, data, split, recipe, verbose, reuse) 
     y_true = data.split_labels(split)
     digest = _model_digest(run) if os.path.exists(run.model_path) else None
     if reuse and digest and os.path.exists(path):
-        with np.load(path) as saved:
-            if (
-                str(saved["model_sha256"]) == digest
-                and str(saved["split"]) == split
-                and np.array_equal(saved["y_true"], y_true)
-            ):
-                logger.info("reusing the %s predictions in %s", split, path)
-                return saved["probs"]
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                if (
+                    str(saved["model_sha256"]) == digest
+                    and str(saved["split"]) == split
+                    and np.array_equal(saved["y_true"], y_true)
+                ):
+                    logger.info("reusing the %s predictions in %s", split, path)
+                    return np.asarray(saved["probs"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            # A cache: predicted again and rewritten below.
+            logger.warning("%s is damaged (%s); predicting again", path, str(err)[:100])
     probs = _predict(model, data, split, recipe, verbose)
     if digest:
         with atomic_path(path) as tmp:
@@ -846,6 +876,11 @@ def report_run(path, verbose=0) -> str:
         RunError: the run is not finished.
         ValueError: no test / validation split, or an empty one.
     """
+    with run_lock(path, "report"):
+        return _report_locked(path, verbose)
+
+
+def _report_locked(path, verbose) -> str:
     run = open_run(path)
     if not run.complete:
         raise RunError(
@@ -1000,6 +1035,11 @@ def evaluate_run(path, verbose="auto", tta=None) -> dict:
     `{"flip": True, "crops": 0.9}`; its metrics go to `metrics_tta.json` beside `metrics.json`
     (which keeps the plain ones) and are returned under `"tta"`.
     """
+    with run_lock(path, "evaluate"):
+        return _evaluate_locked(path, verbose, tta)
+
+
+def _evaluate_locked(path, verbose, tta) -> dict:
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
@@ -1009,12 +1049,23 @@ def evaluate_run(path, verbose="auto", tta=None) -> dict:
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
     # (Files) stay in metrics.json and the model card.
-    merged = {**run.read_json("metrics.json", {}), **metrics}
+    merged = {**_previous_metrics(run), **metrics}
     run.write_json("metrics.json", merged)
     _write_card(recipe, run, model, data, merged, recorded_exports(run))
     if tta is not None:
         return {**merged, "tta": evaluate_tta(run, data, **tta)}
     return merged
+
+
+def _previous_metrics(run: RunDir) -> dict:
+    """The run's `metrics.json`, which `evaluate` rewrites: a damaged one is replaced (with a
+    warning), not a reason to fail."""
+    try:
+        return run.read_json("metrics.json", {})
+    except RecordError as err:
+        logger.warning("%s (evaluate rewrites it now; the training time and comparisons it "
+                       "held are lost)", str(err).split("; ")[0])
+        return {}
 
 
 def evaluate_tta(run: RunDir, data, flip: bool = True, crops: float | None = None) -> dict:
@@ -1067,6 +1118,11 @@ def _merge_card_files(run: RunDir) -> None:
 
 def export_run(path, formats, output=None) -> dict:
     """Exports a finished run's model (`tlkit export`)."""
+    with run_lock(path, "export"):
+        return _export_locked(path, formats, output)
+
+
+def _export_locked(path, formats, output) -> dict:
     from tlkit.export import export_model
 
     run = open_run(path)
@@ -1094,6 +1150,11 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     preflight.check_ready(recipe)
     keras.utils.set_random_seed(recipe.seed)
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
+    with run_lock(folder, "lr-find"):
+        return _lr_find_locked(recipe, folder, verbose)
+
+
+def _lr_find_locked(recipe, folder, verbose):
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:

@@ -16,6 +16,7 @@ import tlkit.data as tdata
 from tlkit import distribute
 from tlkit.runner import train as train_lib
 from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.run_lock import run_lock
 from tlkit.runner.rundir import RunDir
 from tlkit.tuning import space as space_lib
 from tlkit.tuning.search import TuneResult, tune
@@ -62,8 +63,6 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
     print(open(result.paths["recipe"]).read())
     ```
     """
-    import tensorflow as tf
-
     from tlkit.recipes import Recipe, load_recipe
 
     if not isinstance(recipe, Recipe):
@@ -73,8 +72,17 @@ def tune_recipe(recipe, output=None, overwrite=False, overrides=(), load_best_mo
             f"Recipe {recipe.name!r} has no `tune` section; add e.g. `tune: {{algorithm: random, "
             "max_trials: 8, space: {optimizer.lr: {min: 1.0e-5, max: 1.0e-3, log: true}}}`."
         )
-    cfg = recipe.tune
     folder = output or recipe.output.dir or os.path.join("runs", recipe.name)
+    with run_lock(folder, "tune"):
+        return _tune_locked(recipe, folder, overwrite, load_best_model, verbose)
+
+
+def _tune_locked(recipe, folder, overwrite, load_best_model, verbose) -> TuneResult:
+    import tensorflow as tf
+
+    from tlkit.recipes import Recipe
+
+    cfg = recipe.tune
     run = RunDir(folder)
     phases = recipe.phases
     budget = phases.head_epochs + phases.fine_epochs

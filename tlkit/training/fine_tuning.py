@@ -27,6 +27,7 @@ from tlkit import config as config_lib
 from tlkit import heads as heads_lib
 from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
+from tlkit.label_check import check_labels, label_error
 from tlkit.model import is_labeled_data
 from tlkit.training import strategies
 from tlkit.training.class_weights import resolve_class_weight
@@ -361,15 +362,23 @@ def fine_tune(
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
     if steps_per_epoch is not None:
         fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
-    history = model.fit(
-        x,
-        y,
-        validation_data=fit_validation,
-        epochs=plan.epochs,
-        callbacks=all_callbacks,
-        verbose=fit_verbose(verbose),  # no ANSI bars in a file or pipe
-        **fit_kwargs,
-    )
+    if y is not None and objective.after_fit is None:
+        check_labels(y, num_classes)
+    try:
+        history = model.fit(
+            x,
+            y,
+            validation_data=fit_validation,
+            epochs=plan.epochs,
+            callbacks=all_callbacks,
+            verbose=fit_verbose(verbose),  # no ANSI bars in a file or pipe
+            **fit_kwargs,
+        )
+    except Exception as err:  # TF's out-of-range label error from inside a dataset
+        clean = label_error(err, num_classes)
+        if clean is None:
+            raise
+        raise clean from None
     if objective.after_fit is not None:
         # Trained on one-hot labels (MixUp / CutMix); evaluation takes integer labels again.
         with model.distribute_strategy.scope():

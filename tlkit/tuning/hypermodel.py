@@ -415,8 +415,11 @@ def _backup_epoch(folder) -> int | None:
     path = os.path.join(folder, "training_metadata.json")
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return int(json.load(f)["epoch"])
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged backup record: the trial starts again
 
 
 def _has_backup(folder) -> bool:

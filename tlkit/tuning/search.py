@@ -34,7 +34,7 @@ import os
 import keras
 import keras_tuner
 
-from tlkit._io import atomic_write_json
+from tlkit._io import atomic_write_json, read_json
 from tlkit.tuning import report
 from tlkit.tuning.hypermodel import FineTuneHyperModel
 from tlkit.tuning.space import SearchSpace
@@ -105,6 +105,12 @@ def _search_record(space, tuner, objective, max_epochs, fixed) -> dict:
 def _check_resume(project_dir, record, overwrite):
     """Raises `SearchChangedError` when `project_dir` holds a search with another space."""
     path = os.path.join(project_dir, SEARCH_FILE)
+    if overwrite and os.path.isdir(project_dir) and os.listdir(project_dir) and not any(
+            os.path.exists(os.path.join(project_dir, f)) for f in (SEARCH_FILE, "oracle.json")):
+        raise SearchChangedError(
+            f"{project_dir} holds files that are not a search (no {SEARCH_FILE} or oracle.json); "
+            "overwrite only replaces a search: choose another folder or project_name, or move "
+            "those files away")
     if overwrite or not os.path.isdir(project_dir):
         return
     if not os.path.exists(path):
@@ -114,8 +120,9 @@ def _check_resume(project_dir, record, overwrite):
                 f"(no {SEARCH_FILE}). Pass overwrite=True to replace it, or another project_name."
             )
         return
-    with open(path, encoding="utf-8") as f:
-        stored = json.load(f)
+    stored = read_json(path, expect=lambda d: None if isinstance(d, dict) and isinstance(
+        d.get("space"), dict) else "a JSON object with the search's 'space'",
+        fix="start the search afresh with overwrite=True (tlkit tune --overwrite)")
     hint = (
         "Resume with the original space and settings, or start a new search with "
         "overwrite=True (the old trials are deleted) or another project_name."

@@ -170,10 +170,23 @@ def _cache_paths(cache_dir, cache_name: str) -> dict[str, str]:
 
 
 def _load(paths, fingerprint, count):
+    """The cached `(features, labels)`, or `None` when absent, stale or damaged (a damaged
+    cache is recomputed, with a warning, never a failure)."""
     if not all(os.path.isfile(p) for p in paths.values()):
         return None
+    try:
+        return _read(paths, fingerprint, count)
+    except (OSError, ValueError, EOFError, KeyError, AttributeError) as err:
+        logger.warning("Recomputing cached features %s: the cache is damaged (%s)",
+                       paths["features"], " ".join(str(err).split())[:120])
+        return None
+
+
+def _read(paths, fingerprint, count):
     with open(paths["meta"], encoding="utf-8") as f:
         meta = json.load(f)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{paths['meta']} is not a JSON object")
     reasons = []
     if meta.get("format") != _FORMAT_VERSION:
         reasons.append("cache format changed")
@@ -184,8 +197,8 @@ def _load(paths, fingerprint, count):
     if reasons:
         logger.warning("Recomputing cached features %s: %s", paths["features"], "; ".join(reasons))
         return None
-    features = np.load(paths["features"])
-    labels = np.load(paths["labels"])
+    features = np.load(paths["features"], allow_pickle=False)
+    labels = np.load(paths["labels"], allow_pickle=False)
     if len(features) != len(labels) or len(features) != meta.get("num_examples"):
         logger.warning("Recomputing cached features %s: files disagree", paths["features"])
         return None

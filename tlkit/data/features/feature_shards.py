@@ -294,12 +294,20 @@ def _data_fingerprint(ds, batch_size) -> str:
 
 
 def _read_json(path):
+    """A manifest, or `None` (with a warning; the cache is rebuilt) when it is unreadable, not
+    JSON or not a JSON object with a `shards` list."""
     try:
         with open_text(path) as f:
-            return json.load(f)
-    except (OSError, tf.errors.OpError, json.JSONDecodeError) as err:
+            data = json.load(f)
+    except (OSError, tf.errors.OpError, ValueError, RecursionError) as err:
         logger.warning("Ignoring unreadable feature-cache manifest %s (%s)", path, err)
         return None
+    if not isinstance(data, dict) or not isinstance(data.get("shards", []), list) or (
+            not isinstance(data.get("key", {}), dict)):
+        logger.warning("Ignoring feature-cache manifest %s: not a manifest (a JSON object with "
+                       "'key' and 'shards'); the cache is rebuilt", path)
+        return None
+    return data
 
 
 def _warn_about_other_caches(folder, key_id, key) -> None:

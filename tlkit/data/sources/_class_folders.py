@@ -20,6 +20,8 @@ SPLIT_ALIASES = {
     "testing": "test",
 }
 SINGLE = "all"
+TRAINING_SPLITS = ("train", SINGLE)
+"""Splits whose classes must each have files (the model trains on them)."""
 
 
 @dataclasses.dataclass
@@ -140,7 +142,9 @@ def scan(path, extensions, class_names=None, splits=None) -> FolderLayout:
 
 
 def require_classes(layout: FolderLayout, extensions, what: str = "image") -> None:
-    """Raises when a loader cannot use `layout`; warns about empty classes."""
+    """Raises when a loader cannot use `layout`: no classes, one class, no files, unknown
+    class folders in val/test, or a class with no files in the training split (one line naming
+    it; a class empty only in val / test is a warning)."""
     root = layout.root
     example = os.path.join(root, "<class name>", f"example{extensions[0]}")
     if layout.has_splits:
@@ -170,5 +174,39 @@ def require_classes(layout: FolderLayout, extensions, what: str = "image") -> No
                 f"class list {layout.class_names}. Rename or remove them, or pass `class_names`."
             )
     for split, names in layout.empty_classes.items():
+        if names and split in TRAINING_SPLITS:
+            # A class without training examples would sit in the head with 0 examples.
+            where = os.path.join(root, split) if layout.has_splits else root
+            raise ValueError(
+                f"class folder(s) {names} in {where!r} hold no {what} files "
+                f"({', '.join(extensions)}): every class needs training examples; add files, "
+                "or remove the folder (or leave the class out of `class_names`)")
         if names:
             logger.warning("%s: no %s files for class(es) %s in split %r", root, what, names, split)
+
+
+def require_readable(layout: FolderLayout, skipped, what: str = "image") -> None:
+    """Raises when every file of a class in the training split was skipped as unreadable
+    (`skipped`: `Skipped` entries), naming the class and the first file's problem."""
+    bad = {s.source: s.reason for s in skipped}
+    for split, files in layout.files.items():
+        if split not in TRAINING_SPLITS:
+            continue
+        for class_name in layout.class_names:
+            mine = [p for p, c in files if c == class_name]
+            if mine and all(p in bad for p in mine):
+                first = mine[0]
+                shown = first if _utf8(first) else os.fsencode(first).decode("utf-8",
+                                                                           "backslashreplace")
+                raise ValueError(
+                    f"class {class_name!r}: all {len(mine)} {what} file(s) in split {split!r} "
+                    f"are unreadable (first: {shown}: {bad[first]}); fix or replace them, or "
+                    "remove the class folder")
+
+
+def _utf8(path) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

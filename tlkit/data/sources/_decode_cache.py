@@ -31,6 +31,17 @@ def cache_dir() -> str:
     return os.path.join(base, "tlkit")
 
 
+def _key(path: str) -> str:
+    """The row key of `path`: its absolute path, or for a name that is not valid UTF-8 (kept
+    by Python as surrogate escapes, which SQLite cannot store) `b:` and the hex of its bytes."""
+    path = os.path.abspath(path)
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "b:" + os.fsencode(path).hex()
+
+
 def _stamp(path: str):
     try:
         st = os.stat(path)
@@ -75,7 +86,7 @@ class DecodeCheckCache:
         known = {}
         if self._db is None:
             return known, stamps
-        by_abs = {os.path.abspath(p): p for p in paths}
+        by_abs = {_key(p): p for p in paths}
         keys = list(by_abs)
         try:
             for i in range(0, len(keys), _CHUNK):
@@ -99,7 +110,7 @@ class DecodeCheckCache:
         if self._db is None:
             return
         rows = [
-            (os.path.abspath(p), channels, *stamps[p], h, w, error)
+            (_key(p), channels, *stamps[p], h, w, error)
             for p, (h, w, error) in outcomes.items()
             if stamps.get(p) is not None
         ]

@@ -82,6 +82,14 @@ def find_unreadable(
     if check not in CHECKS:
         raise ValueError(f"Expected `check` in {CHECKS}. Received: check={check!r}")
     paths = [os.fspath(p) for p in paths]
+    # A name that is not valid UTF-8 (Python keeps its bytes as surrogate escapes) cannot
+    # become a TensorFlow string: skipped and listed, never a failed run.
+    misnamed = [Skipped(p, "the file name is not valid UTF-8; rename the file to include it")
+                for p in paths if not _utf8(p)]
+    if misnamed:
+        paths = [p for p in paths if _utf8(p)]
+        found, sizes = find_unreadable(paths, check, channels, cache)
+        return misnamed + found, sizes
     if check is None or not paths:
         return [], {}
     if check == "header":
@@ -161,10 +169,23 @@ def _check_headers(paths):
     return skipped, sizes
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable(path: str) -> str:
+    """`path` for messages and logs: bytes that are not UTF-8 shown as `\\xff`."""
+    return path if _utf8(path) else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def log_skipped(where: str, skipped: list[Skipped], limit: int = 10) -> None:
     if not skipped:
         return
-    listed = "; ".join(f"{s.source} ({s.reason})" for s in skipped[:limit])
+    listed = "; ".join(f"{printable(s.source)} ({s.reason})" for s in skipped[:limit])
     more = f"; ... and {len(skipped) - limit} more" if len(skipped) > limit else ""
     logger.warning(
         "%s: skipped %d unreadable file(s), listed in `LabeledData.skipped`: %s%s",

@@ -58,8 +58,10 @@ def from_image_folder(
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: no class folders, a single class, no image files, or class folders in
-            val/test that are not in the class list.
+        ValueError: no class folders, a single class, no image files, class folders in
+            val/test that are not in the class list, or a class without training examples
+            (an empty class folder, or one whose files are all unreadable): refused with one
+            line naming the class, never kept in the head with 0 examples.
 
     Example:
     ```python
@@ -73,6 +75,7 @@ def from_image_folder(
     _class_folders.require_classes(layout, extensions, "image")
     every_path = [p for files in layout.files.values() for p, _ in files]
     skipped, sizes = _images.find_unreadable(every_path, check, channels, cache=check_cache)
+    _class_folders.require_readable(layout, skipped, "image")
     _images.log_skipped(layout.root, skipped)
     bad = {s.source for s in skipped}
     class_index = {c: i for i, c in enumerate(layout.class_names)}
