@@ -362,8 +362,9 @@ def fine_tune(
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
     if steps_per_epoch is not None:
         fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
-    if y is not None and objective.after_fit is None:
-        check_labels(y, num_classes)
+    head = heads_lib.find_head(model)
+    if y is not None and objective.after_fit is None and getattr(head, "kind", None) == "classification":
+        check_labels(y, num_classes)  # class indices; regression targets and multi-hot pass as given
     try:
         history = model.fit(
             x,
