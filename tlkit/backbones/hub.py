@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tlkit import groups as groups_lib
+from tlkit._handles import is_hub_handle, is_keras_hub_handle, keras_hub_preset
 from tlkit.backbones.base import Backbone
 
 DEFAULT_OUTPUT_KEYS = ("default", "pooled_output", "output", "outputs", "embedding")
@@ -57,20 +58,18 @@ class _SavedModelVariable(keras.Variable):
         self._value = self._tf_variable
 
 
-def _is_remote(handle: str) -> bool:
-    return bool(re.match(r"^[a-z]+://", handle)) and not handle.startswith("file://")
-
-
-def _looks_like_handle(handle: str) -> bool:
-    return _is_remote(handle) or handle.startswith(("tfhub.dev/", "kaggle.com/", "www.kaggle.com/"))
-
-
 def resolve_handle(handle: str) -> str:
     """Returns a local SavedModel folder for `handle`, with errors that say what to do."""
     if not isinstance(handle, str) or not handle:
         raise ValueError(f"Expected a TF-Hub handle or SavedModel folder. Received: {handle!r}")
     local = handle[len("file://") :] if handle.startswith("file://") else handle
-    if not _looks_like_handle(handle):
+    if is_keras_hub_handle(handle):
+        raise ValueError(
+            f"{handle!r} is a KerasHub preset, not a TF-Hub SavedModel: load it with "
+            "tlkit.backbones.get (or from_keras_hub), or in a recipe as backbone.name: "
+            f"keras_hub:{keras_hub_preset(handle)}"
+        )
+    if not is_hub_handle(handle):
         if not os.path.exists(local):
             raise FileNotFoundError(
                 f"SavedModel folder not found: {local!r}. Pass an existing folder that holds "
