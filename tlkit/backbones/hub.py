@@ -3,8 +3,9 @@
 `hub.KerasLayer` is a tf_keras (Keras 2) layer and cannot live in a Keras 3 model
 (tensorflow/hub#903, #920); `keras.layers.TFSMLayer` never passes `training` and needs
 `safe_mode=False` to reload. Nothing in the ecosystem does this, hence this hand-written layer:
-it loads the SavedModel with `tf.saved_model.load` (handles resolved by `tensorflow_hub`, so
-`TFHUB_CACHE_DIR` works), exposes the SavedModel's own variables as Keras weights (so they train,
+it loads the SavedModel with `tf.saved_model.load` (handles resolved by `tlkit._hub_cache` into
+TF-Hub's cache layout, so `TFHUB_CACHE_DIR` works, without importing `tensorflow_hub`, which
+needs Keras 2), exposes the SavedModel's own variables as Keras weights (so they train,
 save and reload), passes `training`, adds `regularization_losses`, and keeps the handle in its
 config so `keras.models.load_model` rebuilds it in safe mode.
 """
@@ -18,6 +19,7 @@ import re
 import keras
 import tensorflow as tf
 
+from tlkit import _hub_cache
 from tlkit import groups as groups_lib
 from tlkit._handles import is_hub_handle, is_keras_hub_handle, keras_hub_preset
 from tlkit.backbones.base import Backbone
@@ -81,12 +83,10 @@ def resolve_handle(handle: str) -> str:
                 "Export one with `tf.saved_model.save(module, path)`."
             )
         return local
-    import tensorflow_hub as hub
-
     try:
-        return hub.resolve(handle)
+        return _hub_cache.resolve(handle)
     except Exception as err:  # urllib/HTTP/DNS errors of every kind: re-raised as one clear error
-        cache = os.environ.get("TFHUB_CACHE_DIR", "<system temp>/tfhub_modules")
+        cache = _hub_cache.cache_dir()
         raise HubHandleError(
             f"Could not fetch the TF-Hub handle {handle!r} ({type(err).__name__}: {err}). "
             "This machine may be offline. Download the model where there is network and pass its "

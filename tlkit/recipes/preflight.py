@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import os
 import socket
 
-from tlkit import _extras, registry
+from tlkit import _extras, _hub_cache, registry
 from tlkit._handles import is_hub_handle, is_keras_hub_handle, is_uri, keras_hub_preset
 from tlkit.recipes.schema import TINY_BACKBONES
 
@@ -136,16 +135,12 @@ def _backbone_problem(cfg) -> str | None:
 
 
 def _hub_problem(handle: str) -> str | None:
-    if not is_hub_handle(handle) or not is_uri(handle):
-        local = handle.removeprefix("file://")
-        if not os.path.exists(local) and not is_hub_handle(handle):
+    if not is_hub_handle(handle):
+        if not os.path.exists(handle.removeprefix("file://")):
             return f"backbone.handle: SavedModel folder not found: {handle}"
         return None
-    from tensorflow_hub import resolver
-
-    cache = resolver.tfhub_cache_dir(use_temp=True)
-    # tensorflow_hub caches a handle in <cache>/<sha1 of the handle> (resolver._module_dir).
-    if os.path.isdir(os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())):
+    cache = _hub_cache.cache_dir()
+    if _hub_cache.is_cached(handle):  # <cache>/<sha1 of the handle>, as tensorflow_hub
         return None
     if is_online(DOWNLOAD_HOST):
         return None
