@@ -16,6 +16,7 @@ import pytest
 from tlkit import _hub_cache
 from tlkit.backbones import HubHandleError, from_hub
 
+
 @pytest.fixture
 def server(image_savedmodel):
     """Serves `image_savedmodel` as a compressed TF-Hub module; records the request paths."""
