@@ -131,7 +131,10 @@ def main(argv=None):
     os.makedirs(base, exist_ok=True)
     commit = _run(["git", "-C", ROOT, "rev-parse", "HEAD"]).stdout.strip()
     result = {"command": "benchmarks/install.py " + " ".join(argv or sys.argv[1:]),
-              "commit": commit, "pip": _run([sys.executable, "-m", "pip", "--version"]).stdout.split()[1]}
+              "commit": commit, "pip": _run([sys.executable, "-m", "pip", "--version"]).stdout.split()[1],
+              # Install times depend on the network and on what else runs: the load average
+              # (1 min) at the start and end of the measurement says how busy the machine was.
+              "load_average": [round(os.getloadavg()[0], 1)]}
     try:
         wheel = build_wheel(ROOT, os.path.join(base, "wheel_now"))
         result["now"] = install(wheel, os.path.join(base, "venv_now"))
@@ -147,6 +150,7 @@ def main(argv=None):
             wheel = build_wheel(source, os.path.join(base, "wheel_before"))
             result["before"] = {"ref": args.before, **install(wheel, os.path.join(base, "venv_before"))}
     finally:
+        result["load_average"].append(round(os.getloadavg()[0], 1))
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     for key in ("now", "before"):

@@ -165,7 +165,7 @@ def _recipe(tmp_path, **sections):
     ({"data": {"source": "tfds", "name": "mnist"}}, "tensorflow_datasets", False,
      ("data.source: tfds needs tensorflow-datasets", 'pip install "tlkit[tfds]"')),
     ({"backbone": {"name": "keras_hub:bert_tiny_en_uncased"}}, "keras_hub", False,
-     ('backbone.name: KerasHub backbones need', 'pip install "tlkit[keras-hub]"')),
+     ('backbone.name: a KerasHub preset needs keras-hub', 'pip install "tlkit[keras-hub]"')),
     ({"backbone": {"name": "keras_hub:" + KAGGLE_PRESET}}, None, True,
      (f"backbone.name: KerasHub preset '{KAGGLE_PRESET}' is not in the Kaggle cache",)),
     ({"backbone": {"handle": KAGGLE_PRESET}}, None, True,

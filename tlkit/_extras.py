@@ -2,7 +2,7 @@
 
 The extras are declared in pyproject.toml (`[project.optional-dependencies]`); this table maps
 the modules tlkit imports lazily to them. A missing one fails with `MissingExtraError`, one line
-such as `KerasHub backbones need keras-hub, which is not installed: pip install
+such as `A KerasHub backbone needs keras-hub, which is not installed: pip install
 "tlkit[keras-hub]"` (the CLI prints it as `tlkit: error: ...`). TensorFlow-free.
 """
 
@@ -71,7 +71,7 @@ def require(module: str, feature: str):
 
     Args:
         module: the module to import, e.g. `"keras_hub"`.
-        feature: what needs it, the subject of the message (e.g. `"KerasHub backbones"`).
+        feature: what needs it, the subject of the message (e.g. `"A KerasHub backbone"`).
 
     Example:
     ```python

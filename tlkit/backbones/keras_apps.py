@@ -163,7 +163,7 @@ def from_keras_hub(
         # A path (not a kaggle:// / hf:// URI, not a preset name) must be an existing folder.
         if not is_uri(preset) and os.sep in preset and not os.path.isdir(preset):
             raise FileNotFoundError(f"KerasHub preset folder not found: {preset!r}")
-    keras_hub = require("keras_hub", "KerasHub backbones")
+    keras_hub = require("keras_hub", "A KerasHub backbone")
     model = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
     text = "token_ids" in {t.name.split(":")[0] for t in _flat_inputs(model)}
     if input_info is None:

@@ -174,7 +174,7 @@ def _keras_weights_problem(name: str) -> str | None:
 
 def _keras_hub_problem(key: str, preset: str) -> str | None:
     if not _extras.is_installed("keras_hub"):
-        return f"{key}: {_extras.message('keras_hub', 'KerasHub backbones')}"
+        return f"{key}: {_extras.message('keras_hub', 'a KerasHub preset')}"
     if os.path.isdir(preset):
         return None
     if not is_uri(preset) and os.sep in preset:

@@ -60,7 +60,7 @@ def from_tfds(
     data = tlkit.data.from_tfds("tf_flowers", split="train[:80%]", image_size=(224, 224))
     ```
     """
-    tfds = require("tensorflow_datasets", "TFDS data sets")
+    tfds = require("tensorflow_datasets", "A TFDS data set")
     image_size = _images.check_image_size(image_size)
     builder = tfds.builder(name, data_dir=data_dir)
     info = builder.info
