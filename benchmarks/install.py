@@ -1,12 +1,12 @@
 """The base install (`pip install tlkit`, the bare wheel) in a fresh venv: size, time, what it
 brings, and that it works (a smoke recipe, the missing-extra messages).
 
-For the checkout (and, with `--before REF`, for a git ref to compare with): builds the wheel,
-installs it alone into a new venv under a temporary folder with `pip --no-cache-dir` (every
-package fetched again, as for a new user), and records the wall seconds of venv + install, the
+For the checkout's HEAD commit (and, with `--before REF`, for a git ref to compare with): builds
+the wheel, installs it alone into a new venv under a temporary folder with `pip --no-cache-dir`
+(every package fetched again, as for a new user), and records the wall seconds of venv + install, the
 venv's size on disk, the packages installed and the heaviest ones, and whether tf-keras,
-tensorflow-hub, tensorflow-text, pyarrow or faiss-cpu came with it. Then, in the checkout's
-venv, from an empty folder: `tlkit --version`, `tlkit init smoke`, `tlkit train smoke.yaml`, and
+tensorflow-hub, tensorflow-text, pyarrow or faiss-cpu came with it. Then, in HEAD's venv, from
+an empty folder: `tlkit --version`, `tlkit init smoke`, `tlkit train smoke.yaml`, and
 `tlkit train` of recipes whose extra is missing (each must fail with one line naming
 `pip install "tlkit[...]"` and create no run folder). Writes `benchmarks/results/install.json`.
 
@@ -45,6 +45,15 @@ MISSING_EXTRA_CASES = [
 
 def _run(cmd, **kwargs):
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+
+
+def _export(ref: str, folder: str) -> str:
+    """The tree of git `ref` in `folder` (`git archive | tar -x`)."""
+    os.makedirs(folder)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
 
 
 def build_wheel(source: str, out: str) -> str:
@@ -136,17 +145,16 @@ def main(argv=None):
               # (1 min) at the start and end of the measurement says how busy the machine was.
               "load_average": [round(os.getloadavg()[0], 1)]}
     try:
-        wheel = build_wheel(ROOT, os.path.join(base, "wheel_now"))
+        # From `git archive` (the committed tree): setuptools' build/ folder in a checkout keeps
+        # stale files between builds.
+        wheel = build_wheel(_export("HEAD", os.path.join(base, "src_now")),
+                            os.path.join(base, "wheel_now"))
         result["now"] = install(wheel, os.path.join(base, "venv_now"))
         work = os.path.join(base, "work")
         os.makedirs(work)
         result["now"]["smoke"] = smoke(os.path.join(base, "venv_now"), work)
         if args.before:
-            source = os.path.join(base, "src_before")
-            os.makedirs(source)
-            archive = subprocess.run(["git", "-C", ROOT, "archive", args.before],
-                                     capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+            source = _export(args.before, os.path.join(base, "src_before"))
             wheel = build_wheel(source, os.path.join(base, "wheel_before"))
             result["before"] = {"ref": args.before, **install(wheel, os.path.join(base, "venv_before"))}
     finally:
