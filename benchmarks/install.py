@@ -19,6 +19,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,11 @@ MISSING_EXTRA_CASES = [
      'pip install "tlkit[offline]"'),
     (["--set", "data.source=tfds", "--set", "data.name=mnist"], 'pip install "tlkit[tfds]"'),
 ]
+
+
+def _canonical(name: str) -> str:
+    """PEP 503 name (`tf_keras` -> `tf-keras`): pip lists names as their metadata spells them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _run(cmd, **kwargs):
@@ -86,7 +92,7 @@ def install(wheel: str, venv: str) -> dict:
         if os.path.isdir(path) and not entry.endswith((".dist-info", "__pycache__")):
             sizes[entry] = _size(path)
     heaviest = sorted(sizes.items(), key=lambda kv: -kv[1])[:12]
-    versions = {p["name"].lower(): p["version"] for p in packages}
+    versions = {_canonical(p["name"]): p["version"] for p in packages}
     return {
         "seconds": round(seconds, 1),
         "venv_bytes": _size(venv),
