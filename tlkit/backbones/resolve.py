@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 
 import keras
 
 from tlkit import registry
+from tlkit._handles import is_hub_handle, is_keras_hub_handle, is_uri, keras_hub_preset
 from tlkit.backbones.base import Backbone
 from tlkit.backbones.hub import from_hub
 from tlkit.backbones.keras_apps import _APP_INPUTS, from_keras
@@ -19,8 +19,11 @@ def get(spec, **kwargs) -> Backbone:
 
     Args:
         spec: a `Backbone`; a Keras model; a tlkit pretrained name (`"efficientnet_lite0"`,
-            `"minilm_l6"`, ...); a `keras.applications` name (`"MobileNetV2"`); a
-            `keras_hub:<preset>`; or a TF-Hub / Kaggle handle or SavedModel folder.
+            `"minilm_l6"`, ...); a `keras.applications` name (`"MobileNetV2"`); a KerasHub
+            preset (`keras_hub:<preset>`, `kaggle://keras/bert/keras/bert_tiny_en_uncased`,
+            `hf://owner/repo`), loaded by KerasHub; or a TF-Hub / Kaggle model handle
+            (`https://tfhub.dev/...`, `https://www.kaggle.com/models/...`) or SavedModel
+            folder, loaded as a `HubBackbone`. (`tlkit._handles` tells them apart.)
         **kwargs: passed to the backbone's constructor.
     """
     if isinstance(spec, Backbone):
@@ -29,19 +32,20 @@ def get(spec, **kwargs) -> Backbone:
         return _call(from_keras, spec, spec, **kwargs)
     if not isinstance(spec, str):
         raise TypeError(f"Cannot make a backbone from {type(spec).__name__}: {spec!r}")
-    if spec.startswith("keras_hub:"):
+    if is_keras_hub_handle(spec):  # keras_hub:<preset>, kaggle://..., hf://...
         from tlkit.backbones.keras_apps import from_keras_hub
 
-        return _call(from_keras_hub, spec, spec[len("keras_hub:") :], **kwargs)
+        return _call(from_keras_hub, spec, keras_hub_preset(spec), **kwargs)
     if spec in registry.BACKBONES:
         return _call(registry.BACKBONES.get(spec).load(), spec, **kwargs)
     if spec.lower() in {n.lower() for n in _APP_INPUTS}:
         return _call(from_keras, spec, spec, **kwargs)
-    if re.match(r"^[a-z]+://", spec) or "/" in spec or os.path.exists(spec):
+    if is_hub_handle(spec) or is_uri(spec) or "/" in spec or os.path.exists(spec):
         return _call(from_hub, spec, spec, **kwargs)
     raise ValueError(
         f"Unknown backbone {spec!r}. Use a registered name ({', '.join(registry.BACKBONES.names())}), "
-        "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>', a TF-Hub handle, "
+        "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>' (or a kaggle:// / "
+        "hf:// KerasHub preset), a TF-Hub handle, "
         "or a SavedModel folder."
     )
 

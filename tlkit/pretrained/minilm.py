@@ -28,10 +28,11 @@ import numpy as np
 from keras import ops
 
 from tlkit import groups as groups_lib
+from tlkit._extras import require
 from tlkit.backbones.base import KerasBackbone
 from tlkit.backbones.input_info import InputInfo
 from tlkit.backbones.text_preprocessing import TextPreprocessing  # noqa: F401  (re-exported)
-from tlkit.pretrained.registry import MissingPackageError, package_file
+from tlkit.pretrained.registry import package_file
 
 __all__ = [
     "MINILM_CONFIG",
@@ -67,14 +68,7 @@ _UNUSED_TENSORS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.den
 
 
 def _keras_hub():
-    try:
-        import keras_hub
-    except ImportError as err:
-        raise MissingPackageError(
-            f"MiniLM needs keras-hub and tensorflow-text ({err}). Install them with: "
-            "pip install 'keras-hub>=0.32,<0.33' tensorflow-text"
-        ) from err
-    return keras_hub
+    return require("keras_hub", "MiniLM")
 
 
 def _zip_path() -> str:

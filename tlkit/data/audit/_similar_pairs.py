@@ -36,6 +36,8 @@ import math
 
 import numpy as np
 
+from tlkit._extras import require
+
 logger = logging.getLogger(__name__)
 
 EXACT_MAX = 20_000
@@ -70,8 +72,7 @@ def similar_pairs(
     Returns:
         `(a, b, similarity)` arrays, sorted by `(a, b)`.
     """
-    import faiss
-
+    faiss = require("faiss", "The near-duplicate search of the data audit")
     if index not in INDEXES:
         raise ValueError(f"Expected `index` in {INDEXES}. Received: index={index!r}")
     x = np.ascontiguousarray(matrix, dtype="float32")

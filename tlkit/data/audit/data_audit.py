@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from tlkit._extras import require
 from tlkit._progress import progbar
 from tlkit.data.audit._audit_sources import DatasetSource, FolderSource, Item, jsonable
 from tlkit.data.audit._near_duplicates import embed_size, model_channels, near_duplicates
@@ -88,6 +89,8 @@ def audit(
     """
     if not 0.0 < float(near_dup_threshold) <= 1.0:
         raise ValueError(f"Expected 0 < `near_dup_threshold` <= 1. Received: {near_dup_threshold}")
+    if backbone_model is not None:  # before reading any example
+        require("faiss", "The near-duplicate search of the data audit (backbone_model=)")
     if isinstance(data_or_path, (str, os.PathLike)):
         source = FolderSource(data_or_path, splits, class_names)
     elif isinstance(data_or_path, LabeledData):

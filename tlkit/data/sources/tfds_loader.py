@@ -7,6 +7,7 @@ import re
 
 import tensorflow as tf
 
+from tlkit._extras import require
 from tlkit.data.sources import _images
 from tlkit.data.sources.labeled_data import LabeledData
 
@@ -59,8 +60,7 @@ def from_tfds(
     data = tlkit.data.from_tfds("tf_flowers", split="train[:80%]", image_size=(224, 224))
     ```
     """
-    import tensorflow_datasets as tfds
-
+    tfds = require("tensorflow_datasets", "A TFDS data set")
     image_size = _images.check_image_size(image_size)
     builder = tfds.builder(name, data_dir=data_dir)
     info = builder.info
