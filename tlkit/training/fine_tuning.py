@@ -486,6 +486,7 @@ def _pipelines(model, data, validation, batch_size):
     """Train / val pipelines of a LabeledData, batched for the model's strategy."""
     from tlkit import distribute
 
+    data = data.for_model(model)  # images of different sizes: the backbone's input size
     per_replica = None if batch_size is None else int(batch_size)  # None: the plan's default
     global_batch = distribute.plan(model.distribute_strategy, per_replica).global_batch
     train = data.pipeline("train", global_batch, training=True, seed=0)

@@ -38,7 +38,8 @@ def from_image_folder(
     Args:
         path: the folder.
         image_size: `(height, width)` (or an int) to resize to; `None` keeps the files' size
-            (then batching needs every image to have the same size).
+            (`tlkit.fine_tune` then resizes images of different sizes to the model's input
+            size, see `LabeledData.for_model`).
         val_fraction: fraction of each class held out for validation when there is no `val/`
             folder (stratified, seeded).
         test_fraction: same for a test split when there is no `test/` folder.
@@ -93,7 +94,8 @@ def from_image_folder(
         shape = _images.common_size({p: sizes[p] for p in paths if p in sizes})
         if shape is None:
             logger.info(
-                "%s: images have %d different sizes; pass `image_size=` to batch them.",
+                "%s: images have %d different sizes; tlkit.fine_tune resizes them to the "
+                "model's input size (`LabeledData.for_model`), or pass `image_size=`.",
                 layout.root,
                 len({sizes[p] for p in paths if p in sizes}),
             )
