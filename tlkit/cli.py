@@ -120,13 +120,9 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
-    from tlkit import inference
     from tlkit.runner import train
-    from tlkit.runner.rundir import open_run
 
-    run = open_run(args.run)
-    model = train.load_run_model(run)
-    results = inference.predict(model, args.inputs, run.class_names(), top=args.top)
+    results = train.predict_run(args.run, args.inputs, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

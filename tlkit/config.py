@@ -47,6 +47,14 @@ EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
 
+VAL_FRACTION = 0.1
+"""The default share of each class held out for validation where the data has no val split:
+every loader (`tlkit.data.from_image_folder`, `from_csv`, `from_numpy`, `from_text_files`,
+`digits`, `tweets`, `fashion_mnist`) and recipes' `data.splits.val_fraction`."""
+TEST_FRACTION = 0.1
+"""The same for the test split (`test_fraction`; recipes: `data.splits.test_fraction`), so
+`tlkit.fine_tune(model, data)` ends with a held-out test score by default."""
+
 
 class ConfigError(ValueError):
     """A fine-tuning setting with a bad value; the message names the field and what to give."""

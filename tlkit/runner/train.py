@@ -137,6 +137,30 @@ def resolve_execution(recipe, strategy):
     )
 
 
+def resolve_settings(recipe: Recipe, strategy=None) -> Recipe:
+    """The recipe with every setting it leaves unset (null) filled for this machine, the one
+    way every verb fills them (`train`, `evaluate`, `report`, `export`, `predict`, `tune`,
+    `lr-find`): `data.batch_size` per replica from `tlkit.distribute.plan` (`resolve_batch`),
+    then the global batch, `data.drop_remainder` on a TPU and the LRs scaled across replicas
+    (`_per_replica`), then `distribute.steps_per_execution` (`resolve_execution`).
+
+    Args:
+        recipe: a `Recipe`.
+        strategy: the `tf.distribute` strategy the verb runs under; default: the current one.
+
+    Example:
+    ```python
+    recipe = resolve_settings(load_recipe("recipes/smoke.yaml"))
+    recipe.data.batch_size  # 32 on a CPU when the recipe leaves it null
+    ```
+    """
+    if strategy is None:
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+    return resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy), strategy)
+
+
 PROBING = ("lp_ft", "linear_probe")
 """Strategies whose head comes from the converged linear probe (no head epochs)."""
 
@@ -485,10 +509,13 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     keras.utils.set_random_seed(recipe.seed)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy),
-                                   strategy)
+        recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
-        report = tdata.audit(data, progress=verbose != 0)
+        # The model first: images of different sizes are batched at its input size (the
+        # backbone's, unless data.image_size is set), or a clear error comes before any work.
+        model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
+        raw, data = data, data.for_model(model)
+        report = tdata.audit(raw, progress=verbose != 0)  # the files as they are
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
         report.save(run.file("reports", "data_audit.json"))  # for the report's cross-links
         logger.info("data audit:\n%s", report.to_text())
@@ -505,7 +532,6 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
                 "data.allow_leakage=true)",
             )
         run.write_json("class_names.json", data.class_names)
-        model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
         # The smallest training class, as the probe counts it (every class of the head).
         counts = report.class_counts.get("train") or {}
         _train(recipe, run, model, data, verbose,
@@ -854,9 +880,10 @@ def report_run(path, verbose=0) -> str:
         )
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
+    recipe = resolve_settings(recipe)
     keras.utils.set_random_seed(recipe.seed)
-    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
+    data = load_data(recipe.data, recipe.seed).for_model(model)
     temperature = run.read_json("calibration.json", {}).get("temperature")
     found = _interpret(recipe, run, model, data, verbose, temperature=temperature, reuse=True)
     metrics = {**run.read_json("metrics.json", {}), **_write_metrics_reports(run, data, found)}
@@ -993,6 +1020,19 @@ def _served(run: RunDir, model) -> keras.Model:
     return with_run_calibration(model, run.path)
 
 
+def predict_run(path, inputs, top: int = 1) -> list[dict]:
+    """`tlkit predict`: the run's served model on `inputs` (image files / folders or texts),
+    batched with the run's resolved `data.batch_size` (`resolve_settings`); see
+    `tlkit.inference.predict` for what comes back."""
+    from tlkit import inference
+
+    run = open_run(path)
+    recipe = resolve_settings(load_recipe(run.recipe_path))
+    model = load_run_model(run)
+    return inference.predict(model, inputs, run.class_names(), top=top,
+                             batch_size=recipe.data.batch_size)
+
+
 def evaluate_run(path, verbose="auto", tta=None) -> dict:
     """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports.
 
@@ -1003,9 +1043,10 @@ def evaluate_run(path, verbose="auto", tta=None) -> dict:
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
+    recipe = resolve_settings(recipe)
     keras.utils.set_random_seed(recipe.seed)
-    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
+    data = load_data(recipe.data, recipe.seed).for_model(model)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
     # (Files) stay in metrics.json and the model card.
@@ -1073,8 +1114,8 @@ def export_run(path, formats, output=None) -> dict:
     model = load_run_model(run)
     sample = representative = None
     if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
-        recipe = load_recipe(run.recipe_path)
-        data = load_data(recipe.data, recipe.seed)
+        recipe = resolve_settings(load_recipe(run.recipe_path))
+        data = load_data(recipe.data, recipe.seed).for_model(model)
         sample, representative = sample_inputs(data), _representative(formats, data)
     folder = output or run.export_dir
     results = export_model(
@@ -1097,16 +1138,17 @@ def lr_find_recipe(recipe, output=None, verbose=0):
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
-        recipe = resolve_batch(recipe, strategy)
+        recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
+        data = data.for_model(model)
         trainability.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
         tlkit.compile_model(
             model, optimizer=_optimizer(recipe, recipe.optimizer.lr),
             jit_compile=recipe.distribute.jit_compile,
         )
         train = tdata.batch(data.split("train"), recipe.data.batch_size, training=True,
-                            seed=recipe.seed)
+                            seed=recipe.seed, drop_remainder=bool(recipe.data.drop_remainder))
         return lr_find(
             model, train, plot_path=os.path.join(folder, "lr_find.png"), verbose=verbose
         )
