@@ -244,9 +244,9 @@ class LabeledData:
             )
         from tlkit._image_grid import image_grid
 
-        x, y = self.take(split, n)
-        return image_grid(x, [self.class_names[i] for i in y], columns,
-                          suptitle=f"{self.name or 'data'}: {split}")
+        pairs = list(self.split(split).take(int(n)).as_numpy_iterator())  # any sizes
+        return image_grid([x for x, _ in pairs], [self.class_names[y] for _, y in pairs],
+                          columns, suptitle=f"{self.name or 'data'}: {split}")
 
     def map(self, fn: Callable) -> LabeledData:
         """Returns a copy with `fn(x, y) -> (x, y)` applied to every split (order kept).
