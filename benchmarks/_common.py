@@ -78,3 +78,18 @@ def forward_flops_per_example(model, input_shape) -> float:
     options["output"] = "none"
     info = model_analyzer.profile(frozen.graph, options=options)
     return float(info.total_float_ops)
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with `-dirty` when files differ from it), or `None` outside git."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty.strip() else "")

@@ -40,7 +40,8 @@ def get(spec, **kwargs) -> Backbone:
     if re.match(r"^[a-z]+://", spec) or "/" in spec or os.path.exists(spec):
         return _call(from_hub, spec, spec, **kwargs)
     raise ValueError(
-        f"Unknown backbone {spec!r}. Use a registered name ({', '.join(registry.BACKBONES.names())}), "
+        f"Unknown backbone {spec!r}.{registry.did_you_mean(spec, registry.BACKBONES.names())} "
+        f"Use a registered name ({', '.join(registry.BACKBONES.names())}), "
         "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>', a TF-Hub handle, "
         "or a SavedModel folder."
     )

@@ -244,6 +244,14 @@ class RunDir:
             raise FileNotFoundError(f"{self.file('class_names.json')} not found: is it a run?")
         return names
 
+    def finished_with(self, recipe_yaml: str) -> bool:
+        """Whether this folder holds a finished run of exactly this recipe (`tlkit train`
+        returns it as it is, so its data and backbone need not be checked again)."""
+        if not self.complete or not os.path.exists(self.recipe_path):
+            return False
+        with open(self.recipe_path, encoding="utf-8") as f:
+            return f.read() == recipe_yaml
+
 
 def open_run(path) -> RunDir:
     """An existing, completed run folder (for `evaluate`, `predict`, `export`)."""

@@ -485,8 +485,9 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
         recipe = load_recipe(recipe, overrides)
     check_required(recipe)
     run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
-    if not (run.complete and not force):
-        # Data and backbone availability, before any folder is created or replaced.
+    if force or not run.finished_with(dump_recipe(recipe)):
+        # Data and backbone availability, before any folder is created or replaced (also
+        # before "holds a run of a different recipe": the recipe's own error comes first).
         preflight.check_ready(recipe)
     status = run.prepare(dump_recipe(recipe), force=force)
     if status == "complete":
