@@ -318,3 +318,22 @@ def _train_error(tmp_path, capsys):
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("tlkit: error:")]
     assert "unknown backbone" in line and "different recipe" not in line
     return line
+
+
+def test_audit_of_loaded_data_sees_the_files_as_on_disk(photos):
+    """`tlkit audit RECIPE` (a `LabeledData` resized by `image_size`) flags the same odd files as
+    `tlkit audit FOLDER`, and sizes that all differ are reported as a range."""
+    folder = tlkit.data.audit(photos, progress=False)
+    loaded = tlkit.data.audit(tlkit.data.from_image_folder(photos, image_size=16),
+                              progress=False)
+    odd = {os.path.basename(u["item"]).split(".")[0] + u["issue"] for u in folder.unexpected}
+    assert odd and {os.path.basename(u["item"]).split(".")[0] + u["issue"]
+                    for u in loaded.unexpected} == odd
+    assert any("mode L" in u["issue"] for u in loaded.unexpected)
+    sizes, _ = _sizes(photos)
+    for report in (folder, loaded):
+        assert report.size_range == {
+            "distinct": len(sizes), "height": [min(h for _, h in sizes), max(h for _, h in sizes)],
+            "width": [min(w for w, _ in sizes), max(w for w, _ in sizes)]}
+        assert "most images" not in report.to_text() and "image sizes: 18 distinct" in \
+            report.to_text()
