@@ -337,3 +337,22 @@ def test_audit_of_loaded_data_sees_the_files_as_on_disk(photos):
             "width": [min(w for w, _ in sizes), max(w for w, _ in sizes)]}
         assert "most images" not in report.to_text() and "image sizes: 18 distinct" in \
             report.to_text()
+
+
+def test_export_parity_below_098_warns_and_names_the_format_to_ship(tmp_path, monkeypatch):
+    from tlkit.export import folder as folder_lib
+    from tlkit.runner.train import PARITY_INPUTS
+
+    assert PARITY_INPUTS >= 200
+    drift = {"max_abs_diff": 0.056, "top1_agreement": 0.9375, "num_examples": 256}
+    monkeypatch.setattr(folder_lib, "export_tflite", lambda *a, **k: {
+        "path": "x.tflite", "size_bytes": 10, "parity": dict(drift)})
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    record = folder_lib.export_model(model, str(tmp_path), ["tflite-dynamic"])
+    warning = record["tflite-dynamic"]["warning"]
+    assert "0.938 on 256 inputs" in warning and "ship 'tflite' instead" in warning
+    agree = {**drift, "top1_agreement": 0.99}
+    assert folder_lib.parity_warning("tflite-int8", agree) is None
+    assert "ship 'tflite-dynamic'" in folder_lib.parity_warning("tflite-int8", drift)

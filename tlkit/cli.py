@@ -236,6 +236,8 @@ def _export(args) -> int:
                 f"{parity['top1_agreement']:.3f} on {parity['num_examples']} inputs"
             )
         print(f"{fmt}: {line}")
+        if info.get("warning"):
+            print(f"warning: {info['warning']}")
     return 0
 
 

@@ -554,6 +554,10 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)
+    # A drifting export (parity below tlkit.export.folder.PARITY_MIN_AGREEMENT) is a warning
+    # of the run: in metrics.json, the model card and the command's last lines.
+    metrics["warnings"] = [*metrics.get("warnings", []),
+                           *(info["warning"] for info in exports.values() if info.get("warning"))]
     _write_records(recipe, run, model, data, metrics, found, exports)
     if recipe.compare.scratch_epochs:
         # The pretrained result, its model, exports and reports first: the from-scratch
@@ -978,7 +982,12 @@ def _input_description(model, data) -> str:
             f"[{low:g}, {high:g}] inside the model)")
 
 
-def sample_inputs(data, n=32, split=None):
+PARITY_INPUTS = 256
+"""Inputs the exports' parity check compares on, where the evaluation split has them (32 left
+a 1-in-32 step in the top-1 agreement)."""
+
+
+def sample_inputs(data, n=PARITY_INPUTS, split=None):
     """Up to `n` raw inputs of `split` (default: the test, else val split), for export parity
     checks; `split="train"` gives the calibration inputs of full-integer TFLite."""
     split = split or ("test" if data.test is not None else "val")
