@@ -133,7 +133,8 @@ def test_audit_labeled_data_and_arrays():
     x[7] = x[2]
     val_x = np.concatenate([rng.integers(0, 255, (3, 6, 6, 3)), x[4:5]]).astype("uint8")
     data = tld.from_numpy(
-        x[:8], np.arange(8) % 2, class_names=["a", "b"], val=(val_x, [0, 1, 0, 1])
+        x[:8], np.arange(8) % 2, class_names=["a", "b"], val=(val_x, [0, 1, 0, 1]),
+        test_fraction=0.0,
     )
     report = tld.audit(data)
     assert report.splits == ["train", "val"]

@@ -31,7 +31,7 @@ def test_image_folder_skips_corrupt_files_up_front(tmp_path, caplog):
     (tmp_path / "img" / "dog" / "garbage.png").write_bytes(b"not an image at all")
     (tmp_path / "img" / "dog" / "notes.md").write_text("ignored: not an image extension")
     with caplog.at_level(logging.WARNING, logger="tlkit.data"):
-        data = tld.from_image_folder(root, val_fraction=0.4, seed=0)
+        data = tld.from_image_folder(root, val_fraction=0.4, test_fraction=0.0, seed=0)
     skipped = sorted(os.path.basename(s.source) for s in data.skipped)
     assert skipped == ["broken.jpg", "garbage.png"]
     assert "broken.jpg" in caplog.text and "garbage.png" in caplog.text
@@ -152,7 +152,8 @@ def test_csv_text_labels_and_encoding(tmp_path):
     with pytest.raises(ValueError, match="encoding='latin-1'"):
         tld.from_csv(tmp_path / "l1.csv", "text", "label", kind="text")
     latin = tld.from_csv(
-        tmp_path / "l1.csv", "text", "label", kind="text", encoding="latin-1", val_fraction=0.0
+        tmp_path / "l1.csv", "text", "label", kind="text", encoding="latin-1", val_fraction=0.0,
+        test_fraction=0.0,
     )
     assert "café" in {x.decode("utf-8") for x, _ in latin.train.as_numpy_iterator()}
     with pytest.raises(ValueError, match=r"row 2 \(line 3\): label 'b' is not in class_names"):
@@ -192,13 +193,14 @@ def test_numpy_kinds_and_explicit_splits():
     feats = tld.from_numpy(
         rng.normal(size=(10, 4)),
         ["x", "y"] * 5,
-        val_fraction=0.0,
+        val_fraction=0.0, test_fraction=0.0,
         val=(rng.normal(size=(4, 4)), ["y", "x", "x", "y"]),
     )
     assert feats.kind == "features" and feats.class_names == ["x", "y"]
     assert feats.num_examples("train") == 10 and feats.num_examples("val") == 4
     texts = tld.from_numpy(
-        np.asarray(["good", "bad", "fine", "awful"]), [1, 0, 1, 0], val_fraction=0.0
+        np.asarray(["good", "bad", "fine", "awful"]), [1, 0, 1, 0], val_fraction=0.0,
+        test_fraction=0.0,
     )
     assert texts.kind == "text" and texts.class_names == ["0", "1"]
 
@@ -224,7 +226,8 @@ def test_numpy_errors_name_lengths_index_and_value():
 # -- subsample, select, LabeledData -------------------------------------------------------------
 def test_subsample_is_balanced_nested_and_checked():
     y = np.repeat(np.arange(3), 20)
-    data = tld.from_numpy(np.arange(60, dtype="float32")[:, None], y, val_fraction=0.0)
+    data = tld.from_numpy(np.arange(60, dtype="float32")[:, None], y, val_fraction=0.0,
+                          test_fraction=0.0)
     five = tld.subsample(data, 5, seed=1)
     ten = tld.subsample(data, 10, seed=1)
     assert five.class_counts() == {"0": 5, "1": 5, "2": 5}
@@ -276,7 +279,7 @@ def test_batch_shuffles_with_seed_only_in_training():
 
 def test_labeled_data_pipeline_shuffles_before_decoding(tmp_path, caplog):
     root = tld.make_image_folder(tmp_path / "p", ("a", "b"), per_class=6, image_size=(8, 8))
-    data = tld.from_image_folder(root, val_fraction=0.0)
+    data = tld.from_image_folder(root, val_fraction=0.0, test_fraction=0.0)
 
     def epoch(ds):
         return [tuple(map(float, x[:, 0, 0, 0])) for x, _ in ds.as_numpy_iterator()]

@@ -38,7 +38,7 @@ def folder(tmp_path):
 
 
 def _load(root, **kwargs):
-    data = tld.from_image_folder(root, val_fraction=0.0, **kwargs)
+    data = tld.from_image_folder(root, val_fraction=0.0, test_fraction=0.0, **kwargs)
     return sorted((os.path.basename(s.source), s.reason) for s in data.skipped), data
 
 

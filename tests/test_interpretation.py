@@ -17,6 +17,7 @@ from tlkit.reports import (
     expected_calibration_error,
     fit_temperature,
     most_confused,
+    render_html_report,
     sliced_metrics,
     top_losses_from_predictions,
     write_html_report,
@@ -196,7 +197,7 @@ def test_html_report_is_self_contained_with_every_section(tmp_path):
     page = open(path, encoding="utf-8").read()
     for key, _ in reports.html_report.SECTIONS:
         assert f'id="{key}"' in page
-    assert page.count('<div class="tile">') == 6
+    assert page.count('<div class="tile"') == 6
     assert "possible overfitting: a test warning" in page
     assert "Data audit: &lt;none&gt;" in page  # escaped
     assert 'href="export/model.tflite"' in page
@@ -204,6 +205,33 @@ def test_html_report_is_self_contained_with_every_section(tmp_path):
     assert os.listdir(tmp_path) == ["report.html"]  # no temporary file left
     text = write_html_report(tmp_path / "t.html", **_report_kwargs(tmp_path, images=False))
     assert "some &lt;b&gt;text&lt;/b&gt;" in open(text, encoding="utf-8").read()
+
+
+def test_report_gallery_caption_and_model_card_read_well(tmp_path):
+    """Tiles name the file (the full path in the tooltip); the curves' caption says what the
+    dotted lines are for the strategy that ran; the model card is rendered Markdown."""
+    kwargs = _report_kwargs(tmp_path)
+    refs = [f"/data/photos/{c}/IMG_{i:04d}.jpg" for i, c in enumerate("abcabc")]
+    kwargs["top_losses"].refs = refs
+    kwargs["model_card"] = "# Model card: test\n\n| metric | value |\n|---|---|\n| acc | 0.9 |\n"
+    lp_ft = [{"name": "s0", "label": "linear probe (converged)", "short": "probe", "start": 0,
+              "end": 0},
+             {"name": "s1", "label": "all groups + head", "short": "all", "start": 0, "end": 4}]
+    page = render_html_report(**kwargs, stages=lp_ft)
+    for ref in refs:
+        name = os.path.basename(ref)
+        assert f'title="{ref}"' in page and f"&middot; {name}</div>" in page
+        assert f"&middot; {ref}" not in page
+    assert "unfreezing steps" not in page and "The linear probe set the head" in page
+    assert "<h1>Model card: test</h1>" in page and "<td>0.9</td>" in page
+    gradual = [{"name": "s0", "label": "head only", "short": "head", "start": 0, "end": 1},
+               {"name": "s1", "label": "top 1 group + head", "short": "top 1", "start": 1,
+                "end": 2},
+               {"name": "s2", "label": "all groups + head", "short": "all", "start": 2,
+                "end": 4}]
+    caption = reports.html_report.curves_caption(gradual)
+    assert "epoch 2: top 1 group + head" in caption and "epoch 3: all groups" in caption
+    assert "no dotted lines" in reports.html_report.curves_caption(gradual[2:])
 
 
 def test_a_failed_report_keeps_the_previous_page(tmp_path):

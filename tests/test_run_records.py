@@ -101,7 +101,7 @@ def test_from_csv_never_turns_a_malformed_row_into_data(tmp_path):
     with pytest.raises(ValueError, match=r"row 3 \(line 4\): has 1 more field"):
         tlkit.data.from_csv(path, "text", "label", kind="text")
     data = tlkit.data.from_csv(path, "text", "label", kind="text", on_bad_rows="skip",
-                               val_fraction=0.0)
+                               val_fraction=0.0, test_fraction=0.0)
     assert data.class_names == ["neg", "pos"]  # no class " world"
     assert data.num_examples("train") == 4
     assert [s.reason for s in data.skipped] == [

@@ -137,7 +137,7 @@ def test_show_batch_draws_the_first_images_with_their_class_names():
 
 def test_show_batch_refuses_text_data():
     text = tlkit.data.from_numpy(np.array(["a b", "c d", "e f", "g h"]), np.array([0, 1, 0, 1]),
-                                 val_fraction=0.0)
+                                 val_fraction=0.0, test_fraction=0.0)
     with pytest.raises(ValueError, match="show_batch draws images"):
         text.show_batch()
 

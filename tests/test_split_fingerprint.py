@@ -35,11 +35,13 @@ def test_changing_a_later_file_changes_the_fingerprint(tmp_path):
 
 def test_arrays_and_unknown_sources(tmp_path):
     x = np.zeros((5, 4), "float32")
-    data = tld.from_numpy(x, np.arange(5) % 2, class_names=["a", "b"], val_fraction=0.0)
+    data = tld.from_numpy(x, np.arange(5) % 2, class_names=["a", "b"], val_fraction=0.0,
+                          test_fraction=0.0)
     before = tld.split_fingerprint(data, "train")
     x2 = x.copy()
     x2[-1, -1] = 1.0
-    changed = tld.from_numpy(x2, np.arange(5) % 2, class_names=["a", "b"], val_fraction=0.0)
+    changed = tld.from_numpy(x2, np.arange(5) % 2, class_names=["a", "b"], val_fraction=0.0,
+                             test_fraction=0.0)
     assert tld.split_fingerprint(changed, "train") != before
     plain = tld.LabeledData(
         train=tf.data.Dataset.from_tensor_slices((x, np.arange(5))),

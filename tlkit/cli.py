@@ -77,9 +77,28 @@ def _recipe(args):
     return load_recipe(args.recipe, overrides=args.set)
 
 
+def _open_run(path):
+    """The run folder's errors (not found, not finished) before TensorFlow is imported."""
+    from tlkit.runner.rundir import open_run
+
+    return open_run(path)
+
+
+def _check_data(recipe, output=None, force=False):
+    """A missing data path or backbone, before TensorFlow is imported (not for a finished run
+    of this very recipe, which `tlkit train` returns as it is)."""
+    from tlkit.recipes import dump_recipe, preflight
+    from tlkit.runner.rundir import RunDir
+
+    run = RunDir(output or recipe.output.dir or os.path.join("runs", recipe.name))
+    if force or not run.finished_with(dump_recipe(recipe)):
+        preflight.check_ready(recipe)
+
+
 # -- subcommands -----------------------------------------------------------------------------------
 def _train(args) -> int:
     recipe = _recipe(args)  # recipe errors answer before TensorFlow is imported
+    _check_data(recipe, args.output, args.force)
     from tlkit.runner import train
 
     run_dir = train.train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
@@ -121,6 +140,7 @@ def _print_results(run_dir):
 
 
 def _evaluate(args) -> int:
+    _open_run(args.run)
     from tlkit.reports import format_report
     from tlkit.runner import train
 
@@ -141,6 +161,7 @@ def _evaluate(args) -> int:
 
 
 def _report(args) -> int:
+    _open_run(args.run)
     from tlkit.runner import train
 
     print(f"report: {train.report_run(args.run, verbose=0)}")
@@ -148,17 +169,13 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
-    from tlkit import inference
+    _open_run(args.run)
     from tlkit.runner import train
-    from tlkit.runner.rundir import open_run
 
     if args.top < 1:
         raise CommandError(f"--top: expected an int >= 1 (classes to show per input), got "
                            f"{args.top}")
-    run = open_run(args.run)
-    model = train.load_run_model(run)
-    names = run.class_names(num_classes=int(model.outputs[0].shape[-1]))
-    results = inference.predict(model, args.inputs, names, top=args.top)
+    results = train.predict_run(args.run, args.inputs, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -170,6 +187,7 @@ def _predict(args) -> int:
 
 def _lr_find(args) -> int:
     recipe = _recipe(args)
+    _check_data(recipe, force=True)
     from tlkit.runner import train
 
     result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
@@ -236,6 +254,7 @@ def _list(args) -> int:
 
 
 def _export(args) -> int:
+    _open_run(args.run)
     from tlkit.runner import train
 
     results = train.export_run(args.run, args.format, output=args.output)
@@ -248,6 +267,8 @@ def _export(args) -> int:
                 f"{parity['top1_agreement']:.3f} on {parity['num_examples']} inputs"
             )
         print(f"{fmt}: {line}")
+        if info.get("warning"):
+            print(f"warning: {info['warning']}")
     return 0
 
 

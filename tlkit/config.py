@@ -49,6 +49,14 @@ EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
 
+VAL_FRACTION = 0.1
+"""The default share of each class held out for validation where the data has no val split:
+every loader (`tlkit.data.from_image_folder`, `from_csv`, `from_numpy`, `from_text_files`,
+`digits`, `tweets`, `fashion_mnist`) and recipes' `data.splits.val_fraction`."""
+TEST_FRACTION = 0.1
+"""The same for the test split (`test_fraction`; recipes: `data.splits.test_fraction`), so
+`tlkit.fine_tune(model, data)` ends with a held-out test score by default."""
+
 
 MAX_EPOCHS = 100_000
 """Upper bound of every epoch count (beyond it a setting is a typo, not a plan)."""

@@ -42,7 +42,8 @@ def load_images(paths, model) -> np.ndarray:
     """
     import tensorflow as tf
 
-    _, height, width, channels = model.inputs[0].shape
+    height, width = _image_size(model)
+    channels = model.inputs[0].shape[-1]
     images = []
     for path in paths:
         with open(path, "rb") as f:
@@ -185,7 +186,8 @@ def _resized(batch, model) -> np.ndarray:
     """`batch` as float32 at the model's fixed input size and channel count."""
     import tensorflow as tf
 
-    _, height, width, channels = model.inputs[0].shape
+    height, width = _image_size(model)
+    channels = model.inputs[0].shape[-1]
     x = tf.convert_to_tensor(np.asarray(batch, dtype="float32"))
     if x.shape.rank == 3:
         x = x[..., None]
@@ -196,3 +198,11 @@ def _resized(batch, model) -> np.ndarray:
     if height is not None and width is not None and tuple(x.shape[1:3]) != (height, width):
         x = tf.image.resize(x, (height, width))
     return x.numpy()
+
+
+def _image_size(model) -> tuple:
+    """`(height, width)` images are resized to before `model` (its input size, else the
+    backbone's: `tlkit.preprocessing.model_image_size`), `(None, None)` for any size."""
+    from tlkit.preprocessing import model_image_size
+
+    return model_image_size(model) or (None, None)

@@ -126,3 +126,28 @@ class ImagePreprocessing(keras.layers.Layer):
         config = super().get_config()
         config["input_info"] = self.input_info.get_config()
         return config
+
+
+def model_image_size(model) -> tuple[int, int] | None:
+    """The `(height, width)` a model takes its images at: the static size of its image input
+    when it has one, else the backbone's `InputInfo.image_size` held by its
+    `ImagePreprocessing` layer (which resizes to it); `None` when the model takes any size.
+
+    The one place that decides the size images of different sizes are batched at for a model
+    (`LabeledData.for_model`, used by `tlkit.fine_tune` and the recipe runner, and
+    `tlkit.predict`).
+
+    Example:
+    ```python
+    model = tlkit.build_model("efficientnet_lite0", num_classes=3)
+    model_image_size(model)  # (224, 224)
+    ```
+    """
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    if len(shape) == 4 and None not in shape[1:3]:
+        return int(shape[1]), int(shape[2])
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, ImagePreprocessing):
+            size = layer.input_info.image_size
+            return tuple(int(s) for s in size) if size else None
+    return None

@@ -16,6 +16,7 @@ these tables; a third-party package adds its own with `register_backbone` / `reg
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 
 
@@ -76,6 +77,12 @@ class Registry:
 
     def __iter__(self):
         return iter(self._entries.values())
+
+
+def did_you_mean(name, names) -> str:
+    """`" Did you mean 'x'?"` for the closest of `names` to `name` (difflib), else `""`."""
+    close = difflib.get_close_matches(str(name), list(names), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 BACKBONES = Registry("backbone")

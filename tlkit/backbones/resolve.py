@@ -43,7 +43,8 @@ def get(spec, **kwargs) -> Backbone:
     if is_hub_handle(spec) or is_uri(spec) or "/" in spec or os.path.exists(spec):
         return _call(from_hub, spec, spec, **kwargs)
     raise ValueError(
-        f"Unknown backbone {spec!r}. Use a registered name ({', '.join(registry.BACKBONES.names())}), "
+        f"Unknown backbone {spec!r}.{registry.did_you_mean(spec, registry.BACKBONES.names())} "
+        f"Use a registered name ({', '.join(registry.BACKBONES.names())}), "
         "a keras.applications name (e.g. 'MobileNetV2'), 'keras_hub:<preset>' (or a kaggle:// / "
         "hf:// KerasHub preset), a TF-Hub handle, "
         "or a SavedModel folder."

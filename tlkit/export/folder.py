@@ -18,6 +18,23 @@ from tlkit.export.formats import (
 
 logger = logging.getLogger("tlkit")
 
+PARITY_MIN_AGREEMENT = 0.98
+"""Top-1 agreement with the Keras model below which an export's parity check warns."""
+SAFER_FORMAT = {"tflite-int8": "tflite-dynamic", "tflite-dynamic": "tflite",
+                "tflite": "savedmodel", "savedmodel-int8": "savedmodel"}
+"""The format to ship instead of one whose predictions drift: the next step towards float."""
+
+
+def parity_warning(fmt: str, parity: dict | None) -> str | None:
+    """One line when `fmt`'s parity check agreed with the Keras model on fewer than
+    `PARITY_MIN_AGREEMENT` of the top-1 predictions, naming the format to ship instead."""
+    if not parity or parity.get("top1_agreement", 1.0) >= PARITY_MIN_AGREEMENT:
+        return None
+    return (f"export {fmt}: top-1 agreement with the Keras model {parity['top1_agreement']:.3f} "
+            f"on {parity['num_examples']} inputs (< {PARITY_MIN_AGREEMENT}; max |diff| "
+            f"{parity['max_abs_diff']:.3g}): ship {SAFER_FORMAT.get(fmt, 'keras')!r} instead, "
+            "or check the export on your own data")
+
 
 def _float_tflite_size(model) -> int:
     """Size of `model` as float32 TFLite (converted to a temporary file), for the int8 formats'
@@ -37,7 +54,9 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     `savedmodel_int8/`, `model_int8.tflite` (see `tlkit.export.int8`; `"tflite-int8"` needs
     `representative_inputs`, raw training inputs to calibrate on);
     `export.json` lists them with the TFLite parity figures, merged with the records of earlier
-    exports into the same folder.
+    exports into the same folder. A format whose outputs agree with the Keras model's top-1
+    prediction on fewer than `PARITY_MIN_AGREEMENT` of `sample_inputs` gets a `"warning"` in
+    its record (also logged) naming the format to ship instead (`SAFER_FORMAT`).
 
     Returns:
         `{format: {"path": ..., ...}}` of this call's formats; a format that does not apply to the model (TFLite for a
@@ -108,6 +127,10 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
             )
         else:
             results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}
+        warning = parity_warning(fmt, results[fmt].get("parity"))
+        if warning is not None:
+            results[fmt]["warning"] = warning
+            logger.warning("%s", warning)
         logger.info("exported %s: %s", fmt, json.dumps(results[fmt]))
         if bar is not None:
             bar.add(1)

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tlkit import heads as heads_lib
 from tlkit import trainability
 from tlkit.backbones.hub import HubBackbone
-from tlkit.preprocessing import ImagePreprocessing
+from tlkit.preprocessing import ImagePreprocessing, model_image_size
 
 logger = logging.getLogger("tlkit")
 
@@ -72,9 +72,7 @@ def _pixel_size(model):
 def _decode_fn(model, default_size=224):
     height, width, channels = _pixel_size(model)
     if height is None or width is None:
-        backbone = trainability.find_backbone(model)
-        size = backbone.input_info.image_size if backbone is not None else None
-        height, width = size or (default_size, default_size)
+        height, width = model_image_size(model) or (default_size, default_size)
 
     def decode(data):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
@@ -186,12 +184,7 @@ def export_tflite(model, path, quantize: str | None = None, sample_inputs=None) 
         )
     if quantize not in (None, "dynamic"):
         raise ValueError(f"Expected quantize None or 'dynamic'. Received: quantize={quantize!r}")
-    shape = tuple(model.inputs[0].shape[1:])
-    if any(d is None for d in shape):
-        raise ValueError(
-            f"TFLite export needs a static input shape; the model takes {shape}. Set "
-            "data.image_size (or build the model with a fixed input_shape)."
-        )
+    shape = static_input_shape(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -210,6 +203,25 @@ def export_tflite(model, path, quantize: str | None = None, sample_inputs=None) 
     if sample_inputs is not None:
         result["parity"] = tflite_parity(model, path, sample_inputs)
     return result
+
+
+def static_input_shape(model) -> tuple:
+    """The input shape (without batch) of a TFLite export: the model's, with an image size
+    it leaves open fixed at the size it resizes to (`tlkit.preprocessing.model_image_size`:
+    the backbone's), so a model trained on images of different sizes exports as it ran.
+
+    Raises:
+        ValueError: a dimension nothing fixes (a backbone that takes any size).
+    """
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) == 3 and None in shape[:2] and model_image_size(model) is not None:
+        shape = (*model_image_size(model), shape[2])
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"TFLite export needs a static input shape; the model takes {shape}. Set "
+            "data.image_size (or build the model with a fixed input_shape)."
+        )
+    return shape
 
 
 def tflite_predict(tflite_path, inputs, batch_size: int = 64) -> np.ndarray:

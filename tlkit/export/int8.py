@@ -166,7 +166,7 @@ def export_tflite_int8(model, path, representative_inputs, sample_inputs=None,
     calibration = np.asarray(representative_inputs, dtype="float32")[: int(num_calibration)]
     if len(calibration) == 0:
         raise ValueError("Expected some `representative_inputs` to calibrate int8 ranges on.")
-    shape = tuple(model.inputs[0].shape[1:])
+    shape = export_lib.static_input_shape(model)
 
     def representative():
         for example in calibration:

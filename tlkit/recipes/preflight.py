@@ -19,7 +19,6 @@ import socket
 
 from tlkit import _extras, _hub_cache, registry
 from tlkit._handles import is_hub_handle, is_keras_hub_handle, is_uri, keras_hub_preset
-from tlkit.recipes.schema import TINY_BACKBONES
 
 PROBE_TIMEOUT = 3.0
 DOWNLOAD_HOST = "storage.googleapis.com"  # TFDS, TF-Hub (tfhub.dev redirects there) and Keras weights
@@ -122,14 +121,12 @@ def _backbone_problem(cfg) -> str | None:
         if cfg.options.get("weights", "imagenet") == "imagenet":
             return _keras_weights_problem(name)
         return None
-    from tlkit.backbones.resolve import _pretrained_names
-
-    known = [*TINY_BACKBONES, *_pretrained_names()]
-    if name and name not in known and "/" not in name and "://" not in name:
+    known = registry.BACKBONES.names()  # each name once (tiny, tiny_text included)
+    if name and "/" not in name and "://" not in name and not os.path.exists(name):
         return (
-            f"backbone.name: unknown backbone {name!r}; use a tlkit pretrained name "
-            f"({', '.join(known)}), a keras.applications name (e.g. MobileNetV2), "
-            "keras_hub:<preset>, or set backbone.handle / backbone.path instead"
+            f"backbone.name: unknown backbone {name!r}.{registry.did_you_mean(name, known)} "
+            f"Use a registered name ({', '.join(known)}), a keras.applications name (e.g. "
+            "MobileNetV2), keras_hub:<preset>, or set backbone.handle / backbone.path instead"
         )
     return None
 

@@ -151,8 +151,8 @@ class SplitsConfig:
     train: str | None = None
     val: str | None = None
     test: str | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    val_fraction: float = config_lib.VAL_FRACTION
+    test_fraction: float = config_lib.TEST_FRACTION
 
     def check(self, path):
         for key in ("val_fraction", "test_fraction"):

@@ -18,7 +18,8 @@ h1{border-bottom:2px solid #444}h2{margin-top:1.6em;border-bottom:1px solid #ccc
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;
 text-align:right}th{background:#f2f2f2}td.l,th.l{text-align:left}
 .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.4em .8em;margin:.4em 0}
-.gallery{display:flex;flex-wrap:wrap;gap:.6em}.tile{width:150px;font-size:12px}
+.gallery{display:flex;flex-wrap:wrap;gap:.6em}.tile{width:150px;font-size:12px;
+overflow-wrap:anywhere}
 .tile img{width:150px;height:150px;object-fit:contain;image-rendering:pixelated;
 background:#eee}.note{color:#b00}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;
 white-space:pre-wrap}img.plot{max-width:100%;max-height:640px}nav a{margin-right:1em}
@@ -116,7 +117,7 @@ def render_html_report(
     )
     if history:
         uri = figure_data_uri(lambda b: plots.plot_learning_curves(history, b, stages=stages))
-        section("curves", _img(uri, "learning curves") + "<p>Dotted lines: unfreezing steps.</p>")
+        section("curves", _img(uri, "learning curves") + f"<p>{_esc(curves_caption(stages))}</p>")
     else:
         section("curves", "<p>No training history in this run.</p>")
     rows = [
@@ -171,13 +172,37 @@ def render_html_report(
     else:
         section("slices", "<p>No metadata column to slice by (recipe key data.slice_by).</p>")
     section("audit", f"<pre>{_esc(audit_text)}</pre>" if audit_text else "<p>No audit.</p>")
-    section("card", f"<pre>{_esc(model_card)}</pre>" if model_card else "<p>No model card.</p>")
+    section("card", markdown_html(model_card) if model_card else "<p>No model card.</p>")
     links = "".join(
         f'<li>{_esc(k)}: <a href="{_esc(v)}">{_esc(v)}</a></li>' for k, v in (files or {}).items()
     )
     section("files", f"<ul>{links}</ul>" if links else "<p>No exported models.</p>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def curves_caption(stages) -> str:
+    """What the learning curves' dotted lines mark, for the strategy that ran (`stages`: the
+    run's segments, `tlkit.runner.train.plan_segments`)."""
+    stages = list(stages or [])
+    if stages and stages[0].get("short") == "probe":
+        rest = "; ".join(s["label"] for s in stages[1:])
+        return ("The linear probe set the head before the first epoch (the dotted line; no "
+                "epochs of its own)" + (f"; then {rest}." if rest else "; no fine-tuning epochs."))
+    changes = [s for s in stages[1:] if s.get("start", 0) > 0]
+    if not changes:
+        only = stages[0]["label"] if stages else "one phase"
+        return f"One phase ({only}): no change of what trains, so no dotted lines."
+    marks = "; ".join(f"epoch {s['start'] + 1}: {s['label']}" for s in changes)
+    return f"Dotted lines: where what trains changes ({marks})."
+
+
+def markdown_html(text: str) -> str:
+    """Markdown (the model card) as HTML with Python-Markdown (tables included); characters
+    that would be HTML are escaped first, so names in the card cannot inject markup."""
+    import markdown
+
+    return markdown.markdown(html.escape(text, quote=False), extensions=["tables"])
 
 
 def _top_losses_html(losses) -> str:
@@ -192,11 +217,13 @@ def _top_losses_html(losses) -> str:
         tiles = []
         for i, rec in enumerate(losses.to_records()):
             notes = "".join(f'<div class="note">{_esc(n)}</div>' for n in rec["notes"])
+            ref = str(rec["ref"])
+            name = os.path.basename(ref) or ref  # the full path: the tile's tooltip
             tiles.append(
-                f'<div class="tile"><img alt="{_esc(rec["ref"])}" '
+                f'<div class="tile" title="{_esc(ref)}"><img alt="{_esc(ref)}" '
                 f'src="{image_data_uri(losses.inputs[i])}"><div>true <b>{_esc(rec["true"])}'
                 f"</b><br>pred <b>{_esc(rec['predicted'])}</b> {rec['probability']:.2f}<br>"
-                f"loss {rec['loss']:.2f} &middot; {_esc(rec['ref'])}</div>{notes}</div>"
+                f"loss {rec['loss']:.2f} &middot; {_esc(name)}</div>{notes}</div>"
             )
         return intro + f'<div class="gallery">{"".join(tiles)}</div>'
     texts = losses.inputs if losses.inputs is not None else losses.refs
@@ -222,7 +249,7 @@ def write_html_report(path, **content) -> str:
         calibration: `calibration_summary(...)` output.
         slices: `sliced_metrics(...)` output.
         audit_text: the data audit as text.
-        model_card: the model card (Markdown, shown as text).
+        model_card: the model card (Markdown, rendered).
         files: `{name: relative path}` links to the exported models.
     """
     from tlkit._io import atomic_write_text

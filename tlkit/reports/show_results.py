@@ -36,7 +36,7 @@ def show_results(model, data, split: str = "test", n: int = 9, columns: int = 3,
         )
     from tlkit._image_grid import image_grid
 
-    x, y = data.take(split, n)
+    x, y = data.for_model(model).take(split, n)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     predicted = probs.argmax(axis=-1)
     names = data.class_names

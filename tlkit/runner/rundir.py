@@ -352,6 +352,17 @@ class RunDir:
                 + RECORDS["class_names.json"][1].replace("RUN", self.path))
         return names
 
+    def finished_with(self, recipe_yaml: str) -> bool:
+        """Whether this folder holds a finished run of exactly this recipe (`tlkit train`
+        returns it as it is, so its data and backbone need not be checked again)."""
+        if not self.complete or not os.path.exists(self.recipe_path):
+            return False
+        try:
+            with open(self.recipe_path, encoding="utf-8") as f:
+                return f.read() == recipe_yaml
+        except (OSError, UnicodeDecodeError):
+            return False  # a damaged copy: `prepare` names it
+
 
 def open_run(path) -> RunDir:
     """An existing, completed run folder (for `evaluate`, `predict`, `export`)."""

@@ -140,6 +140,30 @@ def resolve_execution(recipe, strategy):
     )
 
 
+def resolve_settings(recipe: Recipe, strategy=None) -> Recipe:
+    """The recipe with every setting it leaves unset (null) filled for this machine, the one
+    way every verb fills them (`train`, `evaluate`, `report`, `export`, `predict`, `tune`,
+    `lr-find`): `data.batch_size` per replica from `tlkit.distribute.plan` (`resolve_batch`),
+    then the global batch, `data.drop_remainder` on a TPU and the LRs scaled across replicas
+    (`_per_replica`), then `distribute.steps_per_execution` (`resolve_execution`).
+
+    Args:
+        recipe: a `Recipe`.
+        strategy: the `tf.distribute` strategy the verb runs under; default: the current one.
+
+    Example:
+    ```python
+    recipe = resolve_settings(load_recipe("recipes/smoke.yaml"))
+    recipe.data.batch_size  # 32 on a CPU when the recipe leaves it null
+    ```
+    """
+    if strategy is None:
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+    return resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy), strategy)
+
+
 PROBING = ("lp_ft", "linear_probe")
 """Strategies whose head comes from the converged linear probe (no head epochs)."""
 
@@ -487,8 +511,9 @@ def train_recipe(recipe, output=None, force=False, overrides=(), verbose="auto")
 
 
 def _train_locked(recipe, run, force, verbose) -> str:
-    if force or not run.complete:
-        # Data and backbone availability, before any folder is created or replaced.
+    if force or not run.finished_with(dump_recipe(recipe)):
+        # Data and backbone availability, before any folder is created or replaced (also
+        # before "holds a run of a different recipe": the recipe's own error comes first).
         preflight.check_ready(recipe)
     status = run.prepare(dump_recipe(recipe), force=force)
     if status == "complete":
@@ -511,10 +536,13 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     keras.utils.set_random_seed(recipe.seed)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
-        recipe = resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy),
-                                   strategy)
+        recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
-        report = tdata.audit(data, progress=verbose != 0)
+        # The model first: images of different sizes are batched at its input size (the
+        # backbone's, unless data.image_size is set), or a clear error comes before any work.
+        model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
+        raw, data = data, data.for_model(model)
+        report = tdata.audit(raw, progress=verbose != 0)  # the files as they are
         atomic_write_text(run.file("reports", "data_audit.txt"), report.to_text() + "\n")
         report.save(run.file("reports", "data_audit.json"))  # for the report's cross-links
         logger.info("data audit:\n%s", report.to_text())
@@ -531,7 +559,6 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
                 "data.allow_leakage=true)",
             )
         run.write_json("class_names.json", data.class_names)
-        model = tlkit.distribute.apply_keras_fixes(build(recipe, data, run))
         # The smallest training class, as the probe counts it (every class of the head).
         counts = report.class_counts.get("train") or {}
         _train(recipe, run, model, data, verbose,
@@ -553,6 +580,10 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)
+    # A drifting export (parity below tlkit.export.folder.PARITY_MIN_AGREEMENT) is a warning
+    # of the run: in metrics.json, the model card and the command's last lines.
+    metrics["warnings"] = [*metrics.get("warnings", []),
+                           *(info["warning"] for info in exports.values() if info.get("warning"))]
     _write_records(recipe, run, model, data, metrics, found, exports)
     if recipe.compare.scratch_epochs:
         # The pretrained result, its model, exports and reports first: the from-scratch
@@ -889,9 +920,10 @@ def _report_locked(path, verbose) -> str:
         )
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
+    recipe = resolve_settings(recipe)
     keras.utils.set_random_seed(recipe.seed)
-    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
+    data = load_data(recipe.data, recipe.seed).for_model(model)
     temperature = run.read_json("calibration.json", {}).get("temperature")
     found = _interpret(recipe, run, model, data, verbose, temperature=temperature, reuse=True)
     metrics = {**run.read_json("metrics.json", {}), **_write_metrics_reports(run, data, found)}
@@ -985,7 +1017,12 @@ def _input_description(model, data) -> str:
             f"[{low:g}, {high:g}] inside the model)")
 
 
-def sample_inputs(data, n=32, split=None):
+PARITY_INPUTS = 256
+"""Inputs the exports' parity check compares on, where the evaluation split has them (32 left
+a 1-in-32 step in the top-1 agreement)."""
+
+
+def sample_inputs(data, n=PARITY_INPUTS, split=None):
     """Up to `n` raw inputs of `split` (default: the test, else val split), for export parity
     checks; `split="train"` gives the calibration inputs of full-integer TFLite."""
     split = split or ("test" if data.test is not None else "val")
@@ -1028,6 +1065,20 @@ def _served(run: RunDir, model) -> keras.Model:
     return with_run_calibration(model, run.path)
 
 
+def predict_run(path, inputs, top: int = 1) -> list[dict]:
+    """`tlkit predict`: the run's served model on `inputs` (image files / folders or texts),
+    batched with the run's resolved `data.batch_size` (`resolve_settings`); see
+    `tlkit.inference.predict` for what comes back."""
+    from tlkit import inference
+
+    run = open_run(path)
+    recipe = resolve_settings(load_recipe(run.recipe_path))
+    model = load_run_model(run)
+    names = run.class_names(num_classes=int(model.outputs[0].shape[-1]))
+    return inference.predict(model, inputs, names, top=top,
+                             batch_size=recipe.data.batch_size)
+
+
 def evaluate_run(path, verbose="auto", tta=None) -> dict:
     """Re-evaluates a finished run (same recipe, data and splits); rewrites its reports.
 
@@ -1043,9 +1094,10 @@ def _evaluate_locked(path, verbose, tta) -> dict:
     run = open_run(path)
     recipe = load_recipe(run.recipe_path)
     preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
+    recipe = resolve_settings(recipe)
     keras.utils.set_random_seed(recipe.seed)
-    data = load_data(recipe.data, recipe.seed)
     model = load_run_model(run, calibrated=False)
+    data = load_data(recipe.data, recipe.seed).for_model(model)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
     # (Files) stay in metrics.json and the model card.
@@ -1129,8 +1181,8 @@ def _export_locked(path, formats, output) -> dict:
     model = load_run_model(run)
     sample = representative = None
     if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
-        recipe = load_recipe(run.recipe_path)
-        data = load_data(recipe.data, recipe.seed)
+        recipe = resolve_settings(load_recipe(run.recipe_path))
+        data = load_data(recipe.data, recipe.seed).for_model(model)
         sample, representative = sample_inputs(data), _representative(formats, data)
     folder = output or run.export_dir
     results = export_model(
@@ -1158,16 +1210,17 @@ def _lr_find_locked(recipe, folder, verbose):
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
-        recipe = resolve_batch(recipe, strategy)
+        recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)
+        data = data.for_model(model)
         trainability.unfreeze_all(model, bn_policy=recipe.phases.bn_policy)
         tlkit.compile_model(
             model, optimizer=_optimizer(recipe, recipe.optimizer.lr),
             jit_compile=recipe.distribute.jit_compile,
         )
         train = tdata.batch(data.split("train"), recipe.data.batch_size, training=True,
-                            seed=recipe.seed)
+                            seed=recipe.seed, drop_remainder=bool(recipe.data.drop_remainder))
         return lr_find(
             model, train, plot_path=os.path.join(folder, "lr_find.png"), verbose=verbose
         )

@@ -94,15 +94,24 @@ def _tune_locked(recipe, folder, overwrite, load_best_model, verbose) -> TuneRes
             return UnfreezeSchedule.from_fine_tune_config(config, 0)
 
     with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
-        data = load_data(recipe.data, recipe.seed)
-        batch_size = distribute.plan(strategy, recipe.data.batch_size).global_batch
-        train = tdata.batch(data.split("train"), batch_size, training=True, seed=recipe.seed)
-        val = None if data.val is None else tdata.batch(data.val, batch_size, training=False,
-                                                        seed=recipe.seed)
+        # Batch size and the other unset settings, as `tlkit train` resolves them; the trials'
+        # learning rates stay the recipe's (the search space's values are not scaled).
+        settings = train_lib.resolve_settings(recipe, strategy)
+        data = load_data(settings.data, recipe.seed)
+        batch_size = settings.data.batch_size  # global (per replica x replicas)
 
         def build(dropout):
             head = dataclasses.replace(recipe.head, dropout=float(dropout))
             return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
+
+        if data.kind == "image" and None in data.input_shape[:2]:
+            # Images of different sizes: batched at the model's input size, as in training.
+            data = data.for_model(build(recipe.head.dropout))
+        drop = bool(settings.data.drop_remainder)
+        train = tdata.batch(data.split("train"), batch_size, training=True, seed=recipe.seed,
+                            drop_remainder=drop)
+        val = None if data.val is None else tdata.batch(data.val, batch_size, training=False,
+                                                        seed=recipe.seed, drop_remainder=drop)
 
         result = tune(
             build, train, val, cfg.space,

@@ -58,6 +58,8 @@ class FineTuneResult:
         best_epoch: the epoch (0-based) whose weights early stopping restored, else `None`.
         stopped_epoch: the epoch where early stopping stopped the run, else `None`.
         config: the `tlkit.FineTuneConfig` the run used (overrides applied).
+        val_metrics: `model.evaluate` on the validation data with the weights returned
+            (`{"loss": .., "accuracy": ..}`), else `None` (no validation data).
         test_metrics: `model.evaluate` on the test split (`{"loss": .., "accuracy": ..}`) when
             `fine_tune` was given a `LabeledData` with a test split, else `None`.
         wise_ft: with `wise_ft_alphas`, `{"alpha": chosen, "metric": "accuracy" (or "loss"
@@ -76,6 +78,7 @@ class FineTuneResult:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     config: config_lib.FineTuneConfig | None = None
+    val_metrics: dict | None = None
     test_metrics: dict | None = None
     wise_ft: dict | None = None
     strategy: dict | None = None
@@ -84,6 +87,20 @@ class FineTuneResult:
     def unfreeze_epochs(self) -> list[int]:
         """Epochs (0-based) at whose start more groups became trainable."""
         return [e["epoch"] for e in self.unfreeze_events[1:]]
+
+    def outcome(self) -> str:
+        """One line: the strategy that ran and why, the validation and test scores (what
+        `fine_tune` prints at the end unless `verbose=0`)."""
+        record = self.strategy or {}
+        name = record.get("strategy", "gradual")
+        why = record.get("reason")
+        came = f" (from {record['requested']})" if record.get("requested") not in (None, name) \
+            else ""
+        parts = [f"fine_tune: strategy {name}{came}" + (f": {why}" if why else "")]
+        for split, metrics in (("validation", self.val_metrics), ("test", self.test_metrics)):
+            if metrics:
+                parts.append(f"{split} {_format_metrics(_headline(metrics))}")
+        return "; ".join(parts)
 
 
 def _split_epochs(epochs):
@@ -256,7 +273,9 @@ def fine_tune(
             `tlkit.distribute.plan`'s for the model's device (32 on CPU, 64 on GPU, 128 per
             TPU core). A dataset is used as it comes.
         shuffle: for array data.
-        verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0).
+        verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0); unless
+            0, the end prints one line (`FineTuneResult.outcome()`): the strategy that ran and
+            why, the validation and test scores.
         feature_cache, data_fingerprints: a folder where the linear probe (`lp_ft`,
             `linear_probe`, `auto`) keeps the frozen backbone's features, and
             `{"train": .., "val": ..}` strings that change with the data (as for
@@ -266,7 +285,8 @@ def fine_tune(
             labels then.
 
     Returns:
-        A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch).
+        A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch, the final
+        `val_metrics` and `test_metrics`).
 
     Raises:
         tlkit.config.ConfigError: a setting with a bad value (the message names it).
@@ -321,7 +341,8 @@ def fine_tune(
         # No fit, so no one-hot (MixUp / CutMix) training: compile for integer labels.
         probe_args = compile_args if objective.after_fit is None else {
             **compile_args, "loss": objective.after_fit}
-        return _probe_only(model, config, choice, probe_args, data, batch_size)
+        return _probe_only(model, config, choice, probe_args, data, batch_size, validation,
+                           verbose)
     plan = fine_tune_plan(
         model, config, steps, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
@@ -420,11 +441,19 @@ def fine_tune(
                                  alphas=config.wise_ft_alphas, metric=metric)
         if start_weights.path and os.path.exists(start_weights.path):
             os.remove(start_weights.path)
-    _evaluate_test(result, data, batch_size)
+    _evaluate_end(result, data, validation, batch_size, verbose)
     return result
 
 
-def _evaluate_test(result, data, batch_size):
+def _evaluate_end(result, data, validation, batch_size, verbose):
+    """The final validation and test metrics, into `result`; the one-line outcome printed
+    (the way `fit` prints its progress) unless `verbose=0`."""
+    if validation is not None:
+        result.val_metrics = {
+            k: float(v) for k, v in result.model.evaluate(
+                strategies.as_dataset(validation, batch_size), verbose=0,
+                return_dict=True).items()
+        }
     if data is not None and data.test is not None:
         result.test_metrics = {
             k: float(v) for k, v in result.model.evaluate(
@@ -432,9 +461,11 @@ def _evaluate_test(result, data, batch_size):
         }
         logger.info("fine_tune: test %s (%s examples)", _format_metrics(result.test_metrics),
                     data.num_examples("test"))
+    if verbose != 0:
+        print(result.outcome(), flush=True)
 
 
-def _probe_only(model, config, choice, compile_args, data, batch_size):
+def _probe_only(model, config, choice, compile_args, data, batch_size, validation, verbose):
     """Strategy `linear_probe`: the probe is the result; no `fit` (the model is compiled with
     a fresh optimizer so it evaluates and trains on as usual)."""
     from tlkit import optimizers as optimizers_lib
@@ -453,7 +484,7 @@ def _probe_only(model, config, choice, compile_args, data, batch_size):
     )
     logger.info("fine_tune: linear probe only (C=%s, validation accuracy %s), no fit",
                 choice.probe["C"], choice.probe["val_accuracy"])
-    _evaluate_test(result, data, batch_size)
+    _evaluate_end(result, data, validation, batch_size, verbose)
     return result
 
 
@@ -496,6 +527,7 @@ def _pipelines(model, data, validation, batch_size):
     """Train / val pipelines of a LabeledData, batched for the model's strategy."""
     from tlkit import distribute
 
+    data = data.for_model(model)  # images of different sizes: the backbone's input size
     per_replica = None if batch_size is None else int(batch_size)  # None: the plan's default
     global_batch = distribute.plan(model.distribute_strategy, per_replica).global_batch
     train = data.pipeline("train", global_batch, training=True, seed=0)
@@ -506,3 +538,10 @@ def _pipelines(model, data, validation, batch_size):
 
 def _format_metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _headline(metrics: dict) -> dict:
+    """Accuracy (else the loss) first, for the one-line outcome."""
+    keys = [k for k in ("accuracy", "sparse_categorical_accuracy", "binary_accuracy")
+            if k in metrics][:1] or ["loss"]
+    return {k: metrics[k] for k in keys if k in metrics}

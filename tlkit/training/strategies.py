@@ -377,7 +377,8 @@ def _search_group(model, config, train_ds, val_ds, compile_args, start_weights):
         with model.distribute_strategy.scope():
             optimizer = optimizers_lib.from_config(config, float(config.lr), model)
             model.compile(optimizer=optimizer, **compile_args)
-        model.fit(train_ds.repeat(), steps_per_epoch=SURGICAL_TRIAL_STEPS, epochs=1, verbose=0)
+        model.fit(train_ds.repeat(), steps_per_epoch=SURGICAL_TRIAL_STEPS, epochs=1, verbose=0,
+                  shuffle=False)  # a dataset comes shuffled; Keras warns about shuffle=True
         losses[name] = float(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"])
     model.set_weights(start_weights)
     trainability.freeze_backbone(model, bn_policy=config.bn_policy)

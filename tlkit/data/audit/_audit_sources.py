@@ -201,12 +201,28 @@ class DatasetSource:
                         array = array[..., np.newaxis]
                     item.size = (int(array.shape[0]), int(array.shape[1]))
                     item.mode = MODES.get(int(array.shape[-1]), f"{array.shape[-1]}ch")
+                    if refs is not None and os.path.isfile(ref):
+                        # The file as it is on disk (a loader may have resized or converted
+                        # it), as the audit of a folder sees it.
+                        item.size, item.mode = _file_size_mode(ref, item.size, item.mode)
                     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
                         item.error = "non-finite pixel values"
                     item.digest = _digest(array, item.mode)
                 else:
                     item.digest = _digest(x, self.kind)
                 yield item, (x if with_values else None)
+
+
+def _file_size_mode(path, size, mode):
+    """`((height, width), mode)` from the image file's header (PIL, no decode); the decoded
+    ones when the file cannot be opened."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return (image.height, image.width), image.mode
+    except (OSError, SyntaxError, ValueError):
+        return size, mode
 
 
 def _label(y, class_names, index):

@@ -42,6 +42,8 @@ class AuditReport:
             cosine similarity is at least `near_dup_threshold` (not already exact duplicates).
         unknown_labels: `{"split", "item", "label"}` for labels outside `class_names`.
         dominant_size, dominant_mode: the most common image size `[h, w]` and mode.
+        size_range: when no size is shared by half the images, `{"distinct": n, "height":
+            [min, max], "width": [min, max]}` (pixels), else `None`.
         notes: anything else worth knowing (sampling, ignored files, ...).
 
     Example:
@@ -67,6 +69,7 @@ class AuditReport:
     unknown_labels: list[dict] = dataclasses.field(default_factory=list)
     dominant_size: list[int] | None = None
     dominant_mode: str | None = None
+    size_range: dict | None = None
     near_dup_threshold: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -156,7 +159,14 @@ class AuditReport:
                 f"{ratio_text}"
             )
             lines.append("    " + ", ".join(f"{c}={n}" for c, n in counts.items()))
-        if self.dominant_size is not None:
+        if self.size_range is not None:
+            r = self.size_range
+            lines.append(
+                f"  image sizes: {r['distinct']} distinct, height {r['height'][0]}-"
+                f"{r['height'][1]} px, width {r['width'][0]}-{r['width'][1]} px; most are "
+                f"{self.dominant_mode}"
+            )
+        elif self.dominant_size is not None:
             lines.append(
                 f"  most images: {self.dominant_size[0]}x{self.dominant_size[1]} "
                 f"{self.dominant_mode}"

@@ -188,6 +188,9 @@ def _check_sizes(report: AuditReport, items: list[Item]) -> None:
     report.dominant_size = list(dominant_size)
     uniform = dominant_count >= 0.5 * len(readable)
     if not uniform:
+        heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
+        report.size_range = {"distinct": len(sizes), "height": [min(heights), max(heights)],
+                             "width": [min(widths), max(widths)]}
         report.notes.append(
             f"image sizes vary ({len(sizes)} distinct); only extreme aspect ratios and tiny "
             "images are flagged"

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from tlkit._extras import MissingExtraError, message
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources.labeled_data import LabeledData
 from tlkit.data.sources.numpy_arrays import from_numpy
 
@@ -40,8 +41,8 @@ def tweets_csv_path() -> str:
 
 def tweets(
     min_confidence: float = 0.8,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     num_per_class: int | None = None,
     path=None,

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from tlkit.config import VAL_FRACTION
 from tlkit.data.sources import _images, _splits
 from tlkit.data.sources.labeled_data import LabeledData
 from tlkit.data.sources.numpy_arrays import from_numpy
@@ -85,7 +86,7 @@ def fashion_mnist(
     subset=None,
     image_size=None,
     seed: int = 0,
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION,
     eval_per_class: int | None = None,
     channels: int = 1,
     path=None,

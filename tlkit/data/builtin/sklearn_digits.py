@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources.labeled_data import LabeledData
 from tlkit.data.sources.numpy_arrays import from_numpy
 
 
 def digits(
-    val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0, image_size=None
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+    image_size=None,
 ) -> LabeledData:
     """The 1,797 8x8 digit images of `sklearn.datasets.load_digits`, 10 classes.
 

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources import _assemble, _images, _labels
 from tlkit.data.sources.labeled_data import LabeledData, Skipped
 
@@ -26,8 +27,8 @@ def from_csv(
     encoding: str = "utf-8",
     delimiter: str = ",",
     class_names=None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     image_size=None,
     channels: int = 3,

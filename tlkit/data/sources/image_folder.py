@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources import _assemble, _class_folders, _images
 from tlkit.data.sources.labeled_data import LabeledData
 
@@ -16,8 +17,8 @@ logger = logging.getLogger(__name__)
 def from_image_folder(
     path,
     image_size=None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     channels: int = 3,
     class_names=None,
@@ -38,10 +39,12 @@ def from_image_folder(
     Args:
         path: the folder.
         image_size: `(height, width)` (or an int) to resize to; `None` keeps the files' size
-            (then batching needs every image to have the same size).
+            (`tlkit.fine_tune` then resizes images of different sizes to the model's input
+            size, see `LabeledData.for_model`).
         val_fraction: fraction of each class held out for validation when there is no `val/`
-            folder (stratified, seeded).
-        test_fraction: same for a test split when there is no `test/` folder.
+            folder (stratified, seeded); default `tlkit.config.VAL_FRACTION` (0.1), as recipes.
+        test_fraction: same for a test split when there is no `test/` folder; default
+            `tlkit.config.TEST_FRACTION` (0.1), so `tlkit.fine_tune` reports a test score.
         seed: seed of the split and of the order of examples.
         channels: 3 (grey repeated to RGB, alpha dropped), 1 (grey) or 4.
         class_names: optional class list (label order); default: sorted class folder names.
@@ -96,7 +99,8 @@ def from_image_folder(
         shape = _images.common_size({p: sizes[p] for p in paths if p in sizes})
         if shape is None:
             logger.info(
-                "%s: images have %d different sizes; pass `image_size=` to batch them.",
+                "%s: images have %d different sizes; tlkit.fine_tune resizes them to the "
+                "model's input size (`LabeledData.for_model`), or pass `image_size=`.",
                 layout.root,
                 len({sizes[p] for p in paths if p in sizes}),
             )

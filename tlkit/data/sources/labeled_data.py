@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tlkit.data.sources import pipeline as pipeline_lib
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("image", "text", "features")
 SPLITS = ("train", "val", "test")
@@ -241,9 +244,9 @@ class LabeledData:
             )
         from tlkit._image_grid import image_grid
 
-        x, y = self.take(split, n)
-        return image_grid(x, [self.class_names[i] for i in y], columns,
-                          suptitle=f"{self.name or 'data'}: {split}")
+        pairs = list(self.split(split).take(int(n)).as_numpy_iterator())  # any sizes
+        return image_grid([x for x, _ in pairs], [self.class_names[y] for _, y in pairs],
+                          columns, suptitle=f"{self.name or 'data'}: {split}")
 
     def map(self, fn: Callable) -> LabeledData:
         """Returns a copy with `fn(x, y) -> (x, y)` applied to every split (order kept).
@@ -320,6 +323,88 @@ class LabeledData:
             **batch_kwargs,
         )
 
+    # -- image size ----------------------------------------------------------------------------
+    def image_sizes(self) -> set[tuple[int, int]]:
+        """The distinct `(height, width)` of the images as their files hold them (from the
+        loader's `height` / `width` metadata, all splits); empty when not known."""
+        sizes = set()
+        for columns in self.metadata.values():
+            if "height" in columns and "width" in columns:
+                sizes.update((int(h), int(w)) for h, w in zip(columns["height"], columns["width"])
+                             if h > 0 and w > 0)
+        return sizes
+
+    def resized(self, image_size, interpolation: str = "bilinear") -> LabeledData:
+        """A copy whose images are resized to `image_size` (decoded, then resized, per example;
+        pixels stay in `[0, 255]`), so that images of different sizes batch. Metadata keep the
+        files' own `height` / `width`.
+
+        Args:
+            image_size: `(height, width)` or an int.
+            interpolation: `tf.image.resize` method (default `"bilinear"`).
+
+        Example:
+        ```python
+        data = tlkit.data.from_image_folder("photos/").resized((224, 224))
+        ```
+        """
+        if self.kind != "image":
+            raise ValueError(f"resized() resizes images; this data is kind={self.kind!r}")
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        size = tuple(int(s) for s in size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(
+                f"Expected `image_size` as (height, width) of positive ints. Received: {image_size}"
+            )
+        channels = self.input_shape[-1]
+
+        def resize(x, y):
+            x = tf.clip_by_value(tf.image.resize(x, size, method=interpolation), 0.0, 255.0)
+            return tf.ensure_shape(x, [size[0], size[1], channels]), y
+
+        return self.map(resize)
+
+    def for_model(self, model) -> LabeledData:
+        """This data as `model` batches it: images without one common size are resized to
+        the size the model resizes to itself (`tlkit.preprocessing.model_image_size`: the
+        backbone's `InputInfo`), so the model sees what it would have seen anyway. Data of
+        one size, or that are not images, come back unchanged (`self`).
+
+        `tlkit.fine_tune` and the recipe runner call this; a size given to the loader
+        (`image_size=`, recipes: `data.image_size`) makes the images one size and wins.
+
+        Raises:
+            ValueError: the images have different sizes and the model takes any size (nothing
+                decides one): the message says to pass `image_size=`.
+
+        Example:
+        ```python
+        data = tlkit.data.from_image_folder("photos/")   # photos of every size
+        batches = data.for_model(model).pipeline("train", 32)
+        ```
+        """
+        shape = self.input_shape
+        if self.kind != "image" or len(shape) != 3 or None not in shape[:2]:
+            return self
+        from tlkit.preprocessing import model_image_size
+
+        size = model_image_size(model)
+        if size is None:
+            sizes = self.image_sizes()
+            if len(sizes) > 1:
+                areas = sorted(sizes, key=lambda hw: hw[0] * hw[1])
+                raise ValueError(
+                    f"{self.name or 'The data'}: the images have {len(sizes)} different sizes "
+                    f"({_hw(areas[0])} to {_hw(areas[-1])}, height x width) and the model takes any size, so "
+                    "nothing decides the size to batch them at. Pass `image_size=(height, "
+                    "width)` to the loader (recipes: data.image_size), or use a backbone with "
+                    "a fixed input size."
+                )
+            return self
+        logger.info("%s: images resized to %s (the model's input size) to batch them",
+                    self.name or "data", _hw(size))
+        return self.resized(size)
+
     # -- picking examples ----------------------------------------------------------------------
     def select(self, split: str, indices) -> LabeledData:
         """Returns a copy whose `split` holds only the examples at `indices` (dataset order).
@@ -363,3 +448,7 @@ class LabeledData:
         return dataclasses.replace(
             self, **{split: new_ds}, labels=labels, metadata=metadata, sources=sources
         )
+
+
+def _hw(size) -> str:
+    return f"{size[0]}x{size[1]}"  # height x width, as the data audit writes sizes

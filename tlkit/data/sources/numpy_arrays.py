@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources import _assemble, _labels
 from tlkit.data.sources.labeled_data import KINDS, LabeledData
 
@@ -18,8 +19,8 @@ def from_numpy(
     y,
     class_names=None,
     kind: str | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     val=None,
     test=None,

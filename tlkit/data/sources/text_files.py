@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources import _assemble, _class_folders
 from tlkit.data.sources.labeled_data import LabeledData, Skipped
 
@@ -15,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 def from_text_files(
     path,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     class_names=None,
     encoding: str = "utf-8",
