@@ -35,12 +35,20 @@ def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     out = tmp_path / "text.json"
     strategies_text.main(["--budgets", "5", "--seeds", "0", "--test-per-class", "4",
                           "--rows", "prototype", "linear_probe", "full", "auto",
-                          "--out", str(out)])
+                          "full_defaults", "linear_probe_C4", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["shifted"] is None and result["test_examples"] == 12
-    assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto"]
+    assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto",
+                                                     "full_defaults", "linear_probe_C4"]
+    rows = {r["method"]: r for r in result["rows"]}
+    # 12 training tweets are one batch: the library's floor makes each epoch 8 steps, for the
+    # benchmark's (1, 2) epochs and for the defaults' (1, 3) alike.
+    assert rows["full"]["steps"]["fine"] == {"epochs": 2, "steps": 16}
+    assert rows["full_defaults"]["steps"]["head"] == {"epochs": 1, "steps": 8}
+    assert rows["full_defaults"]["steps"]["fine"] == {"epochs": 3, "steps": 24}
+    assert rows["linear_probe_C4"]["C"] == 4.0
     assert all(r["shifted"] is None and 0 <= r["clean"]["accuracy"] <= 1 for r in result["rows"])
-    assert result["rows"][-1]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
+    assert rows["auto"]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
     per = result["summary"]["5"]
     assert "shifted_accuracy" not in per["full"]
     # Paired to `full` on the clean set only; the targets skip what needs a shifted set.

@@ -373,7 +373,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose, examples_per_
 
     # What the strategy did (`auto`'s choice and why), for metrics.json and the model card;
     # the report's phases follow what ran.
-    run.update_state(strategy=result.strategy, segments=plan_segments(
+    run.update_state(strategy=result.strategy, budget=result.budget, segments=plan_segments(
         recipe, _num_groups(model), trainability.has_batch_norm(model), result.strategy))
 
 
@@ -524,6 +524,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         metrics["wise_ft"] = wise
     if run.state.get("strategy"):
         metrics["strategy"] = run.state["strategy"]
+    if run.state.get("budget"):  # epochs and optimizer steps per phase (min_steps_per_epoch)
+        metrics["budget"] = run.state["budget"]
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)

@@ -29,6 +29,7 @@ from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.model import is_labeled_data
 from tlkit.training import strategies
+from tlkit.training.budget import repeated, step_budget
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
@@ -64,6 +65,9 @@ class FineTuneResult:
             (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
         strategy: what `config.strategy` did (`tlkit.training.strategies.StrategyChoice`
             `.to_record()`: the strategy that ran, the requested one, why, the probe's result).
+        budget: the epochs and optimizer steps that ran per phase (`{"head": {"epochs",
+            "steps"}, "fine": {...}, "steps_per_epoch", "batches_per_epoch",
+            "min_steps_per_epoch", "passes_per_epoch"}`, `tlkit.training.budget`).
     """
 
     model: keras.Model
@@ -78,6 +82,7 @@ class FineTuneResult:
     test_metrics: dict | None = None
     wise_ft: dict | None = None
     strategy: dict | None = None
+    budget: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -321,8 +326,15 @@ def fine_tune(
         probe_args = compile_args if objective.after_fit is None else {
             **compile_args, "loss": objective.after_fit}
         return _probe_only(model, config, choice, probe_args, data, batch_size)
+    # Tiny data: each epoch repeats the training set up to `min_steps_per_epoch` steps.
+    budget = step_budget(config, steps, steps_per_epoch=steps_per_epoch,
+                         repeatable=isinstance(fit_train, (tf.data.Dataset, tuple, list)),
+                         data_kind=type(fit_train).__name__)
+    if budget.repeats:
+        fit_train = repeated(as_dataset(fit_train, batch_size, shuffle, seed=0,
+                                        setting="min_steps_per_epoch"), budget)
     plan = fine_tune_plan(
-        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        model, config, budget.steps_per_epoch, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
     )
     with model.distribute_strategy.scope():
@@ -359,8 +371,8 @@ def fine_tune(
     else:
         x, y = fit_train, None
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
-    if steps_per_epoch is not None:
-        fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
+    if steps_per_epoch is not None or budget.repeats:
+        fit_kwargs["steps_per_epoch"] = budget.steps_per_epoch
     history = model.fit(
         x,
         y,
@@ -399,9 +411,12 @@ def fine_tune(
     # What ran (a resumed or early-stopped run runs fewer epochs than planned).
     ran = len(history.epoch)
     head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
+    result.budget = budget.record(head_ran, ran - head_ran)
     logger.info(
-        "fine_tune: %d epochs ran (%d head + %d fine), unfreezing at epochs %s%s",
-        ran, head_ran, ran - head_ran, result.unfreeze_epochs,
+        "fine_tune: %d epochs ran (%d head + %d fine), %d + %d optimizer steps (%s), "
+        "unfreezing at epochs %s%s",
+        ran, head_ran, ran - head_ran, result.budget["head"]["steps"],
+        result.budget["fine"]["steps"], budget.describe(), result.unfreeze_epochs,
         "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
     if start_weights is not None:
@@ -440,9 +455,12 @@ def _probe_only(model, config, choice, compile_args, data, batch_size):
         model=model, history=history, unfreeze_events=[], head_epochs=0, fine_epochs=0,
         schedule=unfreeze_lib.UnfreezeSchedule.constant(0), config=config,
         strategy=choice.to_record(),
+        budget={"min_steps_per_epoch": int(config.min_steps_per_epoch),
+                "head": {"epochs": 0, "steps": 0}, "fine": {"epochs": 0, "steps": 0},
+                "note": "the converged linear probe (L-BFGS), no optimizer steps"},
     )
-    logger.info("fine_tune: linear probe only (C=%s, validation accuracy %s), no fit",
-                choice.probe["C"], choice.probe["val_accuracy"])
+    logger.info("fine_tune: linear probe only (C=%s: %s; validation accuracy %s), no fit",
+                choice.probe["C"], choice.probe.get("C_chosen_by"), choice.probe["val_accuracy"])
     _evaluate_test(result, data, batch_size)
     return result
 
