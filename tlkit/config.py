@@ -110,9 +110,10 @@ class FineTuneConfig:
     min_steps_per_epoch: int = setting(
         8, "floor on the optimizer steps of an epoch: a training set of fewer batches is "
         "repeated within the epoch, so each phase runs at least its epochs x this many steps "
-        "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps; "
-        "benchmarks/results/strategies_budget.json); epochs, early stopping, unfreezing and "
-        "the LR schedule keep their meaning; 1: off",
+        "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps; 8 is the "
+        "strategies benchmark's floor, benchmarks/results/strategies_budget_defaults.json and "
+        "strategies_text_budget.json); epochs, early stopping, unfreezing and the validation "
+        "passes keep their meaning; 1: off",
         yaml="phases.min_steps_per_epoch", min=1)
     unfreeze: Literal[UNFREEZE_SCHEDULES] = setting(
         "gradual", "which backbone groups train when: gradual, all or table",

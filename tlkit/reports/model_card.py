@@ -213,8 +213,9 @@ def budget_sentence(budget: dict) -> str:
     for key, name in (("head", "head"), ("fine", "fine-tuning")):
         phase = budget.get(key) or {}
         epochs = phase.get("epochs", 0)
+        cached = " on cached features" if phase.get("on_cached_features") else ""
         parts.append(f"{name} {epochs} epoch{'s' if epochs != 1 else ''}, "
-                     f"{phase.get('steps', 0)} steps")
+                     f"{phase.get('steps', 0)} steps{cached}")
     text = "; ".join(parts)
     per_epoch, batches = budget.get("steps_per_epoch"), budget.get("batches_per_epoch")
     if per_epoch and batches and per_epoch > batches:

@@ -77,8 +77,11 @@ benchmarks/results/strategies_round7.json), so no budget switches any more."""
 
 LINEAR_PROBE_CHOOSE_FROM = 100
 """`linear_probe` chooses its C on validation from this many validation examples; below, it
-fits at `probe_c` (benchmarks/results/strategies_budget.json, rows `linear_probe` (chosen) and
-`linear_probe_C4` (fixed))."""
+fits at `probe_c`. benchmarks/results/strategies_budget.json (Fashion-MNIST, Lite0, 3 paired
+seeds; rows `linear_probe`, C chosen on the split, and `linear_probe_C4`): on 10 and 50
+validation images the choice jumped to the grid's largest Cs in a seed and cost 2.3 and 2.4
+points there; from 100 (and at 200) it chose C=40 in every seed, with the same accuracy as C=4
+(+0.4 and +0.1 points) and a lower calibration error (0.02-0.03 vs 0.10-0.16)."""
 
 SURGICAL_CANDIDATES = 4
 """`surgical_group="auto"` tries at most this many groups, spread from input to top."""
