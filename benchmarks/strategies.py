@@ -492,15 +492,26 @@ def t_interval(diffs):
     return [float(diffs.mean()), float(diffs.mean() - half), float(diffs.mean() + half)]
 
 
+def baseline(method):
+    """The row `method` is paired with: `full_defaults` for a `_defaults` row (the library's
+    defaults against each other), else `full`."""
+    return "full_defaults" if method.endswith("_defaults") else "full"
+
+
 def summarize(rows):
-    """Per budget and method: mean/std of each metric, paired difference to `full`. A test
-    set a row does not have (`"shifted": null`, the text task) has no entries."""
+    """Per budget and method: mean/std of each metric, paired difference to `full` (to
+    `full_defaults` for `_defaults` rows: `baseline`); a `lora_<x>` row also to `<x>`, the same
+    strategy on all weights (`<split>_accuracy_vs_without_lora`). A test set a row does not
+    have (`"shifted": null`, the text task) has no entries."""
     out = {}
     budgets = sorted({r["budget"] for r in rows})
     for b in budgets:
         per = {}
-        full = {r["seed"]: r for r in rows if r["budget"] == b and r["method"] == "full"}
         for method in dict.fromkeys(r["method"] for r in rows if r["budget"] == b):
+            full = {r["seed"]: r for r in rows
+                    if r["budget"] == b and r["method"] == baseline(method)}
+            plain = {r["seed"]: r for r in rows if r["budget"] == b
+                     and method.startswith("lora_") and r["method"] == method[len("lora_"):]}
             mine = [r for r in rows if r["budget"] == b and r["method"] == method]
             entry = {"seeds": len(mine),
                      "seconds": float(np.mean([r["seconds"] for r in mine]))}
@@ -514,8 +525,12 @@ def summarize(rows):
                                                   else None]
                 paired = [r[split]["accuracy"] - full[r["seed"]][split]["accuracy"]
                           for r in mine if full.get(r["seed"], {}).get(split) is not None]
-                if paired and method != "full":
+                if paired and method != baseline(method):
                     entry[f"{split}_accuracy_vs_full"] = t_interval(paired)
+                versus = [r[split]["accuracy"] - plain[r["seed"]][split]["accuracy"]
+                          for r in mine if plain.get(r["seed"], {}).get(split) is not None]
+                if versus:
+                    entry[f"{split}_accuracy_vs_without_lora"] = t_interval(versus)
             scaled = [r["temperature_scaled"] for r in mine if r.get("temperature_scaled")]
             if len(scaled) == len(mine):  # ECE after temperature scaling on validation
                 for key in ("clean_ece", "shifted_ece", "temperature"):

@@ -154,3 +154,15 @@ def test_temperature_scaled_ece_is_fitted_on_validation_and_summarized():
     assert entry["ts_clean_ece"] == pytest.approx(scaled["clean_ece"])
     assert entry["ts_temperature"] == pytest.approx(scaled["temperature"])
     assert "ts_clean_ece" not in strategies.summarize([_row("auto", 0, 0.9)])["5"]["auto"]
+
+
+def test_defaults_rows_pair_with_full_defaults_and_lora_rows_with_their_strategy():
+    rows = [_row("full", 0, 0.5), _row("full", 1, 0.5)]
+    for seed, (full, auto, lora) in enumerate([(0.6, 0.7, 0.72), (0.5, 0.7, 0.69)]):
+        rows += [_row("full_defaults", seed, full), _row("auto_defaults", seed, auto),
+                 _row("lora_auto_defaults", seed, lora)]
+    per = strategies.summarize(rows)["5"]
+    assert per["auto_defaults"]["clean_accuracy_vs_full"][0] == pytest.approx(0.15)
+    assert per["lora_auto_defaults"]["clean_accuracy_vs_full"][0] == pytest.approx(0.155)
+    assert per["lora_auto_defaults"]["clean_accuracy_vs_without_lora"][0] == pytest.approx(0.005)
+    assert "clean_accuracy_vs_full" not in per["full_defaults"]
