@@ -238,7 +238,9 @@ def fine_tune(
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
             (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
             `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
-            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`, and the
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`,
+            `min_steps_per_epoch` (tiny data is repeated within each epoch up to that many
+            optimizer steps: `tlkit.training.budget`; `result.budget` says what ran), and the
             regularization / averaging settings `mixup`, `cutmix`, `class_weight`,
             `loss_type`, `focal_gamma`, `swa_epochs`, `wise_ft_alphas`) is documented there,
             with its default and allowed values. With `mixup` / `cutmix` and tlkit's own loss,
