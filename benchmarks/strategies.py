@@ -54,7 +54,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import RESULTS, write_json_to  # noqa: E402
+from _common import RESULTS, git_commit, write_json_to  # noqa: E402
 
 FEATURE_ROWS = ("pixel_logreg", "pixel_knn", "prototype", "prototype_centered", "linear_probe")
 FIT_ROWS = ("full", "wise_ft", "keras_guide", "auto", "lp_ft", "gradual", "fastai", "surgical",
@@ -71,8 +71,20 @@ SELECTED_ROWS = ("full_lr", "lp_ft_lr", "auto_lr")
 """`<method>_lr`: the method's fine-tuning LR chosen from `LR_GRID` on validation, then the
 method retrained with it on the whole budget (train + validation), as the issue's protocol
 asks; budgets >= 5 only (budget 1 has no split)."""
+DEFAULT_ROWS = ("full_defaults", "gradual_defaults", "lp_ft_defaults", "auto_defaults",
+                "linear_probe_defaults", "lora_full_defaults", "lora_auto_defaults")
+"""`<strategy>_defaults`: `tlkit.fine_tune(model, (x, y), val, strategy=<strategy>)` with every
+other setting at its default (batch 32 on CPU, 1 head + 3 fine epochs, LR 1e-4, patience 3,
+`min_steps_per_epoch`): what a user gets. `lora_<strategy>_defaults`: `tlkit.peft.lora(model)`
+first (rank 4, its default targets) and `lr=tlkit.peft.LORA_LR`, the README's LoRA call
+(`lora_auto_defaults`: under `auto`, i.e. LP-FT), at the same epochs and steps as the row
+without `lora_`."""
 QUICK_ROWS = FEATURE_ROWS + ("full", "keras_guide", "lp_ft", "auto")
-BATCH, MIN_STEPS, HEAD_EPOCHS, FINE_EPOCHS = 16, 8, 2, 4
+BATCH, HEAD_EPOCHS, FINE_EPOCHS = 16, 2, 4
+MIN_STEPS = 8
+"""Optimizer steps per nominal epoch at least. `tlkit.fine_tune` rows get it from the library
+(`FineTuneConfig.min_steps_per_epoch`, passed explicitly, so the protocol does not move with the
+library's default); the plain-Keras rows (`keras_guide`, `scratch`) repeat the epochs instead."""
 CORRUPTIONS = ("noise", "blur", "contrast")
 
 
@@ -119,8 +131,9 @@ def as_input(images):
 
 def train_dataset(x, y, seed):
     """Shuffled batches, and the epoch multiplier that gives a small set >= MIN_STEPS batches
-    per nominal epoch (more epochs rather than repeated examples, so every method, the probe
-    and `auto`'s label count see each example once per epoch)."""
+    per nominal epoch for the plain-Keras rows (`keras_guide`, `scratch`); `tlkit.fine_tune`
+    rows run the nominal epochs with the library's `min_steps_per_epoch` instead (each epoch
+    repeats the data up to MIN_STEPS batches)."""
     import tensorflow as tf
 
     repeats = max(1, math.ceil(MIN_STEPS / math.ceil(len(x) / BATCH)))
@@ -236,10 +249,11 @@ def curve_callback(clock, accuracy, every, at_start=False):
                 self._point()
 
         def on_epoch_end(self, epoch, logs=None):
-            if (epoch + 1) % every == 0:
+            if (epoch + 1) % self.every == 0:
                 self._point()
 
     callback = _Curve()
+    callback.every = every
     callback.points = []  # kept across the two fits of `keras_guide`
     return callback
 
@@ -269,12 +283,12 @@ def base_row(method):
     return (parametric(method) or (method,))[0]
 
 
-def fine_tune_kwargs(method, has_val, repeats=1, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
-    full = dict(strategy="full", head_epochs=epochs[0] * repeats,
-                fine_epochs=epochs[1] * repeats, lr=1e-4, head_lr=1e-3, patience=None)
+def fine_tune_kwargs(method, has_val, epochs=(HEAD_EPOCHS, FINE_EPOCHS)):
+    full = dict(strategy="full", head_epochs=epochs[0], fine_epochs=epochs[1], lr=1e-4,
+                head_lr=1e-3, patience=None, min_steps_per_epoch=MIN_STEPS)
     if variant := parametric(method):
         base, lr, c, t = variant
-        kwargs = fine_tune_kwargs(base, has_val, repeats, epochs)
+        kwargs = fine_tune_kwargs(base, has_val, epochs)
         fixed = {"lr": lr, "probe_c": c, "probe_temperature": t}
         return {**kwargs, **{k: v for k, v in fixed.items() if v is not None}}
     if method == "full":
@@ -337,14 +351,17 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
         model.fit(train, epochs=fine_epochs, verbose=0, callbacks=more)
         seconds = clock.seconds()
         return [finish(method, predict(model), seconds, extra)]
+    # tlkit rows: the nominal epochs; the library repeats tiny data up to MIN_STEPS per epoch.
+    head_epochs, fine_epochs = epochs
+    if curve is not None:
+        curve.every = 1
     if method == "fastai":
         groups = len(tlkit.trainability.group_names(model))
-        kwargs = dict(strategy="full", head_epochs=repeats,
-                      fine_epochs=head_epochs + fine_epochs - repeats,
+        kwargs = dict(strategy="full", head_epochs=1, fine_epochs=head_epochs + fine_epochs - 1,
                       head_lr=2e-3, lr=1e-3, layerwise_decay=100 ** (1 / (groups - 1)),
-                      lr_schedule="one_cycle", patience=None)
+                      lr_schedule="one_cycle", patience=None, min_steps_per_epoch=MIN_STEPS)
     else:
-        kwargs = fine_tune_kwargs(method, val is not None, repeats, epochs)
+        kwargs = fine_tune_kwargs(method, val is not None, epochs)
         if lr is not None:
             kwargs["lr"] = lr
     keep = HeadWeights(head_epochs)
@@ -355,6 +372,7 @@ def run_fit(method, make, seed, train, val, predict, wise=False, accuracy=None, 
             "strategy", "reason", "surgical_group")})
     if result.strategy and result.strategy.get("probe"):
         extra["probe"] = result.strategy["probe"]
+    extra["steps"] = result.budget  # epochs and optimizer steps per phase
     out = [finish(method, predict(model), seconds, extra)]
     if method == "full" and wise:
         start = time.perf_counter()
@@ -393,6 +411,38 @@ def run_selected(method, make, seed, cell, predict):
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
+def run_defaults(method, make, seed, cell, predict, prepare=None):
+    """A `DEFAULT_ROWS` row: `tlkit.fine_tune` on the cell's arrays with the library's defaults
+    (`prepare`: a cell's x -> model inputs; default `as_input`). Returns `(probs, seconds,
+    extra)`; `extra["steps"]`: the epochs and optimizer steps that ran per phase."""
+    import tlkit
+
+    prepare = prepare or as_input
+    strategy = method.removesuffix("_defaults")
+    model = make(seed)
+    kwargs = {}
+    if strategy.startswith("lora_"):
+        strategy = strategy.removeprefix("lora_")
+        tlkit.peft.lora(model)
+        kwargs["lr"] = tlkit.peft.LORA_LR
+    start = time.perf_counter()
+    result = tlkit.fine_tune(model, (prepare(cell["x_train"]), cell["y_train"]), cell["val"],
+                             strategy=strategy, verbose=0, **kwargs)
+    seconds = time.perf_counter() - start
+    extra = {"steps": result.budget, **{k: v for k, v in (result.strategy or {}).items()
+                                         if k in ("strategy", "reason", "probe")}}
+    return predict(model), seconds, extra
+
+
+def fixed_probe_c(method):
+    """The C of a `linear_probe_C<c>` row (the probe at that C, not chosen), else `None`."""
+    match = re.fullmatch(r"linear_probe_C([0-9.e-]+)", method)
+    try:
+        return float(match[1]) if match else None
+    except ValueError:
+        return None
+
+
 def run_features(method, make, seed, cell, cached):
     """Rows on pixels or on cached frozen-backbone features; `(probs, seconds, extra)`.
     `cached`: the test set's `features` (and `pixels`), `extract` (model inputs -> features),
@@ -421,10 +471,12 @@ def run_features(method, make, seed, cell, cached):
         clf = tlkit.data.PrototypeClassifier(center=method.endswith("centered"))
         clf.fit(feats, ytr, num_classes=cached.get("num_classes", 10))
         return clf.predict_proba(cached["features"]), time.perf_counter() - start, {}
-    model = make(seed)  # linear_probe
+    model = make(seed)  # linear_probe (C chosen on validation), linear_probe_C<c> (fixed)
     start = time.perf_counter()
     val = cell["val"]
-    probe = tlkit.fit_linear_probe(model, eval_dataset(prepare(xtr), ytr), val)
+    fixed = fixed_probe_c(method)
+    probe = tlkit.fit_linear_probe(model, eval_dataset(prepare(xtr), ytr), val,
+                                   **({} if fixed is None else {"Cs": (fixed,)}))
     probs = head_model(model).predict(cached["features"], batch_size=512, verbose=0)
     return probs, time.perf_counter() - start, {"C": probe["C"]}
 
@@ -440,15 +492,26 @@ def t_interval(diffs):
     return [float(diffs.mean()), float(diffs.mean() - half), float(diffs.mean() + half)]
 
 
+def baseline(method):
+    """The row `method` is paired with: `full_defaults` for a `_defaults` row (the library's
+    defaults against each other), else `full`."""
+    return "full_defaults" if method.endswith("_defaults") else "full"
+
+
 def summarize(rows):
-    """Per budget and method: mean/std of each metric, paired difference to `full`. A test
-    set a row does not have (`"shifted": null`, the text task) has no entries."""
+    """Per budget and method: mean/std of each metric, paired difference to `full` (to
+    `full_defaults` for `_defaults` rows: `baseline`); a `lora_<x>` row also to `<x>`, the same
+    strategy on all weights (`<split>_accuracy_vs_without_lora`). A test set a row does not
+    have (`"shifted": null`, the text task) has no entries."""
     out = {}
     budgets = sorted({r["budget"] for r in rows})
     for b in budgets:
         per = {}
-        full = {r["seed"]: r for r in rows if r["budget"] == b and r["method"] == "full"}
         for method in dict.fromkeys(r["method"] for r in rows if r["budget"] == b):
+            full = {r["seed"]: r for r in rows
+                    if r["budget"] == b and r["method"] == baseline(method)}
+            plain = {r["seed"]: r for r in rows if r["budget"] == b
+                     and method.startswith("lora_") and r["method"] == method[len("lora_"):]}
             mine = [r for r in rows if r["budget"] == b and r["method"] == method]
             entry = {"seeds": len(mine),
                      "seconds": float(np.mean([r["seconds"] for r in mine]))}
@@ -462,8 +525,12 @@ def summarize(rows):
                                                   else None]
                 paired = [r[split]["accuracy"] - full[r["seed"]][split]["accuracy"]
                           for r in mine if full.get(r["seed"], {}).get(split) is not None]
-                if paired and method != "full":
+                if paired and method != baseline(method):
                     entry[f"{split}_accuracy_vs_full"] = t_interval(paired)
+                versus = [r[split]["accuracy"] - plain[r["seed"]][split]["accuracy"]
+                          for r in mine if plain.get(r["seed"], {}).get(split) is not None]
+                if versus:
+                    entry[f"{split}_accuracy_vs_without_lora"] = t_interval(versus)
             scaled = [r["temperature_scaled"] for r in mine if r.get("temperature_scaled")]
             if len(scaled) == len(mine):  # ECE after temperature scaling on validation
                 for key in ("clean_ece", "shifted_ece", "temperature"):
@@ -683,9 +750,10 @@ def main(argv=None):
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5, 25], [0], 100
         args.rows = args.rows or list(QUICK_ROWS)
-    known = FEATURE_ROWS + FIT_ROWS + SELECTED_ROWS
-    rows_wanted = args.rows or list(known)
-    unknown = sorted(r for r in set(rows_wanted) - set(known) if parametric(r) is None)
+    known = FEATURE_ROWS + FIT_ROWS + SELECTED_ROWS + DEFAULT_ROWS
+    rows_wanted = args.rows or list(FEATURE_ROWS + FIT_ROWS + SELECTED_ROWS)
+    unknown = sorted(r for r in set(rows_wanted) - set(known)
+                     if parametric(r) is None and fixed_probe_c(r) is None)
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {known}")
     out = args.out or os.path.join(RESULTS, "strategies_quick.json" if args.quick
@@ -757,7 +825,9 @@ def main(argv=None):
                                                              else sys.argv[1:]),
             "size": args.size, "test_images": n_test, "shifted": list(CORRUPTIONS),
             "batch": BATCH, "head_epochs": HEAD_EPOCHS, "fine_epochs": FINE_EPOCHS,
-            "min_steps": MIN_STEPS}
+            "min_steps": MIN_STEPS, "min_steps_by": "tlkit.fine_tune(min_steps_per_epoch=8) "
+            "for tlkit rows (each epoch repeats the data), more epochs for keras_guide / "
+            "scratch", "commit": git_commit()}
     cells = {}
     for seed in args.seeds:
         for budget in args.budgets:
@@ -777,7 +847,11 @@ def main(argv=None):
         if (budget, seed, method) in done or (method == "wise_ft" and "full" in rows_wanted):
             continue  # wise_ft comes with full's run
         cell = cells[seed, budget]
-        if method in FEATURE_ROWS:
+        if method in DEFAULT_ROWS:
+            x_val = None if cell["x_val"] is None else as_input(cell["x_val"])
+            results = [(method, *run_defaults(method, make, seed, cell,
+                                              functools.partial(predict, extra=x_val)))]
+        elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
             results = [(method, *run_features(method, make, seed, cell, cached))]
         elif method in SELECTED_ROWS:
             if cell["val"] is None:

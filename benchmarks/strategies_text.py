@@ -47,14 +47,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import RESULTS, write_json_to  # noqa: E402
+from _common import RESULTS, git_commit, write_json_to  # noqa: E402
 from strategies import (  # noqa: E402
     BATCH,
+    DEFAULT_ROWS,
     MIN_STEPS,
     base_row,
     budget_split,
     eval_dataset,
+    fixed_probe_c,
     plot,
+    run_defaults,
     run_features,
     run_fit,
     scores,
@@ -129,7 +132,7 @@ def estimate_seconds(rows, budgets, seeds, test_examples, forward_s):
         for method in rows:
             if method == "prototype":
                 forwards, overhead = n_train, 0.0
-            elif method == "linear_probe":
+            elif method == "linear_probe" or fixed_probe_c(method) is not None:
                 forwards, overhead = n_train + n_val, ROW_OVERHEAD_S
             else:
                 fine_cost = fine * (TRAIN_COST * n_train + n_val)
@@ -160,10 +163,11 @@ def main(argv=None):  # noqa: C901
     if args.quick:
         args.budgets, args.seeds, args.test_per_class = [5], [0], 50
     rows_wanted = args.rows or list(ROWS)
-    unknown = sorted(r for r in set(rows_wanted) if base_row(r) not in ROWS)
+    unknown = sorted(r for r in set(rows_wanted) if base_row(r) not in ROWS
+                     and r not in DEFAULT_ROWS and fixed_probe_c(r) is None)
     if unknown:
-        parser.error(f"unknown rows {unknown}; known: {ROWS} and their `_C` / `_T` / `_LR` "
-                     "variants (strategies.parametric)")
+        parser.error(f"unknown rows {unknown}; known: {ROWS}, their `_C` / `_T` / `_LR` "
+                     f"variants (strategies.parametric), {DEFAULT_ROWS} and `linear_probe_C<c>`")
     if min(args.budgets) < 5:
         parser.error("--budgets: at least 5 per class (the probe and `auto` need a validation "
                      "split; the image task covers budget 1)")
@@ -206,6 +210,8 @@ def main(argv=None):  # noqa: C901
             "backbone": BACKBONE[0], **BACKBONE[1],
             "test_examples": len(x_test), "shifted": None, "batch": BATCH,
             "head_epochs": EPOCHS[0], "fine_epochs": EPOCHS[1], "min_steps": MIN_STEPS,
+            "min_steps_by": "tlkit.fine_tune(min_steps_per_epoch) for tlkit rows (each epoch "
+            "repeats the data), more epochs for keras_guide", "commit": git_commit(),
             "forward_ms_per_example": 1000 * forward_s, "estimated_seconds": estimate}
     cells = {}
     for seed in args.seeds:
@@ -220,7 +226,10 @@ def main(argv=None):  # noqa: C901
                 if (budget, seed, method) in done:
                     continue
                 cell = cells[seed, budget]
-                if method in FEATURE_ROWS:
+                if method in DEFAULT_ROWS:
+                    results = [(method, *run_defaults(method, make, seed, cell, predict,
+                                                      prepare=as_text))]
+                elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
                     results = [(method, *run_features(method, make, seed, cell, cached))]
                 else:
                     train = train_dataset(as_text(cell["x_train"]), cell["y_train"], seed)

@@ -67,7 +67,8 @@ def test_gradual_fine_tune_in_one_fit():
     )
     assert isinstance(result, FineTuneResult) and result.model is model
     assert probe.train_begins == 1  # one fit(): callbacks and optimizer continue
-    assert int(model.optimizer.iterations) == 6
+    # 3 epochs of 8 steps: min_steps_per_epoch (8) repeats the 2 batches within each epoch.
+    assert int(model.optimizer.iterations) == 3 * 8
     # 3 groups over 2 fine epochs: 2 then all 3.
     assert probe.groups == [
         ["head"],

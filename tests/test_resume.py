@@ -104,12 +104,13 @@ def test_killed_fine_tune_resumes_with_same_groups_and_weights(tmp_path):
     # Resumed at epoch 3 (index 2), where head + top 2 groups train, not re-frozen to head-only.
     assert events["history_epochs"] == [2, 3]
     assert events["first_batch"]["epoch"] == 2
-    assert events["first_batch"]["step"] == 8  # optimizer state restored: 2 epochs x 4 steps
+    # Optimizer state restored: 2 epochs x 8 steps (the 4 batches twice: min_steps_per_epoch).
+    assert events["first_batch"]["step"] == 16
     assert events["first_batch"]["trainable"] == full_events["epochs"]["2"]
     assert any(p.startswith("block2_") for p in events["first_batch"]["trainable"])
     assert not any(p.startswith("block1_") for p in events["first_batch"]["trainable"])
     assert events["epochs"]["3"] == full_events["epochs"]["3"]
-    assert events["iterations"] == full_events["iterations"] == 16
+    assert events["iterations"] == full_events["iterations"] == 32
 
     full_weights = np.load(tmp_path / "full.npz")
     resumed_weights = np.load(tmp_path / "resumed.npz")

@@ -35,12 +35,20 @@ def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     out = tmp_path / "text.json"
     strategies_text.main(["--budgets", "5", "--seeds", "0", "--test-per-class", "4",
                           "--rows", "prototype", "linear_probe", "full", "auto",
-                          "--out", str(out)])
+                          "full_defaults", "linear_probe_C4", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["shifted"] is None and result["test_examples"] == 12
-    assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto"]
+    assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto",
+                                                     "full_defaults", "linear_probe_C4"]
+    rows = {r["method"]: r for r in result["rows"]}
+    # 12 training tweets are one batch: the library's floor makes each epoch 8 steps, for the
+    # benchmark's (1, 2) epochs and for the defaults' (1, 3) alike.
+    assert rows["full"]["steps"]["fine"] == {"epochs": 2, "steps": 16}
+    assert rows["full_defaults"]["steps"]["head"] == {"epochs": 1, "steps": 8}
+    assert rows["full_defaults"]["steps"]["fine"] == {"epochs": 3, "steps": 24}
+    assert rows["linear_probe_C4"]["C"] == 4.0
     assert all(r["shifted"] is None and 0 <= r["clean"]["accuracy"] <= 1 for r in result["rows"])
-    assert result["rows"][-1]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
+    assert rows["auto"]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
     per = result["summary"]["5"]
     assert "shifted_accuracy" not in per["full"]
     # Paired to `full` on the clean set only; the targets skip what needs a shifted set.
@@ -146,3 +154,15 @@ def test_temperature_scaled_ece_is_fitted_on_validation_and_summarized():
     assert entry["ts_clean_ece"] == pytest.approx(scaled["clean_ece"])
     assert entry["ts_temperature"] == pytest.approx(scaled["temperature"])
     assert "ts_clean_ece" not in strategies.summarize([_row("auto", 0, 0.9)])["5"]["auto"]
+
+
+def test_defaults_rows_pair_with_full_defaults_and_lora_rows_with_their_strategy():
+    rows = [_row("full", 0, 0.5), _row("full", 1, 0.5)]
+    for seed, (full, auto, lora) in enumerate([(0.6, 0.7, 0.72), (0.5, 0.7, 0.69)]):
+        rows += [_row("full_defaults", seed, full), _row("auto_defaults", seed, auto),
+                 _row("lora_auto_defaults", seed, lora)]
+    per = strategies.summarize(rows)["5"]
+    assert per["auto_defaults"]["clean_accuracy_vs_full"][0] == pytest.approx(0.15)
+    assert per["lora_auto_defaults"]["clean_accuracy_vs_full"][0] == pytest.approx(0.155)
+    assert per["lora_auto_defaults"]["clean_accuracy_vs_without_lora"][0] == pytest.approx(0.005)
+    assert "clean_accuracy_vs_full" not in per["full_defaults"]

@@ -122,6 +122,14 @@ class FineTuneConfig:
                                yaml="phases.head_epochs", min=0, max=MAX_EPOCHS)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",
                                yaml="phases.fine_epochs", min=0, max=MAX_EPOCHS)
+    min_steps_per_epoch: int = setting(
+        8, "floor on the optimizer steps of an epoch: a training set of fewer batches is "
+        "repeated within the epoch, so each phase runs at least its epochs x this many steps "
+        "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps; 8 is the "
+        "strategies benchmark's floor, benchmarks/results/strategies_budget_defaults.json and "
+        "strategies_text_budget.json); epochs, early stopping, unfreezing and the validation "
+        "passes keep their meaning; 1: off",
+        yaml="phases.min_steps_per_epoch", min=1, max=1_000_000)
     unfreeze: Literal[UNFREEZE_SCHEDULES] = setting(
         "gradual", "which backbone groups train when: gradual, all or table",
         yaml="phases.schedule")

@@ -266,7 +266,8 @@ def _features(extractor, ds, name, cache, extract_batch, verbose, shuffle=False,
 
 
 def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
-                     max_iter=1000, verbose=0, cache_dir=None, data_fingerprints=None) -> dict:
+                     max_iter=1000, verbose=0, cache_dir=None, data_fingerprints=None,
+                     default_C=None, choose_from=0) -> dict:
     """Fits `model`'s linear classification head to convergence on its frozen backbone's
     features (L-BFGS multinomial logistic regression, scikit-learn), then writes the solution
     into the head: the "LP" of LP-FT (Kumar et al., 2022). Seconds, not epochs.
@@ -286,6 +287,11 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
             shifted accuracy the highest with it (5-fold cross-validation did no better). A
             probe that starts fine-tuning is another matter: `fine_tune` passes
             `FineTuneConfig.probe_c` (strong regularization).
+        default_C, choose_from: with `default_C`, a validation split of fewer than
+            `choose_from` examples (or none) does not choose: the probe fits at `default_C`
+            (a handful of validation examples cannot tell the grid's Cs apart, and picked
+            the largest on ties of the smaller ones: #36). Default: choose whenever there
+            is validation data.
         batch_size: batch size of the feature extraction on an accelerator (on CPU,
             `CPU_EXTRACTION_BATCH`: `extraction_batch_size`).
         max_iter: L-BFGS iterations.
@@ -344,10 +350,17 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
     scale = math.sqrt(mean_sq_norm) if mean_sq_norm > 0 else 1.0
     x = x / scale
     xv = None if xv is None else xv / scale
+    n_val = 0 if xv is None else len(xv)
+    if default_C is not None and n_val < int(choose_from):
+        Cs = (float(default_C),)
+        how = (f"the default C: {n_val} validation examples < {int(choose_from)}, too few to "
+               "choose on")
     with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):
         if len(Cs) == 1 or xv is None:
             C = max(float(c) for c in Cs)
-            how = "the one C given" if len(Cs) == 1 else "the largest C given (no validation data)"
+            if default_C is None or n_val >= int(choose_from):
+                how = ("the one C given" if len(Cs) == 1
+                       else "the largest C given (no validation data)")
             clf = LogisticRegression(C=C, max_iter=int(max_iter)).fit(x, y)
             val_accuracy = None if xv is None else float(clf.score(xv, yv))
         else:

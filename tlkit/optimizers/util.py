@@ -39,4 +39,4 @@ def clone_optimizer(optimizer, learning_rate=None):
 
 def current_step(optimizer) -> int:
     """`optimizer.iterations` as a Python int (also for distributed and LossScale optimizers)."""
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+    return int(optimizer.iterations.numpy())  # not np.asarray(variable): numpy 2 warns (#36)

@@ -79,6 +79,8 @@ def model_card(
         asked = f" (requested `{requested}`)" if requested not in (None, strategy["strategy"]) else ""
         why = f": {strategy['reason']}" if strategy.get("reason") else ""
         lines.append(f"- Strategy: `{strategy['strategy']}`{asked}{why}")
+    if metrics.get("budget"):
+        lines.append(f"- Optimizer steps: {budget_sentence(metrics['budget'])}")
     for stage in stages or []:
         first, last = stage["start"] + 1, stage["end"]
         when = f"epoch {first}" if first == last else f"epochs {first}-{last}"
@@ -201,6 +203,27 @@ def _run_lines(metrics: dict) -> list[str]:
     if metrics.get("versions"):
         lines.append(f"- Versions: {format_versions(metrics['versions'])}")
     return lines
+
+
+def budget_sentence(budget: dict) -> str:
+    """The epochs and optimizer steps per phase (`FineTuneResult.budget`), e.g. "head 1 epoch,
+    8 steps; fine-tuning 3 epochs, 24 steps (8 per epoch: 1 batch per pass, the data repeated
+    to min_steps_per_epoch 8)"."""
+    parts = []
+    for key, name in (("head", "head"), ("fine", "fine-tuning")):
+        phase = budget.get(key) or {}
+        epochs = phase.get("epochs", 0)
+        cached = " on cached features" if phase.get("on_cached_features") else ""
+        parts.append(f"{name} {epochs} epoch{'s' if epochs != 1 else ''}, "
+                     f"{phase.get('steps', 0)} steps{cached}")
+    text = "; ".join(parts)
+    per_epoch, batches = budget.get("steps_per_epoch"), budget.get("batches_per_epoch")
+    if per_epoch and batches and per_epoch > batches:
+        text += (f" ({per_epoch} per epoch: {batches} batch(es) per pass, the data repeated to "
+                 f"min_steps_per_epoch {budget.get('min_steps_per_epoch')})")
+    elif budget.get("note"):
+        text += f" ({budget['note']})"
+    return text
 
 
 def calibration_sentence(calibration: dict) -> str:

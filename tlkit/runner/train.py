@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import logging
+import math
 import os
 import time
 import types
@@ -400,7 +401,14 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose, examples_per_
 
     # What the strategy did (`auto`'s choice and why), for metrics.json and the model card;
     # the report's phases follow what ran.
-    run.update_state(strategy=result.strategy, segments=plan_segments(
+    budget = dict(result.budget or {})
+    if stage["name"] == "fine" and stage["start"]:  # the head epochs ran on cached features
+        train_examples, drop = data.num_examples("train"), bool(recipe.data.drop_remainder)
+        per_epoch = (train_examples // batch_size if drop
+                     else math.ceil(train_examples / batch_size))
+        budget["head"] = {"epochs": stage["start"], "steps": stage["start"] * per_epoch,
+                          "on_cached_features": True}
+    run.update_state(strategy=result.strategy, budget=budget, segments=plan_segments(
         recipe, _num_groups(model), trainability.has_batch_norm(model), result.strategy))
 
 
@@ -577,6 +585,8 @@ def _run(recipe: Recipe, run: RunDir, verbose) -> None:
         metrics["wise_ft"] = wise
     if run.state.get("strategy"):
         metrics["strategy"] = run.state["strategy"]
+    if run.state.get("budget"):  # epochs and optimizer steps per phase (min_steps_per_epoch)
+        metrics["budget"] = run.state["budget"]
     export_started = time.time()
     exports = _export(recipe, run, _served(run, model), data)
     metrics["timings"]["export"] = _since(export_started)

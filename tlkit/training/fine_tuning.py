@@ -30,6 +30,7 @@ from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.label_check import check_labels, label_error
 from tlkit.model import is_labeled_data
 from tlkit.training import strategies
+from tlkit.training.budget import repeated, step_budget
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
@@ -67,6 +68,9 @@ class FineTuneResult:
             (`tlkit.wise_ft`); the model holds the interpolated weights. Else `None`.
         strategy: what `config.strategy` did (`tlkit.training.strategies.StrategyChoice`
             `.to_record()`: the strategy that ran, the requested one, why, the probe's result).
+        budget: the epochs and optimizer steps that ran per phase (`{"head": {"epochs",
+            "steps"}, "fine": {...}, "steps_per_epoch", "batches_per_epoch",
+            "min_steps_per_epoch", "passes_per_epoch"}`, `tlkit.training.budget`).
     """
 
     model: keras.Model
@@ -82,6 +86,7 @@ class FineTuneResult:
     test_metrics: dict | None = None
     wise_ft: dict | None = None
     strategy: dict | None = None
+    budget: dict | None = None
 
     @property
     def unfreeze_epochs(self) -> list[int]:
@@ -251,7 +256,9 @@ def fine_tune(
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
             (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
             `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
-            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`, and the
+            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`,
+            `min_steps_per_epoch` (tiny data is repeated within each epoch up to that many
+            optimizer steps: `tlkit.training.budget`; `result.budget` says what ran), and the
             regularization / averaging settings `mixup`, `cutmix`, `class_weight`,
             `loss_type`, `focal_gamma`, `swa_epochs`, `wise_ft_alphas`) is documented there,
             with its default and allowed values. With `mixup` / `cutmix` and tlkit's own loss,
@@ -343,8 +350,21 @@ def fine_tune(
             **compile_args, "loss": objective.after_fit}
         return _probe_only(model, config, choice, probe_args, data, batch_size, validation,
                            verbose)
+    head = heads_lib.find_head(model)
+    if (isinstance(fit_train, (tuple, list)) and objective.after_fit is None
+            and getattr(head, "kind", None) == "classification"):
+        # Class indices, before the data may be repeated into a dataset; regression targets and
+        # multi-hot labels pass as given.
+        check_labels(fit_train[1], num_classes)
+    # Tiny data: each epoch repeats the training set up to `min_steps_per_epoch` steps.
+    budget = step_budget(config, steps, steps_per_epoch=steps_per_epoch,
+                         repeatable=isinstance(fit_train, (tf.data.Dataset, tuple, list)),
+                         data_kind=type(fit_train).__name__)
+    if budget.repeats:
+        fit_train = repeated(as_dataset(fit_train, batch_size, shuffle, seed=0,
+                                        setting="min_steps_per_epoch"), budget)
     plan = fine_tune_plan(
-        model, config, steps, monitor="val_loss" if validation is not None else "loss",
+        model, config, budget.steps_per_epoch, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
     )
     with model.distribute_strategy.scope():
@@ -381,11 +401,8 @@ def fine_tune(
     else:
         x, y = fit_train, None
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
-    if steps_per_epoch is not None:
-        fit_kwargs["steps_per_epoch"] = int(steps_per_epoch)
-    head = heads_lib.find_head(model)
-    if y is not None and objective.after_fit is None and getattr(head, "kind", None) == "classification":
-        check_labels(y, num_classes)  # class indices; regression targets and multi-hot pass as given
+    if steps_per_epoch is not None or budget.repeats:
+        fit_kwargs["steps_per_epoch"] = budget.steps_per_epoch
     try:
         history = model.fit(
             x,
@@ -430,9 +447,12 @@ def fine_tune(
     # What ran (a resumed or early-stopped run runs fewer epochs than planned).
     ran = len(history.epoch)
     head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
+    result.budget = budget.record(head_ran, ran - head_ran)
     logger.info(
-        "fine_tune: %d epochs ran (%d head + %d fine), unfreezing at epochs %s%s",
-        ran, head_ran, ran - head_ran, result.unfreeze_epochs,
+        "fine_tune: %d epochs ran (%d head + %d fine), %d + %d optimizer steps (%s), "
+        "unfreezing at epochs %s%s",
+        ran, head_ran, ran - head_ran, result.budget["head"]["steps"],
+        result.budget["fine"]["steps"], budget.describe(), result.unfreeze_epochs,
         "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
     )
     if start_weights is not None:
@@ -481,9 +501,12 @@ def _probe_only(model, config, choice, compile_args, data, batch_size, validatio
         model=model, history=history, unfreeze_events=[], head_epochs=0, fine_epochs=0,
         schedule=unfreeze_lib.UnfreezeSchedule.constant(0), config=config,
         strategy=choice.to_record(),
+        budget={"min_steps_per_epoch": int(config.min_steps_per_epoch),
+                "head": {"epochs": 0, "steps": 0}, "fine": {"epochs": 0, "steps": 0},
+                "note": "the converged linear probe (L-BFGS), no optimizer steps"},
     )
-    logger.info("fine_tune: linear probe only (C=%s, validation accuracy %s), no fit",
-                choice.probe["C"], choice.probe["val_accuracy"])
+    logger.info("fine_tune: linear probe only (C=%s: %s; validation accuracy %s), no fit",
+                choice.probe["C"], choice.probe.get("C_chosen_by"), choice.probe["val_accuracy"])
     _evaluate_end(result, data, validation, batch_size, verbose)
     return result
 

@@ -370,7 +370,7 @@ class _TrialWindow(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.first_step is None:
-            self.first_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self.first_step = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
         if int(epoch) + 1 >= self.stop:

@@ -114,7 +114,9 @@ def weights_fingerprint(model) -> str | None:
         return None
     digest = hashlib.sha1()
     for variable in weights:
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        # `Variable.numpy()`, not `np.asarray(variable)`: a variable's `__array__` takes no
+        # `copy` keyword (numpy 2 warns on every call, #36).
+        value = np.asarray(variable.numpy())
         digest.update(str(value.shape).encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()

@@ -1,0 +1,97 @@
+"""Training budgets that fit the data (#36): the floor on optimizer steps per epoch, where it is
+reported, `linear_probe`'s C on a tiny validation split, and numpy 2's `__array__` warning."""
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tlkit
+from tlkit.config import FineTuneConfig
+from tlkit.head_training import PROBE_CS
+from tlkit.reports.model_card import budget_sentence
+from tlkit.testing import tiny_model, tiny_transformer
+from tlkit.training.budget import step_budget
+
+
+def _arrays(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (n, 16, 16, 3)).astype("float32")
+    return x, np.arange(n) % 3
+
+
+def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger_data():
+    config = FineTuneConfig()
+    assert config.min_steps_per_epoch == 8
+    tiny = step_budget(config, 1)
+    assert (tiny.steps_per_epoch, tiny.repeats) == (8, True)
+    assert tiny.record(head_epochs=1, fine_epochs=3)["head"] == {"epochs": 1, "steps": 8}
+    assert tiny.record(head_epochs=1, fine_epochs=3)["fine"] == {"epochs": 3, "steps": 24}
+    assert tiny.record(1, 3)["passes_per_epoch"] == 8.0
+    assert step_budget(config, 3).record(0, 3)["fine"]["steps"] == 24  # 2.67 passes per epoch
+    large = step_budget(config, 25)  # e.g. 800 images at batch 32: untouched
+    assert (large.steps_per_epoch, large.repeats) == (25, False)
+    assert step_budget(config.replace(min_steps_per_epoch=1), 1).steps_per_epoch == 1
+    given = step_budget(config, 1, steps_per_epoch=2)
+    assert given.steps_per_epoch == 2 and "steps_per_epoch given" in given.note
+    fixed = step_budget(config, 1, repeatable=False, data_kind="PyDataset")
+    assert fixed.steps_per_epoch == 1 and "PyDataset cannot be repeated" in fixed.note
+    with pytest.raises(tlkit.config.ConfigError, match="min_steps_per_epoch"):
+        FineTuneConfig(min_steps_per_epoch=0)
+
+
+def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog):
+    x, y = _arrays()  # 12 examples: 1 batch of 32, so 1 step per epoch without the floor
+    model = tiny_model()
+    with caplog.at_level(logging.INFO, logger="tlkit.training"):
+        result = tlkit.fine_tune(model, (x, y), (x, y), strategy="full", head_epochs=1,
+                                 fine_epochs=2, patience=None, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 8 + 16
+    assert result.budget["head"] == {"epochs": 1, "steps": 8}
+    assert result.budget["fine"] == {"epochs": 2, "steps": 16}
+    assert (result.budget["batches_per_epoch"], result.budget["steps_per_epoch"]) == (1, 8)
+    assert len(result.history.epoch) == 3  # the epochs stay as configured
+    assert "3 epochs ran (1 head + 2 fine), 8 + 16 optimizer steps" in caplog.text
+    assert "repeated to min_steps_per_epoch=8" in caplog.text
+    assert budget_sentence(result.budget) == (
+        "head 1 epoch, 8 steps; fine-tuning 2 epochs, 16 steps (8 per epoch: 1 batch(es) per "
+        "pass, the data repeated to min_steps_per_epoch 8)")
+
+
+def test_linear_probe_on_a_tiny_validation_split_fits_at_probe_c_and_says_why(monkeypatch):
+    x, y = _arrays()
+    xv, yv = _arrays(6, seed=1)
+    result = tlkit.fine_tune(tiny_model(), (x, y), (xv, yv), strategy="linear_probe",
+                             verbose=0)
+    probe = result.strategy["probe"]
+    assert probe["C"] == FineTuneConfig().probe_c == 4.0  # not the grid's largest
+    assert "6 validation examples < 100" in probe["C_chosen_by"]
+    assert result.budget["fine"]["steps"] == 0
+    # A split of `choose_from` examples or more chooses from the grid.
+    train, val = (tf.data.Dataset.from_tensor_slices(a).batch(32) for a in ((x, y), (xv, yv)))
+    probe = tlkit.fit_linear_probe(result.model, train, val, default_C=4.0, choose_from=6)
+    assert probe["C"] in PROBE_CS and probe["C_chosen_by"] == "validation accuracy (6 examples)"
+
+
+def test_reading_variables_raises_no_numpy_copy_keyword_warning():
+    # np.asarray(variable) calls the variable's __array__ without numpy 2's `copy` keyword:
+    # one DeprecationWarning per call, up to 349 in a LoRA run (the probe's weight
+    # fingerprint; the unfreezing callback's step, every epoch). The warning names Keras's
+    # convert_to_numpy as its caller, so the suite's `error::DeprecationWarning:tlkit` filter
+    # does not see it: checked here on the two readers.
+    import keras
+
+    from tlkit.data.features.feature_cache import weights_fingerprint
+    from tlkit.optimizers.util import current_step
+
+    model = tiny_transformer()
+    tlkit.peft.lora(model, rank=2)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="__array__ implementation",
+                                category=DeprecationWarning)
+        assert len(weights_fingerprint(model)) == 40
+        assert current_step(optimizer) == 0
