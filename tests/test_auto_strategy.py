@@ -370,6 +370,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
         (3, "fine", labels[1])]
 
 
+@pytest.mark.step_floor
 def test_smoke_recipe_with_its_schedule_runs_gradual_and_says_why(tmp_path):
     metrics, state, card, _ = _train(tmp_path)
     record = metrics["strategy"]

@@ -15,6 +15,8 @@ from tlkit.reports.model_card import budget_sentence
 from tlkit.testing import tiny_model, tiny_transformer
 from tlkit.training.budget import step_budget
 
+pytestmark = pytest.mark.step_floor
+
 
 def _arrays(n=12, seed=0):
     rng = np.random.default_rng(seed)

@@ -48,6 +48,7 @@ class _Probe(keras.callbacks.Callback):
         self.weights.append({v.path: v.numpy().copy() for v in self.model.weights})
 
 
+@pytest.mark.step_floor
 def test_gradual_fine_tune_in_one_fit():
     train, _, _ = _data()
     model = _model()

@@ -87,6 +87,7 @@ def _finish(proc, expected_rc=0):
     assert proc.returncode == expected_rc, stderr[-3000:]
 
 
+@pytest.mark.step_floor
 def test_killed_fine_tune_resumes_with_same_groups_and_weights(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)

@@ -28,6 +28,7 @@ def _tweets(per_class, seed):
     return np.asarray(x, dtype=object), np.asarray(y, dtype="int64")
 
 
+@pytest.mark.step_floor
 def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     monkeypatch.setattr(strategies_text, "BACKBONE", ("tiny_text", {"folder": str(tmp_path / "b")}))
     monkeypatch.setattr(strategies_text, "load_tweets", lambda per_class: (

@@ -60,6 +60,9 @@ TEST_FRACTION = 0.1
 
 MAX_EPOCHS = 100_000
 """Upper bound of every epoch count (beyond it a setting is a typo, not a plan)."""
+MAX_LR = 10_000.0
+"""Upper bound of the learning rates: beyond it every weight overflows (1e3 still runs, and
+wrecks fine-tuning, which a test does on purpose)."""
 
 
 class ConfigError(ValueError):
@@ -151,10 +154,10 @@ class FineTuneConfig:
         "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
-                        yaml="optimizer.lr", min=0.0, max=100.0, min_open=True)
+                        yaml="optimizer.lr", min=0.0, max=MAX_LR, min_open=True)
     head_lr: float | None = setting(None, "learning rate of the head phase (null: 10 x lr)",
                                     yaml="optimizer.head_lr", min=0.0,
-                                    max=100.0, min_open=True)
+                                    max=MAX_LR, min_open=True)
     layerwise_decay: float | None = setting(
         None, "each group below the top trains at 1/decay of the LR above (null: one LR)",
         yaml="optimizer.layerwise_decay", min=1.0, max=1000.0,
