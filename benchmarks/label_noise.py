@@ -181,13 +181,20 @@ def main(argv=None):
             print(f"seed {seed} {variant}: C={c} accuracy {rows[-1]['eval_accuracy_vs_true']:.3f}",
                   flush=True)
     summary = summarize(rows)
+    from tlkit.reports.neighbours import NEIGHBOUR_AGREEMENT, NEIGHBOURS
+    from tlkit.reports.top_losses import SUSPECT_LABEL_PROBABILITY
+
+    library_rule = (f"confidence>={SUSPECT_LABEL_PROBABILITY} & "
+                    f"{round(NEIGHBOUR_AGREEMENT * NEIGHBOURS)}/{NEIGHBOURS} neighbours")
     print(table(summary))
+    print(f"tlkit's rule: {library_rule}")
     path = write_json(args.out, {
         "size": args.size, "train_per_class": args.train_per_class, "eval": args.eval,
         "noise": args.noise, "seeds": args.seeds, "top": TOP,
         "probabilities": list(PROBABILITIES), "neighbour_rules": list(NEIGHBOUR_RULES),
         "features_seconds": round(extract_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "library_rule": library_rule, "old_rule": f"confidence>={SUSPECT_LABEL_PROBABILITY}",
         "rows": rows, "summary": summary})
     print(f"wrote {path}")
 

@@ -150,7 +150,7 @@ def test_wrong_label_is_suspected_only_when_the_neighbours_carry_the_prediction(
         "suspected wrong label: predicted cat with probability 0.95, and 4 of its 5 nearest "
         "training examples are cat"
     ]
-    split = np.array([[2, 3], [3, 2], [5, 0]])  # 3 of 5 for cat: below NEIGHBOUR_AGREEMENT
+    split = np.array([[2, 3], [3, 2], [5, 0]])  # 3 of 5 for cat: below NEIGHBOUR_AGREEMENT (0.8)
     assert top_losses_from_predictions(y, probs, ["cat", "dog"], n=2,
                                        neighbour_votes=split).notes == [[], []]
     # Confidence alone is no evidence.

@@ -145,9 +145,9 @@ def test_report_asks_the_training_neighbours_before_suspecting_a_label(calibrate
     [(split, indices, votes)] = asked
     assert split == losses.split and indices == list(losses.index)
     names = RunDir(calibrated_run).read_json("class_names.json")
-    assert votes.shape == (train.TOP_LOSSES, len(names)) and (votes.sum(axis=1) == 5).all()
+    assert votes.shape == (train.TOP_LOSSES, len(names)) and (votes.sum(axis=1) == neighbours.NEIGHBOURS).all()
     for row, notes in enumerate(losses.notes):
         p = names.index(losses.predicted[row])
         expected = (losses.predicted[row] != losses.true[row] and losses.probability[row] >= 0.9
-                    and votes[row, p] >= neighbours.NEIGHBOUR_AGREEMENT)
+                    and votes[row, p] >= neighbours.NEIGHBOUR_AGREEMENT * neighbours.NEIGHBOURS)
         assert any("suspected wrong label" in n for n in notes) == expected

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
-# k of the k nearest training neighbours that vote, and how many of them must carry the
-# predicted class before a confident top loss is flagged as a suspected wrong label. Chosen on
-# planted label noise (`benchmarks/label_noise.py`, `benchmarks/results/label_noise.json`).
-NEIGHBOURS = 5
-NEIGHBOUR_AGREEMENT = 4
+# k of the k nearest training neighbours that vote, and the share of them that must carry the
+# predicted class before a confident top loss is flagged as a suspected wrong label (a share, so
+# a bank smaller than k still works). Chosen on planted label noise (`benchmarks/label_noise.py`,
+# `benchmarks/results/label_noise.json`, Fashion-MNIST, 5% of 2,000 labels flipped, 3 seeds):
+# 8 of 10 kept most of the precision of 5 of 5 (0.68 vs 0.71 with clean training labels, 0.69
+# vs 0.72 with 5% of them flipped too) at more of the recall (0.42 vs 0.36; 0.38 vs 0.27);
+# 4 of 5 gave 0.62 / 0.61 precision.
+NEIGHBOURS = 10
+NEIGHBOUR_AGREEMENT = 0.8
 
 # At most this many training examples (a seeded random sample) are embedded as the neighbour
 # bank: the cost is one forward pass of the backbone each.
 MAX_NEIGHBOUR_BANK = 5000
+
+
+def agrees(votes, cls) -> bool:
+    """Whether at least `NEIGHBOUR_AGREEMENT` of the neighbours in `votes` (one row of
+    `neighbour_votes`) carry class `cls`."""
+    total = int(np.sum(votes))
+    return total > 0 and int(votes[cls]) >= NEIGHBOUR_AGREEMENT * total
 
 
 def neighbour_votes(
@@ -34,7 +45,7 @@ def neighbour_votes(
         train_labels: their `(n,)` integer labels.
         query_features: `(q, d)` features of the examples to vote on.
         num_classes: number of classes (default: `max(train_labels) + 1`).
-        k: neighbours per query (default `NEIGHBOURS`, 5); fewer when the bank is smaller.
+        k: neighbours per query (default `NEIGHBOURS`, 10); fewer when the bank is smaller.
         max_train: at most this many training examples, a seeded random sample (default
             `MAX_NEIGHBOUR_BANK`, 5,000).
         seed: seed of that sample.
@@ -45,7 +56,7 @@ def neighbour_votes(
     Example:
     ```python
     votes = neighbour_votes(train_x, train_y, query_x, num_classes=3)
-    votes[0]  # e.g. array([0, 4, 1]): 4 of query 0's 5 neighbours are of class 1
+    votes[0]  # e.g. array([0, 8, 2]): 8 of query 0's 10 neighbours are of class 1
     ```
     """
     from sklearn.neighbors import NearestNeighbors
