@@ -117,12 +117,15 @@ def test_top_losses_order_notes_and_audit_cross_links():
         ],
         "near_duplicates": [],
     }
-    t = top_losses_from_predictions(y, probs, ["cat", "dog"], n=2, audit=audit)
+    votes = np.array([[5, 0], [0, 5], [0, 5], [5, 0]])  # the neighbours carry the prediction
+    t = top_losses_from_predictions(y, probs, ["cat", "dog"], n=2, audit=audit,
+                                    neighbour_votes=votes)
     assert list(t.index) == [3, 2]
     assert t.true == ["dog", "cat"] and t.predicted == ["cat", "dog"]
     assert t.loss[0] == pytest.approx(-np.log(0.03))
     assert "exact duplicate of train item a.png" in t.notes[0]
-    assert any("suspected wrong label" in n for n in t.notes[0])  # cat at 0.97
+    assert ("suspected wrong label: predicted cat with probability 0.97, and 5 of its 5 "
+            "nearest training examples are cat") in t.notes[0]
     assert t.notes[1] == []  # dog at 0.7: not confident enough to suspect the label
     assert t.to_records()[0]["ref"] == "#3" and t[1]["index"] == 2
     try:
@@ -134,6 +137,56 @@ def test_top_losses_order_notes_and_audit_cross_links():
         assert list(t.to_pandas()["index"]) == [3, 2]
     with pytest.raises(ValueError, match="test split has no examples"):
         top_losses_from_predictions([], np.zeros((0, 2)), ["cat", "dog"])
+
+
+def test_wrong_label_is_suspected_only_when_the_neighbours_carry_the_prediction():
+    y = np.array([1, 1, 0])
+    probs = np.array([[0.97, 0.03], [0.95, 0.05], [0.9, 0.1]])  # all three: confident, wrong
+    agree = np.array([[1, 4], [4, 1], [4, 1]])  # 0: its neighbours say its label; 1: cat
+    flagged = top_losses_from_predictions(y, probs, ["cat", "dog"], n=2, neighbour_votes=agree)
+    assert list(flagged.index) == [0, 1]
+    assert flagged.notes[0] == []  # 4 of 5 neighbours are dog, like its label
+    assert flagged.notes[1] == [
+        "suspected wrong label: predicted cat with probability 0.95, and 4 of its 5 nearest "
+        "training examples are cat"
+    ]
+    split = np.array([[2, 3], [3, 2], [5, 0]])  # 3 of 5 for cat: below NEIGHBOUR_AGREEMENT (0.8)
+    assert top_losses_from_predictions(y, probs, ["cat", "dog"], n=2,
+                                       neighbour_votes=split).notes == [[], []]
+    # Confidence alone is no evidence.
+    assert top_losses_from_predictions(y, probs, ["cat", "dog"], n=2).notes == [[], []]
+    # A function of the top indices: only those are asked for.
+    asked = []
+
+    def votes_of(indices):
+        asked.append(list(indices))
+        return agree[indices]
+
+    lazy = top_losses_from_predictions(y, probs, ["cat", "dog"], n=2, neighbour_votes=votes_of)
+    assert asked == [[0, 1]] and lazy.notes == flagged.notes
+    assert top_losses_from_predictions(y, probs, ["cat", "dog"], n=2,
+                                       neighbour_votes=lambda i: None).notes == [[], []]
+    with pytest.raises(ValueError, match=r"neighbour_votes of shape \(examples, classes\)"):
+        top_losses_from_predictions(y, probs, ["cat", "dog"], neighbour_votes=agree[:2])
+
+
+def test_neighbour_votes_count_the_labels_of_the_nearest_training_points():
+    from tlkit.reports.neighbours import neighbour_votes
+
+    # Two clusters by direction (cosine): class 0 along x, class 1 along y, one stray 1 on x.
+    train = np.array([[1, 0.0], [1, 0.1], [1, -0.1], [1, 0.05], [0, 1], [0.1, 1], [-0.1, 1],
+                      [1, 0.02]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    queries = np.array([[5, 0.1], [0.05, 3], [1, 1]])
+    votes = neighbour_votes(train, labels, queries, num_classes=3, k=5)
+    assert votes.shape == (3, 3) and (votes.sum(axis=1) == 5).all()
+    assert list(votes[0]) == [4, 1, 0]  # 4 class-0 points and the stray 1 along x
+    assert list(votes[1]) == [2, 3, 0] and votes[2, 2] == 0  # 3 along y, then the nearest x
+    assert list(neighbour_votes(train, labels, queries[:1], k=20)[0]) == [4, 4]  # k capped
+    capped = neighbour_votes(train, labels, queries, k=2, max_train=3, seed=0)
+    assert (capped.sum(axis=1) == 2).all()
+    with pytest.raises(ValueError, match="one label per training example"):
+        neighbour_votes(train, labels[:3], queries)
 
 
 def test_top_losses_from_a_model_returns_the_examples_and_plots():
@@ -154,6 +207,36 @@ def test_top_losses_from_a_model_returns_the_examples_and_plots():
     np.testing.assert_allclose(t.loss, np.sort(losses)[::-1][:4], rtol=1e-5)
     fig = t.plot()
     assert len([a for a in fig.axes if a.images]) == 4
+
+
+def test_model_neighbour_votes_embed_the_right_examples():
+    import tlkit.data as tdata
+    from tlkit.reports.neighbours import model_neighbour_votes
+    from tlkit.testing import tiny_model
+
+    # 12 distinct images, each twice: a test image whose copy is in train has that copy as
+    # its nearest neighbour (distance 0) in any feature space.
+    rng = np.random.default_rng(2)
+    distinct = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    x, y = np.concatenate([distinct, distinct]), np.tile(np.arange(12) % 3, 2)
+    data = tdata.from_numpy(x, y, class_names=["a", "b", "c"], val_fraction=0.0,
+                            test_fraction=0.5, seed=0)
+    train_x = np.stack([xi for xi, _ in data.train.as_numpy_iterator()])
+    test_x = np.stack([xi for xi, _ in data.test.as_numpy_iterator()])
+    copies = {i: j for i in range(len(test_x)) for j in range(len(train_x))
+              if np.array_equal(test_x[i], train_x[j])}
+    assert copies
+    queried = np.array(sorted(copies, reverse=True))  # not in dataset order
+    model = tiny_model(num_classes=3, compile=False)
+    votes = model_neighbour_votes(model, data, "test", queried, k=1)
+    train_y = data.split_labels("train")
+    np.testing.assert_array_equal(votes.argmax(axis=1), [train_y[copies[i]] for i in queried])
+    assert (votes.sum(axis=1) == 1).all()
+    # On the train split an example does not vote for itself.
+    own = model_neighbour_votes(model, data, "train", np.arange(len(train_x)), k=1)
+    assert own is None  # every train example queried: no bank left
+    assert model_neighbour_votes(keras.Sequential([keras.layers.Dense(3)]), data, "test",
+                                 queried) is None  # no tlkit head: no evidence
 
 
 def _report_kwargs(tmp_path, images=True):

@@ -125,3 +125,29 @@ def test_report_reuses_the_saved_predictions_of_the_same_model(calibrated_run, m
         np.savez(run.file("reports", "predictions.npz"), **{**saved, "model_sha256": "other"})
     with pytest.raises(AssertionError, match="predicted again"):  # another model: predict
         train.report_run(calibrated_run)
+
+
+def test_report_asks_the_training_neighbours_before_suspecting_a_label(calibrated_run,
+                                                                        monkeypatch):
+    from tlkit.reports import neighbours
+
+    real, asked, shown = neighbours.model_neighbour_votes, [], {}
+
+    def spy(model, data, split, indices, **kwargs):
+        votes = real(model, data, split, indices, **kwargs)
+        asked.append((split, list(indices), votes))
+        return votes
+
+    monkeypatch.setattr(neighbours, "model_neighbour_votes", spy)
+    monkeypatch.setattr(train, "write_report", lambda *a, **k: shown.update(found=a[4]))
+    train.report_run(calibrated_run)
+    losses = shown["found"]["top_losses"]
+    [(split, indices, votes)] = asked
+    assert split == losses.split and indices == list(losses.index)
+    names = RunDir(calibrated_run).read_json("class_names.json")
+    assert votes.shape == (train.TOP_LOSSES, len(names)) and (votes.sum(axis=1) == neighbours.NEIGHBOURS).all()
+    for row, notes in enumerate(losses.notes):
+        p = names.index(losses.predicted[row])
+        expected = (losses.predicted[row] != losses.true[row] and losses.probability[row] >= 0.9
+                    and votes[row, p] >= neighbours.NEIGHBOUR_AGREEMENT * neighbours.NEIGHBOURS)
+        assert any("suspected wrong label" in n for n in notes) == expected

@@ -211,7 +211,9 @@ def _top_losses_html(losses) -> str:
     images = losses.inputs is not None and np.asarray(losses.inputs).ndim >= 3
     intro = (
         f"<p>The {len(losses)} {_esc(losses.split)} examples with the highest loss. Notes link "
-        "them to the data audit (duplicates across splits) and flag suspected wrong labels.</p>"
+        "them to the data audit (duplicates across splits) and flag suspected wrong labels: "
+        "predicted confidently as another class whose nearest training examples mostly carry "
+        "that class.</p>"
     )
     if images:
         tiles = []

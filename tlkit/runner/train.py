@@ -17,6 +17,7 @@ interruption resumes where it stopped. Every epoch is appended to `history.json`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -785,6 +786,7 @@ def _interpret(
     temperature applied. `reuse`: read the saved predictions of the same model when present.
     """
     from tlkit import reports
+    from tlkit.reports.neighbours import model_neighbour_votes
     from tlkit.reports.top_losses import gather_inputs, split_refs
 
     split = _eval_split(data)
@@ -822,6 +824,10 @@ def _interpret(
     losses = reports.top_losses_from_predictions(
         y_true, probs, data.class_names, n=TOP_LOSSES, split=split,
         refs=split_refs(data, split), audit=audit,
+        # "suspected wrong label" needs the top losses' nearest training examples to agree
+        neighbour_votes=functools.partial(
+            model_neighbour_votes, model, data, split, batch_size=recipe.data.batch_size,
+        ),
     )
     losses.inputs = gather_inputs(data, split, losses.index)
     return {
