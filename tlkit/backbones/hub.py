@@ -326,13 +326,18 @@ class HubBackbone(Backbone):
                 outputs = outputs[key]
         return tf.nest.map_structure(self._cast_output, outputs)
 
+    def _traced_leaves(self, nest) -> list:
+        """Per leaf of `nest`, the `tf.TensorSpec` the SavedModel traced for it; all `None`
+        where `nest` does not have the traced structure."""
+        try:
+            tf.nest.assert_same_structure(nest, self._input_specs, check_types=False)
+            return tf.nest.flatten(self._input_specs)
+        except (TypeError, ValueError):
+            return [None] * len(tf.nest.flatten(nest))
+
     def _cast_inputs(self, inputs):
         inputs = tf.nest.map_structure(tf.convert_to_tensor, inputs)
-        try:  # the dtype traced for each leaf, where the nest matches the traced one
-            tf.nest.assert_same_structure(inputs, self._input_specs, check_types=False)
-            specs = tf.nest.flatten(self._input_specs)
-        except (TypeError, ValueError):
-            specs = [None] * len(tf.nest.flatten(inputs))
+        specs = self._traced_leaves(inputs)
         leaves = [
             tf.cast(x, self._leaf_float_dtype(spec))
             if x.dtype.is_floating and x.dtype.name != self._leaf_float_dtype(spec)
@@ -362,11 +367,7 @@ class HubBackbone(Backbone):
     def _input_spec_for(self, input_shape):
         """`tf.TensorSpec`s for a (nest of) input shape(s), with the dtypes traced for them."""
         shapes = _shape_nest(input_shape)
-        try:
-            tf.nest.assert_same_structure(shapes, self._input_specs, check_types=False)
-            traced = tf.nest.flatten(self._input_specs)
-        except (TypeError, ValueError):
-            traced = [None] * len(tf.nest.flatten(shapes))
+        traced = self._traced_leaves(shapes)
         specs = [
             tf.TensorSpec(shape, spec.dtype if isinstance(spec, tf.TensorSpec) else self._input_dtype)
             for shape, spec in zip(tf.nest.flatten(shapes), traced)
