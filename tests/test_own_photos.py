@@ -128,10 +128,10 @@ def test_no_shuffle_warning_and_verbose_0_prints_nothing(monkeypatch, capsys):
     import warnings
 
     from tlkit.testing import tiny_cnn
-    from tlkit.training import strategies
+    from tlkit.training.strategies import surgical
 
-    monkeypatch.setattr(strategies, "SURGICAL_CANDIDATES", 1)  # one trial is enough here
-    monkeypatch.setattr(strategies, "SURGICAL_TRIAL_STEPS", 1)
+    monkeypatch.setattr(surgical, "CANDIDATES", 1)  # one trial is enough here
+    monkeypatch.setattr(surgical, "TRIAL_STEPS", 1)
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 8)

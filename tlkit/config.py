@@ -44,7 +44,18 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LOSS_TYPES = ("cross_entropy", "focal")
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
-FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
+FINE_TUNE_STRATEGY_CLASSES = {
+    "gradual": "tlkit.training.strategies.gradual:Gradual",
+    "full": "tlkit.training.strategies.full:Full",
+    "lp_ft": "tlkit.training.strategies.lp_ft:LpFt",
+    "linear_probe": "tlkit.training.strategies.linear_probe:LinearProbe",
+    "surgical": "tlkit.training.strategies.surgical:Surgical",
+    "auto": "tlkit.training.strategies.auto:Auto",
+}
+"""The fine-tuning strategies (`FineTuneConfig.strategy`) and the class implementing each
+(`tlkit.training.strategies.registry` imports it on first use): a new strategy is one module
+in `tlkit/training/strategies/` plus one line here."""
+FINE_TUNE_STRATEGIES = tuple(FINE_TUNE_STRATEGY_CLASSES)
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )

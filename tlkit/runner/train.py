@@ -58,7 +58,6 @@ from tlkit.training import strategies
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.fine_tuning import fine_tune
 from tlkit.training.training_loss import training_loss
-from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 logger = logging.getLogger("tlkit")
 
@@ -166,19 +165,10 @@ def resolve_settings(recipe: Recipe, strategy=None) -> Recipe:
     return resolve_execution(_per_replica(resolve_batch(recipe, strategy), strategy), strategy)
 
 
-PROBING = ("lp_ft", "linear_probe")
-"""Strategies whose head comes from the converged linear probe (no head epochs)."""
-
-
 def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str:
     """The strategy a run plans to run: `phases.strategy`, with `auto` resolved as far as the
-    recipe, model and `examples_per_class` (the smallest class count of the training split,
-    as the probe counts it) tell before training: `gradual` where `auto` falls back, `full`
-    from `strategies.AUTO_FULL_FROM` examples per class (unless that is `None`),
-    else `lp_ft` (the probe may still keep its own weights: `linear_probe`)."""
-    config = recipe.fine_tune_config()
-    if config.strategy != "auto":
-        return config.strategy
+    recipe, model and `examples_per_class` (the smallest class count of the training split)
+    tell before training (`tlkit.training.strategies.planned`)."""
     if model is not None:
         head = heads_lib.find_head(model)
     else:  # the recipe's head: `mlp` is a classification head with hidden layers
@@ -186,13 +176,9 @@ def planned_strategy(recipe: Recipe, model=None, examples_per_class=None) -> str
         head = types.SimpleNamespace(
             kind="classification" if mlp else recipe.head.kind,
             hidden_units=tuple(recipe.head.hidden_units) if mlp else ())
-    strategy = model.distribute_strategy if model is not None else None
-    if strategies.auto_fallback(config, head, strategy=strategy):
-        return "gradual"
-    full_from = strategies.AUTO_FULL_FROM
-    if full_from is not None and examples_per_class is not None and examples_per_class >= full_from:
-        return "full"
-    return "lp_ft"
+    return strategies.planned(
+        recipe.fine_tune_config(), head, examples_per_class=examples_per_class,
+        distribution=model.distribute_strategy if model is not None else None)
 
 
 def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
@@ -200,11 +186,10 @@ def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
 
     With `data.cache_features`, the head phase trains on cached features (stage `head`) unless
     the `strategy` (default: `planned_strategy(recipe)`) fits a linear probe instead: then one
-    stage `all` whose probe reads the same feature cache. (`auto` planned as `full` keeps the
-    `head` stage; its `fine` stage runs `full` without a probe.)"""
+    stage `all` whose probe reads the same feature cache."""
     head, fine = recipe.phases.head_epochs, recipe.phases.fine_epochs
     strategy = strategy or planned_strategy(recipe)
-    if recipe.data.cache_features and head and strategy not in PROBING:
+    if recipe.data.cache_features and head and not strategies.get(strategy).uses_probe:
         return [{"name": "head", "start": 0, "end": head}] + (
             [{"name": "fine", "start": head, "end": head + fine}] if fine else []
         )
@@ -213,92 +198,17 @@ def plan_stages(recipe: Recipe, strategy: str | None = None) -> list[dict]:
 
 def plan_segments(recipe: Recipe, num_groups: int, batch_norm: bool = True,
                   strategy=None) -> list[dict]:
-    """What trains when, for reports: `[{name, label, short, start, end, unfrozen, lr}]`.
-
-    One segment per change of what trains, following `strategy`: a name or the
+    """What trains when, for reports: `[{name, label, short, start, end, unfrozen, lr}]`
+    (`tlkit.training.strategies.Strategy.segments`), following `strategy`: a name or the
     `FineTuneResult.strategy` record of what ran (default: `planned_strategy(recipe)`).
-    `gradual`: the head phase, then each change of the unfreeze schedule; `full`: the head
-    phase, then all groups; `lp_ft`: the linear probe (no epochs: `start == end`), then all
-    groups; `linear_probe`: the probe alone; `surgical`: the head phase, then the one group.
-    `unfrozen` counts the backbone groups that train (`num_groups` = all). `batch_norm`:
-    whether the backbone has BatchNorm (the labels name the BN policy only then: a
-    transformer has LayerNorm instead).
-    """
-    record = strategy if isinstance(strategy, dict) else {"strategy": strategy}
-    name = record.get("strategy") or planned_strategy(recipe)
-    phases, opt = recipe.phases, recipe.optimizer
-    bn = f", BN {phases.bn_policy}" if batch_norm else ""
-    if name in PROBING:
-        kept = _probe_kept(record)
-        segments = [_probe_segment(recipe, opt)]
-        if name == "lp_ft" or kept:
-            label = f"all groups + head{bn}" + (
-                " (then discarded: the probe's weights were kept)" if kept else "")
-            segments.append({"name": "s1", "label": label, "short": "all", "start": 0,
-                             "end": max(phases.fine_epochs, 1), "unfrozen": num_groups,
-                             "lr": opt.lr})
-        return segments
-    config = recipe.fine_tune_config()
-    head, total = phases.head_epochs, phases.head_epochs + phases.fine_epochs
-    if name == "surgical":
-        group = record.get("surgical_group")
-        if group is None and config.surgical_group != "auto":
-            group = f"group {config.surgical_group}"
-        shown = group or "one group (chosen on validation)"
-        points = [(0, 0), (head, 1)] if head else [(0, 1)]
-        return [_segment(i, start, points, total, head, recipe,
-                         f"{shown} + head{bn}", str(shown), 1)
-                for i, (start, _) in enumerate(points) if start < total]
-    if name == "full":
-        config = config.replace(unfreeze="all")
-    schedule = UnfreezeSchedule.from_fine_tune_config(config, num_groups)
-    points = schedule.change_points(total, num_groups)
-    segments = []
-    for i, (start, n) in enumerate(points):
-        end = points[i + 1][0] if i + 1 < len(points) else total
-        if start < head:
-            short = "head"
-            label = "head only" + (" (cached features)" if recipe.data.cache_features else "")
-        else:
-            short = "all" if n >= num_groups else f"top {n}"
-            label = ("all groups" if n >= num_groups else f"top {n} group{'s' * (n != 1)}") + (
-                " + head" + bn
-            )
-        segments.append(
-            {
-                "name": f"s{i}",
-                "label": label,
-                "short": short,
-                "start": start,
-                "end": end,
-                "unfrozen": n,
-                "lr": opt.resolved_head_lr if start < head else opt.lr,
-            }
-        )
-    return segments
-
-
-def _probe_kept(record) -> bool:
-    """Whether `auto` fine-tuned and then kept the probe's weights (`strategies.keep_probe_if_better`)."""
-    return (record.get("strategy") == "linear_probe" and record.get("requested") == "auto"
-            and "weights were kept" in str(record.get("reason", "")))
-
-
-def _probe_segment(recipe, opt) -> dict:
-    where = "cached features" if recipe.data.cache_features else "features of the frozen backbone"
-    return {"name": "s0", "label": f"linear probe (converged, L-BFGS on {where})",
-            "short": "probe", "start": 0, "end": 0, "unfrozen": 0, "lr": None}
-
-
-def _segment(i, start, points, total, head, recipe, label, short, unfrozen) -> dict:
-    """Segment `i` of `points` (`[(start epoch, ...)]`): the head phase before `head`."""
-    end = points[i + 1][0] if i + 1 < len(points) else total
-    if start < head:
-        label = "head only" + (" (cached features)" if recipe.data.cache_features else "")
-        short, unfrozen = "head", 0
-    return {"name": f"s{i}", "label": label, "short": short, "start": start, "end": end,
-            "unfrozen": unfrozen,
-            "lr": recipe.optimizer.resolved_head_lr if start < head else recipe.optimizer.lr}
+    `num_groups`: the backbone groups; `batch_norm`: whether the backbone has BatchNorm."""
+    record = strategy if isinstance(strategy, dict) else None
+    name = strategy if isinstance(strategy, str) else None
+    if not (record or {}).get("strategy") and name is None:
+        name = planned_strategy(recipe)
+    return strategies.segments(recipe.fine_tune_config(), num_groups, batch_norm=batch_norm,
+                               cached_features=bool(recipe.data.cache_features),
+                               record=record, name=name)
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -452,7 +362,7 @@ def _train(recipe, run, model, data, verbose, examples_per_class=None):
     for stage in plan_stages(recipe, strategy):
         if run.stage_done(stage["name"]):
             continue
-        if strategy in PROBING:  # the probe replaces the head epochs
+        if strategies.get(strategy).uses_probe:  # the probe replaces the head epochs
             logger.info("stage %s: the linear probe, then up to %d fine-tuning epochs",
                         stage["name"], max(recipe.phases.fine_epochs, 1))
         else:
@@ -982,7 +892,7 @@ def _training_record(recipe, model, data, strategy=None) -> dict:
     `strategy`: the `FineTuneResult.strategy` record of what ran."""
     config = recipe.fine_tune_config()
     ran = (strategy or {}).get("strategy")
-    probed = ran in PROBING
+    probed = ran is not None and strategies.get(ran).uses_probe
     if probed:  # the probe replaced the head epochs
         config = config.replace(head_epochs=0, fine_epochs=max(config.fine_epochs, 1))
     spec = recipe.data.augmentation if data.kind == "image" else {}
@@ -1006,7 +916,7 @@ def _training_record(recipe, model, data, strategy=None) -> dict:
         "batch_size": recipe.data.batch_size,
         "optimizer": optimizer,
         # No fit when the probe alone ran (not the probe kept after fine-tuning).
-        "learning_rate": {} if ran == "linear_probe" and not _probe_kept(strategy)
+        "learning_rate": {} if ran == "linear_probe" and not strategy.get("probe_kept")
         else schedules.describe(config),
         "batch_norm": batch_norm,
         "seed": recipe.seed,

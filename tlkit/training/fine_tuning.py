@@ -230,7 +230,7 @@ def fine_tune(
 
     `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
     groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
-    `strategies.AUTO_FULL_FROM` training examples in the smallest class, when that is set,
+    `strategies.auto.FULL_FROM` training examples in the smallest class, when that is set,
     `full` (no probe); the head phase and unfreeze schedule below (`gradual`) when an
     unfreeze setting is given or the probe cannot run, with the reason logged and in
     `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
@@ -288,7 +288,7 @@ def fine_tune(
             `{"train": .., "val": ..}` strings that change with the data (as for
             `tlkit.train_head_on_features`, whose cache it shares); default: in memory.
         examples_per_class: the smallest class count of `train`, when known (`auto` compares
-            it with `strategies.AUTO_FULL_FROM` when that is set); default: counted from the
+            it with `strategies.auto.FULL_FROM` when that is set); default: counted from the
             labels then.
 
     Returns:
@@ -425,7 +425,7 @@ def fine_tune(
     history.history["unfrozen_groups"] = [
         plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
-    strategies.keep_probe_if_better(model, choice, validation)
+    strategies.finish(model, choice, validation)
     stopper = plan.early_stopping
     best_epoch = stopped_epoch = None
     if stopper is not None and stopper.best_weights is not None:
