@@ -55,7 +55,7 @@ def test_batch_size_defaults_to_the_plan_in_the_short_path_and_recipes(monkeypat
 
     from tlkit import distribute
     from tlkit.recipes import Recipe
-    from tlkit.runner.train import resolve_batch
+    from tlkit.runner.settings import resolve_batch
 
     for device in ("cpu", "gpu"):
         monkeypatch.setitem(distribute.DEFAULT_PER_REPLICA_BATCH, device, 5)
