@@ -49,7 +49,7 @@ def test_fine_tune_on_labeled_data_evaluates_the_test_split():
 
 def test_batch_size_defaults_to_the_plan_in_the_short_path_and_recipes(monkeypatch):
     """No batch size given: `fine_tune(model, data)` and a recipe without `data.batch_size`
-    both take `tlkit.distribute.plan`'s default (one table, patched here)."""
+    both take `tlkit.distribute.distribution_plan`'s default (one table, patched here)."""
     import keras
     import tensorflow as tf
 

@@ -450,7 +450,7 @@ def _expected_errors() -> tuple:
     """Error types that mean bad input: reported as one line (no traceback)."""
     expected = (CommandError, ValueError, OSError, ImportError)
     distribute = sys.modules.get("tlkit.distribute")  # loaded only by commands that use it
-    return expected + ((distribute.StrategyError,) if distribute is not None else ())
+    return expected + ((distribute.DistributionError,) if distribute is not None else ())
 
 
 def _disk_full(err) -> bool:

@@ -36,6 +36,7 @@ import types
 import typing
 from typing import Literal
 
+from tlkit._deprecation import renamed
 from tlkit._io import short_repr
 
 BN_POLICIES = ("frozen", "train_affine", "update")
@@ -43,7 +44,9 @@ UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LOSS_TYPES = ("cross_entropy", "focal")
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+# `tf.distribute` strategies (`tlkit.distribute.get_strategy`): the "distribution", so that
+# "strategy" is the fine-tuning method alone (`FINE_TUNE_STRATEGIES`).
+DISTRIBUTIONS = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
@@ -444,3 +447,6 @@ HINTS: dict[str, object] = typing.get_type_hints(FineTuneConfig)
 
 DEFAULTS: dict[str, object] = FineTuneConfig().get_config()
 """Each field's one default."""
+
+
+__getattr__ = renamed(__name__, {"STRATEGIES": "DISTRIBUTIONS"})  # the 0.x name, for one release

@@ -13,7 +13,7 @@ from tlkit.lr_finder import lr_find
 from tlkit.model import compile_model
 from tlkit.recipes import Recipe, load_recipe, preflight
 from tlkit.runner.build import build, make_optimizer
-from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.data import load_data, recipe_distribution
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.rundir import RunDir
 from tlkit.runner.settings import resolve_settings
@@ -34,7 +34,7 @@ def lr_find_recipe(recipe, output=None, verbose=0):
 def _lr_find_locked(recipe, folder, verbose):
     os.makedirs(folder, exist_ok=True)
     run = RunDir(folder)
-    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+    with distribute.strategy_scope(**recipe_distribution(recipe)) as strategy:
         recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)
         model = build(recipe, data, run)

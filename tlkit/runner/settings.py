@@ -2,7 +2,7 @@
 
 `resolve_settings` is what `train`, `evaluate`, `report`, `export`, `predict`, `tune` and
 `lr-find` call: the per-replica batch size and steps per execution from
-`tlkit.distribute.plan`, then the global batch and learning rates across replicas.
+`tlkit.distribute.distribution_plan`, then the global batch and learning rates across replicas.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ logger = logging.getLogger("tlkit")
 def resolve_settings(recipe: Recipe, strategy=None) -> Recipe:
     """The recipe with every setting it leaves unset (null) filled for this machine, the one
     way every verb fills them (`train`, `evaluate`, `report`, `export`, `predict`, `tune`,
-    `lr-find`): `data.batch_size` per replica from `tlkit.distribute.plan` (`resolve_batch`),
+    `lr-find`): `data.batch_size` per replica from `tlkit.distribute.distribution_plan` (`resolve_batch`),
     then the global batch, `data.drop_remainder` on a TPU and the LRs scaled across replicas
     (`_per_replica`), then `distribute.steps_per_execution` (`resolve_execution`).
 
@@ -41,23 +41,23 @@ def resolve_settings(recipe: Recipe, strategy=None) -> Recipe:
 
 
 def resolve_batch(recipe, strategy):
-    """The recipe with `data.batch_size` (per replica) filled from `tlkit.distribute.plan`
+    """The recipe with `data.batch_size` (per replica) filled from `tlkit.distribute.distribution_plan`
     (the device's default: 32 on CPU, 64 on GPU, 128 per TPU core) when the recipe leaves it
     null."""
     if recipe.data.batch_size is not None:
         return recipe
-    batch = distribute.plan(strategy).per_replica_batch
-    logger.info("data.batch_size: %d per replica (tlkit.distribute.plan's default here)", batch)
+    batch = distribute.distribution_plan(strategy).per_replica_batch
+    logger.info("data.batch_size: %d per replica (tlkit.distribute.distribution_plan's default here)", batch)
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, batch_size=batch))
 
 
 def resolve_execution(recipe, strategy):
-    """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.plan`
+    """The recipe with `distribute.steps_per_execution` filled from `tlkit.distribute.distribution_plan`
     (32 on a TPU, 1 elsewhere) when the recipe leaves it null."""
     cfg = recipe.distribute
     if cfg.steps_per_execution is not None:
         return recipe
-    steps = distribute.plan(strategy, recipe.data.batch_size).steps_per_execution
+    steps = distribute.distribution_plan(strategy, recipe.data.batch_size).steps_per_execution
     return dataclasses.replace(
         recipe, distribute=dataclasses.replace(cfg, steps_per_execution=steps)
     )

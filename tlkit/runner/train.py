@@ -35,7 +35,7 @@ from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
 from tlkit.reports.versions import library_versions
 from tlkit.runner.build import build, make_optimizer
-from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.data import load_data, recipe_distribution
 from tlkit.runner.evaluation import evaluate, interpret
 from tlkit.runner.export import export_recipe
 from tlkit.runner.records import write_card, write_report
@@ -433,7 +433,7 @@ def _train_locked(recipe, run, force, verbose) -> str:
 def _run(recipe: Recipe, run: RunDir, verbose) -> None:
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
-    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+    with distribute.strategy_scope(**recipe_distribution(recipe)) as strategy:
         _check_distribution(recipe, run, strategy)
         recipe = resolve_settings(recipe, strategy)
         data = load_data(recipe.data, recipe.seed)

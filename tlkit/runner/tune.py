@@ -15,7 +15,7 @@ import keras
 import tlkit.data as tdata
 from tlkit import distribute
 from tlkit.runner.build import build as build_model
-from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.data import load_data, recipe_distribution
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.rundir import RunDir
 from tlkit.runner.settings import resolve_settings
@@ -94,7 +94,7 @@ def _tune_locked(recipe, folder, overwrite, load_best_model, verbose) -> TuneRes
             config = recipe.fine_tune_config().replace(head_epochs=head_epochs)
             return UnfreezeSchedule.from_fine_tune_config(config, 0)
 
-    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+    with distribute.strategy_scope(**recipe_distribution(recipe)) as strategy:
         # Batch size and the other unset settings, as `tlkit train` resolves them; the trials'
         # learning rates stay the recipe's (the search space's values are not scaled).
         settings = resolve_settings(recipe, strategy)
