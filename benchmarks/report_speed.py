@@ -48,8 +48,8 @@ def run(test_per_class=1000, backbone="tiny", image_size=None):
     from tlkit import reports
     from tlkit.recipes import load_recipe
     from tlkit.runner.report import report_run
-    from tlkit.runner.train import train_recipe
     from tlkit.runner.rundir import RunDir
+    from tlkit.runner.train import train_recipe
 
     folder = tempfile.mkdtemp(prefix="report_speed_")
     recipe_path = os.path.join(folder, "recipe.yaml")

@@ -333,6 +333,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
     monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 5)
     monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 1.01)  # never solved: full runs
     # Interrupted in the fine stage, then resumed: the resumed run plans the same stages.
+    from tlkit.recipes import load_recipe
     from tlkit.runner import train
 
     class _Interrupt(keras.callbacks.Callback):

@@ -169,9 +169,9 @@ def test_registries_are_read_by_backbones_get_schema_and_runner(tmp_path):
     # The runner builds the smoke backbone without the test kit.
     import glob
 
-    import tlkit.runner
+    from tlkit import runner
 
-    folder = os.path.dirname(tlkit.runner.__file__)
+    folder = os.path.dirname(runner.__file__)
     for path in glob.glob(os.path.join(folder, "*.py")):
         with open(path) as f:
             assert "tlkit.testing" not in f.read(), path
