@@ -196,6 +196,20 @@ def _test_kit_users(folder) -> list[str]:
     return sorted(users)
 
 
+def test_the_recipes_readme_lists_every_setting_as_the_config_declares_it():
+    """recipes/README.md's settings table is `config.settings_table()` (one row per
+    `FineTuneConfig` field): regenerate it with `python -m tlkit.config --markdown`."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "recipes", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = "<!-- settings table: python -m tlkit.config --markdown -->\n"
+    shown = text.split(start, 1)[1].split("<!-- end settings table -->", 1)[0]
+    assert shown == config_lib.settings_table()
+    rows = [line for line in shown.splitlines()[2:] if line.startswith("| `")]
+    assert [r.split("`")[3] for r in rows] == list(config_lib.FIELDS)
+    assert "| `optimizer.layerwise_decay` | `layerwise_decay` |" in shown
+
+
 def test_cli_lists_the_registries(capsys):
     from tlkit import cli, registry
 

@@ -449,4 +449,36 @@ DEFAULTS: dict[str, object] = FineTuneConfig().get_config()
 """Each field's one default."""
 
 
+def settings_table() -> str:
+    """A Markdown table of every `FineTuneConfig` setting: recipe key, field (the `fine_tune`
+    argument), default, accepted values and help; `recipes/README.md` shows it (a test keeps
+    the two equal). Regenerate with `python -m tlkit.config --markdown`.
+
+    Example:
+    ```python
+    print(tlkit.config.settings_table())  # | recipe key | field | default | accepts | what |
+    ```
+    """
+
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| recipe key | `fine_tune` argument | default | accepts | what it does |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, field in FIELDS.items():
+        meta = field.metadata
+        default = "null" if DEFAULTS[name] is None else short_repr(DEFAULTS[name])
+        rows.append(f"| `{meta['yaml']}` | `{name}` | `{cell(default)}` | {cell(describe(name))} "
+                    f"| {cell(meta['help'])} |")
+    return "\n".join(rows) + "\n"
+
+
 __getattr__ = renamed(__name__, {"STRATEGIES": "DISTRIBUTIONS"})  # the 0.x name, for one release
+
+
+if __name__ == "__main__":  # python -m tlkit.config --markdown: the settings table
+    import sys
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m tlkit.config --markdown")
+    sys.stdout.write(settings_table())
