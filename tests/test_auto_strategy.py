@@ -333,6 +333,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
     monkeypatch.setattr(auto, "FULL_FROM", 5)
     monkeypatch.setattr(auto, "PROBE_SOLVED", 1.01)  # never solved: full runs
     # Interrupted in the fine stage, then resumed: the resumed run plans the same stages.
+    from tlkit.recipes import load_recipe
     from tlkit.runner import train
 
     class _Interrupt(keras.callbacks.Callback):
@@ -350,7 +351,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
     settings = ["output.tensorboard=false", "phases.head_epochs=2", "phases.fine_epochs=2",
                 *AUTO]
     with pytest.raises(KeyboardInterrupt):
-        train.train_recipe(train.load_recipe(SMOKE, overrides=settings),
+        train.train_recipe(load_recipe(SMOKE, overrides=settings),
                            output=str(tmp_path / "run"), verbose=0)
     monkeypatch.setattr(train, "_callbacks", original)
     metrics, state, card, history = _train(tmp_path, *AUTO)
