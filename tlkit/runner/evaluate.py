@@ -13,7 +13,7 @@ from tlkit.recipes import load_recipe, preflight
 from tlkit.reports import classification_metrics
 from tlkit.runner.data import load_data
 from tlkit.runner.evaluation import eval_split, evaluate
-from tlkit.runner.records import recorded_exports, write_card
+from tlkit.runner.records import recorded_exports, training_record, write_card
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.run_model import load_run_model
 from tlkit.runner.rundir import RecordError, RunDir, open_run
@@ -22,7 +22,6 @@ from tlkit.runner.settings import resolve_settings
 # The model card's Training section is derived from the train verb's plan of what ran, which
 # stays in runner/train.py until the fine-tuning strategies record it themselves (issue #31
 # item 1); the one arrow between two verbs, declared in pyproject.toml's contracts.
-from tlkit.runner.train import _training_record
 
 logger = logging.getLogger("tlkit")
 
@@ -52,7 +51,7 @@ def _evaluate_locked(path, verbose, tta) -> dict:
     merged = {**_previous_metrics(run), **metrics}
     run.write_json("metrics.json", merged)
     write_card(recipe, run, model, data, merged, recorded_exports(run),
-               _training_record(recipe, model, data, run.state.get("strategy")))
+               training_record(recipe, model, data, run.state.get("strategy")))
     if tta is not None:
         return {**merged, "tta": evaluate_tta(run, data, **tta)}
     return merged

@@ -7,8 +7,11 @@ import os
 
 import numpy as np
 
+from tlkit import trainability
+from tlkit.optimizers import schedules
 from tlkit.reports import model_card, write_html_report
 from tlkit.runner.rundir import RunDir, atomic_write_text
+from tlkit.training import strategies
 
 
 def write_report(recipe, run: RunDir, data, metrics, found, exports=None) -> str:
@@ -101,3 +104,60 @@ def merge_card_files(run: RunDir) -> None:
         for fmt, record in recorded_exports(run).items()
     ]
     atomic_write_text(path, head + "\n\n## Files\n\n" + "\n".join(files) + "\n")
+
+
+# -- the model card's Training section ----------------------------------------------------------------
+def training_record(recipe, model, data, strategy=None) -> dict:
+    """How the run trained, for the model card's Training section (`model_card(training=)`);
+    `strategy`: the `FineTuneResult.strategy` record of what ran."""
+    config = recipe.fine_tune_config()
+    ran = (strategy or {}).get("strategy")
+    probed = ran is not None and strategies.get(ran).uses_probe
+    if probed:  # the probe replaced the head epochs
+        config = config.replace(head_epochs=0, fine_epochs=max(config.fine_epochs, 1))
+    spec = recipe.data.augmentation if data.kind == "image" else {}
+    augmentation = ", ".join(f"{k}: {v}" for k, v in spec.items())
+    if augmentation and (recipe.data.cache_features or probed):
+        augmentation += (" (fine-tuning epochs only: the linear probe fits on un-augmented "
+                         "features)" if probed else
+                         " (fine-tuning epochs only: the head phase trains on cached features)")
+    optimizer = config.optimizer + (
+        f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
+    batch_norm = None
+    if trainability.has_batch_norm(model):
+        batch_norm = {
+            "frozen": "frozen (inference mode: statistics and gamma/beta fixed)",
+            "train_affine": "statistics frozen, gamma/beta trained in unfrozen groups",
+            "update": "statistics updated and gamma/beta trained in unfrozen groups",
+        }.get(config.bn_policy, config.bn_policy)
+    return {
+        "input": input_description(model, data),
+        "augmentation": augmentation,
+        "batch_size": recipe.data.batch_size,
+        "optimizer": optimizer,
+        # No fit when the probe alone ran (not the probe kept after fine-tuning).
+        "learning_rate": {} if ran == "linear_probe" and not strategy.get("probe_kept")
+        else schedules.describe(config),
+        "batch_norm": batch_norm,
+        "seed": recipe.seed,
+    }
+
+
+def input_description(model, data) -> str:
+    """E.g. `28x28x1 pixels in [0, 255] (resized to 128x128 px, 3 channels, scaled to [-1, 1]
+    inside the model)`."""
+    from tlkit.preprocessing import ImagePreprocessing
+
+    if data.kind == "text":
+        return "strings, tokenized inside the model"
+    raw = "x".join(str(d) for d in data.input_shape) if data.input_shape else "any-size"
+    layer = next((x for x in model._flatten_layers(include_self=False)
+                  if isinstance(x, ImagePreprocessing)), None)
+    if layer is None:
+        return f"{raw} pixels in [0, 255]"
+    info = layer.input_info
+    size = ("resized to " + "x".join(map(str, info.image_size)) + " px" if info.image_size
+            else "at the data's size")
+    low, high = info.value_range
+    return (f"{raw} pixels in [0, 255] ({size}, {info.channels} channels, scaled to "
+            f"[{low:g}, {high:g}] inside the model)")

@@ -31,14 +31,13 @@ from tlkit import groups as groups_lib
 from tlkit import heads as heads_lib
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.head_training import train_head_on_features
-from tlkit.optimizers import schedules
 from tlkit.recipes import Recipe, check_required, dump_recipe, load_recipe, preflight
 from tlkit.reports.versions import library_versions
 from tlkit.runner.build import build, make_optimizer
 from tlkit.runner.data import load_data, recipe_distribution
 from tlkit.runner.evaluation import evaluate, interpret
 from tlkit.runner.export import export_recipe
-from tlkit.runner.records import write_card, write_report
+from tlkit.runner.records import training_record, write_card, write_report
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.run_model import served
 from tlkit.runner.rundir import RunDir, atomic_path, atomic_write_text, run_log
@@ -421,7 +420,7 @@ def _write_records(recipe, run, model, data, metrics, found, exports) -> None:
     """`metrics.json`, the model card and `report.html` from what the run knows so far."""
     run.write_json("metrics.json", metrics)
     write_card(recipe, run, model, data, metrics, exports,
-               _training_record(recipe, model, data, run.state.get("strategy")))
+               training_record(recipe, model, data, run.state.get("strategy")))
     write_report(recipe, run, data, metrics, found, exports)
 
 
@@ -429,60 +428,3 @@ def _check_distribution(recipe: Recipe, run: RunDir, strategy) -> None:
     """TPU preflight: data and run folder on gs:// (TPU workers can't read the VM's disk)."""
     paths = [p for p in (recipe.data.path, run.path) if p]
     distribute.check_tpu_ready(strategy, paths=paths)
-
-
-# -- the model card's Training section --------------------------------------------------------------
-def _training_record(recipe, model, data, strategy=None) -> dict:
-    """How the run trained, for the model card's Training section (`model_card(training=)`);
-    `strategy`: the `FineTuneResult.strategy` record of what ran."""
-    config = recipe.fine_tune_config()
-    ran = (strategy or {}).get("strategy")
-    probed = ran is not None and strategies.get(ran).uses_probe
-    if probed:  # the probe replaced the head epochs
-        config = config.replace(head_epochs=0, fine_epochs=max(config.fine_epochs, 1))
-    spec = recipe.data.augmentation if data.kind == "image" else {}
-    augmentation = ", ".join(f"{k}: {v}" for k, v in spec.items())
-    if augmentation and (recipe.data.cache_features or probed):
-        augmentation += (" (fine-tuning epochs only: the linear probe fits on un-augmented "
-                         "features)" if probed else
-                         " (fine-tuning epochs only: the head phase trains on cached features)")
-    optimizer = config.optimizer + (
-        f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
-    batch_norm = None
-    if trainability.has_batch_norm(model):
-        batch_norm = {
-            "frozen": "frozen (inference mode: statistics and gamma/beta fixed)",
-            "train_affine": "statistics frozen, gamma/beta trained in unfrozen groups",
-            "update": "statistics updated and gamma/beta trained in unfrozen groups",
-        }.get(config.bn_policy, config.bn_policy)
-    return {
-        "input": _input_description(model, data),
-        "augmentation": augmentation,
-        "batch_size": recipe.data.batch_size,
-        "optimizer": optimizer,
-        # No fit when the probe alone ran (not the probe kept after fine-tuning).
-        "learning_rate": {} if ran == "linear_probe" and not strategy.get("probe_kept")
-        else schedules.describe(config),
-        "batch_norm": batch_norm,
-        "seed": recipe.seed,
-    }
-
-
-def _input_description(model, data) -> str:
-    """E.g. `28x28x1 pixels in [0, 255] (resized to 128x128 px, 3 channels, scaled to [-1, 1]
-    inside the model)`."""
-    from tlkit.preprocessing import ImagePreprocessing
-
-    if data.kind == "text":
-        return "strings, tokenized inside the model"
-    raw = "x".join(str(d) for d in data.input_shape) if data.input_shape else "any-size"
-    layer = next((x for x in model._flatten_layers(include_self=False)
-                  if isinstance(x, ImagePreprocessing)), None)
-    if layer is None:
-        return f"{raw} pixels in [0, 255]"
-    info = layer.input_info
-    size = ("resized to " + "x".join(map(str, info.image_size)) + " px" if info.image_size
-            else "at the data's size")
-    low, high = info.value_range
-    return (f"{raw} pixels in [0, 255] ({size}, {info.channels} channels, scaled to "
-            f"[{low:g}, {high:g}] inside the model)")
