@@ -57,7 +57,7 @@ def num(x, digits: int = 3) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     if isinstance(x, float):
-        return f"{x:.{digits}f}"
+        return f"{x:.2e}" if x and abs(x) < 0.5 * 10 ** -digits else f"{x:.{digits}f}"
     return str(x)
 
 
@@ -152,9 +152,35 @@ def records_table(records, columns: list[str] | None = None) -> str:
         columns = []
         for rec in records:
             for key, value in rec.items():
-                if key not in columns and not isinstance(value, (dict, list)):
+                if key not in columns and not isinstance(value, (dict, list)) and not \
+                        key.startswith(("loadavg", "load_average")):
                     columns.append(key)
     return table(columns, [[num(rec.get(c)) for c in columns] for rec in records])
+
+
+def pivot(nested, cell, row_title: str = "", column=lambda c: c) -> str:
+    """`{column: {row: value}}` as one table: rows x columns, `cell(value)` in each cell."""
+    if not isinstance(nested, dict) or not nested:
+        return ""
+    columns = list(nested)
+    rows = []
+    for c in columns:
+        for r in nested[c] if isinstance(nested[c], dict) else ():
+            if r not in rows:
+                rows.append(r)
+    body = [[f"`{r}`"] + [cell(get(nested, c, r)) if get(nested, c, r) is not None else ""
+                          for c in columns] for r in rows]
+    body = [row for row in body if any(row[1:])]
+    return table([row_title] + [column(c) for c in columns], body)
+
+
+def mean_std(values) -> str:
+    values = [v for v in values if isinstance(v, (int, float))]
+    if not values:
+        return ""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return f"{mean:.3f} ± {std:.3f} (n={len(values)})"
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -369,9 +395,15 @@ def page_quickstart(plots: bool) -> str:
                 "two runs on a shared machine, not a controlled benchmark (the strategies "
                 "page is the evidence).", _quickstart_rows),
         section("transfer_vs_scratch", "Transfer vs from scratch over label budgets",
-                "`benchmarks/transfer_vs_scratch.py`.",
-                lambda d: scalars_table(d, ["time_to_scratch_best", "budgets_per_class",
-                                            "image_size", "total_seconds"])),
+                "`benchmarks/transfer_vs_scratch.py`: the seconds each transfer method needs "
+                "to reach the from-scratch model's best accuracy.",
+                lambda d: table(["per class", "scratch best accuracy", "scratch seconds",
+                                 "fastest transfer method", "its seconds", "ratio"], [
+                    [b, num(v.get("target_accuracy")), num(v.get("scratch_seconds"), 1),
+                     f"`{v.get('fastest_transfer_method')}`",
+                     num(v.get("fastest_transfer_seconds"), 1), num(v.get("fastest_ratio"), 3)]
+                    for b, v in get(d, "time_to_scratch_best", default={}).items()
+                    if isinstance(v, dict)])),
         section("bn_policy", "BatchNorm policy",
                 "`benchmarks/bn_policy.py`: why `bn_policy=\"frozen\"` is the default.",
                 lambda d: table(["bn_policy", "after head", "after unfreezing", "seconds"], [
@@ -444,14 +476,12 @@ def page_speed(plots: bool) -> str:
              num(get(d, k, "ratio"), 2)] for k in ("frozen", "full") if k in d])
 
     def audit(d):
-        rows = []
-        for n, r in sorted(get(d, "runs", default={}).items(), key=lambda kv: int(kv[0])
-                           if str(kv[0]).isdigit() else 0):
-            if isinstance(r, dict):
-                rows.append([num(int(n)) if str(n).isdigit() else n] + [
-                    f"{num(get(r, mode, 'seconds'), 1)} s, {num(get(r, mode, 'cpu_seconds'), 1)} "
-                    f"CPU-s" if isinstance(get(r, mode), dict) else "" for mode in ("auto", "ivf")])
-        return table(["N", "default (`auto`)", "IVF forced"], rows) if rows else scalars_table(d)
+        runs = get(d, "runs", default={})
+        records = [r for rs in runs.values() if isinstance(rs, list) for r in rs]
+        return "\n\n".join(p for p in (
+            records_table(records, ["n", "index", "seconds", "cpu_seconds", "pairs",
+                                    "peak_rss_mb", "matrix_mb"]),
+            scalars_table(d, ["growth_exponent", "growth_exponent_cpu", "recall"])) if p)
 
     return "\n\n".join([
         "# Speed and memory",
@@ -471,8 +501,7 @@ def page_speed(plots: bool) -> str:
         section("input_pipeline", "Input pipeline", "`benchmarks/input_pipeline.py`.",
                 scalars_table),
         section("audit_scale", "Audit at scale", "`benchmarks/audit_scale.py`: near-duplicate "
-                "search over every example.", lambda d: scalars_table(
-                    d, ["growth_exponent", "growth_exponent_cpu", "recall"])),
+                "search over every example.", audit),
         section("decode_check", "Image-folder decode check", "`benchmarks/decode_check.py`.",
                 scalars_table),
         section("feature_shards", "Sharded feature cache", "`benchmarks/feature_shards.py`: "
@@ -493,16 +522,36 @@ def page_speed(plots: bool) -> str:
 def page_quality(plots: bool) -> str:
     return "\n\n".join([
         "# Other choices",
-        section("probe_c", "The linear probe's C", "`benchmarks/probe_c.py`.",
-                lambda d: scalars_table(d, ["summary"])),
+        section("probe_c", "The linear probe's C", "`benchmarks/probe_c.py`: the probe alone "
+                "at fixed Cs (on raw features, the era of this file) and by its C rules "
+                "(`cv`: cross-validation, `largest`: the grid's largest); test accuracy, mean "
+                "over seeds. Columns: labelled examples per class.",
+                lambda d: pivot(get(d, "summary"), lambda v: num(get(v, "clean")),
+                                "clean accuracy", lambda c: f"{c}/class"),
+                lambda d: pivot(get(d, "summary"), lambda v: num(get(v, "shifted")),
+                                "shifted accuracy", lambda c: f"{c}/class")),
         section("lr_choice", "Choosing a learning rate", "`benchmarks/lr_choice.py`: "
-                "`lr_find` vs a grid vs random search.",
-                lambda d: scalars_table(d, ["summary"])),
+                "`lr_find` vs a grid vs random search, mean ± std over seeds.",
+                lambda d: table(["method", "test accuracy", "val accuracy", "trainings",
+                                 "seconds"], [
+                    [f"`{m}`", f"{num(v.get('test_accuracy'))} ± "
+                     f"{num(v.get('test_accuracy_std'))}", num(v.get("val_accuracy")),
+                     num(v.get("trainings"), 0), num(v.get("wall_s"), 1)]
+                    for m, v in get(d, "summary", default={}).items() if isinstance(v, dict)])),
         section("regularization_long", "Regularization on small data",
-                "`benchmarks/regularization.py`.", lambda d: scalars_table(d, ["variants"])),
+                "`benchmarks/regularization.py`: test accuracy, mean ± std over seeds. "
+                "Columns: labelled examples per class.",
+                lambda d: pivot({b: get(v, "per_seed") for b, v in
+                                 get(d, "budgets", default={}).items()},
+                                lambda runs: mean_std([r.get("accuracy") for r in runs]),
+                                "variant", lambda c: f"{c}/class")),
         section("label_noise", "Suspected wrong labels", "`benchmarks/label_noise.py`: planted "
                 "label noise, the confidence rule vs the neighbour rule of "
-                "`tlkit.reports.top_losses`.", lambda d: scalars_table(d, ["summary"])),
+                "`tlkit.reports.top_losses`: precision / recall of the flags over all "
+                "examples, mean over seeds; columns: clean or noisy training labels.",
+                lambda d: pivot(get(d, "summary"), lambda v: (
+                    f"{num(get(v, 'all', 'precision', 'mean'))} / "
+                    f"{num(get(v, 'all', 'recall', 'mean'))}"), "rule (precision / recall)")),
     ])
 
 

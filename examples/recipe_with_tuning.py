@@ -28,14 +28,16 @@ def main(argv=None):
     parser.add_argument("recipe", nargs="?", help="a recipe YAML with a tune: section")
     parser.add_argument("--out", default="runs/recipe_with_tuning", help="output folder")
     parser.add_argument("--tiny", action="store_true",
-                        help="the smoke recipe (tiny backbone, digits), 2 trials of 1 + 1 epochs")
+                        help="the smoke recipe (tiny backbone, 100 digits), 2 trials of 1 + 1 epochs")
     args = parser.parse_args(argv)
     if not (args.recipe or args.tiny):
         parser.error("give a recipe, or --tiny")
 
     recipe = args.recipe or SMOKE
     small = ["--set", "tune.max_trials=2", "--set", "phases.head_epochs=1",
-             "--set", "phases.fine_epochs=1", "--set", "output.tensorboard=false"] if args.tiny else []
+             "--set", "phases.fine_epochs=1", "--set", "phases.min_steps_per_epoch=1",
+             "--set", "data.per_class.train=10", "--set", "output.tensorboard=false"
+             ] if args.tiny else []
     search = os.path.join(args.out, "search")
     if cli.main(["tune", recipe, "--output", search, *small]) != 0:
         raise SystemExit("the search failed (its error is printed above)")

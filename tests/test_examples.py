@@ -40,10 +40,11 @@ def test_text_classification(capsys):
 def test_lora_int8(tmp_path):
     results = _example("lora_int8").main(["--tiny", "--out", str(tmp_path)])
     int8 = results["tflite-int8"]
-    assert int8["full_integer"] is True and int8["parity"]["num_examples"] == 32
+    assert int8["full_integer"] is True and int8["parity"]["num_examples"] > 0
+    assert int8["float_size_bytes"] > 0 and int8["size_bytes"] > 0
     assert (tmp_path / "adapters.npz").exists()
     exported = json.loads((tmp_path / "export" / "export.json").read_text())
-    assert {"tflite", "tflite-int8"} <= set(exported)
+    assert "tflite-int8" in exported
 
 
 @pytest.mark.slow
