@@ -23,8 +23,13 @@ def render_pages():
 
 def test_benchmark_pages_and_readme_block_are_current(render_pages):
     """Rendering the results files again gives the committed pages (text; plots not compared)."""
-    stale = render_pages.stale(render_pages.render(plots=False))
+    pages = render_pages.render(plots=False)
+    stale = render_pages.stale(pages)
     assert stale == [], f"not current (run python benchmarks/render_pages.py): {stale}"
+    plots = [p for text in pages.values() for p in re.findall(r"\]\((img/[^)]+\.png)\)", text)]
+    assert plots  # and each is there (rendered with the pages)
+    for plot in plots:
+        assert os.path.exists(os.path.join(render_pages.DOCS, plot)), plot
 
 
 def test_every_results_file_is_rendered_on_a_page(render_pages):
