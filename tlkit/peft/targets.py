@@ -17,9 +17,7 @@ from tlkit.peft.errors import TargetsNotFoundError
 ATTENTION_NAMES = ("query", "value")
 # A transformer's default targets: every linear layer (attention query / key / value / output
 # and the feed-forward pair), not only query / value (the LoRA paper's and KerasHub's choice):
-# on MiniLM-L6 + tweets query / value alone stayed 6 points below full fine-tuning, all linear
-# layers at rank 4 (the same 1.9% of the parameters) went above it
-# (benchmarks/results/peft_sweep.json).
+# see docs/benchmarks/peft.md for the sweep that chose it.
 TRANSFORMER_DEFAULT = ("Dense", "EinsumDense")
 POINTWISE_CONV = "pointwise_conv"
 

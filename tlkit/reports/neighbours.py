@@ -7,11 +7,8 @@ import numpy as np
 
 # k of the k nearest training neighbours that vote, and the share of them that must carry the
 # predicted class before a confident top loss is flagged as a suspected wrong label (a share, so
-# a bank smaller than k still works). Chosen on planted label noise (`benchmarks/label_noise.py`,
-# `benchmarks/results/label_noise.json`, Fashion-MNIST, 5% of 2,000 labels flipped, 3 seeds):
-# 8 of 10 kept most of the precision of 5 of 5 (0.68 vs 0.71 with clean training labels, 0.69
-# vs 0.72 with 5% of them flipped too) at more of the recall (0.42 vs 0.36; 0.38 vs 0.27);
-# 4 of 5 gave 0.62 / 0.61 precision.
+# a bank smaller than k still works). Chosen on planted label noise: docs/benchmarks/other.md
+# (`benchmarks/label_noise.py`).
 NEIGHBOURS = 10
 NEIGHBOUR_AGREEMENT = 0.8
 

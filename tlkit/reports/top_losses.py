@@ -14,12 +14,8 @@ from tlkit.reports.neighbours import agrees, model_neighbour_votes
 # A top-loss example is flagged as a suspected wrong label when the model predicts another
 # class with at least this probability AND at least `NEIGHBOUR_AGREEMENT` (80%) of its
 # `NEIGHBOURS` (10) nearest training examples carry that class (tlkit.reports.neighbours).
-# Confidence alone flagged 13 of the quickstart's 16 top losses; on planted label noise
-# (`benchmarks/results/label_noise.json`) it was right 0.56 of the time (0.46, from 0.22 to
-# 0.59 by seed, when the training labels are noisy too: an overconfident probe flags hundreds),
-# confidence with the neighbours 0.68 / 0.69 (0.62 worst seed). Even at probability 0.99,
-# confidence alone fell to 0.26 precision on one seed, so without neighbour votes nothing is
-# flagged.
+# Confidence alone flagged most top losses and was often wrong on planted label noise, even at
+# probability 0.99, so without neighbour votes nothing is flagged (docs/benchmarks/other.md).
 SUSPECT_LABEL_PROBABILITY = 0.9
 _EPS = 1e-12
 

@@ -2,8 +2,8 @@
 
 With the defaults (1 head + 3 fine epochs, batch 32), 25 training examples are 1 batch, so a
 whole run would be 1 head step and 3 fine-tuning steps: the head is nearly random when the
-backbone unfreezes (#36). `FineTuneConfig.min_steps_per_epoch` (default 8, the strategies
-benchmark's `MIN_STEPS`) makes every epoch run at least that many optimizer steps by repeating
+backbone unfreezes (#36). `FineTuneConfig.min_steps_per_epoch` (default 8;
+docs/benchmarks/strategies.md) makes every epoch run at least that many optimizer steps by repeating
 the training data within the epoch (`Dataset.repeat()` and `fit(steps_per_epoch=...)`), so a
 phase of E epochs runs at least E x `min_steps_per_epoch` steps. The number of epochs stays as
 configured, so early stopping's patience, the unfreezing schedule, SWA and the validation
