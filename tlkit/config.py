@@ -46,7 +46,8 @@ LOSS_TYPES = ("cross_entropy", "focal")
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
 EXPORT_FORMATS = (
-    "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
+    "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8",
+    "onnx",
 )
 
 VAL_FRACTION = 0.1
