@@ -99,7 +99,9 @@ def main(argv=None):
     minors = args.minors or allowed_minors()
     base = args.keep or tempfile.mkdtemp(prefix="tlkit-matrix-")
     os.makedirs(base, exist_ok=True)
-    result = {"minors": minors, "load_average": [round(os.getloadavg()[0], 1)]}
+    result = {"minors": minors, "load_average": [round(os.getloadavg()[0], 1)],
+              # the wheel's commit (HEAD when it was built, not when the JSON is written)
+              "commit": _run(["git", "-C", ROOT, "rev-parse", "HEAD"]).stdout.strip()}
     started = time.perf_counter()
     try:
         wheel = build_wheel(_export("HEAD", os.path.join(base, "src")), os.path.join(base, "wheel"))
