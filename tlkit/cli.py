@@ -8,7 +8,7 @@ tlkit predict RUN INPUT [INPUT ...] [--top K] [--json]
 tlkit lr-find RECIPE [--set key=value ...] [--output DIR]
 tlkit tune RECIPE [--set key=value ...] [--output DIR]
 tlkit audit DATA [--set key=value ...] [--json]
-tlkit export RUN --format {keras,savedmodel,tflite,tflite-dynamic,hub} [...] [--output DIR]
+tlkit export RUN --format {keras,savedmodel,tflite,tflite-dynamic,hub,savedmodel-int8,tflite-int8,onnx} [...] [--output DIR]
 tlkit bench [NAME ...] [--list] [--full]
 tlkit init [NAME] [--output FILE] [--force] [--list]
 tlkit --version

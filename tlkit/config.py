@@ -60,7 +60,8 @@ FINE_TUNE_STRATEGY_CLASSES = {
 in `tlkit/training/strategies/` plus one line here."""
 FINE_TUNE_STRATEGIES = tuple(FINE_TUNE_STRATEGY_CLASSES)
 EXPORT_FORMATS = (
-    "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
+    "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8",
+    "onnx",
 )
 
 VAL_FRACTION = 0.1

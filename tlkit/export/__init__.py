@@ -1,7 +1,7 @@
 """Exporting a trained tlkit model (see `formats` for each format, `int8` for the integer ones).
 
 `export_model(model, folder, formats)` writes several formats at once and merges their records
-into `folder/export.json`.
+into `folder/export.json`; `onnx_export` writes ONNX through Keras's exporter.
 """
 
 from tlkit.export.folder import FORMATS, export_model
@@ -15,6 +15,7 @@ from tlkit.export.formats import (
     tflite_predict,
 )
 from tlkit.export.int8 import export_savedmodel_int8, export_tflite_int8
+from tlkit.export.onnx_export import export_onnx, onnx_parity, onnx_predict
 
 __all__ = [
     "FORMATS",
@@ -22,10 +23,13 @@ __all__ = [
     "export_hub",
     "export_keras",
     "export_model",
+    "export_onnx",
     "export_savedmodel",
     "export_savedmodel_int8",
     "export_tflite",
     "export_tflite_int8",
+    "onnx_parity",
+    "onnx_predict",
     "tflite_parity",
     "tflite_predict",
 ]

@@ -21,7 +21,7 @@ logger = logging.getLogger("tlkit")
 PARITY_MIN_AGREEMENT = 0.98
 """Top-1 agreement with the Keras model below which an export's parity check warns."""
 SAFER_FORMAT = {"tflite-int8": "tflite-dynamic", "tflite-dynamic": "tflite",
-                "tflite": "savedmodel", "savedmodel-int8": "savedmodel"}
+                "tflite": "savedmodel", "savedmodel-int8": "savedmodel", "onnx": "savedmodel"}
 """The format to ship instead of one whose predictions drift: the next step towards float."""
 
 
@@ -51,7 +51,8 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     """Exports `model` into `folder` in each of `formats` (see `FORMATS`).
 
     Files: `model.keras`, `savedmodel/`, `model.tflite`, `model_dynamic.tflite`, `hub/`,
-    `savedmodel_int8/`, `model_int8.tflite` (see `tlkit.export.int8`; `"tflite-int8"` needs
+    `savedmodel_int8/`, `model_int8.tflite`, `model.onnx` (see `tlkit.export.onnx_export`; needs
+    the `onnx` extra; see `tlkit.export.int8`; `"tflite-int8"` needs
     `representative_inputs`, raw training inputs to calibrate on);
     `export.json` lists them with the TFLite parity figures, merged with the records of earlier
     exports into the same folder. A format whose outputs agree with the Keras model's top-1
@@ -67,6 +68,10 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown export format {unknown[0]!r}. Expected one of {FORMATS}.")
+    if "onnx" in formats and not _is_text(model):  # a missing extra stops before any work
+        from tlkit.export.onnx_export import _require_onnx
+
+        _require_onnx()
     os.makedirs(folder, exist_ok=True)
     for stale in remove_stale_temporaries(folder):  # of an export killed part-way
         logger.info("removed %s, left by an export that was stopped", stale)
@@ -89,8 +94,8 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
             results[fmt] = {
                 "path": export_savedmodel(model, os.path.join(folder, "savedmodel"), class_names)
             }
-        elif fmt.startswith("tflite") and _is_text(model):
-            reason = "TFLite export supports image models only"
+        elif (fmt.startswith("tflite") or fmt == "onnx") and _is_text(model):
+            reason = f"{'ONNX' if fmt == 'onnx' else 'TFLite'} export supports image models only"
             logger.warning("export %s skipped: %s", fmt, reason)
             results[fmt] = {"skipped": reason}
             continue
@@ -125,6 +130,11 @@ def export_model(model, folder, formats=("keras",), sample_inputs=None, class_na
                 sample_inputs=sample_inputs,
                 float_size_bytes=float_tflite_size(),
             )
+        elif fmt == "onnx":
+            from tlkit.export.onnx_export import export_onnx
+
+            results[fmt] = export_onnx(model, os.path.join(folder, "model.onnx"),
+                                       sample_inputs=sample_inputs)
         else:
             results[fmt] = {"path": export_hub(model, os.path.join(folder, "hub"))}
         warning = parity_warning(fmt, results[fmt].get("parity"))

@@ -5,8 +5,8 @@
   JPEG / PNG / GIF / BMP bytes (`tf.string`, decoded and resized inside) for image models, or
   strings for text models; it returns `probabilities`, `class_id` and `class_name`. A second
   endpoint, `serve_pixels`, takes `[0, 255]` float pixels. Built with `keras.export.ExportArchive`.
-- `export_tflite`: float or dynamic-range quantized TFLite via `tf.lite.TFLiteConverter`, with a
-  parity check against the Keras model (max abs difference, top-1 agreement).
+- `export_tflite`: float or dynamic-range quantized TFLite via Keras's LiteRT exporter
+  (`model.export(format="litert")`, builtin ops only), with a parity check against the Keras model (max abs difference, top-1 agreement).
 - `export_hub`: the (fine-tuned) backbone as a TF2 reusable SavedModel (`__call__(inputs,
   training)`, `variables`, `trainable_variables`, `regularization_losses`), so that
   `tlkit.backbones.from_hub(path)` and other TF-Hub consumers can reuse it.
@@ -185,17 +185,17 @@ def export_tflite(model, path, quantize: str | None = None, sample_inputs=None) 
     if quantize not in (None, "dynamic"):
         raise ValueError(f"Expected quantize None or 'dynamic'. Received: quantize={quantize!r}")
     shape = static_input_shape(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serve", lambda x: model(x, training=False), [tf.TensorSpec((None, *shape), tf.float32)]
-    )
+    # Keras's LiteRT exporter (ExportArchive -> SavedModel -> TFLiteConverter). Builtin ops
+    # only: Keras would also allow TF ("Flex") ops, which the plain TFLite runtime lacks.
+    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantize == "dynamic":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if quantize == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        flatbuffer = converter.convert()
+        converted = os.path.join(tmp, "model.tflite")
+        model.export(converted, format="litert", verbose=False,
+                     input_signature=[tf.TensorSpec((None, *shape), tf.float32)], **options)
+        with open(converted, "rb") as f:
+            flatbuffer = f.read()
     with atomic_path(path) as tmp_file:
         with open(tmp_file, "wb") as f:
             f.write(flatbuffer)

