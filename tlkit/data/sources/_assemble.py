@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from tlkit.data.sources import _splits
-from tlkit.data.sources.labeled_data import LabeledData, SplitSource
+from tlkit.data.sources.labeled_data import (
+    NO_LABEL,
+    UNLABELED,
+    LabeledData,
+    SplitSource,
+    unlabeled_inputs,
+)
 
 
 def assemble(
@@ -18,8 +24,12 @@ def assemble(
     metadata: dict[str, np.ndarray] | None = None,
     skipped=(),
     name: str = "",
+    unlabeled_x: np.ndarray | None = None,
+    unlabeled_metadata: dict[str, np.ndarray] | None = None,
 ) -> LabeledData:
-    """Args: `x`, `y` and `metadata` columns over all examples; `split_indices` picks each split."""
+    """Args: `x`, `y` and `metadata` columns over all examples; `split_indices` picks each split;
+    `unlabeled_x` (and its `unlabeled_metadata` columns): the unlabelled pool, mapped by the
+    same `map_fn`."""
     y = np.asarray(y, dtype="int64")
     sources, labels, meta = {}, {}, {}
     for split, idx in split_indices.items():
@@ -29,6 +39,12 @@ def assemble(
         if metadata:
             meta[split] = {k: np.asarray(v)[idx] for k, v in metadata.items()}
     datasets = {split: source.build() for split, source in sources.items()}
+    if unlabeled_x is not None:
+        pool = SplitSource(unlabeled_x, np.full(len(unlabeled_x), NO_LABEL, "int64"), map_fn)
+        sources[UNLABELED] = pool
+        datasets[UNLABELED] = unlabeled_inputs(pool)
+        if unlabeled_metadata:
+            meta[UNLABELED] = {k: np.asarray(v) for k, v in unlabeled_metadata.items()}
     return LabeledData(
         **datasets,
         class_names=list(class_names),

@@ -1,0 +1,71 @@
+"""The unlabelled pool of a folder loader: every file of a folder, checked against the labelled one.
+
+`from_image_folder(path, unlabeled=DIR)` and `from_text_files(path, unlabeled=DIR)` read the
+pool with `find_files`: every file with a wanted extension under `DIR`, at any depth (class
+folders, if any, are ignored: the pool has no labels). A pool that is the labelled folder, or
+lies inside it (or holds it), is refused: its files would be labelled and unlabelled at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def find_files(path, labelled_root, extensions, what: str = "image") -> list[str]:
+    """Sorted paths of the files with a wanted extension under `path` (hidden entries skipped).
+
+    Args:
+        path: the unlabelled folder (`unlabeled=`).
+        labelled_root: the labelled folder the loader reads, to refuse overlap.
+        extensions: lower-case extensions with the dot, e.g. `(".png", ".jpg")`.
+        what: `"image"` or `"text"`, for messages.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: `path` is a file, is (inside) the labelled folder or holds it, or has no
+            file with a wanted extension.
+
+    Example:
+    ```python
+    files = find_files("photos/unlabelled", "photos/labelled", (".jpg",))
+    ```
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"unlabeled: folder not found: {path!r}. Pass an existing folder of unlabelled "
+            f"{what} files."
+        )
+    if not os.path.isdir(path):
+        raise ValueError(f"unlabeled: expected a folder of {what} files. Received a file: {path!r}")
+    pool, labelled = os.path.realpath(path), os.path.realpath(os.fspath(labelled_root))
+    if pool == labelled or _inside(pool, labelled) or _inside(labelled, pool):
+        relation = ("is the labelled folder" if pool == labelled else
+                    "is inside the labelled folder" if _inside(pool, labelled) else
+                    "holds the labelled folder")
+        raise ValueError(
+            f"unlabeled: {path!r} {relation} {os.fspath(labelled_root)!r}; its files would be "
+            "both labelled and unlabelled. Pass a separate folder of unlabelled files."
+        )
+    extensions = tuple(e.lower() for e in extensions)
+    files, others = [], 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in extensions:
+                files.append(os.path.join(dirpath, name))
+            else:
+                others += 1
+    if not files:
+        raise ValueError(
+            f"unlabeled: no {what} files ({', '.join(extensions)}) in {path!r} "
+            f"({'empty' if not others else f'{others} other file(s)'}). Put the unlabelled "
+            f"{what} files there, or leave `unlabeled` out."
+        )
+    return files
+
+
+def _inside(child: str, parent: str) -> bool:
+    return os.path.commonpath([child, parent]) == parent and child != parent
