@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tlkit.data.sources import _splits
-from tlkit.data.sources.labeled_data import (
-    NO_LABEL,
-    UNLABELED,
-    LabeledData,
-    SplitSource,
-    unlabeled_inputs,
-)
+from tlkit.data.sources.labeled_data import LabeledData, SplitSource
 
 
 def assemble(
@@ -39,13 +33,7 @@ def assemble(
         if metadata:
             meta[split] = {k: np.asarray(v)[idx] for k, v in metadata.items()}
     datasets = {split: source.build() for split, source in sources.items()}
-    if unlabeled_x is not None:
-        pool = SplitSource(unlabeled_x, np.full(len(unlabeled_x), NO_LABEL, "int64"), map_fn)
-        sources[UNLABELED] = pool
-        datasets[UNLABELED] = unlabeled_inputs(pool)
-        if unlabeled_metadata:
-            meta[UNLABELED] = {k: np.asarray(v) for k, v in unlabeled_metadata.items()}
-    return LabeledData(
+    data = LabeledData(
         **datasets,
         class_names=list(class_names),
         kind=kind,
@@ -55,6 +43,9 @@ def assemble(
         sources=sources,
         name=name,
     )
+    if unlabeled_x is None:
+        return data
+    return data.with_unlabeled(unlabeled_x, map_fn, unlabeled_metadata)
 
 
 def split_pool(

@@ -82,21 +82,17 @@ def from_image_folder(
     layout = _class_folders.scan(path, extensions, class_names)
     _class_folders.require_classes(layout, extensions, "image")
     every_path = [p for files in layout.files.values() for p, _ in files]
-    pool = [] if unlabeled is None else unlabeled_pool.find_files(
-        unlabeled, layout.root, extensions, "image")
-    skipped, sizes = _images.find_unreadable(every_path + pool, check, channels,
-                                             cache=check_cache)
+    pool = None if unlabeled is None else unlabeled_pool.find_files(
+        unlabeled, layout.root, extensions, "image")  # before any decoding: cheap errors first
+    skipped, sizes = _images.find_unreadable(every_path, check, channels, cache=check_cache)
     _class_folders.require_readable(layout, skipped, "image")
     _images.log_skipped(layout.root, skipped)
     bad = {s.source for s in skipped}
-    pool_good = [p for p in pool if p not in bad]
-    if pool and not pool_good:
-        first = next(s for s in skipped if s.source == pool[0])
-        raise ValueError(
-            f"unlabeled: none of the {len(pool)} image files in {os.fspath(unlabeled)!r} could "
-            f"be decoded (first: {_images.printable(first.source)}: {first.reason}); fix or "
-            "replace them, or leave `unlabeled` out."
-        )
+    pool_good = []
+    if pool is not None:
+        pool_good, pool_skipped, pool_sizes = unlabeled_pool.readable_images(
+            pool, unlabeled, channels, check, check_cache)
+        skipped, sizes = skipped + pool_skipped, {**sizes, **pool_sizes}
     class_index = {c: i for i, c in enumerate(layout.class_names)}
 
     paths, labels, per_split = [], [], {}

@@ -449,6 +449,31 @@ class LabeledData:
                     self.name or "data", _hw(size))
         return self.resized(size)
 
+    def with_unlabeled(self, x, map_fn: Callable | None = None,
+                       metadata: dict[str, np.ndarray] | None = None) -> LabeledData:
+        """A copy that carries `x` as its unlabelled pool (replacing any pool it had).
+
+        Args:
+            x: the pool's inputs, or their sources (file paths), first axis = examples.
+            map_fn: optional `(x, y) -> (x, y)` that makes an input of each entry (decode,
+                resize), as the loaders' own; `y` is `NO_LABEL`.
+            metadata: optional columns aligned with `x` (e.g. `{"path": paths}`).
+
+        Example:
+        ```python
+        data = tlkit.data.fashion_mnist().with_unlabeled(extra_images)
+        ```
+        """
+        x = np.asarray(x)
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError("The unlabelled pool is empty; pass at least one example.")
+        pool = SplitSource(x, np.full(len(x), NO_LABEL, "int64"), map_fn)
+        meta = dict(self.metadata)
+        meta[UNLABELED] = {k: np.asarray(v) for k, v in (metadata or {}).items()}
+        return dataclasses.replace(self, unlabeled=unlabeled_inputs(pool),
+                                   sources={**self.sources, UNLABELED: pool},
+                                   labels=dict(self.labels), metadata=meta)
+
     # -- picking examples ----------------------------------------------------------------------
     def select(self, split: str, indices) -> LabeledData:
         """Returns a copy whose `split` holds only the examples at `indices` (dataset order).

@@ -64,7 +64,7 @@ def from_text_files(
     for split, files in layout.files.items():
         labels = []
         for file_path, class_name in files:
-            text, problem = _read_text(file_path, encoding, strip)
+            text, problem = read_text(file_path, encoding, strip)
             if problem:
                 skipped.append(Skipped(file_path, problem))
                 continue
@@ -75,21 +75,8 @@ def from_text_files(
     pool_texts, pool_paths = [], []
     if unlabeled is not None:
         pool = unlabeled_pool.find_files(unlabeled, layout.root, extensions, "text")
-        pool_skipped = []
-        for file_path in pool:
-            text, problem = _read_text(file_path, encoding, strip)
-            if problem:
-                pool_skipped.append(Skipped(file_path, problem))
-            else:
-                pool_texts.append(text)
-                pool_paths.append(file_path)
-        if not pool_texts:
-            first = pool_skipped[0]
-            raise ValueError(
-                f"unlabeled: none of the {len(pool)} text files in {os.fspath(unlabeled)!r} is "
-                f"readable (first: {first.source}: {first.reason}); fix them, or leave "
-                "`unlabeled` out."
-            )
+        pool_texts, pool_paths, pool_skipped = unlabeled_pool.readable_texts(
+            pool, unlabeled, encoding, strip)
         skipped.extend(pool_skipped)
     if skipped:
         listed = "; ".join(f"{s.source} ({s.reason})" for s in skipped[:10])
@@ -111,7 +98,8 @@ def from_text_files(
     )
 
 
-def _read_text(path: str, encoding: str, strip: bool) -> tuple[str, str | None]:
+def read_text(path: str, encoding: str, strip: bool) -> tuple[str, str | None]:
+    """`(text, None)`, or `("", why the file cannot be used)`."""
     try:
         with open(path, encoding=encoding) as f:
             text = f.read()

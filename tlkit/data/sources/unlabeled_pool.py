@@ -16,7 +16,8 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
 
     Args:
         path: the unlabelled folder (`unlabeled=`).
-        labelled_root: the labelled folder the loader reads, to refuse overlap.
+        labelled_root: the labelled folder the loader reads, to refuse overlap (`None`: the
+            labelled data are not files, nothing to compare).
         extensions: lower-case extensions with the dot, e.g. `(".png", ".jpg")`.
         what: `"image"` or `"text"`, for messages.
 
@@ -38,8 +39,9 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
         )
     if not os.path.isdir(path):
         raise ValueError(f"unlabeled: expected a folder of {what} files. Received a file: {path!r}")
-    pool, labelled = os.path.realpath(path), os.path.realpath(os.fspath(labelled_root))
-    if pool == labelled or _inside(pool, labelled) or _inside(labelled, pool):
+    pool = os.path.realpath(path)
+    labelled = os.path.realpath(os.fspath(labelled_root)) if labelled_root is not None else None
+    if labelled is not None and (pool == labelled or _inside(pool, labelled) or _inside(labelled, pool)):
         relation = ("is the labelled folder" if pool == labelled else
                     "is inside the labelled folder" if _inside(pool, labelled) else
                     "holds the labelled folder")
@@ -69,3 +71,55 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
 
 def _inside(child: str, parent: str) -> bool:
     return os.path.commonpath([child, parent]) == parent and child != parent
+
+
+def readable_images(files, where, channels: int = 3, check: str | None = "decode",
+                    cache: bool = True):
+    """The image files of a pool that decode: `(good paths, skipped, sizes)`.
+
+    Unreadable files are skipped and logged (as the loaders do); all of them unreadable is an
+    error naming the first one.
+
+    Args:
+        files: the pool's image paths (`find_files`).
+        where: the pool's folder, for messages.
+        channels, check, cache: as `from_image_folder`'s `channels`, `check`, `check_cache`.
+    """
+    from tlkit.data.sources import _images
+
+    skipped, sizes = _images.find_unreadable(files, check, channels, cache=cache)
+    bad = {s.source for s in skipped}
+    good = [p for p in files if p not in bad]
+    if not good:
+        first = skipped[0]
+        raise ValueError(
+            f"unlabeled: none of the {len(files)} image files in {os.fspath(where)!r} could "
+            f"be decoded (first: {_images.printable(first.source)}: {first.reason}); fix or "
+            "replace them, or leave `unlabeled` out."
+        )
+    _images.log_skipped(os.fspath(where), skipped)
+    return good, skipped, sizes
+
+
+def readable_texts(files, where, encoding: str = "utf-8", strip: bool = True):
+    """The texts of a pool's files that read: `(texts, their paths, skipped)`; all of them
+    unreadable (or empty) is an error naming the first one."""
+    from tlkit.data.sources.labeled_data import Skipped
+    from tlkit.data.sources.text_files import read_text
+
+    texts, paths, skipped = [], [], []
+    for path in files:
+        text, problem = read_text(path, encoding, strip)
+        if problem:
+            skipped.append(Skipped(path, problem))
+        else:
+            texts.append(text)
+            paths.append(path)
+    if not texts:
+        first = skipped[0]
+        raise ValueError(
+            f"unlabeled: none of the {len(files)} text files in {os.fspath(where)!r} is "
+            f"readable (first: {first.source}: {first.reason}); fix them, or leave "
+            "`unlabeled` out."
+        )
+    return texts, paths, skipped
