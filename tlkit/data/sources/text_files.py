@@ -9,6 +9,7 @@ import numpy as np
 
 from tlkit.config import TEST_FRACTION, VAL_FRACTION
 from tlkit.data.sources import _assemble, _class_folders, unlabeled_pool
+from tlkit.data.sources._text_io import read_text
 from tlkit.data.sources.labeled_data import LabeledData, Skipped
 
 logger = logging.getLogger(__name__)
@@ -96,19 +97,3 @@ def from_text_files(
         unlabeled_x=np.asarray(pool_texts, dtype=object) if pool_texts else None,
         unlabeled_metadata={"path": np.asarray(pool_paths, dtype=object)},
     )
-
-
-def read_text(path: str, encoding: str, strip: bool) -> tuple[str, str | None]:
-    """`(text, None)`, or `("", why the file cannot be used)`."""
-    try:
-        with open(path, encoding=encoding) as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        return "", f"not valid {encoding} (byte {err.start}); pass `encoding=`"
-    except OSError as err:
-        return "", f"{type(err).__name__}: {err}"
-    if strip:
-        text = text.strip()
-    if not text:
-        return "", "empty file"
-    return text, None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 
 
-def find_files(path, labelled_root, extensions, what: str = "image") -> list[str]:
+def find_files(path, labelled_root, extensions, what: str = "image",
+               key: str = "unlabeled") -> list[str]:
     """Sorted paths of the files with a wanted extension under `path` (hidden entries skipped).
 
     Args:
@@ -20,6 +21,7 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
             labelled data are not files, nothing to compare).
         extensions: lower-case extensions with the dot, e.g. `(".png", ".jpg")`.
         what: `"image"` or `"text"`, for messages.
+        key: the argument that named the folder, for messages (`"unlabeled"`, `"--pool"`).
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -34,11 +36,11 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"unlabeled: folder not found: {path!r}. Pass an existing folder of unlabelled "
+            f"{key}: folder not found: {path!r}. Pass an existing folder of unlabelled "
             f"{what} files."
         )
     if not os.path.isdir(path):
-        raise ValueError(f"unlabeled: expected a folder of {what} files. Received a file: {path!r}")
+        raise ValueError(f"{key}: expected a folder of {what} files. Received a file: {path!r}")
     pool = os.path.realpath(path)
     labelled = os.path.realpath(os.fspath(labelled_root)) if labelled_root is not None else None
     if labelled is not None and (pool == labelled or _inside(pool, labelled) or _inside(labelled, pool)):
@@ -46,7 +48,7 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
                     "is inside the labelled folder" if _inside(pool, labelled) else
                     "holds the labelled folder")
         raise ValueError(
-            f"unlabeled: {path!r} {relation} {os.fspath(labelled_root)!r}; its files would be "
+            f"{key}: {path!r} {relation} {os.fspath(labelled_root)!r}; its files would be "
             "both labelled and unlabelled. Pass a separate folder of unlabelled files."
         )
     extensions = tuple(e.lower() for e in extensions)
@@ -62,9 +64,9 @@ def find_files(path, labelled_root, extensions, what: str = "image") -> list[str
                 others += 1
     if not files:
         raise ValueError(
-            f"unlabeled: no {what} files ({', '.join(extensions)}) in {path!r} "
+            f"{key}: no {what} files ({', '.join(extensions)}) in {path!r} "
             f"({'empty' if not others else f'{others} other file(s)'}). Put the unlabelled "
-            f"{what} files there, or leave `unlabeled` out."
+            f"{what} files there, or leave `{key}` out."
         )
     return files
 
@@ -74,7 +76,7 @@ def _inside(child: str, parent: str) -> bool:
 
 
 def readable_images(files, where, channels: int = 3, check: str | None = "decode",
-                    cache: bool = True):
+                    cache: bool = True, key: str = "unlabeled"):
     """The image files of a pool that decode: `(good paths, skipped, sizes)`.
 
     Unreadable files are skipped and logged (as the loaders do); all of them unreadable is an
@@ -93,19 +95,20 @@ def readable_images(files, where, channels: int = 3, check: str | None = "decode
     if not good:
         first = skipped[0]
         raise ValueError(
-            f"unlabeled: none of the {len(files)} image files in {os.fspath(where)!r} could "
+            f"{key}: none of the {len(files)} image files in {os.fspath(where)!r} could "
             f"be decoded (first: {_images.printable(first.source)}: {first.reason}); fix or "
-            "replace them, or leave `unlabeled` out."
+            f"replace them, or leave `{key}` out."
         )
     _images.log_skipped(os.fspath(where), skipped)
     return good, skipped, sizes
 
 
-def readable_texts(files, where, encoding: str = "utf-8", strip: bool = True):
+def readable_texts(files, where, encoding: str = "utf-8", strip: bool = True,
+                   key: str = "unlabeled"):
     """The texts of a pool's files that read: `(texts, their paths, skipped)`; all of them
     unreadable (or empty) is an error naming the first one."""
+    from tlkit.data.sources._text_io import read_text
     from tlkit.data.sources.labeled_data import Skipped
-    from tlkit.data.sources.text_files import read_text
 
     texts, paths, skipped = [], [], []
     for path in files:
@@ -118,8 +121,8 @@ def readable_texts(files, where, encoding: str = "utf-8", strip: bool = True):
     if not texts:
         first = skipped[0]
         raise ValueError(
-            f"unlabeled: none of the {len(files)} text files in {os.fspath(where)!r} is "
+            f"{key}: none of the {len(files)} text files in {os.fspath(where)!r} is "
             f"readable (first: {first.source}: {first.reason}); fix them, or leave "
-            "`unlabeled` out."
+            f"`{key}` out."
         )
     return texts, paths, skipped
