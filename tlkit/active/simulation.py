@@ -71,9 +71,14 @@ def simulate(embeddings, labels, initial, budgets, method: str, test=None,
     test_y = None if test is None else np.asarray(test[1], dtype="int64").reshape(-1)
     if len(np.unique(y[chosen])) < 2:
         raise ValueError("The initial labelled set needs examples of at least 2 classes.")
+    from threadpoolctl import threadpool_limits
+
+    from tlkit.head_training import PROBE_BLAS_THREADS
+
     records, picked, spent = [], [], 0.0
     for round_ in range(len(sizes) + 1):
-        model = classifier().fit(x[chosen], y[chosen])
+        with threadpool_limits(PROBE_BLAS_THREADS):  # skinny L-BFGS products: 1 thread is faster
+            model = classifier().fit(x[chosen], y[chosen])
         accuracy = None if test is None else float(np.mean(model.predict(test_x) == test_y))
         records.append({"round": round_, "labelled": len(chosen), "accuracy": accuracy,
                         "picked": picked, "select_s": spent})
