@@ -140,11 +140,15 @@ def main(argv=None):
     parser.add_argument("--pool-per-class", type=int, default=600)
     parser.add_argument("--test-per-class", type=int, default=200)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS / OpenMP threads of the selection loops (default 1)")
     parser.add_argument("--name", default="label_efficiency", help="results/<name>.json")
     args = parser.parse_args(argv)
     if "random" not in args.methods:
         args.methods = ["random", *args.methods]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from threadpoolctl import threadpool_limits
+
     from tlkit.active import simulate
 
     e_pool, y_pool, e_test, y_test, embed_s = cached_embeddings(args)
@@ -156,8 +160,9 @@ def main(argv=None):
         initial = stratified(y_pool, 1, seed=seed)  # the same for every method: paired
         for method in args.methods:
             start = time.perf_counter()
-            rounds = simulate(e_pool, y_pool, initial, budgets, method, test=(e_test, y_test),
-                              num_classes=CLASSES, seed=seed)
+            with threadpool_limits(args.threads):  # 2 shared cores: threads oversubscribe
+                rounds = simulate(e_pool, y_pool, initial, budgets, method,
+                                  test=(e_test, y_test), num_classes=CLASSES, seed=seed)
             rows.append({"seed": seed, "method": method, "wall_s": time.perf_counter() - start,
                          "rounds": [{k: v for k, v in r.items() if k != "picked"}
                                     for r in rounds]})
@@ -172,7 +177,7 @@ def main(argv=None):
                      "test": len(e_test), "seeds": args.seeds, "initial_per_class": 1,
                      "per_class_after_rounds": list(PER_CLASS_ROUNDS),
                      "classifier": "LogisticRegression(C=max(PROBE_CS)) on L2-normalised "
-                     "embeddings", "embed_seconds": embed_s},
+                     "embeddings", "embed_seconds": embed_s, "threads": args.threads},
         "rows": rows, "summary": summary})
     print(f"wrote {path}")
 

@@ -5,8 +5,10 @@ covers yet. The pool and the labelled set are clustered together with k-means in
 `labelled + n` clusters; each pick is the most typical unpicked example (the inverse of its mean
 distance to its nearest neighbours within its cluster) of the largest cluster that holds the
 fewest labelled or picked examples. Clusters smaller than `MIN_CLUSTER_SIZE` are used last.
-As in the paper's code, `KMeans` clusters up to `MINIBATCH_FROM` clusters and `MiniBatchKMeans`
-more (scikit-learn).
+k-means (scikit-learn `KMeans`) runs on the embeddings' top `CLUSTER_DIMS` principal components
+(typicality on the full embeddings): on 6,000 EfficientNet-Lite0 embeddings (1,280 features)
+of Fashion-MNIST, 50 clusters took 0.25 s instead of 25 s on one core (the paper's code
+clusters 512-d self-supervised features, with `MiniBatchKMeans` for many clusters).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ NEIGHBOURS = 20
 """Nearest neighbours (within the cluster) whose mean distance defines typicality (paper: 20)."""
 MIN_CLUSTER_SIZE = 5
 """Clusters with fewer examples are picked from only when no larger one is left (paper: 5)."""
-MINIBATCH_FROM = 50
-"""From this many clusters on, `MiniBatchKMeans` instead of `KMeans` (paper's code: 50)."""
+CLUSTER_DIMS = 64
+"""Principal components k-means clusters on (fewer features are used as they are)."""
 
 
 def typiclust(view: PoolView, n: int, rng: np.random.Generator) -> Picks:
@@ -30,7 +32,8 @@ def typiclust(view: PoolView, n: int, rng: np.random.Generator) -> Picks:
     Example: with two tight groups of points, one of them already labelled, the first pick is
     the centre-most point of the other group.
     """
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
 
     pool = view.need("embeddings", "typiclust")
     labelled = view.labelled if view.labelled is not None else np.zeros((0, pool.shape[1]))
@@ -38,11 +41,11 @@ def typiclust(view: PoolView, n: int, rng: np.random.Generator) -> Picks:
     points = np.concatenate([labelled, pool]).astype("float32")
     k = max(1, min(len(labelled) + n, len(points)))
     seed = int(rng.integers(2**31 - 1))
-    if k <= MINIBATCH_FROM:
-        kmeans = KMeans(n_clusters=k, n_init=1, random_state=seed)
-    else:
-        kmeans = MiniBatchKMeans(n_clusters=k, n_init=1, random_state=seed, batch_size=5000)
-    clusters = kmeans.fit_predict(points)
+    reduced = points
+    if points.shape[1] > CLUSTER_DIMS and len(points) > CLUSTER_DIMS:
+        reduced = PCA(CLUSTER_DIMS, svd_solver="randomized", random_state=seed).fit_transform(
+            points)
+    clusters = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(reduced)
     owner_l, owner_p = clusters[:len(labelled)], clusters[len(labelled):]
     sizes = np.bincount(clusters, minlength=k)
     covered = np.bincount(owner_l, minlength=k)
