@@ -45,8 +45,8 @@ import tensorflow as tf  # noqa: E402
 
 import tlkit  # noqa: E402
 from tlkit import data as tld  # noqa: E402
+from tlkit.backbones.tiny_savedmodels import make_image_savedmodel  # noqa: E402
 from tlkit.lr_finder import lr_find  # noqa: E402
-from tlkit.testing import make_image_savedmodel  # noqa: E402
 from tlkit.training.fine_tuning import fine_tune  # noqa: E402
 from tlkit.tuning import tune  # noqa: E402
 from tlkit.unfreeze import UnfreezeSchedule  # noqa: E402
@@ -243,7 +243,7 @@ def main(argv=None):
         "quick": args.quick,
         "settings": {
             "data": "scikit-learn digits (tlkit.data.digits), 60/20/20 split",
-            "backbone": "tlkit.testing.make_image_savedmodel (tiny CNN SavedModel, random init)",
+            "backbone": "tlkit.backbones.tiny_savedmodels.make_image_savedmodel (tiny CNN SavedModel, random init)",
             "epochs": list(setup.epochs), "batch_size": args.batch_size, "seeds": args.seeds,
             "head_lr": args.head_lr, "grid": args.grid, "tuner_trials": args.trials,
             "tuner_range": [min(args.grid) / 10, max(args.grid) * 10],

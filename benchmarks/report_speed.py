@@ -2,7 +2,7 @@
 
 Trains a small run (the tiny SavedModel backbone of the smoke recipe on Fashion-MNIST, 100
 images per class; the official test set, 1,000 per class, is the evaluation split), then times
-`tlkit.runner.train.report_run`: loading the data and model, predicting the test split once (or reading
+`tlkit.runner.report.report_run`: loading the data and model, predicting the test split once (or reading
 the predictions the training run saved), metrics, top losses with their images, calibration,
 slices and writing `report.html`, both ways. The report-only part
 (everything after the predictions, from `tlkit.reports` on precomputed probabilities) is timed
@@ -47,8 +47,9 @@ def run(test_per_class=1000, backbone="tiny", image_size=None):
 
     from tlkit import reports
     from tlkit.recipes import load_recipe
-    from tlkit.runner import train
+    from tlkit.runner.report import report_run
     from tlkit.runner.rundir import RunDir
+    from tlkit.runner.train import train_recipe
 
     folder = tempfile.mkdtemp(prefix="report_speed_")
     recipe_path = os.path.join(folder, "recipe.yaml")
@@ -57,16 +58,15 @@ def run(test_per_class=1000, backbone="tiny", image_size=None):
         if image_size:
             spec["options"] = {"image_size": image_size}
         f.write(RECIPE.format(test=test_per_class, backbone=json.dumps(spec)))
-    run_dir = train.train_recipe(load_recipe(recipe_path), output=os.path.join(folder, "run"),
-                                 verbose=0)
+    run_dir = train_recipe(load_recipe(recipe_path), output=os.path.join(folder, "run"), verbose=0)
     # `tlkit report` right after training reuses the predictions the evaluation saved;
     # without them (or for another model) it predicts the split once.
     start = time.perf_counter()
-    page = train.report_run(run_dir)
+    page = report_run(run_dir)
     cached_s = time.perf_counter() - start
     os.remove(os.path.join(run_dir, "reports", "predictions.npz"))
     start = time.perf_counter()
-    page = train.report_run(run_dir)
+    page = report_run(run_dir)
     total_s = time.perf_counter() - start
     metrics = RunDir(run_dir).read_json("metrics.json")
 

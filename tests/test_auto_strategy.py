@@ -135,23 +135,23 @@ def test_auto_under_a_mirrored_strategy():
 
 
 def test_multi_worker_training_falls_back_to_gradual():
-    from tlkit.training import strategies
+    from tlkit.training.strategies import auto
 
     class _Resolver:
         def cluster_spec(self):
             return tf.train.ClusterSpec({"worker": ["a:1", "b:1"]})
 
     class _MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
-        def __init__(self):  # no cluster is started: only what `auto_fallback` reads
+        def __init__(self):  # no cluster is started: only what `auto.fallback` reads
             pass
 
         cluster_resolver = _Resolver()
 
     head = tlkit.heads.find_head(tiny_model(compile=False))
-    reason = strategies.auto_fallback(tlkit.FineTuneConfig(), head, strategy=_MultiWorker())
+    reason = auto.fallback(tlkit.FineTuneConfig(), head, distribution=_MultiWorker())
     assert reason.startswith("multi-worker training (2 workers)")
-    assert strategies.auto_fallback(tlkit.FineTuneConfig(), head,
-                                    strategy=tf.distribute.get_strategy()) is None
+    assert auto.fallback(tlkit.FineTuneConfig(), head,
+                         distribution=tf.distribute.get_strategy()) is None
 
 
 class _Watch(keras.callbacks.Callback):
@@ -170,9 +170,9 @@ class _Watch(keras.callbacks.Callback):
 
 def test_auto_runs_full_from_the_label_budget(monkeypatch, caplog):
     from tlkit import head_training
-    from tlkit.training import strategies
+    from tlkit.training.strategies import auto
 
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 8)
+    monkeypatch.setattr(auto, "FULL_FROM", 8)
     x, y = _images(n=36)  # 12 examples per class
     model = tiny_model(compile=False)
     start = {v.path: v.numpy().copy() for v in model.weights}
@@ -211,14 +211,14 @@ def test_auto_runs_full_from_the_label_budget(monkeypatch, caplog):
 
 
 def test_auto_below_the_label_budget_and_a_solved_probe_keep_their_choice(monkeypatch):
-    from tlkit.training import strategies
+    from tlkit.training.strategies import auto
 
     x, y = _images(n=36)
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 13)
+    monkeypatch.setattr(auto, "FULL_FROM", 13)
     result = _fine_tune(tiny_model(compile=False), (x, y), batch_size=8)
     assert result.strategy["strategy"] == "lp_ft" and "LP-FT (probe" in result.strategy["reason"]
     # Below the budget the 0.99 rule still keeps a solved probe alone.
-    monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 0.0)
+    monkeypatch.setattr(auto, "PROBE_SOLVED", 0.0)
     result = _fine_tune(tiny_model(compile=False), (x, y), (x, y), batch_size=8)
     assert result.strategy["strategy"] == "linear_probe"
     # A budget the caller knows (the runner's audit) is taken as given: no label pass.
@@ -230,25 +230,25 @@ def test_auto_below_the_label_budget_and_a_solved_probe_keep_their_choice(monkey
 def test_smallest_class_counts_labels_and_declines_one_hot():
     import tensorflow as tf
 
-    from tlkit.training import strategies
+    from tlkit.training.strategies import probe
 
     y = np.array([0, 1, 1, 2, 2, 2])
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2)), y)).batch(4)
-    assert strategies.smallest_class(ds, 3) == 1
-    assert strategies.smallest_class(ds, 4) == 0  # a class of the head with no examples
+    assert probe.smallest_class(ds, 3) == 1
+    assert probe.smallest_class(ds, 4) == 0  # a class of the head with no examples
     one_hot = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2)), np.eye(3)[y])).batch(4)
-    assert strategies.smallest_class(one_hot, 3) is None
+    assert probe.smallest_class(one_hot, 3) is None
 
 
 def test_the_runner_plans_full_from_the_label_budget(monkeypatch):
     from tlkit.runner.train import plan_stages, planned_strategy
-    from tlkit.training import strategies
+    from tlkit.training.strategies import auto
 
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "data": {"cache_features": True},
                                "phases": {"head_epochs": 2, "fine_epochs": 3}})
-    assert strategies.AUTO_FULL_FROM is None  # the default: no budget switch, LP-FT always
+    assert auto.FULL_FROM is None  # the default: no budget switch, LP-FT always
     assert planned_strategy(recipe, examples_per_class=10_000) == "lp_ft"
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 60)
+    monkeypatch.setattr(auto, "FULL_FROM", 60)
     assert planned_strategy(recipe, examples_per_class=60) == "full"
     assert planned_strategy(recipe, examples_per_class=59) == "lp_ft"
     assert planned_strategy(recipe) == "lp_ft"
@@ -320,7 +320,7 @@ def test_a_recipe_without_phases_strategy_runs_auto_as_lp_ft_on_cached_features(
 def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(tmp_path,
                                                                               monkeypatch):
     from tlkit.data.features import feature_shards
-    from tlkit.training import strategies
+    from tlkit.training.strategies import auto
 
     extracted = []
     real = feature_shards._extract_part
@@ -330,9 +330,10 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
         return real(feature_model, ds, folder, *args)
 
     monkeypatch.setattr(feature_shards, "_extract_part", counting)
-    monkeypatch.setattr(strategies, "AUTO_FULL_FROM", 5)
-    monkeypatch.setattr(strategies, "AUTO_PROBE_SOLVED", 1.01)  # never solved: full runs
+    monkeypatch.setattr(auto, "FULL_FROM", 5)
+    monkeypatch.setattr(auto, "PROBE_SOLVED", 1.01)  # never solved: full runs
     # Interrupted in the fine stage, then resumed: the resumed run plans the same stages.
+    from tlkit.recipes import load_recipe
     from tlkit.runner import train
 
     class _Interrupt(keras.callbacks.Callback):
@@ -350,7 +351,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
     settings = ["output.tensorboard=false", "phases.head_epochs=2", "phases.fine_epochs=2",
                 *AUTO]
     with pytest.raises(KeyboardInterrupt):
-        train.train_recipe(train.load_recipe(SMOKE, overrides=settings),
+        train.train_recipe(load_recipe(SMOKE, overrides=settings),
                            output=str(tmp_path / "run"), verbose=0)
     monkeypatch.setattr(train, "_callbacks", original)
     metrics, state, card, history = _train(tmp_path, *AUTO)
@@ -403,8 +404,9 @@ def test_report_phases_follow_the_strategy_that_ran():
     everything = ("all groups + head, BN frozen", 0, 3)
     assert _segments({"strategy": "lp_ft"}, None) == [probe, everything]
     assert _segments({"strategy": "linear_probe"}, None) == [probe]
+    # The typed record says the probe was kept; no message text is read.
     assert _segments({}, {"strategy": "linear_probe", "requested": "auto",
-                          "reason": "...; the probe's weights were kept"}) == [
+                          "reason": "anything", "probe_kept": True}) == [
         probe, ("all groups + head, BN frozen (then discarded: the probe's weights were kept)",
                 0, 3)]
     assert _segments({}, {"strategy": "linear_probe", "requested": "auto",

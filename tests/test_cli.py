@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tlkit import cli
+from tlkit.recipes import load_recipe
 from tlkit.runner import train
 from tlkit.runner.rundir import RunDir
 
@@ -244,7 +245,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
     out = str(tmp_path / "resume")
-    recipe = train.load_recipe(
+    recipe = load_recipe(
         SMOKE, overrides=["phases.head_epochs=2", "phases.fine_epochs=3", "seed=3"]
     )
     original = train._callbacks

@@ -167,10 +167,47 @@ def test_registries_are_read_by_backbones_get_schema_and_runner(tmp_path):
     assert (tmp_path / "tiny" / "saved_model.pb").exists()
     assert backbone.input_info.kind == "image"
     # The runner builds the smoke backbone without the test kit.
-    from tlkit.runner import train as runner_train
+    from tlkit import runner
 
-    source = open(runner_train.__file__).read()
-    assert "tlkit.testing" not in source
+    assert _test_kit_users(os.path.dirname(runner.__file__)) == []
+
+
+def test_the_benchmarks_do_not_use_the_test_kit():
+    """Nothing outside the tests imports `tlkit.testing` (the benchmarks' tiny models live in
+    `benchmarks/_common.py`); import-linter sees only the package, so the scripts are read."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert _test_kit_users(os.path.join(root, "benchmarks")) == []
+
+
+def _test_kit_users(folder) -> list[str]:
+    """The `.py` files of `folder` with an import of `tlkit.testing` (there are some)."""
+    import glob
+    import re
+
+    scripts = glob.glob(os.path.join(folder, "*.py"))
+    assert len(scripts) > 5, folder
+    pattern = re.compile(r"^\s*(from tlkit\.testing\b|from tlkit import testing\b|"
+                         r"import tlkit\.testing\b)", re.MULTILINE)
+    users = []
+    for path in scripts:
+        with open(path) as f:
+            if pattern.search(f.read()):
+                users.append(os.path.basename(path))
+    return sorted(users)
+
+
+def test_the_recipes_readme_lists_every_setting_as_the_config_declares_it():
+    """recipes/README.md's settings table is `config.settings_table()` (one row per
+    `FineTuneConfig` field): regenerate it with `python -m tlkit.config --markdown`."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "recipes", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = "<!-- settings table: python -m tlkit.config --markdown -->\n"
+    shown = text.split(start, 1)[1].split("<!-- end settings table -->", 1)[0]
+    assert shown == config_lib.settings_table()
+    rows = [line for line in shown.splitlines()[2:] if line.startswith("| `")]
+    assert [r.split("`")[3] for r in rows] == list(config_lib.FIELDS)
+    assert "| `optimizer.layerwise_decay` | `layerwise_decay` |" in shown
 
 
 def test_cli_lists_the_registries(capsys):

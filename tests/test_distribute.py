@@ -16,7 +16,7 @@ def test_auto_is_default_strategy_on_a_plain_cpu(monkeypatch):
     monkeypatch.setattr(distribute, "_tpu_hinted", lambda: False)
     strategy = distribute.get_strategy("auto")
     assert strategy is tf.distribute.get_strategy()
-    plan = distribute.plan(strategy, per_replica_batch=32)
+    plan = distribute.distribution_plan(strategy, per_replica_batch=32)
     assert (plan.device, plan.replicas, plan.global_batch, plan.dtype_policy) == (
         "cpu",
         1,
@@ -46,17 +46,17 @@ def test_auto_picks_multiworker_when_tf_config_has_a_cluster(monkeypatch):
 
 def test_bad_strategy_requests_have_clear_errors(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(distribute.StrategyError, match="Unknown strategy"):
+    with pytest.raises(distribute.DistributionError, match="Unknown strategy"):
         distribute.get_strategy("quantum")
-    with pytest.raises(distribute.StrategyError, match="needs TF_CONFIG"):
+    with pytest.raises(distribute.DistributionError, match="needs TF_CONFIG"):
         distribute.get_strategy("multiworker")
-    with pytest.raises(distribute.StrategyError, match="No Cloud TPU found"):
+    with pytest.raises(distribute.DistributionError, match="No Cloud TPU found"):
         distribute.get_strategy("tpu")
     if not tf.config.list_logical_devices("GPU"):
-        with pytest.raises(distribute.StrategyError, match="no GPU is visible"):
+        with pytest.raises(distribute.DistributionError, match="no GPU is visible"):
             distribute.get_strategy("gpu")
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(distribute.StrategyError, match="not valid JSON"):
+    with pytest.raises(distribute.DistributionError, match="not valid JSON"):
         distribute.get_strategy("auto")
 
 
@@ -67,14 +67,14 @@ class _FakeTPU:
 def test_tpu_plan_and_preflight_checks(monkeypatch):
     monkeypatch.setattr(distribute, "is_tpu", lambda s: isinstance(s, _FakeTPU))
     strategy = _FakeTPU()
-    plan = distribute.plan(strategy, per_replica_batch=16, scale_lr=True)
+    plan = distribute.distribution_plan(strategy, per_replica_batch=16, scale_lr=True)
     assert plan.device == "tpu" and plan.global_batch == 128 and plan.learning_rate_scale == 8
     assert plan.dtype_policy == "mixed_bfloat16" and plan.drop_remainder
     assert plan.steps_per_execution == 32
-    with pytest.raises(distribute.StrategyError, match="must be on Cloud Storage"):
+    with pytest.raises(distribute.DistributionError, match="must be on Cloud Storage"):
         distribute.check_tpu_ready(strategy, paths=["gs://bucket/data", "/home/me/ckpt"])
     ragged = tf.data.Dataset.range(10).batch(3)
-    with pytest.raises(distribute.StrategyError, match="drop_remainder=True"):
+    with pytest.raises(distribute.DistributionError, match="drop_remainder=True"):
         distribute.check_tpu_ready(strategy, paths=["gs://b/x"], dataset=ragged)
     distribute.check_tpu_ready(
         strategy,
@@ -86,23 +86,23 @@ def test_tpu_plan_and_preflight_checks(monkeypatch):
 def test_batch_size_default_comes_from_the_plan(monkeypatch):
     strategy = tf.distribute.get_strategy()
     device = distribute.device_kind(strategy)
-    plan = distribute.plan(strategy)
+    plan = distribute.distribution_plan(strategy)
     assert plan.per_replica_batch == distribute.DEFAULT_PER_REPLICA_BATCH[device]
-    assert distribute.plan(strategy, 8).per_replica_batch == 8  # given: kept
+    assert distribute.distribution_plan(strategy, 8).per_replica_batch == 8  # given: kept
     monkeypatch.setattr(distribute, "is_tpu", lambda s: isinstance(s, _FakeTPU))
-    tpu = distribute.plan(_FakeTPU())
+    tpu = distribute.distribution_plan(_FakeTPU())
     assert (tpu.per_replica_batch, tpu.global_batch) == (128, 1024)
 
 
 def test_mixed_precision_choices():
     strategy = tf.distribute.get_strategy()
-    assert distribute.plan(strategy, 8, mixed_precision=True).dtype_policy == "mixed_bfloat16"
+    assert distribute.distribution_plan(strategy, 8, mixed_precision=True).dtype_policy == "mixed_bfloat16"
     assert (
-        distribute.plan(strategy, 8, mixed_precision="mixed_float16").dtype_policy
+        distribute.distribution_plan(strategy, 8, mixed_precision="mixed_float16").dtype_policy
         == "mixed_float16"
     )
     with pytest.raises(ValueError, match="mixed_precision"):
-        distribute.plan(strategy, 8, mixed_precision="fp8")
+        distribute.distribution_plan(strategy, 8, mixed_precision="fp8")
 
 
 def test_dtype_policy_context_restores_global_policy():
@@ -137,3 +137,22 @@ def test_mirrored_over_two_logical_cpus_matches_one_device():
     assert result["replicas"] == 2
     assert result["max_weight_diff"] < 1e-4, result
     assert result["loss_mirrored"] == pytest.approx(result["loss_single"], rel=1e-4)
+
+
+def test_the_0x_names_still_work_with_a_deprecation_warning():
+    """`plan`, `StrategyError` and `config.STRATEGIES` were renamed ("strategy" and "plan" also
+    named the fine-tuning method and plans): the old names give the new objects and warn."""
+    from tlkit import config
+
+    strategy = tf.distribute.get_strategy()
+    with pytest.warns(DeprecationWarning, match=r"tlkit\.distribute\.plan is deprecated.*"
+                      r"use tlkit\.distribute\.distribution_plan"):
+        old = distribute.plan
+    assert old is distribute.distribution_plan
+    assert old(strategy, 8) == distribute.distribution_plan(strategy, 8)
+    with pytest.warns(DeprecationWarning, match="use tlkit.distribute.DistributionError"):
+        assert distribute.StrategyError is distribute.DistributionError
+    with pytest.warns(DeprecationWarning, match="use tlkit.config.DISTRIBUTIONS"):
+        assert config.STRATEGIES == config.DISTRIBUTIONS
+    with pytest.raises(AttributeError, match="has no attribute 'plans'"):
+        distribute.plans  # noqa: B018

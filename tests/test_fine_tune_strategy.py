@@ -12,6 +12,8 @@ from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
 from tlkit.testing import tiny_model
 from tlkit.training import strategies
+from tlkit.training.strategies import auto
+from tlkit.training.strategies.base import StrategyChoice
 from tlkit.unfreeze.schedule import SurgicalUnfreeze, UnfreezeSchedule
 
 GROUPS = ("block1", "block2", "block3")
@@ -85,7 +87,7 @@ def test_surgical_auto_chooses_one_group_on_validation(caplog):
 
 
 def test_auto_keeps_the_probe_below_the_label_budget(monkeypatch, caplog):
-    monkeypatch.setattr(strategies, "AUTO_PROBE_BELOW", 13)  # this data has 12 per class
+    monkeypatch.setattr(auto, "PROBE_BELOW", 13)  # this data has 12 per class
     with caplog.at_level(logging.INFO, logger="tlkit.training"):
         result, changed, _ = _run(strategy="auto")
     assert result.strategy["strategy"] == "linear_probe"
@@ -126,7 +128,7 @@ def test_auto_restores_the_probe_when_fine_tuning_is_worse_on_validation():
 ])
 def test_auto_keeps_the_probe_only_beyond_validation_noise(monkeypatch, probe, tuned, count,
                                                            kept):
-    choice = strategies.StrategyChoice(name="lp_ft", requested="auto", reason="r",
+    choice = StrategyChoice(name="lp_ft", requested="auto", reason="r",
                                        probe={"val_accuracy": probe, "val_examples": count},
                                        probe_weights=["probe"])
 
@@ -140,8 +142,10 @@ def test_auto_keeps_the_probe_only_beyond_validation_noise(monkeypatch, probe, t
             self.restored = weights
 
     model = Model()
-    monkeypatch.setattr(strategies, "as_dataset", lambda data: data)
-    strategies.keep_probe_if_better(model, choice, validation=object())
+    monkeypatch.setattr(auto.probe, "as_dataset", lambda data: data)
+    strategies.finish(model, choice, validation=object())
+    assert choice.probe_kept is kept
+    assert choice.to_record().get("probe_kept", False) is kept
     assert (model.restored == ["probe"]) is kept
     assert choice.name == ("linear_probe" if kept else "lp_ft")
 

@@ -26,7 +26,7 @@ def _data():
 
 def test_auto_plan_uses_mixed_float16_on_gpu():
     strategy = distribute.get_strategy("mirrored" if len(GPUS) > 1 else "gpu")
-    plan = distribute.plan(strategy, per_replica_batch=16)
+    plan = distribute.distribution_plan(strategy, per_replica_batch=16)
     assert plan.device == "gpu" and plan.dtype_policy == "mixed_float16"
     assert plan.replicas == len(GPUS) if len(GPUS) > 1 else plan.replicas == 1
 

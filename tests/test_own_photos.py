@@ -128,10 +128,10 @@ def test_no_shuffle_warning_and_verbose_0_prints_nothing(monkeypatch, capsys):
     import warnings
 
     from tlkit.testing import tiny_cnn
-    from tlkit.training import strategies
+    from tlkit.training.strategies import surgical
 
-    monkeypatch.setattr(strategies, "SURGICAL_CANDIDATES", 1)  # one trial is enough here
-    monkeypatch.setattr(strategies, "SURGICAL_TRIAL_STEPS", 1)
+    monkeypatch.setattr(surgical, "CANDIDATES", 1)  # one trial is enough here
+    monkeypatch.setattr(surgical, "TRIAL_STEPS", 1)
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 8)
@@ -219,7 +219,7 @@ def test_lr_find(trained, monkeypatch, capsys):
     the batches it would sweep over."""
     import types
 
-    from tlkit.runner import train as train_lib
+    from tlkit.runner import lr_find as lr_find_lib
 
     seen = {}
 
@@ -227,7 +227,7 @@ def test_lr_find(trained, monkeypatch, capsys):
         seen.update(batches=_batches(train), model=model)
         return types.SimpleNamespace(suggestion=1e-3, plot_path=plot_path)
 
-    monkeypatch.setattr(train_lib, "lr_find", fake_lr_find)
+    monkeypatch.setattr(lr_find_lib, "lr_find", fake_lr_find)
     out = str(trained["tmp"] / "lr")
     assert cli.main(["lr-find", trained["recipe"], "--output", out]) == 0
     assert seen["batches"] == _resolved_batches()
@@ -341,7 +341,7 @@ def test_audit_of_loaded_data_sees_the_files_as_on_disk(photos):
 
 def test_export_parity_below_098_warns_and_names_the_format_to_ship(tmp_path, monkeypatch):
     from tlkit.export import folder as folder_lib
-    from tlkit.runner.train import PARITY_INPUTS
+    from tlkit.runner.export import PARITY_INPUTS
 
     assert PARITY_INPUTS >= 200
     drift = {"max_abs_diff": 0.056, "top1_agreement": 0.9375, "num_examples": 256}

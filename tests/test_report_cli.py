@@ -8,7 +8,8 @@ import pytest
 
 from tlkit import cli
 from tlkit.reports import apply_temperature
-from tlkit.runner import train
+from tlkit.runner import evaluation, report
+from tlkit.runner.run_model import load_run_model
 from tlkit.runner.rundir import RunDir
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -39,7 +40,7 @@ def test_train_writes_the_report_and_interpretation_metrics(calibrated_run, caps
     assert metrics["most_confused"] and {"true", "predicted", "count"} <= set(
         metrics["most_confused"][0]
     )
-    assert len(metrics["top_losses"]) == train.TOP_LOSSES
+    assert len(metrics["top_losses"]) == evaluation.TOP_LOSSES
     losses = [r["loss"] for r in metrics["top_losses"]]
     assert losses == sorted(losses, reverse=True)
     cal = metrics["calibration"]
@@ -49,7 +50,7 @@ def test_train_writes_the_report_and_interpretation_metrics(calibrated_run, caps
     assert "Balanced accuracy" in card and "temperature scaling (T = " in card
     assert "### Most confused" in card
     page = open(run.file("report.html"), encoding="utf-8").read()
-    assert 'id="top-losses"' in page and page.count('class="tile"') == train.TOP_LOSSES
+    assert 'id="top-losses"' in page and page.count('class="tile"') == evaluation.TOP_LOSSES
     assert 'href="export/savedmodel"' in page
 
 
@@ -60,8 +61,8 @@ def test_predict_and_exports_apply_the_runs_temperature(calibrated_run):
     temperature = run.read_json("calibration.json")["temperature"]
     assert temperature != pytest.approx(1.0, abs=1e-3)
     x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype("float32")
-    raw = train.load_run_model(run, calibrated=False).predict(x, verbose=0)
-    served = train.load_run_model(run).predict(x, verbose=0)
+    raw = load_run_model(run, calibrated=False).predict(x, verbose=0)
+    served = load_run_model(run).predict(x, verbose=0)
     np.testing.assert_allclose(served, apply_temperature(raw, temperature), atol=1e-5)
     exported = tf.saved_model.load(run.file("export", "savedmodel"))
     probs = exported.serve_pixels(tf.constant(x))["probabilities"].numpy()
@@ -107,9 +108,9 @@ def test_an_empty_or_missing_evaluation_split_is_a_clear_error():
     some = tf.data.Dataset.from_tensor_slices((tf.zeros((2, 4, 4, 1)), tf.constant([0, 1], tf.int64)))
     empty = tf.data.Dataset.from_tensor_slices((x, y))
     with pytest.raises(ValueError, match="the test split is empty"):
-        train._eval_split(LabeledData(train=some, test=empty, class_names=["a", "b"]))
+        evaluation.eval_split(LabeledData(train=some, test=empty, class_names=["a", "b"]))
     with pytest.raises(ValueError, match="no test or validation split"):
-        train._eval_split(LabeledData(train=some, class_names=["a", "b"]))
+        evaluation.eval_split(LabeledData(train=some, class_names=["a", "b"]))
 
 
 def test_report_reuses_the_saved_predictions_of_the_same_model(calibrated_run, monkeypatch):
@@ -119,12 +120,12 @@ def test_report_reuses_the_saved_predictions_of_the_same_model(calibrated_run, m
     def no_predict(*args, **kwargs):
         raise AssertionError("predicted again")
 
-    monkeypatch.setattr(train, "_predict", no_predict)
-    assert train.report_run(calibrated_run) == run.file("report.html")
+    monkeypatch.setattr(evaluation, "_predict", no_predict)
+    assert report.report_run(calibrated_run) == run.file("report.html")
     with np.load(run.file("reports", "predictions.npz")) as saved:
         np.savez(run.file("reports", "predictions.npz"), **{**saved, "model_sha256": "other"})
     with pytest.raises(AssertionError, match="predicted again"):  # another model: predict
-        train.report_run(calibrated_run)
+        report.report_run(calibrated_run)
 
 
 def test_report_asks_the_training_neighbours_before_suspecting_a_label(calibrated_run,
@@ -139,13 +140,13 @@ def test_report_asks_the_training_neighbours_before_suspecting_a_label(calibrate
         return votes
 
     monkeypatch.setattr(neighbours, "model_neighbour_votes", spy)
-    monkeypatch.setattr(train, "write_report", lambda *a, **k: shown.update(found=a[4]))
-    train.report_run(calibrated_run)
+    monkeypatch.setattr(report, "write_report", lambda *a, **k: shown.update(found=a[4]))
+    report.report_run(calibrated_run)
     losses = shown["found"]["top_losses"]
     [(split, indices, votes)] = asked
     assert split == losses.split and indices == list(losses.index)
     names = RunDir(calibrated_run).read_json("class_names.json")
-    assert votes.shape == (train.TOP_LOSSES, len(names)) and (votes.sum(axis=1) == neighbours.NEIGHBOURS).all()
+    assert votes.shape == (evaluation.TOP_LOSSES, len(names)) and (votes.sum(axis=1) == neighbours.NEIGHBOURS).all()
     for row, notes in enumerate(losses.notes):
         p = names.index(losses.predicted[row])
         expected = (losses.predicted[row] != losses.true[row] and losses.probability[row] >= 0.9

@@ -49,13 +49,13 @@ def test_fine_tune_on_labeled_data_evaluates_the_test_split():
 
 def test_batch_size_defaults_to_the_plan_in_the_short_path_and_recipes(monkeypatch):
     """No batch size given: `fine_tune(model, data)` and a recipe without `data.batch_size`
-    both take `tlkit.distribute.plan`'s default (one table, patched here)."""
+    both take `tlkit.distribute.distribution_plan`'s default (one table, patched here)."""
     import keras
     import tensorflow as tf
 
     from tlkit import distribute
     from tlkit.recipes import Recipe
-    from tlkit.runner.train import resolve_batch
+    from tlkit.runner.settings import resolve_batch
 
     for device in ("cpu", "gpu"):
         monkeypatch.setitem(distribute.DEFAULT_PER_REPLICA_BATCH, device, 5)

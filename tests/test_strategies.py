@@ -264,7 +264,7 @@ def _probe_cs(monkeypatch):
     ("lp_ft", 4.0, (4.0,)),  # the default: one strongly regularized probe starts LP-FT
     ("lp_ft", 0.5, (0.5,)),
     ("lp_ft", None, None),  # null: the probe's grid, chosen on validation
-    # The probe alone chooses on validation only from LINEAR_PROBE_CHOOSE_FROM examples (#36);
+    # The probe alone chooses on validation only from linear_probe.CHOOSE_FROM examples (#36);
     # 12 are too few, so it fits at probe_c.
     ("linear_probe", 0.5, None),
 ])

@@ -43,7 +43,7 @@ def test_compare_section_is_validated():
 
 def test_scratch_baseline_skips_savedmodel_backbones(tmp_path):
     from tlkit.runner.rundir import RunDir
-    from tlkit.runner.train import scratch_baseline
+    from tlkit.runner.scratch import scratch_baseline
 
     recipe = Recipe.from_dict({"backbone": {"name": "tiny"}, "compare": {"scratch_epochs": 1}})
     result = scratch_baseline(recipe, RunDir(str(tmp_path)), data=None, verbose=0)
@@ -58,7 +58,7 @@ def test_scratch_baseline_trains_without_keras_warnings(tmp_path):
 
     from tlkit.runner.data import load_data
     from tlkit.runner.rundir import RunDir
-    from tlkit.runner.train import scratch_baseline
+    from tlkit.runner.scratch import scratch_baseline
 
     root = tmp_path / "images"
     tlkit.data.make_image_folder(root, per_class=4, splits=("train", "test"))
@@ -97,7 +97,7 @@ class _FakeStrategy:
 
 
 def test_batch_is_per_replica_and_lr_scales_on_request():
-    from tlkit.runner.train import _per_replica
+    from tlkit.runner.settings import _per_replica
 
     recipe = Recipe.from_dict({"data": {"batch_size": 16},
                                "optimizer": {"lr": 1.0e-4, "head_lr": 1.0e-3},
@@ -135,7 +135,7 @@ def test_tpu_runs_get_static_training_batches(monkeypatch):
 
     import tlkit.data
     from tlkit import distribute
-    from tlkit.runner.train import _per_replica
+    from tlkit.runner.settings import _per_replica
 
     class _TPU:
         num_replicas_in_sync = 1

@@ -13,7 +13,7 @@ import tlkit
 from tlkit import cli, distribute
 from tlkit.backbones import InputInfo, from_hub
 from tlkit.recipes import Recipe, RecipeError
-from tlkit.runner.train import resolve_execution
+from tlkit.runner.settings import resolve_execution
 from tlkit.testing import tiny_model
 
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")

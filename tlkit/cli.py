@@ -100,9 +100,9 @@ def _check_data(recipe, output=None, force=False):
 def _train(args) -> int:
     recipe = _recipe(args)  # recipe errors answer before TensorFlow is imported
     _check_data(recipe, args.output, args.force)
-    from tlkit.runner import train
+    from tlkit.runner.train import train_recipe
 
-    run_dir = train.train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
+    run_dir = train_recipe(recipe, output=args.output, force=args.force, verbose=_verbose())
     _print_results(run_dir)
     return 0
 
@@ -143,14 +143,14 @@ def _print_results(run_dir):
 def _evaluate(args) -> int:
     _open_run(args.run)
     from tlkit.reports import format_report
-    from tlkit.runner import train
+    from tlkit.runner.evaluate import evaluate_run
 
     tta = None
     if args.tta or args.tta_crops is not None:
         if args.tta_crops is not None and not 0.0 < args.tta_crops < 1.0:
             raise CommandError(f"--tta-crops: expected a fraction in (0, 1), got {args.tta_crops}")
         tta = {"flip": True, "crops": args.tta_crops}
-    metrics = train.evaluate_run(args.run, verbose=_verbose(), tta=tta)
+    metrics = evaluate_run(args.run, verbose=_verbose(), tta=tta)
     print(format_report(metrics))
     if tta is not None:
         record = metrics["tta"]
@@ -163,20 +163,20 @@ def _evaluate(args) -> int:
 
 def _report(args) -> int:
     _open_run(args.run)
-    from tlkit.runner import train
+    from tlkit.runner.report import report_run
 
-    print(f"report: {train.report_run(args.run, verbose=0)}")
+    print(f"report: {report_run(args.run, verbose=0)}")
     return 0
 
 
 def _predict(args) -> int:
     _open_run(args.run)
-    from tlkit.runner import train
+    from tlkit.runner.predict import predict_run
 
     if args.top < 1:
         raise CommandError(f"--top: expected an int >= 1 (classes to show per input), got "
                            f"{args.top}")
-    results = train.predict_run(args.run, args.inputs, top=args.top)
+    results = predict_run(args.run, args.inputs, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -201,9 +201,9 @@ def _suggest(args) -> int:
 def _lr_find(args) -> int:
     recipe = _recipe(args)
     _check_data(recipe, force=True)
-    from tlkit.runner import train
+    from tlkit.runner.lr_find import lr_find_recipe
 
-    result = train.lr_find_recipe(recipe, output=args.output, verbose=_verbose())
+    result = lr_find_recipe(recipe, output=args.output, verbose=_verbose())
     print(f"suggested learning rate: {result.suggestion:.3g}")
     if result.plot_path:
         print(f"plot: {result.plot_path}")
@@ -268,9 +268,9 @@ def _list(args) -> int:
 
 def _export(args) -> int:
     _open_run(args.run)
-    from tlkit.runner import train
+    from tlkit.runner.export import export_run
 
-    results = train.export_run(args.run, args.format, output=args.output)
+    results = export_run(args.run, args.format, output=args.output)
     for fmt, info in results.items():
         line = info.get("path") or f"skipped ({info.get('skipped')})"
         parity = info.get("parity")
@@ -474,7 +474,7 @@ def _expected_errors() -> tuple:
     """Error types that mean bad input: reported as one line (no traceback)."""
     expected = (CommandError, ValueError, OSError, ImportError)
     distribute = sys.modules.get("tlkit.distribute")  # loaded only by commands that use it
-    return expected + ((distribute.StrategyError,) if distribute is not None else ())
+    return expected + ((distribute.DistributionError,) if distribute is not None else ())
 
 
 def _disk_full(err) -> bool:

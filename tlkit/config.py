@@ -36,6 +36,7 @@ import types
 import typing
 from typing import Literal
 
+from tlkit._deprecation import renamed
 from tlkit._io import short_repr
 
 BN_POLICIES = ("frozen", "train_affine", "update")
@@ -43,8 +44,21 @@ UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LOSS_TYPES = ("cross_entropy", "focal")
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
-FINE_TUNE_STRATEGIES = ("gradual", "full", "lp_ft", "linear_probe", "surgical", "auto")
+# `tf.distribute` strategies (`tlkit.distribute.get_strategy`): the "distribution", so that
+# "strategy" is the fine-tuning method alone (`FINE_TUNE_STRATEGIES`).
+DISTRIBUTIONS = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
+FINE_TUNE_STRATEGY_CLASSES = {
+    "gradual": "tlkit.training.strategies.gradual:Gradual",
+    "full": "tlkit.training.strategies.full:Full",
+    "lp_ft": "tlkit.training.strategies.lp_ft:LpFt",
+    "linear_probe": "tlkit.training.strategies.linear_probe:LinearProbe",
+    "surgical": "tlkit.training.strategies.surgical:Surgical",
+    "auto": "tlkit.training.strategies.auto:Auto",
+}
+"""The fine-tuning strategies (`FineTuneConfig.strategy`) and the class implementing each
+(`tlkit.training.strategies.registry` imports it on first use): a new strategy is one module
+in `tlkit/training/strategies/` plus one line here."""
+FINE_TUNE_STRATEGIES = tuple(FINE_TUNE_STRATEGY_CLASSES)
 EXPORT_FORMATS = (
     "keras", "savedmodel", "tflite", "tflite-dynamic", "hub", "savedmodel-int8", "tflite-int8"
 )
@@ -444,3 +458,38 @@ HINTS: dict[str, object] = typing.get_type_hints(FineTuneConfig)
 
 DEFAULTS: dict[str, object] = FineTuneConfig().get_config()
 """Each field's one default."""
+
+
+def settings_table() -> str:
+    """A Markdown table of every `FineTuneConfig` setting: recipe key, field (the `fine_tune`
+    argument), default, accepted values and help; `recipes/README.md` shows it (a test keeps
+    the two equal). Regenerate with `python -m tlkit.config --markdown`.
+
+    Example:
+    ```python
+    print(tlkit.config.settings_table())  # | recipe key | field | default | accepts | what |
+    ```
+    """
+
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| recipe key | `fine_tune` argument | default | accepts | what it does |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, field in FIELDS.items():
+        meta = field.metadata
+        default = "null" if DEFAULTS[name] is None else short_repr(DEFAULTS[name])
+        rows.append(f"| `{meta['yaml']}` | `{name}` | `{cell(default)}` | {cell(describe(name))} "
+                    f"| {cell(meta['help'])} |")
+    return "\n".join(rows) + "\n"
+
+
+__getattr__ = renamed(__name__, {"STRATEGIES": "DISTRIBUTIONS"})  # the 0.x name, for one release
+
+
+if __name__ == "__main__":  # python -m tlkit.config --markdown: the settings table
+    import sys
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m tlkit.config --markdown")
+    sys.stdout.write(settings_table())

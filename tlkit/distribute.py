@@ -17,15 +17,17 @@ import os
 import keras
 import tensorflow as tf
 
+from tlkit._deprecation import renamed
 from tlkit.compat import apply_keras_fixes  # noqa: F401  (tlkit.distribute.apply_keras_fixes)
-from tlkit.config import STRATEGIES
+from tlkit.config import DISTRIBUTIONS
 
 logger = logging.getLogger(__name__)
 
 
 
-class StrategyError(RuntimeError):
-    """A requested distribution strategy cannot be set up here."""
+class DistributionError(RuntimeError):
+    """A requested distribution (a `tf.distribute` strategy) cannot be set up here.
+    (Called `StrategyError` before: that name still works, with a `DeprecationWarning`.)"""
 
 
 def _tf_config_workers() -> int:
@@ -35,7 +37,7 @@ def _tf_config_workers() -> int:
     try:
         config = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise StrategyError(f"TF_CONFIG is not valid JSON ({err}): {raw[:200]}") from None
+        raise DistributionError(f"TF_CONFIG is not valid JSON ({err}): {raw[:200]}") from None
     cluster = config.get("cluster", {})
     return sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
 
@@ -57,7 +59,7 @@ def connect_tpu(name: str | None = None) -> tf.distribute.TPUStrategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as err:
-        raise StrategyError(
+        raise DistributionError(
             f"No Cloud TPU found (tpu={name!r}: {str(err).splitlines()[0][:200]}). On a TPU VM use "
             "`--distribute tpu:local`; elsewhere pass the TPU name, or use `auto`/`cpu`/`gpu`."
         ) from None
@@ -80,13 +82,13 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     ```
     """
     kind, _, arg = (name or "auto").partition(":")
-    if kind not in STRATEGIES:
-        raise StrategyError(f"Unknown strategy {name!r}. Expected one of {STRATEGIES} (or 'tpu:NAME').")
+    if kind not in DISTRIBUTIONS:
+        raise DistributionError(f"Unknown strategy {name!r}. Expected one of {DISTRIBUTIONS} (or 'tpu:NAME').")
     if kind == "auto":
         if _tpu_hinted():
             try:
                 return connect_tpu(os.environ.get("TPU_NAME"))
-            except StrategyError as err:
+            except DistributionError as err:
                 logger.warning("TPU hinted but not reachable, falling back: %s", err)
         if _tf_config_workers() > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()
@@ -99,7 +101,7 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if kind == "gpu":
         gpus = tf.config.list_logical_devices("GPU")
         if not gpus:
-            raise StrategyError("strategy 'gpu' asked for, but no GPU is visible to TensorFlow.")
+            raise DistributionError("strategy 'gpu' asked for, but no GPU is visible to TensorFlow.")
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
     if kind == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
@@ -108,7 +110,7 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices)
     if kind == "multiworker":
         if _tf_config_workers() < 1:
-            raise StrategyError(
+            raise DistributionError(
                 "strategy 'multiworker' needs TF_CONFIG describing the cluster, e.g. "
                 '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}.'
@@ -129,7 +131,7 @@ def split_logical_cpus(n: int = 2) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
         )
     except RuntimeError as err:
-        raise StrategyError(
+        raise DistributionError(
             f"Could not split the CPU into {n} devices: TensorFlow is already initialized ({err}). "
             "Call split_logical_cpus() first thing in the process."
         ) from None
@@ -177,14 +179,14 @@ class DistributionPlan:
         )
 
 
-# The per-replica batch when the caller gives none (`plan(strategy, None)`): 32 on a CPU (the
+# The per-replica batch when the caller gives none (`distribution_plan(strategy, None)`): 32 on a CPU (the
 # usual fine-tuning batch; larger ones only slow each step there), 64 on a GPU (fits a 224 px
 # EfficientNet / ResNet-50 in mixed precision on a 16 GB card), 128 on a TPU core (the MXU is
 # 128 x 128: Cloud TPU's performance guide asks for per-core batches that are multiples of 128).
 DEFAULT_PER_REPLICA_BATCH = {"cpu": 32, "gpu": 64, "tpu": 128}
 
 
-def plan(
+def distribution_plan(
     strategy,
     per_replica_batch: int | None = None,
     scale_lr: bool = False,
@@ -200,6 +202,13 @@ def plan(
     linearly by the number of replicas (Goyal et al. 2017). Mixed precision `"auto"` gives
     `mixed_bfloat16` on TPU, `mixed_float16` (Keras adds loss scaling) on GPU, `float32` on CPU.
     TPUs get `steps_per_execution=32` and `drop_remainder=True` (static shapes).
+    (Called `plan` before: that name still works, with a `DeprecationWarning`.)
+
+    Example:
+    ```python
+    strategy = tlkit.distribute.get_strategy("auto")
+    tlkit.distribute.distribution_plan(strategy).per_replica_batch  # 32 on a CPU
+    ```
     """
     replicas = int(strategy.num_replicas_in_sync)
     device = device_kind(strategy)
@@ -273,7 +282,7 @@ def check_tpu_ready(strategy, paths=(), dataset=None) -> None:
         return
     local = [p for p in paths if p and not str(p).startswith("gs://")]
     if local:
-        raise StrategyError(
+        raise DistributionError(
             "On a Cloud TPU, data, checkpoint and log paths must be on Cloud Storage (gs://...); "
             f"these are local: {local}. Copy them to a bucket and point the recipe at it."
         )
@@ -285,7 +294,7 @@ def check_static_batches(dataset: tf.data.Dataset) -> None:
     """Raises when the batch dimension is unknown (a TPU needs `drop_remainder=True`)."""
     for spec in tf.nest.flatten(dataset.element_spec):
         if spec.shape.rank and spec.shape[0] is None:
-            raise StrategyError(
+            raise DistributionError(
                 f"Batches have a dynamic batch size ({spec.shape}); a TPU needs static shapes. "
                 "Batch with drop_remainder=True."
             )
@@ -301,10 +310,18 @@ def strategy_scope(strategy="auto", mixed_precision=False, scale_lr=False):
     if mixed_precision:
         policy = "mixed_float16" if device_kind(strategy) == "gpu" else "mixed_bfloat16"
     if strategy.num_replicas_in_sync > 1 or name != "auto":
-        logger.info("distribution: %s", plan(strategy, 1, scale_lr, bool(policy))
+        logger.info("distribution: %s", distribution_plan(strategy, 1, scale_lr, bool(policy))
                     .describe().replace("global batch 1 (1/replica), ", ""))
     with contextlib.ExitStack() as stack:
         if policy:
             stack.enter_context(dtype_policy(policy))
         stack.enter_context(strategy.scope())
         yield strategy
+
+
+# The names of 0.x: `plan` (now `distribution_plan`: "plan" also named the fine-tuning plan and
+# the runner's stage plan) and `StrategyError` ("strategy" also names the fine-tuning method).
+# `tlkit.training.fine_tuning` still reads `plan`; it moves to the new name with the strategy
+# objects of issue #31 (its owner's change), so its reads do not warn meanwhile.
+__getattr__ = renamed(__name__, {"plan": "distribution_plan", "StrategyError": "DistributionError"},
+                      quiet_in=("tlkit.training.fine_tuning",))

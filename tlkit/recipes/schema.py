@@ -27,7 +27,7 @@ SCHEDULES = config_lib.UNFREEZE_SCHEDULES
 BN_POLICIES = config_lib.BN_POLICIES
 OPTIMIZERS = config_lib.OPTIMIZERS
 LR_SCHEDULES = config_lib.LR_SCHEDULES
-STRATEGIES = config_lib.STRATEGIES
+DISTRIBUTIONS = config_lib.DISTRIBUTIONS
 EXPORT_FORMATS = config_lib.EXPORT_FORMATS
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
 SPLITS = ("train", "val", "test")
@@ -185,7 +185,7 @@ class DataConfig:
         augmentation: `{name: value}` for `tlkit.data.augmentation` (e.g. `flip: horizontal`,
             `rotation: 0.1`, `zoom: 0.1`); images only; not used on cached features.
         batch_size: examples per batch (per replica); default (null): the device's, from
-            `tlkit.distribute.plan` (32 on CPU, 64 on GPU, 128 per TPU core).
+            `tlkit.distribute.distribution_plan` (32 on CPU, 64 on GPU, 128 per TPU core).
         cache_features: train the head on features extracted once from the frozen backbone.
         slice_by: metadata column to slice test metrics by (e.g. `source`).
         allow_leakage: train even when the data audit finds the same example in two splits
@@ -313,8 +313,8 @@ RegularizationConfig = _fine_tune_section(
 )
 
 
-def _check_strategy(self, path):
-    allowed = config_lib.STRATEGIES
+def _check_distribution(self, path):
+    allowed = config_lib.DISTRIBUTIONS
     if self.strategy not in allowed and not self.strategy.startswith("tpu:"):
         _fail(f"{path}.strategy", "one of " + ", ".join(map(repr, allowed)) + " or 'tpu:<name>'",
               self.strategy)
@@ -326,13 +326,13 @@ DistributeConfig = _fine_tune_section(
     "    see `tlkit.distribute.get_strategy`), `mixed_precision` (`mixed_float16` on GPU,\n"
     "    `mixed_bfloat16` on CPU / TPU), `scale_lr` (multiply learning rates by the number of\n"
     "    replicas; `data.batch_size` is per replica), and the XLA / steps-per-execution settings\n"
-    "    of `tlkit.FineTuneConfig` (null `steps_per_execution`: `tlkit.distribute.plan`'s).",
+    "    of `tlkit.FineTuneConfig` (null `steps_per_execution`: `tlkit.distribute.distribution_plan`'s).",
     extra=[
         ("strategy", str, dataclasses.field(default="auto")),
         ("mixed_precision", bool, dataclasses.field(default=False)),
         ("scale_lr", bool, dataclasses.field(default=False)),
     ],
-    namespace={"extra_check": _check_strategy},
+    namespace={"extra_check": _check_distribution},
 )
 
 

@@ -121,7 +121,7 @@ def load_data(cfg, seed: int):
     return data
 
 
-def recipe_strategy(recipe) -> dict:
+def recipe_distribution(recipe) -> dict:
     """`tlkit.distribute.strategy_scope` arguments of a recipe's `distribute` section."""
     cfg = recipe.distribute
     return {"strategy": cfg.strategy, "mixed_precision": cfg.mixed_precision,

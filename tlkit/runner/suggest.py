@@ -19,8 +19,9 @@ from tlkit.data.sources._class_folders import IMAGE_EXTENSIONS, TEXT_EXTENSIONS
 from tlkit.preprocessing import model_image_size
 from tlkit.recipes import load_recipe
 from tlkit.runner.data import load_data
+from tlkit.runner.run_model import load_run_model
 from tlkit.runner.rundir import open_run
-from tlkit.runner.train import load_run_model, resolve_settings
+from tlkit.runner.settings import resolve_settings
 
 logger = logging.getLogger(__name__)
 

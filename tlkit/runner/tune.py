@@ -14,10 +14,11 @@ import keras
 
 import tlkit.data as tdata
 from tlkit import distribute
-from tlkit.runner import train as train_lib
-from tlkit.runner.data import load_data, recipe_strategy
+from tlkit.runner.build import build as build_model
+from tlkit.runner.data import load_data, recipe_distribution
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.rundir import RunDir
+from tlkit.runner.settings import resolve_settings
 from tlkit.tuning import space as space_lib
 from tlkit.tuning.search import TuneResult, tune
 from tlkit.unfreeze.schedule import UnfreezeSchedule
@@ -93,16 +94,16 @@ def _tune_locked(recipe, folder, overwrite, load_best_model, verbose) -> TuneRes
             config = recipe.fine_tune_config().replace(head_epochs=head_epochs)
             return UnfreezeSchedule.from_fine_tune_config(config, 0)
 
-    with distribute.strategy_scope(**recipe_strategy(recipe)) as strategy:
+    with distribute.strategy_scope(**recipe_distribution(recipe)) as strategy:
         # Batch size and the other unset settings, as `tlkit train` resolves them; the trials'
         # learning rates stay the recipe's (the search space's values are not scaled).
-        settings = train_lib.resolve_settings(recipe, strategy)
+        settings = resolve_settings(recipe, strategy)
         data = load_data(settings.data, recipe.seed)
         batch_size = settings.data.batch_size  # global (per replica x replicas)
 
         def build(dropout):
             head = dataclasses.replace(recipe.head, dropout=float(dropout))
-            return train_lib.build(dataclasses.replace(recipe, head=head), data, run)
+            return build_model(dataclasses.replace(recipe, head=head), data, run)
 
         if data.kind == "image" and None in data.input_shape[:2]:
             # Images of different sizes: batched at the model's input size, as in training.

@@ -228,14 +228,10 @@ def fine_tune(
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
 
-    `config.strategy` chooses the plan: `auto` (the default: a converged linear probe, then all
-    groups (LP-FT), or the probe alone when fine-tuning does not beat it on validation; from
-    `strategies.AUTO_FULL_FROM` training examples in the smallest class, when that is set,
-    `full` (no probe); the head phase and unfreeze schedule below (`gradual`) when an
-    unfreeze setting is given or the probe cannot run, with the reason logged and in
-    `result.strategy`), `gradual` (what this paragraph describes), `full`, `lp_ft`,
-    `linear_probe` (no fit) or `surgical` (one group); see `tlkit.training.strategies` for
-    what each does and which settings it ignores.
+    `config.strategy` chooses the plan (`tlkit.training.strategies`: one object per strategy,
+    what each does and which settings it ignores); the default, `auto`, runs LP-FT (a
+    converged linear probe, then all groups) where the probe can run, else `gradual` (what
+    the next paragraph describes), and says which ran and why in `result.strategy`.
 
     One `model.fit()` runs `head_epochs + fine_epochs` epochs. During the head phase only the
     head trains at `head_lr`; then `GradualUnfreezing` unfreezes backbone groups from the top
@@ -254,16 +250,10 @@ def fine_tune(
             `keras.utils.PyDataset`.
         validation: validation data (evaluated each epoch), or `None`.
         config: a `tlkit.FineTuneConfig` (or its dict); `None`: the defaults. Every setting
-            (`head_epochs`, `fine_epochs`, `head_lr`, `lr`, `unfreeze`, `first`, `every`,
-            `per_step`, `table`, `bn_policy`, `patience`, `optimizer`, `lr_schedule`,
-            `layerwise_decay`, `weight_decay`, `jit_compile`, `steps_per_execution`,
-            `min_steps_per_epoch` (tiny data is repeated within each epoch up to that many
-            optimizer steps: `tlkit.training.budget`; `result.budget` says what ran), and the
-            regularization / averaging settings `mixup`, `cutmix`, `class_weight`,
-            `loss_type`, `focal_gamma`, `swa_epochs`, `wise_ft_alphas`) is documented there,
-            with its default and allowed values. With `mixup` / `cutmix` and tlkit's own loss,
-            `fit` sees one-hot labels (validation too, unmixed) and the model is compiled
-            back for integer labels afterwards.
+            is a field of `tlkit.FineTuneConfig`, documented there with its default, allowed
+            values and recipe key (recipes/README.md lists them all, generated). With
+            `mixup` / `cutmix` and tlkit's own loss, `fit` sees one-hot labels (validation
+            too, unmixed) and the model is compiled back for integer labels afterwards.
         **overrides: config fields by name, e.g. `lr=3e-4`. Also accepted: `epochs=(head, fine)`
             (or a dict `{"head": .., "fine": ..}`, or an int: fine epochs after one head epoch),
             `early_stopping_patience=` (`patience`), `unfreeze=` an int (that many top groups)
@@ -288,7 +278,7 @@ def fine_tune(
             `{"train": .., "val": ..}` strings that change with the data (as for
             `tlkit.train_head_on_features`, whose cache it shares); default: in memory.
         examples_per_class: the smallest class count of `train`, when known (`auto` compares
-            it with `strategies.AUTO_FULL_FROM` when that is set); default: counted from the
+            it with `strategies.auto.FULL_FROM` when that is set); default: counted from the
             labels then.
 
     Returns:
@@ -425,7 +415,7 @@ def fine_tune(
     history.history["unfrozen_groups"] = [
         plan.schedule.num_unfrozen(epoch, num_groups) for epoch in history.epoch
     ]
-    strategies.keep_probe_if_better(model, choice, validation)
+    strategies.finish(model, choice, validation)
     stopper = plan.early_stopping
     best_epoch = stopped_epoch = None
     if stopper is not None and stopper.best_weights is not None:

@@ -110,7 +110,14 @@ FIELD_OF: dict[str, str] = {
     "strategy": "strategy",
 }
 """Tunable short name -> `tlkit.FineTuneConfig` field (the search space names config fields;
-the short names are the keras-tuner hyperparameter names)."""
+the short names are the keras-tuner hyperparameter names).
+
+Only three short names differ from their field: `unfreeze_groups` / `unfreeze_every` /
+`unfreeze_per_step` for `first` / `every` / `per_step` (recipe keys `phases.first`, ...). They
+stay because a hyperparameter name has no section to say what it is about (`first` alone reads as
+nothing in `trials.md`), users' `tune.space` sections use them, and keras-tuner stores them in
+every search folder that `tlkit tune` resumes; the recipe keys (`phases.first`) are accepted in
+a space as well (`RECIPE_KEYS`)."""
 
 _TUNABLES = tuple(from_field(name, field) for name, field in FIELD_OF.items()) + (
     # The head's dropout is a model setting, not a fine-tuning one.
