@@ -32,6 +32,6 @@ def test_self_training_teacher_labels_the_pool_and_the_student_trains_on_it():
     # threshold 0.5: every pool example qualifies; balanced to the median class count
     counts = record["pseudo_labels_per_class"]
     assert record["pseudo_labels"] == sum(counts) > 0 and max(counts) - min(counts) <= max(counts)
-    assert "pseudo-labelled" in record["reason"]
+    assert "pseudo-labelled" in record["reason"] and record["teacher_temperature"] > 0
     with pytest.raises(tlkit.ConfigError, match="self_training needs unlabelled data"):
         tlkit.fine_tune(tiny_model(num_classes=2), (x, y), strategy="self_training", verbose=0)

@@ -4,7 +4,11 @@ an LP-FT teacher labels the unlabelled pool, an LP-FT student trains on both.
 1. The teacher: `tlkit.fine_tune(strategy="lp_ft")` on the labelled data (a converged probe,
    then every group fine-tunes).
 2. Its pseudo-labels: each unlabelled example whose top probability reaches
-   `pseudo_label_threshold`, class-balanced (`balanced_pseudo_labels`).
+   `pseudo_label_threshold`, class-balanced (`balanced_pseudo_labels`). With validation data
+   the teacher's probabilities are temperature-scaled first (`tlkit.reports.fit_temperature`
+   on validation): LP-FT divides the probe's logits by `probe_temperature` (3), which leaves
+   the fine-tuned teacher under-confident, so a raw threshold would keep almost nothing (on a
+   tiny smoke run: no example of 500 at 0.5).
 3. The student starts again from the weights the model had before the teacher trained (the
    pretrained backbone, the untrained head) and runs LP-FT on labelled + pseudo-labelled data:
    the probe here, the fine-tuning in `fine_tune`'s own `fit` (`StrategyChoice.train`). The
@@ -87,6 +91,11 @@ class SelfTraining(Strategy):
         teacher = context.fine_tune(context.train, context.validation,
                                     config.replace(strategy="lp_ft"))
         probabilities = model.predict(context.unlabeled.batch(context.batch_size), verbose=0)
+        temperature = _calibration(model, context.validation, context.batch_size)
+        if temperature is not None:
+            from tlkit.reports.calibration import apply_temperature
+
+            probabilities = apply_temperature(probabilities, temperature)
         chosen, labels = balanced_pseudo_labels(probabilities, config.pseudo_label_threshold,
                                                 config.pseudo_labels_per_class)
         model.set_weights(start)  # the student starts where the teacher started
@@ -96,7 +105,8 @@ class SelfTraining(Strategy):
                            config.pseudo_label_threshold)
         train = _with_pseudo_labels(context.train, context.unlabeled, len(probabilities),
                                     chosen, labels, context.batch_size)
-        student = StrategyContext(**{**vars(context), "train": train})
+        # The student's probe reads the new training set (not the labelled set's cached features).
+        student = StrategyContext(**{**vars(context), "train": train, "feature_cache": None})
         choice = LpFt().prepare(student)
         choice.name, choice.requested = self.name, config.strategy
         choice.train = train
@@ -104,11 +114,14 @@ class SelfTraining(Strategy):
         teacher_val = (teacher.val_metrics or {}).get("accuracy")
         choice.extra = {"pseudo_labels": int(chosen.size), "pseudo_labels_per_class": counts,
                         "unlabeled_examples": int(len(probabilities)),
-                        "teacher_val_accuracy": teacher_val}
+                        "teacher_val_accuracy": teacher_val,
+                        "teacher_temperature": temperature}
         choice.reason = (f"LP-FT teacher (val accuracy {teacher_val:.3f})"
                          if teacher_val is not None else "LP-FT teacher") + (
-            f" pseudo-labelled {chosen.size} of {len(probabilities)} unlabelled examples "
-            f"(top probability >= {config.pseudo_label_threshold:g}, class-balanced); the "
+            f": pseudo-labelled {chosen.size} of {len(probabilities)} unlabelled examples "
+            f"(top probability >= {config.pseudo_label_threshold:g}"
+            + (f" at the validation-fitted temperature {temperature:.2f}" if temperature else "")
+            + ", class-balanced); the "
             "LP-FT student trains on labelled + pseudo-labelled data")
         choice.log()
         return choice
@@ -117,6 +130,21 @@ class SelfTraining(Strategy):
                  record=None) -> list[dict]:
         return LpFt().segments(config, num_groups, batch_norm=batch_norm,
                                cached_features=cached_features, record=record)
+
+
+def _calibration(model, validation, batch_size) -> float | None:
+    """The temperature that calibrates `model` on `validation` (`None` without validation)."""
+    if validation is None:
+        return None
+    from tlkit.reports.calibration import fit_temperature
+
+    labels, probabilities = [], []
+    for x, y, *_ in probe.as_dataset(validation, batch_size):
+        probabilities.append(model.predict_on_batch(x))
+        labels.append(np.asarray(y).reshape(-1))
+    if not labels:
+        return None
+    return fit_temperature(np.concatenate(labels), np.concatenate(probabilities))
 
 
 def _with_pseudo_labels(train, unlabeled, pool_size, chosen, labels,
