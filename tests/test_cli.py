@@ -346,3 +346,29 @@ def test_evaluate_tta_writes_its_metrics_beside_the_plain_ones(smoke_run, capsys
     assert "tta" not in after
     assert cli.main(["evaluate", smoke_run, "--tta-crops", "1.5"]) == 1
     assert _error_line(capsys) == "tlkit: error: --tta-crops: expected a fraction in (0, 1), got 1.5"
+
+
+def test_suggest_writes_csv_and_contact_sheet(smoke_run, tmp_path, capsys):
+    import csv
+
+    rng = np.random.default_rng(0)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(pool / f"{k}.png")
+    (pool / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "picks"
+    code = cli.main(["suggest", smoke_run, "--pool", str(pool), "-n", "3", "--method",
+                     "kcenter", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    with open(out / "to_label.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(r["path"].startswith(str(pool)) for r in rows)
+    assert len({r["path"] for r in rows}) == 3 and not any("broken" in r["path"] for r in rows)
+    assert all("farthest" in r["why"] for r in rows)
+    assert Image.open(out / "to_label.png").size[0] > 100
+    assert "3 file(s) to label next (kcenter)" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["suggest", smoke_run, "--pool", str(tmp_path / "empty")]) == 1
+    line = _error_line(capsys)
+    assert line.startswith("tlkit: error: --pool: no image files") and "empty" in line

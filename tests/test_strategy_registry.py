@@ -19,7 +19,7 @@ def test_every_configured_strategy_is_a_registered_object_named_like_its_key():
         assert isinstance(strategy, base.Strategy)
         assert strategy.name == name
     assert {n for n in registry.NAMES if strategies.get(n).uses_probe} == {
-        "lp_ft", "linear_probe", "auto"}
+        "lp_ft", "linear_probe", "auto", "self_training"}
 
 
 def test_unknown_name_is_one_config_error_naming_the_choices():

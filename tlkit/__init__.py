@@ -59,6 +59,7 @@ _ATTRIBUTES = {
     "unfreeze_top": "tlkit.trainability",
     "build_model": "tlkit.model",
     "compile_model": "tlkit.model",
+    "select_to_label": "tlkit.active",
 }
 
 # Modules that moved, still reachable as attributes under their old names.
@@ -69,6 +70,7 @@ _LIGHT = ("ConfigError", "FineTuneConfig")
 
 # Submodules reachable as attributes (imported on first access).
 _SUBMODULES = (
+    "active",
     "backbones",
     "callbacks",
     "checkpoint",

@@ -5,6 +5,7 @@ tlkit train RECIPE [--set key=value ...] [--output DIR] [--force]
 tlkit evaluate RUN [--tta] [--tta-crops FRACTION]
 tlkit report RUN
 tlkit predict RUN INPUT [INPUT ...] [--top K] [--json]
+tlkit suggest RUN --pool DIR [-n 50] [--method typiclust] [--output DIR]
 tlkit lr-find RECIPE [--set key=value ...] [--output DIR]
 tlkit tune RECIPE [--set key=value ...] [--output DIR]
 tlkit audit DATA [--set key=value ...] [--json]
@@ -182,6 +183,18 @@ def _predict(args) -> int:
     for r in results:
         ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
         print(f"{r['input']}\t{ranked}")
+    return 0
+
+
+def _suggest(args) -> int:
+    _open_run(args.run)
+    from tlkit.runner.suggest import suggest_run
+
+    result = suggest_run(args.run, args.pool, n=args.n, method=args.method, output=args.output,
+                         seed=args.seed)
+    print(f"{len(result['selection'])} file(s) to label next ({args.method}): {result['csv']}")
+    if result["sheet"]:
+        print(f"contact sheet: {result['sheet']}")
     return 0
 
 
@@ -397,6 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders (image models), or texts")
     p.add_argument("--top", type=int, default=1, help="classes to show per input")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    from tlkit.active import DEFAULT_METHOD, METHODS  # NumPy only: no TensorFlow at parse time
+
+    p = add("suggest", _suggest, "choose which unlabelled files to label next with a run's model")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--pool", required=True, help="folder of unlabelled images (or .txt texts)")
+    p.add_argument("-n", type=int, default=50, help="files to pick (default 50)")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
+                   help=f"selection method (default {DEFAULT_METHOD})")
+    p.add_argument("--seed", type=int, default=0, help="seed of random choices")
+    p.add_argument("--output", help="folder for to_label.csv / to_label.png (default: RUN)")
 
     p = add("lr-find", _lr_find, "learning-rate range test on a recipe's model")
     p.add_argument("recipe")

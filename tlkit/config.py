@@ -54,6 +54,7 @@ FINE_TUNE_STRATEGY_CLASSES = {
     "linear_probe": "tlkit.training.strategies.linear_probe:LinearProbe",
     "surgical": "tlkit.training.strategies.surgical:Surgical",
     "auto": "tlkit.training.strategies.auto:Auto",
+    "self_training": "tlkit.training.strategies.self_training:SelfTraining",
 }
 """The fine-tuning strategies (`FineTuneConfig.strategy`) and the class implementing each
 (`tlkit.training.strategies.registry` imports it on first use): a new strategy is one module
@@ -112,7 +113,9 @@ class FineTuneConfig:
         "auto", "how to fine-tune: auto (a converged linear probe, then all groups (LP-FT); the "
         "probe alone when it wins on validation; gradual where no probe can run or the unfreeze "
         "schedule is set), gradual (the unfreeze schedule), full, lp_ft (converged linear "
-        "probe, then all groups), linear_probe (probe only) or surgical (one group); see "
+        "probe, then all groups), linear_probe (probe only), surgical (one group) or "
+        "self_training (an LP-FT teacher pseudo-labels the unlabelled pool, an LP-FT student "
+        "trains on labelled + pseudo-labelled data); see "
         "tlkit.training.strategies",
         yaml="phases.strategy")
     surgical_group: int | str | None = setting(
@@ -133,6 +136,15 @@ class FineTuneConfig:
         "features, Ren et al. 2023; how 3 was chosen: docs/benchmarks/strategies.md); the "
         "probe alone (linear_probe) is never scaled; 1: the probe as fitted",
         yaml="phases.probe_temperature", min=0.0, max=1000.0, min_open=True)
+    pseudo_label_threshold: float = setting(
+        0.9, "self_training: the teacher's top probability from which an unlabelled example "
+        "gets its pseudo-label", yaml="phases.pseudo_label_threshold", min=0.0, max=1.0,
+        min_open=True)
+    pseudo_labels_per_class: int | None = setting(
+        None, "self_training: at most this many pseudo-labels per class (the most confident); "
+        "null: the median over classes of the examples above the threshold (class-balanced: "
+        "no class floods the student)", yaml="phases.pseudo_labels_per_class", min=1,
+        max=10**8, expected="an int >= 1 or null")
     head_epochs: int = setting(1, "epochs with only the head training, before unfreezing",
                                yaml="phases.head_epochs", min=0, max=MAX_EPOCHS)
     fine_epochs: int = setting(3, "epochs of fine-tuning after the head phase (0: none)",

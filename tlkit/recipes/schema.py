@@ -31,6 +31,8 @@ DISTRIBUTIONS = config_lib.DISTRIBUTIONS
 EXPORT_FORMATS = config_lib.EXPORT_FORMATS
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
 SPLITS = ("train", "val", "test")
+UNLABELED_SOURCES = ("folder", "numpy")
+"""`data.source`s whose loader takes `data.unlabeled` (`tlkit.runner.data` passes it on)."""
 TINY_BACKBONES = tuple(e.name for e in registry.BACKBONES if "folder" in e.needs)
 MAX_IMAGE_SIZE = 4096
 """Largest `data.image_size` (pixels a side): beyond it a batch no longer fits in memory."""
@@ -191,6 +193,10 @@ class DataConfig:
         drop_remainder: training batches of exactly `batch_size` (static shapes); default
             (null): on under a TPU strategy, off elsewhere.
         class_names: optional class list (label order).
+        unlabeled: optional unlabelled examples: a folder of images (`source: folder`, every
+            image under it) or an `.npy` / `.npz` file of inputs shaped like `x` (`source:
+            numpy`; an `.npz` holds them as `x`); kept as `LabeledData.unlabeled`, audited
+            with the rest (its copies in val / test are leakage).
         options: extra keyword arguments for the loader.
     """
 
@@ -210,9 +216,13 @@ class DataConfig:
     allow_leakage: bool = False
     drop_remainder: bool | None = None
     class_names: list[str] | None = None
+    unlabeled: str | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def check(self, path):
+        if self.unlabeled is not None and self.source not in UNLABELED_SOURCES:
+            _fail(f"{path}.unlabeled", "only with source " + " or ".join(UNLABELED_SOURCES),
+                  f"source {self.source!r}")
         missing = [k for k in registry.DATA_SOURCES.get(self.source).needs if not getattr(self, k)]
         if missing:
             raise RecipeError(f"{path}.{missing[0]}: required when {path}.source is {self.source!r}")

@@ -32,7 +32,8 @@ def _folder(load, cfg, seed, size):
     s = cfg.splits
     return load(cfg.path, image_size=size, val_fraction=s.val_fraction,
                                    test_fraction=s.test_fraction, seed=seed,
-                                   class_names=cfg.class_names, **cfg.options)
+                                   class_names=cfg.class_names, unlabeled=cfg.unlabeled,
+                                   **cfg.options)
 
 
 def _csv(load, cfg, seed, size):
@@ -63,11 +64,33 @@ def _numpy(load, cfg, seed, size):
         split: (a[f"x_{split}"], a[f"y_{split}"]) for split in ("val", "test") if f"x_{split}" in a
     }
     metadata = {k[len("meta_") :]: v for k, v in a.items() if k.startswith("meta_")}
+    if cfg.unlabeled:
+        extra["x_unlabeled"] = _unlabeled_array(cfg.unlabeled)
     return load(
         a["x"], a["y"], class_names=cfg.class_names, kind=cfg.kind,
         val_fraction=cfg.splits.val_fraction, test_fraction=cfg.splits.test_fraction, seed=seed,
         metadata=metadata or None, name=cfg.path, **extra, **cfg.options,
     )
+
+
+def _unlabeled_array(path):
+    """`data.unlabeled` of `source: numpy`: an `.npy` array, or the `x` of an `.npz`."""
+    import os
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data.unlabeled: file not found: {path!r} (an .npy or .npz)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"data.unlabeled: cannot read {path!r} as .npy / .npz ({err})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        if "x" not in loaded.files:
+            raise ValueError(f"data.unlabeled: {path} has no array 'x' (found {sorted(loaded.files)})")
+        return loaded["x"]
 
 
 ADAPTERS = {

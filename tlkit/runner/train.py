@@ -192,6 +192,7 @@ def _fine_tune(recipe, run, model, data, stage, segments, verbose, examples_per_
         callbacks=_callbacks(recipe, run, stage["name"], stage["start"], segments),
         verbose=verbose,
         examples_per_class=examples_per_class,
+        unlabeled=data.unlabeled,  # data.unlabeled: the pool semi-supervised strategies read
         **cache,
     )
     if result.wise_ft is not None:

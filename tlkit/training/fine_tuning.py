@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import math
 import os
@@ -224,6 +225,7 @@ def fine_tune(
     feature_cache=None,
     data_fingerprints=None,
     examples_per_class=None,
+    unlabeled=None,
     **overrides,
 ) -> FineTuneResult:
     """Fine-tunes `model`: head only, then gradual or full unfreezing at a lower LR.
@@ -280,6 +282,9 @@ def fine_tune(
         examples_per_class: the smallest class count of `train`, when known (`auto` compares
             it with `strategies.auto.FULL_FROM` when that is set); default: counted from the
             labels then.
+        unlabeled: unlabelled inputs for semi-supervised strategies (`self_training`): an
+            unbatched `tf.data.Dataset` of `x` or an array; default: a `LabeledData`'s own
+            pool (`train.unlabeled`), else none.
 
     Returns:
         A `FineTuneResult` (model, history, unfreeze events, best / stopped epoch, the final
@@ -301,6 +306,8 @@ def fine_tune(
         validation, config = None, validation  # fine_tune(model, train, config)
     data = None
     if is_labeled_data(train):
+        if unlabeled is None:
+            unlabeled = train.for_model(model).unlabeled
         data, train, validation, batch_size = _pipelines(model, train, validation, batch_size)
     elif batch_size is None:
         from tlkit import distribute
@@ -332,8 +339,16 @@ def fine_tune(
                                                 "fingerprints": data_fingerprints}
     choice = strategies.prepare(model, config, train, validation, compile_args,
                                 batch_size=batch_size, explicit_schedule=schedule is not None,
-                                feature_cache=cache, examples_per_class=examples_per_class)
+                                feature_cache=cache, examples_per_class=examples_per_class,
+                                unlabeled=_as_unbatched(unlabeled),
+                                fine_tune=functools.partial(_inner_fine_tune, model, loss, metrics,
+                                                            batch_size))
     config = choice.config
+    if choice.train is not None:  # the strategy trains on other data (e.g. + pseudo-labels)
+        train = choice.train
+        steps = batches_per_epoch(train, None, batch_size)
+        fit_train, fit_validation = _mixed_pipelines(train, validation, config, objective,
+                                                     num_classes, batch_size, shuffle)
     if not choice.fit:
         # No fit, so no one-hot (MixUp / CutMix) training: compile for integer labels.
         probe_args = compile_args if objective.after_fit is None else {
@@ -534,6 +549,19 @@ def _training_labels(data, train):
     raise config_lib.ConfigError(
         "FineTuneConfig.class_weight: 'balanced' needs the training labels, which this training "
         f"data ({type(train).__name__}) does not give; pass a mapping {{class index: weight}}.")
+
+
+def _inner_fine_tune(model, loss, metrics, batch_size, train, validation, config):
+    """`fine_tune` for a strategy's own run (a teacher), quietly, with the caller's settings."""
+    return fine_tune(model, train, validation, config=config, loss=loss, metrics=metrics,
+                     batch_size=batch_size, verbose=0)
+
+
+def _as_unbatched(unlabeled):
+    """`fine_tune(unlabeled=...)` as an unbatched dataset of inputs (arrays are sliced)."""
+    if unlabeled is None or isinstance(unlabeled, tf.data.Dataset):
+        return unlabeled
+    return tf.data.Dataset.from_tensor_slices(np.asarray(unlabeled))
 
 
 def _pipelines(model, data, validation, batch_size):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tlkit.data.sources import _class_folders
-from tlkit.data.sources.labeled_data import LabeledData
+from tlkit.data.sources.labeled_data import UNLABELED, LabeledData
 
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -25,7 +25,7 @@ class Item:
 
     split: str
     ref: str
-    label: object  # class index (int) or class name (str), as stored
+    label: object  # class index (int) or class name (str), as stored; None: unlabelled pool
     known: bool  # label is in the class list
     digest: str | None = None
     size: tuple[int, int] | None = None
@@ -124,9 +124,14 @@ class DatasetSource:
     @classmethod
     def from_labeled(cls, data: LabeledData, splits, class_names):
         chosen = list(splits) if splits is not None else list(data.splits)
+        if splits is None and data.unlabeled is not None:
+            chosen.append(UNLABELED)
         parts, refs = {}, {}
         for split in chosen:
-            parts[split] = ("dataset", data.split(split), data.num_examples(split))
+            ds = data.split(split)
+            if split == UNLABELED:  # inputs alone: paired with no label for `iterate`
+                ds = ds.map(lambda x: (x, -1))
+            parts[split] = ("dataset", ds, data.num_examples(split))
             refs[split] = data.metadata.get(split, {}).get("path")
         names = list(class_names) if class_names is not None else data.class_names
         notes = []
@@ -193,7 +198,10 @@ class DatasetSource:
             cap = limit[split] if limit is not None else None
             for i, x, y in self._pairs(split, cap):
                 ref = str(refs[i]) if refs is not None and i < len(refs) else f"#{i}"
-                label, known = _label(y, self.class_names, index)
+                if split == UNLABELED:
+                    label, known = None, True
+                else:
+                    label, known = _label(y, self.class_names, index)
                 item = Item(split, ref, label, known)
                 if self.kind == "image":
                     array = np.asarray(x)
@@ -211,6 +219,16 @@ class DatasetSource:
                 else:
                     item.digest = _digest(x, self.kind)
                 yield item, (x if with_values else None)
+
+
+def leaks(splits) -> bool:
+    """Whether copies of one example in `splits` are leakage: they span more than one of
+    train, val and test. The unlabelled pool counts as training data (a model trains on it), so
+    a copy in the pool and in train is not leakage; one in the pool and in test is.
+
+    Example: `leaks(["unlabeled", "test"])` is `True`; `leaks(["unlabeled", "train"])` `False`.
+    """
+    return len({"train" if s == UNLABELED else s for s in splits}) > 1
 
 
 def _file_size_mode(path, size, mode):

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from tlkit.data.audit._audit_sources import leaks
 from tlkit.data.audit._similar_pairs import similar_pairs
 from tlkit.data.features._feature_model import call_feature_model, l2_normalize
 from tlkit.data.features.feature_cache import weights_fingerprint
@@ -152,7 +153,7 @@ def _pairs(embeddings, owners, items, group_of, threshold, notes) -> list[dict]:
                 "a": {"split": ia.split, "item": ia.ref},
                 "b": {"split": ib.split, "item": ib.ref},
                 "similarity": round(float(sim), 4),
-                "cross_split": ia.split != ib.split,
+                "cross_split": leaks((ia.split, ib.split)),
             }
         )
     pairs = _sorted_pairs(pairs)

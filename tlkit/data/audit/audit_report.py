@@ -37,7 +37,9 @@ class AuditReport:
             differs from most (`size` is `[height, width]`).
         exact_duplicates: groups `{"items": [{"split", "item", "label"}, ...], "cross_split":
             bool, "label_conflict": bool}` of identical content (hash of the decoded pixels, or
-            of the text / array); `label_conflict`: the copies carry different labels.
+            of the text / array); `label_conflict`: the copies carry different labels;
+            `cross_split`: the copies leak across train / val / test (the unlabelled pool,
+            split `"unlabeled"` with label `None`, counts as train).
         near_duplicates: `{"a", "b", "similarity", "cross_split"}` pairs whose embeddings'
             cosine similarity is at least `near_dup_threshold` (not already exact duplicates).
         unknown_labels: `{"split", "item", "label"}` for labels outside `class_names`.
@@ -151,6 +153,9 @@ class AuditReport:
         """A readable report, one section per finding."""
         lines = [f"Data audit: {self.source}"]
         for split in self.splits:
+            if split not in self.class_counts:  # the unlabelled pool: no classes
+                lines.append(f"  {split}: {self.num_examples.get(split, 0)} examples (no labels)")
+                continue
             counts = self.class_counts.get(split, {})
             ratio = self.imbalance_ratio.get(split)
             ratio_text = f"{ratio:.2f}" if ratio is not None else "n/a (a class has no examples)"

@@ -17,7 +17,7 @@ import numpy as np
 
 from tlkit._extras import require
 from tlkit._progress import progbar
-from tlkit.data.audit._audit_sources import DatasetSource, FolderSource, Item, jsonable
+from tlkit.data.audit._audit_sources import DatasetSource, FolderSource, Item, jsonable, leaks
 from tlkit.data.audit._near_duplicates import embed_size, model_channels, near_duplicates
 from tlkit.data.audit.audit_report import AuditReport
 from tlkit.data.sources.labeled_data import LabeledData
@@ -46,7 +46,9 @@ def audit(
     grayscale or 500x20 image among RGB 32x32 ones; when sizes vary widely, only extreme
     aspect ratios and tiny images); exact duplicates within and across splits (hash of the
     decoded pixels / text / array); near duplicates (cosine of `backbone_model` embeddings
-    >= `near_dup_threshold`); labels outside the class list.
+    >= `near_dup_threshold`); labels outside the class list. A `LabeledData`'s unlabelled
+    pool (`.unlabeled`) is audited too, as split `"unlabeled"`: its copies in val or test are
+    leakage (it is training data), its copies in train are duplicates.
 
     Args:
         data_or_path: an image folder path, a `LabeledData`, an `(x, y)` pair of arrays, or a
@@ -163,13 +165,15 @@ def audit(
 def _count_classes(report: AuditReport, items: list[Item], class_names) -> None:
     by_split: dict[str, collections.Counter] = {s: collections.Counter() for s in report.splits}
     for item in items:
-        if item.known:
+        if item.known and item.label is not None:
             name = item.label if isinstance(item.label, str) else class_names[item.label]
             by_split[item.split][name] += 1
     for split in report.splits:
+        report.num_examples[split] = sum(1 for i in items if i.split == split)
+        if all(i.label is None for i in items if i.split == split) and split == "unlabeled":
+            continue  # no labels to count
         counts = {c: int(by_split[split][c]) for c in class_names}
         report.class_counts[split] = counts
-        report.num_examples[split] = sum(1 for i in items if i.split == split)
         values = list(counts.values())
         report.imbalance_ratio[split] = (
             round(max(values) / min(values), 4) if values and min(values) > 0 else None
@@ -233,14 +237,14 @@ def _exact_duplicates(items: list[Item]):
             continue
         for k in members:
             group_of[k] = digest
-        labels = {str(items[k].label) for k in members}
+        labels = {str(items[k].label) for k in members if items[k].label is not None}
         found.append(
             {
                 "items": [
                     {"split": items[k].split, "item": items[k].ref, "label": items[k].label}
                     for k in members
                 ],
-                "cross_split": len({items[k].split for k in members}) > 1,
+                "cross_split": leaks(items[k].split for k in members),
                 # The same content under two classes: a labelling error, not just a copy.
                 "label_conflict": len(labels) > 1,
             }

@@ -18,8 +18,12 @@ def assemble(
     metadata: dict[str, np.ndarray] | None = None,
     skipped=(),
     name: str = "",
+    unlabeled_x: np.ndarray | None = None,
+    unlabeled_metadata: dict[str, np.ndarray] | None = None,
 ) -> LabeledData:
-    """Args: `x`, `y` and `metadata` columns over all examples; `split_indices` picks each split."""
+    """Args: `x`, `y` and `metadata` columns over all examples; `split_indices` picks each split;
+    `unlabeled_x` (and its `unlabeled_metadata` columns): the unlabelled pool, mapped by the
+    same `map_fn`."""
     y = np.asarray(y, dtype="int64")
     sources, labels, meta = {}, {}, {}
     for split, idx in split_indices.items():
@@ -29,7 +33,7 @@ def assemble(
         if metadata:
             meta[split] = {k: np.asarray(v)[idx] for k, v in metadata.items()}
     datasets = {split: source.build() for split, source in sources.items()}
-    return LabeledData(
+    data = LabeledData(
         **datasets,
         class_names=list(class_names),
         kind=kind,
@@ -39,6 +43,9 @@ def assemble(
         sources=sources,
         name=name,
     )
+    if unlabeled_x is None:
+        return data
+    return data.with_unlabeled(unlabeled_x, map_fn, unlabeled_metadata)
 
 
 def split_pool(

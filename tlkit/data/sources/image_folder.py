@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from tlkit.config import TEST_FRACTION, VAL_FRACTION
-from tlkit.data.sources import _assemble, _class_folders, _images
+from tlkit.data.sources import _assemble, _class_folders, _images, unlabeled_pool
 from tlkit.data.sources.labeled_data import LabeledData
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ def from_image_folder(
     check_cache: bool = True,
     extensions=_class_folders.IMAGE_EXTENSIONS,
     interpolation: str = "bilinear",
+    unlabeled=None,
 ) -> LabeledData:
     """Loads images stored as `path/<class>/<file>` or `path/{train,val,test}/<class>/<file>`.
 
@@ -55,12 +56,16 @@ def from_image_folder(
             mtime and ctime are unchanged on a later load. `False`: decode every file.
         extensions: file extensions to read; others are ignored.
         interpolation: resize method when `image_size` is set.
+        unlabeled: optional folder of unlabelled images (every image file under it, at any
+            depth), checked like the labelled ones and kept as `LabeledData.unlabeled`
+            (`metadata["unlabeled"]` holds their `path`). Default `None`.
 
     Returns:
         A `LabeledData` of kind `"image"`.
 
     Raises:
         FileNotFoundError: `path` does not exist.
+        ValueError: `unlabeled` is empty, is (inside) `path`, or none of its files decodes.
         ValueError: no class folders, a single class, no image files, class folders in
             val/test that are not in the class list, or a class without training examples
             (an empty class folder, or one whose files are all unreadable): refused with one
@@ -77,10 +82,17 @@ def from_image_folder(
     layout = _class_folders.scan(path, extensions, class_names)
     _class_folders.require_classes(layout, extensions, "image")
     every_path = [p for files in layout.files.values() for p, _ in files]
+    pool = None if unlabeled is None else unlabeled_pool.find_files(
+        unlabeled, layout.root, extensions, "image")  # before any decoding: cheap errors first
     skipped, sizes = _images.find_unreadable(every_path, check, channels, cache=check_cache)
     _class_folders.require_readable(layout, skipped, "image")
     _images.log_skipped(layout.root, skipped)
     bad = {s.source for s in skipped}
+    pool_good = []
+    if pool is not None:
+        pool_good, pool_skipped, pool_sizes = unlabeled_pool.readable_images(
+            pool, unlabeled, channels, check, check_cache)
+        skipped, sizes = skipped + pool_skipped, {**sizes, **pool_sizes}
     class_index = {c: i for i, c in enumerate(layout.class_names)}
 
     paths, labels, per_split = [], [], {}
@@ -96,18 +108,15 @@ def from_image_folder(
         )
     shape = None
     if image_size is None and sizes:
-        shape = _images.common_size({p: sizes[p] for p in paths if p in sizes})
+        shape = _images.common_size({p: sizes[p] for p in paths + pool_good if p in sizes})
         if shape is None:
             logger.info(
                 "%s: images have %d different sizes; tlkit.fine_tune resizes them to the "
                 "model's input size (`LabeledData.for_model`), or pass `image_size=`.",
                 layout.root,
-                len({sizes[p] for p in paths if p in sizes}),
+                len({sizes[p] for p in paths + pool_good if p in sizes}),
             )
-    metadata = {"path": np.asarray(paths, dtype=object)}
-    if sizes:
-        metadata["height"] = np.asarray([sizes.get(p, (-1, -1))[0] for p in paths], "int64")
-        metadata["width"] = np.asarray([sizes.get(p, (-1, -1))[1] for p in paths], "int64")
+    metadata = _file_columns(paths, sizes)
     split_indices = _assemble.layout_splits(per_split, val_fraction, test_fraction, seed)
     return _assemble.assemble(
         np.asarray(paths, dtype=object),
@@ -119,4 +128,15 @@ def from_image_folder(
         metadata=metadata,
         skipped=skipped,
         name=f"image folder {os.path.abspath(layout.root)}",
+        unlabeled_x=np.asarray(pool_good, dtype=object) if pool_good else None,
+        unlabeled_metadata=_file_columns(pool_good, sizes),
     )
+
+
+def _file_columns(paths, sizes) -> dict[str, np.ndarray]:
+    """Per-example metadata of image files: `path`, and `height` / `width` when checked."""
+    columns = {"path": np.asarray(paths, dtype=object)}
+    if sizes:
+        columns["height"] = np.asarray([sizes.get(p, (-1, -1))[0] for p in paths], "int64")
+        columns["width"] = np.asarray([sizes.get(p, (-1, -1))[1] for p in paths], "int64")
+    return columns

@@ -16,6 +16,11 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("image", "text", "features")
 SPLITS = ("train", "val", "test")
+UNLABELED = "unlabeled"
+"""Name of the unlabelled pool: not one of `SPLITS` (it has no labels), but carried, mapped,
+audited and named like a split (`data.split("unlabeled")`, `metadata["unlabeled"]`)."""
+NO_LABEL = -1
+"""The label its `SplitSource` carries for each unlabelled example (never trained on)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +106,14 @@ class LabeledData:
         labels: optional per-split int64 label arrays aligned with the examples (filled by the
             loaders; computed on demand by `split_labels` otherwise).
         skipped: inputs a loader left out (corrupt files, undecodable texts, bad rows).
-        sources: per-split `SplitSource`s, when the loader has them (see `select`).
+        sources: per-split `SplitSource`s, when the loader has them (see `select`);
+            `sources["unlabeled"]` holds the unlabelled pool's (labels `NO_LABEL`).
         name: short description of where the data came from.
+        unlabeled: optional unbatched dataset of inputs `x` alone (no labels): the pool of
+            unlabelled examples (`from_image_folder(..., unlabeled=DIR)`,
+            `from_numpy(..., x_unlabeled=...)`), for semi-supervised training and for choosing
+            what to label next (`tlkit.select_to_label`). `metadata["unlabeled"]` names its
+            files; the data audit reports its duplicates with the val / test splits as leakage.
 
     Example:
     ```python
@@ -121,6 +132,7 @@ class LabeledData:
     skipped: list[Skipped] = dataclasses.field(default_factory=list)
     sources: dict[str, SplitSource] = dataclasses.field(default_factory=dict, repr=False)
     name: str = ""
+    unlabeled: tf.data.Dataset | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -148,6 +160,12 @@ class LabeledData:
                     f"Expected unbatched data with scalar integer labels in `{split}`. Received "
                     f"label spec {spec[1]}; pass an unbatched dataset (call `.unbatch()`)."
                 )
+        if self.unlabeled is not None and isinstance(self.unlabeled.element_spec, tuple):
+            raise ValueError(
+                "Expected the `unlabeled` dataset to yield inputs `x` alone. Received "
+                f"element_spec={self.unlabeled.element_spec}; drop the labels with "
+                "`.map(lambda x, y: x)`."
+            )
 
     # -- what is inside ------------------------------------------------------------------------
     @property
@@ -161,7 +179,15 @@ class LabeledData:
         return {s: getattr(self, s) for s in SPLITS if getattr(self, s) is not None}
 
     def split(self, name: str) -> tf.data.Dataset:
-        """Returns split `name`, with a clear error when it is absent."""
+        """Returns split `name` (or the `"unlabeled"` pool, inputs alone), with a clear error
+        when it is absent."""
+        if name == UNLABELED:
+            if self.unlabeled is None:
+                raise ValueError(
+                    "This data has no unlabelled pool. Pass `unlabeled=` to the loader "
+                    "(recipes: data.unlabeled)."
+                )
+            return self.unlabeled
         if name not in SPLITS:
             raise ValueError(f"Expected a split in {SPLITS}. Received: {name!r}")
         ds = getattr(self, name)
@@ -216,6 +242,8 @@ class LabeledData:
         ]
         for split in self.splits:
             lines.append(f"  {split}: {self.num_examples(split)} examples")
+        if self.unlabeled is not None:
+            lines.append(f"  unlabeled: {self.num_examples(UNLABELED)} examples (no labels)")
         if self.skipped:
             lines.append(f"  skipped: {len(self.skipped)} inputs (see `.skipped`)")
         return "\n".join(lines)
@@ -269,6 +297,15 @@ class LabeledData:
                 datasets[split] = ds.map(
                     fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
                 )
+        if self.unlabeled is not None:
+            if UNLABELED in sources:
+                sources[UNLABELED] = sources[UNLABELED].then(fn)
+                datasets[UNLABELED] = unlabeled_inputs(sources[UNLABELED])
+            else:
+                datasets[UNLABELED] = self.unlabeled.map(
+                    lambda x: fn(x, tf.constant(NO_LABEL, tf.int64))[0],
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+                )
         return dataclasses.replace(
             self,
             **datasets,
@@ -309,6 +346,13 @@ class LabeledData:
         model.fit(data.pipeline("train", 32, seed=0), validation_data=data.pipeline("val", 32))
         ```
         """
+        if split == UNLABELED:
+            # Inputs alone: no shuffle unless asked (a pool is scored in order).
+            ds = self.split(split)
+            if training:
+                ds = ds.shuffle(shuffle_buffer or pipeline_lib.default_shuffle_buffer(ds),
+                                seed=seed, reshuffle_each_iteration=True)
+            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         training = split == "train" if training is None else bool(training)
         ds = self.split(split)
         if training and split in self.sources and not batch_kwargs.get("cache"):
@@ -405,6 +449,31 @@ class LabeledData:
                     self.name or "data", _hw(size))
         return self.resized(size)
 
+    def with_unlabeled(self, x, map_fn: Callable | None = None,
+                       metadata: dict[str, np.ndarray] | None = None) -> LabeledData:
+        """A copy that carries `x` as its unlabelled pool (replacing any pool it had).
+
+        Args:
+            x: the pool's inputs, or their sources (file paths), first axis = examples.
+            map_fn: optional `(x, y) -> (x, y)` that makes an input of each entry (decode,
+                resize), as the loaders' own; `y` is `NO_LABEL`.
+            metadata: optional columns aligned with `x` (e.g. `{"path": paths}`).
+
+        Example:
+        ```python
+        data = tlkit.data.fashion_mnist().with_unlabeled(extra_images)
+        ```
+        """
+        x = np.asarray(x)
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError("The unlabelled pool is empty; pass at least one example.")
+        pool = SplitSource(x, np.full(len(x), NO_LABEL, "int64"), map_fn)
+        meta = dict(self.metadata)
+        meta[UNLABELED] = {k: np.asarray(v) for k, v in (metadata or {}).items()}
+        return dataclasses.replace(self, unlabeled=unlabeled_inputs(pool),
+                                   sources={**self.sources, UNLABELED: pool},
+                                   labels=dict(self.labels), metadata=meta)
+
     # -- picking examples ----------------------------------------------------------------------
     def select(self, split: str, indices) -> LabeledData:
         """Returns a copy whose `split` holds only the examples at `indices` (dataset order).
@@ -448,6 +517,11 @@ class LabeledData:
         return dataclasses.replace(
             self, **{split: new_ds}, labels=labels, metadata=metadata, sources=sources
         )
+
+
+def unlabeled_inputs(source: SplitSource) -> tf.data.Dataset:
+    """The unlabelled pool's dataset of inputs alone, from its `SplitSource`."""
+    return source.build().map(lambda x, y: x)
 
 
 def _hw(size) -> str:

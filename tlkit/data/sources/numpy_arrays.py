@@ -26,6 +26,7 @@ def from_numpy(
     test=None,
     metadata: dict | None = None,
     name: str = "numpy arrays",
+    x_unlabeled=None,
 ) -> LabeledData:
     """Wraps arrays as a `LabeledData`, holding out stratified val / test splits.
 
@@ -42,13 +43,17 @@ def from_numpy(
         val, test: optional explicit `(x, y)` splits.
         metadata: optional columns aligned with `x` (e.g. `{"source": array}`), kept per split.
         name: description for summaries and reports.
+        x_unlabeled: optional unlabelled inputs, shaped like `x`, kept as
+            `LabeledData.unlabeled` (the pool for semi-supervised training and
+            `tlkit.select_to_label`). Default `None`.
 
     Returns:
         A `LabeledData`.
 
     Raises:
         ValueError: `x` and `y` lengths differ (both are named), a label is outside the class
-            list (its index and value are named), labels are not integers, or < 2 classes.
+            list (its index and value are named), labels are not integers, or < 2 classes;
+            `x_unlabeled` is empty or its examples are not shaped like `x`'s.
 
     Example:
     ```python
@@ -122,6 +127,7 @@ def from_numpy(
     if len(shapes) > 1:
         raise ValueError(f"All splits need the same example shape. Received: {sorted(shapes)}")
     x_all = np.concatenate(xs_all) if len(xs_all) > 1 else xs_all[0]
+    pool = None if x_unlabeled is None else _prepare_unlabeled(x_unlabeled, kind, x_all.shape[1:])
     y_all = np.concatenate([ys for _, ys, _ in arrays.values()]).astype("int64")
 
     if metadata is not None:
@@ -147,7 +153,24 @@ def from_numpy(
         map_fn=_cast_fn(kind),
         metadata=metadata,
         name=name,
+        unlabeled_x=pool,
     )
+
+
+def _prepare_unlabeled(x_unlabeled, kind: str, example_shape) -> np.ndarray:
+    pool = np.asarray(x_unlabeled)
+    if pool.ndim == 0 or len(pool) == 0:
+        raise ValueError(
+            f"`x_unlabeled` is empty (shape {pool.shape}); pass at least one unlabelled example, "
+            "or leave it out."
+        )
+    pool = _prepare_x(pool, kind)
+    if pool.shape[1:] != tuple(example_shape):
+        raise ValueError(
+            f"`x_unlabeled` examples have shape {pool.shape[1:]}; expected {tuple(example_shape)} "
+            "like `x`'s. Resize or reshape them to match."
+        )
+    return pool
 
 
 def _offsets(sizes):

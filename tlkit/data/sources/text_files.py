@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from tlkit.config import TEST_FRACTION, VAL_FRACTION
-from tlkit.data.sources import _assemble, _class_folders
+from tlkit.data.sources import _assemble, _class_folders, unlabeled_pool
+from tlkit.data.sources._text_io import read_text
 from tlkit.data.sources.labeled_data import LabeledData, Skipped
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def from_text_files(
     encoding: str = "utf-8",
     extensions=_class_folders.TEXT_EXTENSIONS,
     strip: bool = True,
+    unlabeled=None,
 ) -> LabeledData:
     """Loads texts stored as `path/<class>/<file>.txt` (or under `train/`, `val/`, `test/`).
 
@@ -38,6 +40,9 @@ def from_text_files(
         encoding: text encoding of the files.
         extensions: file extensions to read.
         strip: strip leading and trailing whitespace.
+        unlabeled: optional folder of unlabelled text files (every file with one of
+            `extensions` under it, at any depth), read like the labelled ones and kept as
+            `LabeledData.unlabeled` (`metadata["unlabeled"]["path"]`). Default `None`.
 
     Returns:
         A `LabeledData` of kind `"text"` (scalar `tf.string` inputs); `metadata[split]["path"]`
@@ -45,7 +50,8 @@ def from_text_files(
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: no class folders, a single class, or no text files.
+        ValueError: no class folders, a single class, or no text files; `unlabeled` is
+            empty, is (inside) `path`, or none of its files is readable.
 
     Example:
     ```python
@@ -59,7 +65,7 @@ def from_text_files(
     for split, files in layout.files.items():
         labels = []
         for file_path, class_name in files:
-            text, problem = _read_text(file_path, encoding, strip)
+            text, problem = read_text(file_path, encoding, strip)
             if problem:
                 skipped.append(Skipped(file_path, problem))
                 continue
@@ -67,6 +73,12 @@ def from_text_files(
             paths.append(file_path)
             labels.append(class_index[class_name])
         per_split[split] = np.asarray(labels, dtype="int64")
+    pool_texts, pool_paths = [], []
+    if unlabeled is not None:
+        pool = unlabeled_pool.find_files(unlabeled, layout.root, extensions, "text")
+        pool_texts, pool_paths, pool_skipped = unlabeled_pool.readable_texts(
+            pool, unlabeled, encoding, strip)
+        skipped.extend(pool_skipped)
     if skipped:
         listed = "; ".join(f"{s.source} ({s.reason})" for s in skipped[:10])
         logger.warning("%s: skipped %d text file(s): %s", layout.root, len(skipped), listed)
@@ -82,19 +94,6 @@ def from_text_files(
         metadata={"path": np.asarray(paths, dtype=object)},
         skipped=skipped,
         name=f"text folder {os.path.abspath(layout.root)}",
+        unlabeled_x=np.asarray(pool_texts, dtype=object) if pool_texts else None,
+        unlabeled_metadata={"path": np.asarray(pool_paths, dtype=object)},
     )
-
-
-def _read_text(path: str, encoding: str, strip: bool) -> tuple[str, str | None]:
-    try:
-        with open(path, encoding=encoding) as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        return "", f"not valid {encoding} (byte {err.start}); pass `encoding=`"
-    except OSError as err:
-        return "", f"{type(err).__name__}: {err}"
-    if strip:
-        text = text.strip()
-    if not text:
-        return "", "empty file"
-    return text, None

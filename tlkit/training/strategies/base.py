@@ -30,6 +30,10 @@ class StrategyContext:
         feature_cache: `{"dir": .., "fingerprints": {"train": .., "val": ..}}` where a probe
             keeps its features, or `None`.
         examples_per_class: the smallest class count of `train` when the caller knows it.
+        unlabeled: unbatched `tf.data.Dataset` of unlabelled inputs (`LabeledData.unlabeled`,
+            or `fine_tune(..., unlabeled=)`), or `None`; semi-supervised strategies read it.
+        fine_tune: `(train, validation, config) -> FineTuneResult`: `tlkit.fine_tune` on this
+            model with the caller's batch size and loss (a teacher's own run), or `None`.
     """
 
     model: object
@@ -41,6 +45,8 @@ class StrategyContext:
     explicit_schedule: bool = False
     feature_cache: dict | None = None
     examples_per_class: int | None = None
+    unlabeled: object = None
+    fine_tune: object = None
 
 
 @dataclasses.dataclass
@@ -60,6 +66,9 @@ class StrategyChoice:
         fit: whether `fine_tune` still runs its `fit`.
         probe_kept: `auto` fine-tuned, then handed back the probe's weights (`name` is then
             `linear_probe`).
+        train: a batched `tf.data.Dataset` the `fit` trains on instead of the caller's (e.g.
+            labelled + pseudo-labelled data), or `None`.
+        extra: more plain data for the record (e.g. pseudo-label counts).
     """
 
     name: str
@@ -73,6 +82,8 @@ class StrategyChoice:
     surgical_group: str | None = None
     fit: bool = True
     probe_kept: bool = False
+    train: object = None
+    extra: dict = dataclasses.field(default_factory=dict)
 
     def to_record(self) -> dict:
         """Plain data for metrics.json, run state and model cards (`FineTuneResult.strategy`)."""
@@ -85,6 +96,7 @@ class StrategyChoice:
             record["surgical_group"] = self.surgical_group
         if self.probe_kept:
             record["probe_kept"] = True
+        record.update(self.extra)
         return record
 
     def log(self) -> None:

@@ -8,7 +8,7 @@ from tlkit.training.strategies.registry import get
 
 def prepare(model, config, train, validation, compile_args, *, batch_size=32,
             explicit_schedule=False, feature_cache=None,
-            examples_per_class=None) -> StrategyChoice:
+            examples_per_class=None, unlabeled=None, fine_tune=None) -> StrategyChoice:
     """Runs what `config.strategy` needs before the `fit` and returns its `StrategyChoice`.
 
     Args:
@@ -19,6 +19,9 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
         feature_cache: `{"dir": .., "fingerprints": {"train": .., "val": ..}}` where the probe
             keeps its features, or `None`.
         examples_per_class: the smallest class count of `train` when the caller knows it.
+        unlabeled: unbatched dataset of unlabelled inputs, or `None`.
+        fine_tune: `(train, validation, config) -> FineTuneResult` for strategies that run a
+            fit of their own (`self_training`'s teacher), or `None`.
 
     Example:
     ```python
@@ -30,7 +33,8 @@ def prepare(model, config, train, validation, compile_args, *, batch_size=32,
     context = StrategyContext(model=model, config=config, train=train, validation=validation,
                               compile_args=compile_args, batch_size=batch_size,
                               explicit_schedule=explicit_schedule, feature_cache=feature_cache,
-                              examples_per_class=examples_per_class)
+                              examples_per_class=examples_per_class, unlabeled=unlabeled,
+                              fine_tune=fine_tune)
     return get(config.strategy).prepare(context)
 
 
