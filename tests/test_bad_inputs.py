@@ -213,7 +213,7 @@ CASES = [
     ("unknown-command", ["trian"], USAGE, "invalid choice: 'trian'", ()),
     ("train-no-recipe", ["train"], USAGE, "the following arguments are required: recipe", ()),
     ("export-no-format", ["export", "{RUN}"], USAGE, "--format", ()),
-    ("export-bad-format", ["export", "{RUN}", "--format", "onnx"], USAGE, "invalid choice: 'onnx'",
+    ("export-bad-format", ["export", "{RUN}", "--format", "pdf"], USAGE, "invalid choice: 'pdf'",
      ()),
     ("predict-no-input", ["predict", "{RUN}"], USAGE, "required: inputs", ()),
     ("predict-top-not-int", ["predict", "{RUN}", "x.png", "--top", "many"], USAGE,

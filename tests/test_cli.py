@@ -116,7 +116,8 @@ def test_predict_images_and_json(smoke_run, tmp_path, capsys):
 def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     out = str(tmp_path / "export")
     code = cli.main(
-        ["export", smoke_run, "--format", "tflite", "--format", "savedmodel", "--output", out]
+        ["export", smoke_run, "--format", "tflite", "--format", "savedmodel", "--format", "onnx",
+         "--output", out]
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -124,6 +125,7 @@ def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     with open(os.path.join(out, "export.json")) as f:
         exported = json.load(f)
     assert exported["tflite"]["parity"]["max_abs_diff"] < 1e-4
+    assert exported["onnx"]["parity"]["max_abs_diff"] < 1e-4  # on the run's own inputs
     assert os.path.exists(os.path.join(out, "savedmodel", "saved_model.pb"))
 
 
@@ -189,7 +191,7 @@ def test_debug_shows_the_traceback():
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["export", "somewhere", "--format", "onnx"])
+        cli.main(["export", "somewhere", "--format", "pdf"])
     assert info.value.code == 2
 
 

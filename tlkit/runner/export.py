@@ -28,7 +28,8 @@ def _export_locked(path, formats, output) -> dict:
     run = open_run(path)
     model = load_run_model(run)
     sample = representative = None
-    if model.inputs[0].dtype != "string" and any(f.startswith("tflite") for f in formats):
+    checked = [f for f in formats if f.startswith("tflite") or f == "onnx"]  # parity checks
+    if model.inputs[0].dtype != "string" and checked:
         recipe = resolve_settings(load_recipe(run.recipe_path))
         data = load_data(recipe.data, recipe.seed).for_model(model)
         sample, representative = sample_inputs(data), representative_inputs(formats, data)
