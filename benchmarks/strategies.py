@@ -416,9 +416,10 @@ def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None)
     (`prepare`: a cell's x -> model inputs; default `as_input`). Returns `(probs, seconds,
     extra)`; `extra["steps"]`: the epochs and optimizer steps that ran per phase.
 
-    `accuracy` (model -> clean test accuracy), when given, is measured after every epoch (its
-    time is not counted in `seconds`) and `extra["restore_rules"]` holds the test accuracy each
-    early-stopping restore rule would have handed back (`restore_rules`)."""
+    `accuracy` (model -> clean test accuracy), when given: every epoch's weights are kept (the
+    time is not counted in `seconds`) and `extra["restore_rules"]` holds the test accuracy of
+    the epoch each early-stopping restore rule would have handed back (`restore_rules`), on the
+    same run."""
     import tlkit
 
     prepare = prepare or as_input
@@ -429,7 +430,7 @@ def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None)
         strategy = strategy.removeprefix("lora_")
         tlkit.peft.lora(model)
         kwargs["lr"] = tlkit.peft.LORA_LR
-    per_epoch = None if accuracy is None else EpochAccuracy(accuracy)
+    per_epoch = None if accuracy is None else EpochWeights()
     start = time.perf_counter()
     result = tlkit.fine_tune(model, (prepare(cell["x_train"]), cell["y_train"]), cell["val"],
                              strategy=strategy, verbose=0,
@@ -437,30 +438,41 @@ def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None)
     seconds = time.perf_counter() - start - (0.0 if per_epoch is None else per_epoch.seconds)
     extra = {"steps": result.budget, **{k: v for k, v in (result.strategy or {}).items()
                                          if k in ("strategy", "reason", "probe")}}
+    probs = predict(model)
     if per_epoch is not None:
         val_examples = 0 if cell.get("y_val") is None else len(cell["y_val"])
+        final = model.get_weights()
+        measured = {}
+
+        def accuracy_of(epoch):  # the test accuracy of that epoch's weights, once each
+            if epoch not in measured:
+                model.set_weights(per_epoch.weights[epoch])
+                measured[epoch] = float(accuracy(model))
+            return measured[epoch]
+
         extra["restore_rules"] = restore_rules(
-            result.history.history, per_epoch.accuracies, result.head_epochs, val_examples)
-        extra["restore_rules"]["best_epoch"] = result.best_epoch
-    return predict(model), seconds, extra
+            result.history.history, accuracy_of, result.head_epochs, val_examples)
+        extra["restore_rules"]["restored_epoch"] = result.best_epoch
+        model.set_weights(final)
+    return probs, seconds, extra
 
 
-def EpochAccuracy(accuracy):  # noqa: N802 (a Keras callback class built lazily: no TF at import)
-    """A Keras callback recording `accuracy(model)` (clean test accuracy) after every epoch,
-    before early stopping restores anything; `.seconds`: the time it took."""
+def EpochWeights():  # noqa: N802 (a Keras callback class built lazily: no TF at import)
+    """A Keras callback keeping every epoch's weights (`.weights[epoch]`), taken before early
+    stopping restores anything; `.seconds`: the time it took."""
     import keras
 
-    class _EpochAccuracy(keras.callbacks.Callback):
+    class _EpochWeights(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.accuracies, self.seconds = [], 0.0
+            self.weights, self.seconds = [], 0.0
 
         def on_epoch_end(self, epoch, logs=None):
             start = time.perf_counter()
-            self.accuracies.append(float(accuracy(self.model)))
+            self.weights.append(self.model.get_weights())
             self.seconds += time.perf_counter() - start
 
-    return _EpochAccuracy()
+    return _EpochWeights()
 
 
 RESTORE_RULES = ("always", "never", "noise_se", "last")
@@ -472,11 +484,14 @@ higher by more than one binomial standard error on the validation split; `last`:
 (`patience=None`). Exact for the defaults (3 fine epochs, patience 3: nothing stops early)."""
 
 
-def restore_rules(history, accuracies, head_epochs, val_examples):
+def restore_rules(history, accuracy_of, head_epochs, val_examples):
     """Per rule of `RESTORE_RULES`: the epoch it restores and that epoch's test accuracy,
-    from `history` (Keras's `History.history`) and the test `accuracies` after each epoch."""
+    from `history` (Keras's `History.history`) and `accuracy_of` (epoch -> test accuracy of
+    that epoch's weights, or the list of them), measured only for the epochs a rule picks."""
+    if not callable(accuracy_of):
+        accuracy_of = list(accuracy_of).__getitem__
     monitor = "val_loss" if "val_loss" in history else "loss"
-    losses = list(history[monitor])[:len(accuracies)]
+    losses = list(history[monitor])
     n = len(losses)
     fine = list(range(min(head_epochs, n), n)) or list(range(n))
     head = [e for e in range(n) if e < head_epochs]
@@ -490,8 +505,8 @@ def restore_rules(history, accuracies, head_epochs, val_examples):
         se = math.sqrt(max(p * (1 - p), 1.0 / val_examples) / val_examples)
         if p - float(val_acc[epochs["never"]]) > se:
             epochs["noise_se"] = best_head
-    return {"monitor": monitor, "epoch_test_accuracy": [round(a, 4) for a in accuracies],
-            **{rule: {"epoch": e, "accuracy": accuracies[e]} for rule, e in epochs.items()}}
+    return {"monitor": monitor, "losses": [float(v) for v in losses],
+            **{rule: {"epoch": e, "accuracy": accuracy_of(e)} for rule, e in epochs.items()}}
 
 
 def rules_summary(rows):

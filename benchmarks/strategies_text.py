@@ -186,6 +186,8 @@ def main(argv=None):  # noqa: C901
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=None, help=f"methods (default: {ROWS})")
     parser.add_argument("--test-per-class", type=int, default=150)
+    parser.add_argument("--seed-major", action="store_true",
+                        help="every row at seed 0 first (a run cut short still pairs its rows)")
     parser.add_argument("--data", choices=("tweets", "fortunes"), default="tweets",
                         help="tweets (3 sentiment classes) or fortunes (Debian's topical "
                         f"fortune databases: {', '.join(FORTUNE_CATEGORIES)})")
@@ -276,33 +278,35 @@ def main(argv=None):  # noqa: C901
                                    "y_val": y_pool[va],
                                    "val": eval_dataset(as_text(x_pool[va]), y_pool[va])}
     # Rows outside, cells inside (as the image task): a run cut short still pairs its rows.
-    for method in rows_wanted:
-        for seed in args.seeds:
-            for budget in args.budgets:
-                if (budget, seed, method) in done:
-                    continue
-                cell = cells[seed, budget]
-                if method in DEFAULT_ROWS:
-                    results = [(method, *run_defaults(
-                        method, make, seed, cell, predict, prepare=as_text,
-                        accuracy=accuracy if args.restore_rules else None))]
-                elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
-                    results = [(method, *run_features(method, make, seed, cell, cached))]
-                else:
-                    train = train_dataset(as_text(cell["x_train"]), cell["y_train"], seed)
-                    results = run_fit(method, make, seed, train, cell["val"], predict,
-                                      epochs=EPOCHS)
-                for name, probs, seconds, extra in results:
-                    row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
-                           "clean": scores(y_test, probs), "shifted": None, **extra}
-                    rows.append(row)
-                    print(f"budget {budget} seed {seed} {name:14s} acc "
-                          f"{row['clean']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
-                summary = summarize(rows)
-                write_json_to(out, {**meta, "rows": rows, "summary": summary,
-                                    "restore_rules": rules_summary(rows),
-                                    "targets": targets(summary, rows),
-                                    "wall_seconds": time.perf_counter() - started})
+    if args.seed_major:  # every row at seed 0 first: a run cut short still pairs them all
+        order = [(m, seed, b) for seed in args.seeds for m in rows_wanted for b in args.budgets]
+    else:
+        order = [(m, seed, b) for m in rows_wanted for seed in args.seeds for b in args.budgets]
+    for method, seed, budget in order:
+        if (budget, seed, method) in done:
+            continue
+        cell = cells[seed, budget]
+        if method in DEFAULT_ROWS:
+            results = [(method, *run_defaults(
+                method, make, seed, cell, predict, prepare=as_text,
+                accuracy=accuracy if args.restore_rules else None))]
+        elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
+            results = [(method, *run_features(method, make, seed, cell, cached))]
+        else:
+            train = train_dataset(as_text(cell["x_train"]), cell["y_train"], seed)
+            results = run_fit(method, make, seed, train, cell["val"], predict,
+                              epochs=EPOCHS)
+        for name, probs, seconds, extra in results:
+            row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
+                   "clean": scores(y_test, probs), "shifted": None, **extra}
+            rows.append(row)
+            print(f"budget {budget} seed {seed} {name:14s} acc "
+                  f"{row['clean']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
+        summary = summarize(rows)
+        write_json_to(out, {**meta, "rows": rows, "summary": summary,
+                            "restore_rules": rules_summary(rows),
+                            "targets": targets(summary, rows),
+                            "wall_seconds": time.perf_counter() - started})
     summary = summarize(rows)
     print(table(summary))
     print(plot(summary, os.path.splitext(out)[0] + ".png", methods=ROWS, unit="tweets"))

@@ -27,6 +27,8 @@ stopper.best_epoch  # >= 1: a fine-tuning epoch
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from tlkit.config import HEAD_EPOCH_RESTORE
@@ -55,21 +57,54 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
         self.head_epochs = int(head_epochs)
         self.restore_head_epoch = restore_head_epoch
         self.forgot_head_epoch = None
-        """The head-only best epoch that was dropped when fine-tuning began, else `None`."""
+        """The head-only best epoch set aside when fine-tuning began, else `None`."""
+        self._head_best = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.forgot_head_epoch, self._head_best = None, None
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.head_epochs or epoch == 0:
             return
         self.wait = 0
-        if self.restore_head_epoch == "never":
-            if self.best is not None:
-                self.forgot_head_epoch = int(self.best_epoch)
-            self.best = None
-            self.best_weights = None
-            self.best_epoch = epoch
+        if self.restore_head_epoch == "never" and self.best is not None:
+            # Kept only as the fallback for a fine-tuning phase with no finite score.
+            self.forgot_head_epoch = int(self.best_epoch)
+            self._head_best = (self.best, self.best_epoch, self.best_weights)
+            self.best, self.best_weights, self.best_epoch = None, None, epoch
 
     def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is not None and not math.isfinite(float(current)):
+            # A diverged epoch (NaN / inf) is never the best one.
+            self.wait += 1
+            if self.wait >= self.patience and epoch >= self.head_epochs and epoch > 0:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+            return
         super().on_epoch_end(epoch, logs)
         if epoch < self.head_epochs and self.stopped_epoch == epoch and epoch > 0:
             self.stopped_epoch = 0
             self.model.stop_training = False
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is None and self._head_best is not None:
+            # No fine-tuning epoch scored a finite value: the head phase's best comes back.
+            self.best, self.best_epoch, self.best_weights = self._head_best
+            self.forgot_head_epoch = None
+        super().on_train_end(logs)
+
+def restore_record(stopper, config) -> dict | None:
+    """What early stopping handed back, for `FineTuneResult.budget["early_stopping"]` (and so
+    metrics.json and the model card): the rule, the epoch restored (0-based) and the head-only
+    best epoch it dropped when fine-tuning began; `None` without early stopping.
+
+    Example: `{"restore_head_epoch": "never", "restored_epoch": 3, "head_epoch_dropped": 0}`.
+    """
+    if stopper is None:
+        return None
+    restored = int(stopper.best_epoch) if stopper.best_weights is not None else None
+    return {"restore_head_epoch": config.restore_head_epoch, "restored_epoch": restored,
+            "head_epoch_dropped": getattr(stopper, "forgot_head_epoch", None)}
+
