@@ -891,9 +891,12 @@ def main(argv=None):
     from tlkit.head_training import feature_model
 
     rows = []
+    commands = []  # with --resume: the runs that wrote the rows kept, then this one
     if args.resume and os.path.exists(out):
         with open(out, encoding="utf-8") as f:
-            rows = json.load(f)["rows"]
+            before = json.load(f)
+        rows = before["rows"]
+        commands = [c for c in before.get("commands") or [before.get("command")] if c]
     done = {(r["budget"], r["seed"], r["method"]) for r in rows}
     arrays = load_fashion_mnist_arrays()
     x_pool, y_pool = arrays["train"]
@@ -933,6 +936,7 @@ def main(argv=None):
             "min_steps": MIN_STEPS, "min_steps_by": "tlkit.fine_tune(min_steps_per_epoch=8) "
             "for tlkit rows (each epoch repeats the data), more epochs for keras_guide / "
             "scratch", "commit": git_commit()}
+    meta["commands"] = commands + [meta["command"]]
     cells = {}
     for seed in args.seeds:
         for budget in args.budgets:
