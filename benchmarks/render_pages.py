@@ -199,6 +199,13 @@ def _methods(summary: dict) -> list[str]:
     return methods
 
 
+def _mean_std(cell) -> str:
+    """`[mean, std]` as "0.500 ± 0.010"; one seed (std `None`) as "0.500 (1 seed)"."""
+    if not isinstance(cell, list) or len(cell) < 2 or cell[0] is None:
+        return ""
+    return f"{cell[0]:.3f} ± {cell[1]:.3f}" if cell[1] is not None else f"{cell[0]:.3f} (1 seed)"
+
+
 def strategies_clean(data: dict | None, metric: str = "clean_accuracy") -> str:
     """Mean ± std over seeds of `metric`, one row per method, one column per label budget."""
     summary = get(data, "summary")
@@ -210,8 +217,7 @@ def strategies_clean(data: dict | None, metric: str = "clean_accuracy") -> str:
         row = [f"`{m}`"]
         for b in budgets:
             cell = get(summary, b, m, metric)
-            row.append(f"{cell[0]:.3f} ± {cell[1]:.3f}" if isinstance(cell, list) and len(cell) >= 2
-                       else "")
+            row.append(_mean_std(cell))
         if any(row[1:]):
             rows.append(row)
     return table([metric.replace("_", " ")] + [f"{b}/class" for b in budgets], rows)

@@ -411,10 +411,15 @@ def run_selected(method, make, seed, cell, predict):
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
-def run_defaults(method, make, seed, cell, predict, prepare=None):
+def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None):
     """A `DEFAULT_ROWS` row: `tlkit.fine_tune` on the cell's arrays with the library's defaults
     (`prepare`: a cell's x -> model inputs; default `as_input`). Returns `(probs, seconds,
-    extra)`; `extra["steps"]`: the epochs and optimizer steps that ran per phase."""
+    extra)`; `extra["steps"]`: the epochs and optimizer steps that ran per phase.
+
+    `accuracy` (model -> clean test accuracy), when given: every epoch's weights are kept (the
+    time is not counted in `seconds`) and `extra["restore_rules"]` holds the test accuracy of
+    the epoch each early-stopping restore rule would have handed back (`restore_rules`), on the
+    same run."""
     import tlkit
 
     prepare = prepare or as_input
@@ -425,13 +430,110 @@ def run_defaults(method, make, seed, cell, predict, prepare=None):
         strategy = strategy.removeprefix("lora_")
         tlkit.peft.lora(model)
         kwargs["lr"] = tlkit.peft.LORA_LR
+    per_epoch = None if accuracy is None else EpochWeights()
     start = time.perf_counter()
     result = tlkit.fine_tune(model, (prepare(cell["x_train"]), cell["y_train"]), cell["val"],
-                             strategy=strategy, verbose=0, **kwargs)
-    seconds = time.perf_counter() - start
+                             strategy=strategy, verbose=0,
+                             callbacks=None if per_epoch is None else [per_epoch], **kwargs)
+    seconds = time.perf_counter() - start - (0.0 if per_epoch is None else per_epoch.seconds)
     extra = {"steps": result.budget, **{k: v for k, v in (result.strategy or {}).items()
                                          if k in ("strategy", "reason", "probe")}}
-    return predict(model), seconds, extra
+    probs = predict(model)
+    if per_epoch is not None:
+        val_examples = 0 if cell.get("y_val") is None else len(cell["y_val"])
+        final = model.get_weights()
+        measured = {}
+
+        def accuracy_of(epoch):  # the test accuracy of that epoch's weights, once each
+            if epoch not in measured:
+                model.set_weights(per_epoch.weights[epoch])
+                measured[epoch] = float(accuracy(model))
+            return measured[epoch]
+
+        extra["restore_rules"] = restore_rules(
+            result.history.history, accuracy_of, result.head_epochs, val_examples)
+        extra["restore_rules"]["restored_epoch"] = result.best_epoch
+        model.set_weights(final)
+    return probs, seconds, extra
+
+
+def EpochWeights():  # noqa: N802 (a Keras callback class built lazily: no TF at import)
+    """A Keras callback keeping every epoch's weights (`.weights[epoch]`), taken before early
+    stopping restores anything; `.seconds`: the time it took."""
+    import keras
+
+    class _EpochWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights, self.seconds = [], 0.0
+
+        def on_epoch_end(self, epoch, logs=None):
+            start = time.perf_counter()
+            self.weights.append(self.model.get_weights())
+            self.seconds += time.perf_counter() - start
+
+    return _EpochWeights()
+
+
+RESTORE_RULES = ("always", "never", "noise_se", "last")
+"""Early-stopping restore rules the `_defaults` rows compare on the same runs (#36):
+`always`: the lowest monitored loss of any epoch (tlkit before #36: head-only epochs included);
+`never`: the lowest loss among the fine-tuning epochs (`FineTuneConfig.restore_head_epoch`
+"never"); `noise_se`: `never`'s epoch unless the best head-only epoch's validation accuracy is
+higher by more than one binomial standard error on the validation split; `last`: no restore
+(`patience=None`). Exact for the defaults (3 fine epochs, patience 3: nothing stops early)."""
+
+
+def restore_rules(history, accuracy_of, head_epochs, val_examples):
+    """Per rule of `RESTORE_RULES`: the epoch it restores and that epoch's test accuracy,
+    from `history` (Keras's `History.history`) and `accuracy_of` (epoch -> test accuracy of
+    that epoch's weights, or the list of them), measured only for the epochs a rule picks."""
+    if not callable(accuracy_of):
+        accuracy_of = list(accuracy_of).__getitem__
+    monitor = "val_loss" if "val_loss" in history else "loss"
+    losses = list(history[monitor])
+    n = len(losses)
+    fine = list(range(min(head_epochs, n), n)) or list(range(n))
+    head = [e for e in range(n) if e < head_epochs]
+    epochs = {"always": min(range(n), key=lambda e: losses[e]),
+              "never": min(fine, key=lambda e: losses[e]), "last": n - 1}
+    epochs["noise_se"] = epochs["never"]
+    val_acc = history.get("val_accuracy") or history.get("val_sparse_categorical_accuracy")
+    if head and val_acc and val_examples and fine != head:
+        best_head = min(head, key=lambda e: losses[e])
+        p = float(val_acc[best_head])
+        se = math.sqrt(max(p * (1 - p), 1.0 / val_examples) / val_examples)
+        if p - float(val_acc[epochs["never"]]) > se:
+            epochs["noise_se"] = best_head
+    return {"monitor": monitor, "losses": [float(v) for v in losses],
+            **{rule: {"epoch": e, "accuracy": accuracy_of(e)} for rule, e in epochs.items()}}
+
+
+def rules_summary(rows):
+    """Per budget and `_defaults` method with `restore_rules`: each rule's mean ± std test
+    accuracy and its paired difference to `never` (95% t-interval), and how often each rule
+    restored a head-only epoch."""
+    out = {}
+    for b in sorted({r["budget"] for r in rows}):
+        for method in dict.fromkeys(r["method"] for r in rows if r["budget"] == b):
+            mine = [r for r in rows if r["budget"] == b and r["method"] == method
+                    and r.get("restore_rules")]
+            if not mine:
+                continue
+            heads = (mine[0].get("steps") or {}).get("head", {}).get("epochs", 1)
+            entry = {"seeds": len(mine)}
+            for rule in RESTORE_RULES:
+                values = [r["restore_rules"][rule]["accuracy"] for r in mine]
+                entry[rule] = [float(np.mean(values)),
+                               float(np.std(values, ddof=1)) if len(values) > 1 else None]
+                entry[f"{rule}_head_epoch_restored"] = sum(
+                    r["restore_rules"][rule]["epoch"] < heads for r in mine)
+                if rule != "never":
+                    entry[f"{rule}_vs_never"] = t_interval(
+                        [r["restore_rules"][rule]["accuracy"] - r["restore_rules"]["never"]
+                         ["accuracy"] for r in mine])
+            out.setdefault(str(b), {})[method] = entry
+    return out
 
 
 def fixed_probe_c(method):
@@ -744,6 +846,9 @@ def main(argv=None):
                         help="run every row for one seed before the next seed")
     parser.add_argument("--merge", nargs="+", default=None,
                         help="add the rows of these result files to --out (then --table)")
+    parser.add_argument("--restore-rules", action="store_true",
+                        help="_defaults rows: test accuracy after every epoch, and what each "
+                        "early-stopping restore rule (RESTORE_RULES) would hand back")
     parser.add_argument("--table", action="store_true",
                         help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)
@@ -786,9 +891,12 @@ def main(argv=None):
     from tlkit.head_training import feature_model
 
     rows = []
+    commands = []  # with --resume: the runs that wrote the rows kept, then this one
     if args.resume and os.path.exists(out):
         with open(out, encoding="utf-8") as f:
-            rows = json.load(f)["rows"]
+            before = json.load(f)
+        rows = before["rows"]
+        commands = [c for c in before.get("commands") or [before.get("command")] if c]
     done = {(r["budget"], r["seed"], r["method"]) for r in rows}
     arrays = load_fashion_mnist_arrays()
     x_pool, y_pool = arrays["train"]
@@ -828,6 +936,7 @@ def main(argv=None):
             "min_steps": MIN_STEPS, "min_steps_by": "tlkit.fine_tune(min_steps_per_epoch=8) "
             "for tlkit rows (each epoch repeats the data), more epochs for keras_guide / "
             "scratch", "commit": git_commit()}
+    meta["commands"] = commands + [meta["command"]]
     cells = {}
     for seed in args.seeds:
         for budget in args.budgets:
@@ -850,7 +959,8 @@ def main(argv=None):
         if method in DEFAULT_ROWS:
             x_val = None if cell["x_val"] is None else as_input(cell["x_val"])
             results = [(method, *run_defaults(method, make, seed, cell,
-                                              functools.partial(predict, extra=x_val)))]
+                                              functools.partial(predict, extra=x_val),
+                                              accuracy=accuracy if args.restore_rules else None))]
         elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
             results = [(method, *run_features(method, make, seed, cell, cached))]
         elif method in SELECTED_ROWS:
@@ -877,6 +987,7 @@ def main(argv=None):
                   f"{row['shifted']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
         summary = summarize(rows)
         write_json_to(out, {**meta, "rows": rows, "summary": summary,
+                            "restore_rules": rules_summary(rows),
                             "targets": targets(summary, rows)})
     print(table(summarize(rows)))
     print(plot(summarize(rows), os.path.splitext(out)[0] + ".png"))

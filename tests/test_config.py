@@ -53,7 +53,7 @@ def test_yaml_sets_each_field():
               "class_weight": {0: 1.0, 1: 3.0}, "loss_type": "focal", "focal_gamma": 1.5,
               "wise_ft_alphas": [0.5, 1.0], "swa_epochs": 2,
               "strategy": "surgical", "surgical_group": "block2", "probe_c": 0.1,
-              "probe_temperature": 2.0, "min_steps_per_epoch": 4,
+              "probe_temperature": 2.0, "min_steps_per_epoch": 4, "restore_head_epoch": "always",
               "pseudo_label_threshold": 0.8, "pseudo_labels_per_class": 50}
     assert set(values) == set(config_lib.FIELDS)
     data = {"backbone": {"name": "tiny"}}

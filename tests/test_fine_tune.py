@@ -136,7 +136,8 @@ def test_unfreeze_top_n_and_one_cycle():
 
 def test_early_stopping_waits_for_fine_tuning():
     model = _model()
-    stopper = _PhaseAwareEarlyStopping(3, monitor="val_loss", patience=1, restore_best_weights=True)
+    stopper = _PhaseAwareEarlyStopping(3, restore_head_epoch="always", monitor="val_loss",
+                                       patience=1, restore_best_weights=True)
     stopper.set_model(model)
     stopper.on_train_begin()
     for epoch, loss in enumerate([1.0, 2.0, 3.0]):  # worse and worse during the head phase
@@ -145,7 +146,9 @@ def test_early_stopping_waits_for_fine_tuning():
         assert not model.stop_training
     stopper.on_epoch_begin(3)  # patience restarts when fine-tuning begins
     stopper.on_epoch_end(3, {"val_loss": 4.0})
-    assert model.stop_training and stopper.best_epoch == 0  # best weights may be head-only
+    # With restore_head_epoch="always" the best weights may be head-only (the default,
+    # "never": tests/test_early_stopping.py).
+    assert model.stop_training and stopper.best_epoch == 0
 
 
 def test_early_stopping_restores_best_weights():

@@ -36,7 +36,8 @@ def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     out = tmp_path / "text.json"
     strategies_text.main(["--budgets", "5", "--seeds", "0", "--test-per-class", "4",
                           "--rows", "prototype", "linear_probe", "full", "auto",
-                          "full_defaults", "linear_probe_C4", "--out", str(out)])
+                          "full_defaults", "linear_probe_C4", "--restore-rules",
+                          "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["shifted"] is None and result["test_examples"] == 12
     assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto",
@@ -48,6 +49,11 @@ def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     assert rows["full_defaults"]["steps"]["head"] == {"epochs": 1, "steps": 8}
     assert rows["full_defaults"]["steps"]["fine"] == {"epochs": 3, "steps": 24}
     assert rows["linear_probe_C4"]["C"] == 4.0
+    rules = rows["full_defaults"]["restore_rules"]  # the rules on the run's 4 epochs
+    assert len(rules["losses"]) == 4 and rules["never"]["epoch"] >= 1
+    assert rules["never"]["accuracy"] == pytest.approx(rows["full_defaults"]["clean"]["accuracy"],
+                                                       abs=1e-6)  # the library's rule ran
+    assert result["restore_rules"]["5"]["full_defaults"]["seeds"] == 1
     assert all(r["shifted"] is None and 0 <= r["clean"]["accuracy"] <= 1 for r in result["rows"])
     assert rows["auto"]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
     per = result["summary"]["5"]
@@ -167,3 +173,35 @@ def test_defaults_rows_pair_with_full_defaults_and_lora_rows_with_their_strategy
     assert per["lora_auto_defaults"]["clean_accuracy_vs_full"][0] == pytest.approx(0.155)
     assert per["lora_auto_defaults"]["clean_accuracy_vs_without_lora"][0] == pytest.approx(0.005)
     assert "clean_accuracy_vs_full" not in per["full_defaults"]
+
+
+def test_restore_rules_pick_the_epoch_each_rule_hands_back_and_pair_them():
+    # A 10-example split: the head epoch has the lowest loss, fine-tuning the higher accuracy.
+    history = {"val_loss": [1.8, 2.3, 2.2, 2.1], "val_accuracy": [0.2, 0.4, 0.4, 0.5]}
+    rules = strategies.restore_rules(history, [0.35, 0.5, 0.52, 0.54], 1, 10)
+    assert [rules[r]["epoch"] for r in ("always", "never", "noise_se", "last")] == [0, 3, 3, 3]
+    assert rules["always"]["accuracy"] == 0.35 and rules["never"]["accuracy"] == 0.54
+    # The head epoch wins on accuracy by more than one standard error (0.13 at p=0.7, n=10).
+    ahead = strategies.restore_rules({"val_loss": [1.0, 2.0, 1.5, 1.9],
+                                      "val_accuracy": [0.7, 0.3, 0.4, 0.3]}, [0.6, 0.3, 0.4, 0.3],
+                                     1, 10)
+    assert (ahead["never"]["epoch"], ahead["noise_se"]["epoch"]) == (2, 0)
+    rows = [{"budget": 5, "seed": s, "method": "full_defaults", "steps": {"head": {"epochs": 1}},
+             "restore_rules": rules} for s in (0, 1)]
+    summary = strategies.rules_summary(rows)["5"]["full_defaults"]
+    assert summary["always"][0] == pytest.approx(0.35)
+    assert summary["always_head_epoch_restored"] == 2 and summary["never_head_epoch_restored"] == 0
+    assert summary["always_vs_never"][0] == pytest.approx(-0.19)
+
+
+def test_fortunes_are_read_one_class_per_topic_file(tmp_path):
+    for name in strategies_text.FORTUNE_CATEGORIES:
+        entries = [f"{name} saying {i}\n  second line" for i in range(7)]
+        entries.append(f"{name}  saying 0 second line")  # a repeat, once whitespace collapses
+        (tmp_path / name).write_text("\n%\n".join(entries) + "\n%\n")
+    (x_pool, y_pool), (x_test, y_test), names = strategies_text.load_fortunes(2, str(tmp_path))
+    assert names == list(strategies_text.FORTUNE_CATEGORIES)
+    assert np.bincount(y_test).tolist() == [2] * 5 and np.bincount(y_pool).tolist() == [5] * 5
+    assert "computers saying 1 second line" in set(x_pool) | set(x_test)  # whitespace collapsed
+    with pytest.raises(SystemExit, match="no fortune file 'computers'"):
+        strategies_text.load_fortunes(2, str(tmp_path / "missing"))

@@ -44,6 +44,7 @@ UNFREEZE_SCHEDULES = ("gradual", "all", "table")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LOSS_TYPES = ("cross_entropy", "focal")
+HEAD_EPOCH_RESTORE = ("never", "always")
 # `tf.distribute` strategies (`tlkit.distribute.get_strategy`): the "distribution", so that
 # "strategy" is the fine-tuning method alone (`FINE_TUNE_STRATEGIES`).
 DISTRIBUTIONS = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
@@ -175,6 +176,12 @@ class FineTuneConfig:
     patience: int | None = setting(
         3, "early stopping patience (epochs) from the start of fine-tuning; best weights "
         "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
+    restore_head_epoch: Literal[HEAD_EPOCH_RESTORE] = setting(
+        "never", "whether early stopping may hand back a head-only epoch's weights when "
+        "fine-tuning epochs follow: never (the best fine-tuning epoch; on tiny validation "
+        "splits the head epoch's lower loss was noise and cost up to 19 points, "
+        "benchmarks/results/strategies_budget_defaults.json, strategies_text_budget.json) or "
+        "always (the best epoch of the run)", yaml="phases.restore_head_epoch")
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
                         yaml="optimizer.lr", min=0.0, max=MAX_LR, min_open=True)

@@ -223,6 +223,22 @@ def budget_sentence(budget: dict) -> str:
                  f"min_steps_per_epoch {budget.get('min_steps_per_epoch')})")
     elif budget.get("note"):
         text += f" ({budget['note']})"
+    restored = restore_sentence(budget.get("early_stopping"))
+    return f"{text}; {restored}" if restored else text
+
+
+def restore_sentence(record: dict | None) -> str:
+    """What early stopping handed back (`FineTuneResult.budget["early_stopping"]`, from
+    `tlkit.training.early_stopping.restore_record`), e.g. "early stopping restored epoch 4 (the
+    head phase's best, epoch 1, is not restorable: restore_head_epoch=never)"; `""` when it
+    restored nothing."""
+    if not record or record.get("restored_epoch") is None:
+        return ""
+    text = f"early stopping restored epoch {record['restored_epoch'] + 1}"
+    dropped = record.get("head_epoch_dropped")
+    if dropped is not None:
+        text += (f" (the head phase's best, epoch {dropped + 1}, is not restorable: "
+                 f"restore_head_epoch={record['restore_head_epoch']})")
     return text
 
 

@@ -30,9 +30,11 @@ from tlkit._progress import fit_verbose
 from tlkit.checkpoint import AtomicBackupAndRestore
 from tlkit.label_check import check_labels, label_error
 from tlkit.model import is_labeled_data
+from tlkit.reports.model_card import restore_sentence
 from tlkit.training import strategies
 from tlkit.training.budget import repeated, step_budget
 from tlkit.training.class_weights import resolve_class_weight
+from tlkit.training.early_stopping import restore_record
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
 from tlkit.training.swa import StochasticWeightAveraging
@@ -453,12 +455,14 @@ def fine_tune(
     ran = len(history.epoch)
     head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
     result.budget = budget.record(head_ran, ran - head_ran)
+    if stopper is not None:  # which epoch's weights came back (restore_head_epoch)
+        result.budget["early_stopping"] = restore_record(stopper, config)
     logger.info(
         "fine_tune: %d epochs ran (%d head + %d fine), %d + %d optimizer steps (%s), "
         "unfreezing at epochs %s%s",
         ran, head_ran, ran - head_ran, result.budget["head"]["steps"],
         result.budget["fine"]["steps"], budget.describe(), result.unfreeze_epochs,
-        "" if best_epoch is None else f", best epoch {best_epoch + 1} restored",
+        "" if best_epoch is None else ", " + restore_sentence(result.budget["early_stopping"]),
     )
     if start_weights is not None:
         metric = "accuracy" if "val_accuracy" in history.history else "loss"

@@ -17,6 +17,7 @@ from tlkit import groups as groups_lib
 from tlkit import optimizers as optimizers_lib
 from tlkit import trainability
 from tlkit.optimizers import schedules as schedules_lib
+from tlkit.training.early_stopping import PhaseAwareEarlyStopping
 from tlkit.unfreeze.callback import GradualUnfreezing
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
@@ -43,27 +44,6 @@ class FineTunePlan:
     epochs: int
     unfreezing: GradualUnfreezing
     early_stopping: keras.callbacks.EarlyStopping | None = None
-
-
-class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` that never stops during the head phase and restarts its patience when
-    fine-tuning begins, but keeps the best weights from *any* epoch (a head-only epoch can be the
-    best one when fine-tuning overfits). Keras' `start_from_epoch` would ignore head epochs for
-    the best weights too, hence this small subclass."""
-
-    def __init__(self, head_epochs, **kwargs):
-        super().__init__(**kwargs)
-        self.head_epochs = int(head_epochs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.head_epochs:
-            self.wait = 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if epoch < self.head_epochs and self.stopped_epoch == epoch and epoch > 0:
-            self.stopped_epoch = 0
-            self.model.stop_training = False
 
 
 class _PhaseMomentum:
@@ -128,7 +108,8 @@ def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimi
     stopper = None
     if config.patience is not None:
         stopper = PhaseAwareEarlyStopping(
-            config.head_epochs, monitor=monitor, patience=int(config.patience),
+            config.head_epochs, restore_head_epoch=config.restore_head_epoch, monitor=monitor,
+            patience=int(config.patience),
             restore_best_weights=True, verbose=verbose,
         )
         callbacks.append(stopper)
