@@ -561,6 +561,45 @@ def page_quality(plots: bool) -> str:
     ])
 
 
+def _selection_table(data) -> str:
+    summary = get(data, "summary", default={})
+    budgets = sorted({b for v in summary.values() if isinstance(v, dict)
+                      for b in get(v, "accuracy", default={})}, key=int)
+    rows = []
+    for method, v in summary.items():
+        row = [f"`{method}`"]
+        for b in budgets:
+            cell = get(v, "accuracy", b)
+            delta = get(v, "vs_random", b, "mean")
+            row.append("" if cell is None else f"{num(cell.get('mean'))} ± {num(cell.get('se'))}"
+                       + ("" if delta is None or method == "random" else f" ({delta:+.3f})"))
+        rows.append(row)
+    return table(["method (accuracy ± s.e.; vs random)"] + [f"{b} labels" for b in budgets],
+                 rows)
+
+
+def _selection_verdicts(data) -> str:
+    rows = [[f"`{m}`", str(v.get("reaches_random_at_25_with_60pct")),
+             num(v.get("labels_to_reach_random_at_25"), 0),
+             ", ".join(map(str, v.get("below_random_by_more_than_1se_at", []))) or "never"]
+            for m, v in get(data, "summary", default={}).items()
+            if isinstance(v, dict) and m != "random"]
+    return table(["method", "reaches random's 25/class accuracy with <= 60% of the labels",
+                  "labels it needs", "below random by > 1 s.e. at"], rows)
+
+
+def page_label_efficiency(plots: bool) -> str:
+    return "\n\n".join([
+        "# Label efficiency",
+        section("label_efficiency", "Which examples to label next",
+                "`benchmarks/label_efficiency.py`: `tlkit.select_to_label` methods vs random "
+                "selection over labelling rounds (seeds paired on identical starting sets), "
+                "accuracy of a linear probe on the frozen backbone's embeddings after each "
+                "round. Columns: labels in all.",
+                _selection_table, _selection_verdicts),
+    ])
+
+
 PAGES = {
     "strategies.md": page_strategies,
     "strategies_text.md": page_strategies_text,
@@ -568,6 +607,7 @@ PAGES = {
     "peft.md": page_peft,
     "speed.md": page_speed,
     "other.md": page_quality,
+    "label_efficiency.md": page_label_efficiency,
 }
 
 
@@ -592,6 +632,7 @@ def page_index() -> str:
         "- [LoRA and int8 exports](peft.md)",
         "- [Speed and memory](speed.md)",
         "- [Other choices](other.md): probe C, LR choice, regularization, label noise",
+        "- [Label efficiency](label_efficiency.md): which examples to label next",
         "## Results files",
         table(["file", "page", "commit", "command", "machine"], rows),
     ])
