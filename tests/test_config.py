@@ -17,7 +17,7 @@ import tlkit
 from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
 from tlkit.testing import tiny_model
-from tlkit.training.fine_tuning import _legacy_overrides, fine_tune
+from tlkit.training.fine_tuning import split_overrides, fine_tune
 from tlkit.tuning import space as space_lib
 from tlkit.unfreeze import UnfreezeSchedule
 
@@ -35,7 +35,7 @@ def test_every_field_reachable_from_yaml_and_fine_tune_with_one_default():
         # From YAML: the recipe key exists and its default is the config's.
         assert _recipe_value(recipe, meta["yaml"]) == config_lib.DEFAULTS[name], name
         # From fine_tune: the field name is an accepted override.
-        fields, _, _ = _legacy_overrides({name: config_lib.DEFAULTS[name]})
+        fields, _, _ = split_overrides({name: config_lib.DEFAULTS[name]})
         assert fields == {name: config_lib.DEFAULTS[name]}
     assert recipe.fine_tune_config() == config_lib.FineTuneConfig()
     # fine_tune itself declares no setting twice: they come in via `config` / `**overrides`.

@@ -156,3 +156,13 @@ def test_the_0x_names_still_work_with_a_deprecation_warning():
         assert config.STRATEGIES == config.DISTRIBUTIONS
     with pytest.raises(AttributeError, match="has no attribute 'plans'"):
         distribute.plans  # noqa: B018
+
+
+def test_the_moved_schedules_module_warns_under_its_old_name():
+    import tlkit
+    from tlkit.optimizers import schedules
+
+    with pytest.warns(DeprecationWarning, match="use tlkit.optimizers.schedules"):
+        assert tlkit.schedules is schedules
+    with pytest.warns(DeprecationWarning):  # every use, not only the first
+        tlkit.schedules  # noqa: B018

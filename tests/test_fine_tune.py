@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from tlkit.optimizers import LayerwiseAdamW
 from tlkit.testing import frozen_weights_unchanged, tiny_model
-from tlkit.training.fine_tuning import FineTuneResult, _PhaseAwareEarlyStopping, fine_tune
+from tlkit.training.fine_tuning import FineTuneResult, fine_tune
+from tlkit.training.plan import PhaseAwareEarlyStopping
 
 
 def _model():
@@ -136,8 +137,8 @@ def test_unfreeze_top_n_and_one_cycle():
 
 def test_early_stopping_waits_for_fine_tuning():
     model = _model()
-    stopper = _PhaseAwareEarlyStopping(3, restore_head_epoch="always", monitor="val_loss",
-                                       patience=1, restore_best_weights=True)
+    stopper = PhaseAwareEarlyStopping(3, restore_head_epoch="always", monitor="val_loss",
+                                      patience=1, restore_best_weights=True)
     stopper.set_model(model)
     stopper.on_train_begin()
     for epoch, loss in enumerate([1.0, 2.0, 3.0]):  # worse and worse during the head phase

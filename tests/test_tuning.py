@@ -413,6 +413,20 @@ def test_trials_run_auto_as_gradual_and_other_strategies_as_given(data):
     assert searched.config(dict(searched.fixed, unfreeze_groups=1), 1, 3).unfreeze == "gradual"
 
 
+
+def test_layer_decay_off_is_null_in_the_config_and_1_in_the_search(data):
+    """keras-tuner holds no null: the search holds 1.0 for "one LR for all groups", the trial's
+    config gets null back; other values arrive as floats."""
+    hypermodel = FineTuneHyperModel(build, {"lr": [1e-3]}, epochs=3,
+                                    fixed={"layerwise_decay": None, "layer_decay": None})
+    assert (hypermodel.fixed["layerwise_decay"], hypermodel.fixed["layer_decay"]) == (1.0, 1.0)
+    values = dict(hypermodel.fixed, lr=1e-3)
+    config = hypermodel.config(values, 1, 3)
+    assert (config.layerwise_decay, config.layer_decay) == (None, None)
+    assert hypermodel.config(dict(values, layerwise_decay=2), 1, 3).layerwise_decay == 2.0
+    assert hypermodel.config(dict(values, layer_decay=0.5), 1, 3).layer_decay == 0.5
+
+
 @pytest.mark.parametrize("content", ["[]", '{"space": '])
 def test_a_damaged_search_record_is_one_line_naming_it(tmp_path, content):
     """#30: a damaged `search.json` names the file and the fix, not a JSON traceback."""

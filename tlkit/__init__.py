@@ -62,7 +62,8 @@ _ATTRIBUTES = {
     "select_to_label": "tlkit.active",
 }
 
-# Modules that moved, still reachable as attributes under their old names.
+# Modules that moved, reachable under their old names for one more release, with a
+# DeprecationWarning (`tlkit.schedules`: use `tlkit.optimizers.schedules`).
 _ALIASES = {"schedules": "tlkit.optimizers.schedules"}
 
 # Names that need no TensorFlow (no layer registration on access).
@@ -135,7 +136,11 @@ def __getattr__(name: str):
         # tlkit's own modules reach each other that way while they are still loading.)
         register_serializables()
     elif name in _ALIASES:
-        value = importlib.import_module(_ALIASES[name])
+        import warnings
+
+        warnings.warn(f"tlkit.{name} is deprecated and will be removed in the next release: use "
+                      f"{_ALIASES[name]}", DeprecationWarning, stacklevel=2)
+        return importlib.import_module(_ALIASES[name])  # not cached: each use warns
     elif name in _SUBMODULES:
         value = importlib.import_module(f"tlkit.{name}")
     else:
@@ -145,10 +150,10 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES))
+    return sorted(set(globals()) | set(_ATTRIBUTES) | set(_SUBMODULES))
 
 
-__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | set(_ALIASES) | {"register_serializables"})
+__all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES) | {"register_serializables"})
 
 
 # `import keras, tlkit; keras.models.load_model(...)`: with Keras already loaded, registering is

@@ -13,25 +13,22 @@ import sys
 import warnings
 
 
-def renamed(module: str, names: dict[str, str], quiet_in: tuple[str, ...] = ()):
+def renamed(module: str, names: dict[str, str]):
     """A module-level `__getattr__` that serves each old name of `names` (`{old: new}`) as
     the module's `new`, with a `DeprecationWarning` naming the new spelling.
 
     Args:
         module: the module's `__name__`.
         names: `{old name: new name}`.
-        quiet_in: modules (by `__name__`) whose reads do not warn: tlkit's own callers that
-            move to the new name in a later change (each listed with the reason).
     """
 
     def __getattr__(name: str):
         if name not in names:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         new = names[name]
-        if sys._getframe(1).f_globals.get("__name__") not in quiet_in:
-            warnings.warn(
-                f"{module}.{name} is deprecated and will be removed in the next release: use "
-                f"{module}.{new}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module}.{name} is deprecated and will be removed in the next release: use "
+            f"{module}.{new}", DeprecationWarning, stacklevel=2)
         return getattr(sys.modules[module], new)
 
     return __getattr__

@@ -321,7 +321,4 @@ def strategy_scope(strategy="auto", mixed_precision=False, scale_lr=False):
 
 # The names of 0.x: `plan` (now `distribution_plan`: "plan" also named the fine-tuning plan and
 # the runner's stage plan) and `StrategyError` ("strategy" also names the fine-tuning method).
-# `tlkit.training.fine_tuning` still reads `plan`; it moves to the new name with the strategy
-# objects of issue #31 (its owner's change), so its reads do not warn meanwhile.
-__getattr__ = renamed(__name__, {"plan": "distribution_plan", "StrategyError": "DistributionError"},
-                      quiet_in=("tlkit.training.fine_tuning",))
+__getattr__ = renamed(__name__, {"plan": "distribution_plan", "StrategyError": "DistributionError"})

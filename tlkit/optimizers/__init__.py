@@ -1,5 +1,5 @@
 """Optimizers for fine-tuning: discriminative (layer-wise) learning rates; their learning-rate
-and momentum schedules (`tlkit.optimizers.schedules`, also reachable as `tlkit.schedules`)."""
+and momentum schedules (`tlkit.optimizers.schedules`)."""
 
 from tlkit.optimizers.factory import NO_DECAY, from_config
 from tlkit.optimizers.layerwise import (

@@ -39,7 +39,7 @@ def model_card(
         calibration: `calibration_summary(...)` output (ECE, temperature), when measured.
         training: how the model was trained, each entry a line of the Training section when
             present: `input`, `augmentation`, `batch_size`, `optimizer`, `learning_rate`
-            (`{phase: description}`, e.g. `tlkit.schedules.describe(config)`), `batch_norm`,
+            (`{phase: description}`, e.g. `tlkit.optimizers.schedules.describe(config)`), `batch_norm`,
             `seed`. `metrics["timings"]` (`{phase: seconds}`) and `metrics["versions"]`
             (`library_versions()`) are listed there too.
 

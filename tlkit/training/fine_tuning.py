@@ -36,7 +36,7 @@ from tlkit.training.budget import repeated, step_budget
 from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.early_stopping import restore_record
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
-from tlkit.training.plan import PhaseAwareEarlyStopping, fine_tune_plan, num_backbone_groups
+from tlkit.training.plan import fine_tune_plan, num_backbone_groups
 from tlkit.training.swa import StochasticWeightAveraging
 from tlkit.training.training_loss import mixing_setting, training_loss
 from tlkit.training.weight_interpolation import FineTuneStartWeights, wise_ft
@@ -44,8 +44,6 @@ from tlkit.unfreeze import schedule as unfreeze_lib
 from tlkit.unfreeze.callback import prepare_optimizer
 
 logger = logging.getLogger("tlkit.training")
-
-_PhaseAwareEarlyStopping = PhaseAwareEarlyStopping  # the name tests and older code used
 
 @dataclasses.dataclass
 class FineTuneResult:
@@ -178,10 +176,17 @@ def _compile_args(model, loss, metrics):
     return args
 
 
-def _legacy_overrides(overrides):
-    """Today's keyword arguments of `fine_tune` that are not config fields, as fields.
+def split_overrides(overrides):
+    """`fine_tune`'s keyword overrides as config fields, plus the two objects a config cannot
+    hold: `epochs=(head, fine)` / `early_stopping_patience=` / `unfreeze=<int>` become fields,
+    an optimizer instance and an `UnfreezeSchedule` are returned beside them.
 
     Returns `(fields, optimizer instance or None, UnfreezeSchedule or None)`.
+
+    Example:
+    ```python
+    split_overrides({"epochs": (2, 4), "lr": 3e-4})  # ({"head_epochs": 2, "fine_epochs": 4, "lr": 3e-4}, None, None)
+    ```
     """
     fields, optimizer, schedule = dict(overrides), None, None
     if "epochs" in fields:
@@ -249,7 +254,7 @@ def fine_tune(
         model: a model from `tlkit.build_model` (or any Keras model with layer groups).
         train: training data: a `tlkit.data.LabeledData` (its train split, shuffled with a
             seed, its val split for `validation`, its test split evaluated at the end, batches
-            of `batch_size` per replica as `tlkit.distribute.plan` scales them), a batched
+            of `batch_size` per replica as `tlkit.distribute.distribution_plan` scales them), a batched
             `tf.data.Dataset`, a `(x, y)` tuple of arrays (batched with `batch_size`), or a
             `keras.utils.PyDataset`.
         validation: validation data (evaluated each epoch), or `None`.
@@ -271,7 +276,7 @@ def fine_tune(
         loss, metrics: override the model's compiled (or its head's default) loss and metrics.
         steps_per_epoch: batches per epoch, needed when `train`'s length is unknown.
         batch_size: per replica for a `LabeledData`, global for arrays; default (`None`):
-            `tlkit.distribute.plan`'s for the model's device (32 on CPU, 64 on GPU, 128 per
+            `tlkit.distribute.distribution_plan`'s for the model's device (32 on CPU, 64 on GPU, 128 per
             TPU core). A dataset is used as it comes.
         shuffle: for array data.
         verbose: verbosity of `fit` (the unfreezing log lines print when it is not 0); unless
@@ -314,8 +319,8 @@ def fine_tune(
     elif batch_size is None:
         from tlkit import distribute
 
-        batch_size = distribute.plan(model.distribute_strategy).global_batch
-    fields, optimizer, schedule = _legacy_overrides(overrides)
+        batch_size = distribute.distribution_plan(model.distribute_strategy).global_batch
+    fields, optimizer, schedule = split_overrides(overrides)
     config = config_lib.FineTuneConfig.from_config(
         {} if config is None else config).replace(**fields)
     if not model.built:
@@ -574,7 +579,7 @@ def _pipelines(model, data, validation, batch_size):
 
     data = data.for_model(model)  # images of different sizes: the backbone's input size
     per_replica = None if batch_size is None else int(batch_size)  # None: the plan's default
-    global_batch = distribute.plan(model.distribute_strategy, per_replica).global_batch
+    global_batch = distribute.distribution_plan(model.distribute_strategy, per_replica).global_batch
     train = data.pipeline("train", global_batch, training=True, seed=0)
     if validation is None and data.val is not None:
         validation = data.pipeline("val", global_batch)

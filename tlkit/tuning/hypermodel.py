@@ -191,16 +191,13 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         and every trial must report validation metrics, while `auto` may replace the head
         epochs by a probe or end with the probe alone (no epochs); search `strategy` (e.g.
         `{"choice": ["gradual", "lp_ft"]}`) to compare strategies."""
-        layerwise = values["layerwise_decay"]
         fields = {short: values[short] for short in space_lib.FIELD_OF}
         fields = {space_lib.FIELD_OF[k]: v for k, v in fields.items()}
         fields.update(
             head_epochs=int(head_epochs),
             fine_epochs=int(total_epochs) - int(head_epochs),
-            layerwise_decay=None if layerwise is None or float(layerwise) == 1.0
-            else float(layerwise),
-            layer_decay=None if values.get("layer_decay") is None
-            or float(values["layer_decay"]) == 1.0 else float(values["layer_decay"]),
+            layerwise_decay=space_lib.config_value("layerwise_decay", values["layerwise_decay"]),
+            layer_decay=space_lib.config_value("layer_decay", values.get("layer_decay")),
             patience=self.early_stopping_patience,
         )
         if any(n in self.space for n in _UNFREEZE_PARAMS):

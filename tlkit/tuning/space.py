@@ -414,6 +414,23 @@ class SearchSpace:
         return lines
 
 
+NEUTRAL: dict[str, float] = {"layerwise_decay": 1.0, "layer_decay": 1.0}
+"""Settings whose null (off) a keras-tuner hyperparameter cannot hold: the search holds the
+neutral value instead (1.0: one learning rate for all groups), and `config_value` turns it back
+into null for `tlkit.FineTuneConfig`. The one place the two spellings meet."""
+
+
+def config_value(name: str, value):
+    """The `tlkit.FineTuneConfig` value of the search's `value` for `name`: `NEUTRAL` values
+    (and null) become null, other values of those settings a float; the rest unchanged.
+
+    Example: `config_value("layerwise_decay", 1.0)` is None, `config_value("layerwise_decay", 2)`
+    is 2.0."""
+    if name not in NEUTRAL:
+        return value
+    return None if value is None or float(value) == NEUTRAL[name] else float(value)
+
+
 def check_fixed(values: dict) -> dict:
     """Validates values of non-searched parameters (`{short name or recipe key: value}`).
 
@@ -433,8 +450,8 @@ def check_fixed(values: dict) -> dict:
         if value is None and name in ("weight_decay", "head_lr", "unfreeze_groups",
                                       "unfreeze_per_step", "mixup", "cutmix"):
             out[name] = None
-        elif value is None and name in ("layerwise_decay", "layer_decay"):
-            out[name] = 1.0
+        elif value is None and name in NEUTRAL:
+            out[name] = NEUTRAL[name]
         else:
             out[name] = _value(TUNABLE[name], value, "value")
     return out
