@@ -17,7 +17,7 @@ import tlkit
 from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
 from tlkit.testing import tiny_model
-from tlkit.training.fine_tuning import split_overrides, fine_tune
+from tlkit.training.fine_tuning import fine_tune, split_overrides
 from tlkit.tuning import space as space_lib
 from tlkit.unfreeze import UnfreezeSchedule
 
