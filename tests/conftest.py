@@ -33,6 +33,22 @@ def _one_pass_per_epoch(request, monkeypatch):
     monkeypatch.setattr(fine_tuning, "step_budget", step_budget)
 
 
+@pytest.fixture(autouse=True)
+def _localhost_ports(request):
+    """Tests marked `localhost_ports` start processes that listen on free localhost ports
+    (`tlkit.testing.free_ports` picks them, then the processes bind them). One such test runs at a
+    time across pytest-xdist workers (and concurrent suites on the machine): an inter-process
+    file lock, so two of them cannot be handed the same port between the pick and the bind."""
+    if not request.node.get_closest_marker("localhost_ports"):
+        yield
+        return
+    import fcntl
+
+    with open(os.path.join(tempfile.gettempdir(), "tlkit-tests-localhost-ports.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def image_savedmodel(tmp_path_factory):
     return make_image_savedmodel(tmp_path_factory.mktemp("hub") / "tiny_cnn")
