@@ -10,7 +10,7 @@ import tensorflow as tf
 import tlkit
 from tlkit import config as config_lib
 from tlkit.recipes import Recipe, RecipeError
-from tlkit.testing import tiny_model
+from tlkit.testing import TestCase, tiny_model
 from tlkit.training import strategies
 from tlkit.unfreeze.schedule import SurgicalUnfreeze, UnfreezeSchedule
 
@@ -41,38 +41,59 @@ def _blocks(changed):
     return {c.removesuffix("_conv") for c in changed if c != "head"}
 
 
-@pytest.mark.parametrize("strategy", ["gradual", "full", "lp_ft"])
-def test_strategies_that_unfreeze_everything_train_every_group(strategy):
-    result, changed, _ = _run(strategy=strategy)
-    assert _blocks(changed) == set(GROUPS) and "head" in changed
-    assert result.strategy["strategy"] == strategy
-    if strategy == "lp_ft":
-        # The converged probe replaces the head phase: no head epochs, all groups from epoch 1.
-        assert result.head_epochs == 0 and len(result.history.epoch) == 2
-        assert result.history.history["unfrozen_groups"] == [3, 3]
-        assert result.strategy["probe"]["C"] > 0
-    elif strategy == "full":
-        assert result.history.history["unfrozen_groups"] == [0, 3, 3]
-    else:
-        assert result.history.history["unfrozen_groups"] == [0, 2, 3]
+SETTINGS = {"head_epochs": 1, "fine_epochs": 2, "patience": None, "lr": 1e-2}
 
 
-def test_linear_probe_changes_only_the_head_and_runs_no_fit():
-    result, changed, model = _run(strategy="linear_probe")
-    assert changed == {"head"}
-    assert result.history.epoch == [] and result.fine_epochs == 0
-    assert result.strategy["examples_per_class"] == 12
-    # The head holds the probe's solution: the model scores what the probe reported.
-    accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
-    assert accuracy == pytest.approx(result.strategy["probe"]["train_accuracy"], abs=1e-6)
+class TestStrategies(TestCase):
+    """Each strategy through `TestCase.run_strategy_test`: the record of what ran, checked
+    against the groups whose weights changed (every other group bit-identical)."""
 
+    def _model(self):
+        keras.utils.set_random_seed(0)
+        return tiny_model(compile=False)
 
-@pytest.mark.parametrize("group, trained", [(0, "block1"), (-1, "block3"), ("block2", "block2")])
-def test_surgical_trains_exactly_one_group(group, trained):
-    result, changed, _ = _run(strategy="surgical", surgical_group=group)
-    assert _blocks(changed) == {trained} and "head" in changed
-    assert result.strategy["surgical_group"] == trained
-    assert result.history.history["unfrozen_groups"] == [0, 1, 1]
+    @pytest.mark.parametrize("strategy, unfrozen", [
+        ("gradual", [0, 2, 3]), ("full", [0, 3, 3]), ("lp_ft", [3, 3]),
+    ])
+    def test_strategies_that_unfreeze_everything_train_every_group(self, strategy, unfrozen):
+        data = _data()
+        result, _ = self.run_strategy_test(self._model(), data, data, strategy=strategy,
+                                           expected_trained={*GROUPS, "head"},
+                                           expected_unfrozen=unfrozen, **SETTINGS)
+        if strategy == "lp_ft":
+            # The converged probe replaces the head phase: no head epochs, all groups from epoch 1.
+            assert result.head_epochs == 0 and len(result.history.epoch) == 2
+            assert result.strategy["probe"]["C"] > 0
+
+    def test_linear_probe_changes_only_the_head_and_runs_no_fit(self):
+        model, data = self._model(), _data()
+        result, _ = self.run_strategy_test(model, data, data, strategy="linear_probe",
+                                           expected_trained={"head"}, **SETTINGS)
+        assert result.history.epoch == [] and result.fine_epochs == 0
+        assert result.strategy["examples_per_class"] == 12
+        # The head holds the probe's solution: the model scores what the probe reported.
+        accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
+        assert accuracy == pytest.approx(result.strategy["probe"]["train_accuracy"], abs=1e-6)
+
+    @pytest.mark.parametrize("group, trained", [(0, "block1"), (-1, "block3"),
+                                                ("block2", "block2")])
+    def test_surgical_trains_exactly_one_group(self, group, trained):
+        data = _data()
+        result, _ = self.run_strategy_test(self._model(), data, data, strategy="surgical",
+                                           surgical_group=group, expected_trained={trained, "head"},
+                                           expected_unfrozen=[0, 1, 1], **SETTINGS)
+        assert result.strategy["surgical_group"] == trained
+
+    def test_auto_restores_the_probe_when_fine_tuning_is_worse_on_validation(self):
+        # An absurd LR wrecks fine-tuning; auto must hand back the probe's weights.
+        model, data = self._model(), _data()
+        result, _ = self.run_strategy_test(
+            model, data, data, strategy="auto", expected_strategy="linear_probe",
+            expected_trained={"head"}, **{**SETTINGS, "lr": 1e3, "optimizer": "sgd"})
+        assert "probe's weights were kept" in result.strategy["reason"]
+        assert "(36 validation examples)" in result.strategy["reason"]
+        accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
+        assert accuracy == pytest.approx(result.strategy["probe"]["val_accuracy"], abs=1e-6)
 
 
 def test_surgical_auto_chooses_one_group_on_validation(caplog):
@@ -104,17 +125,6 @@ def test_auto_fine_tunes_from_the_probe_above_the_budget():
     assert "LP-FT" in result.strategy["reason"]
     if result.strategy["strategy"] == "lp_ft":
         assert _blocks(changed) == set(GROUPS)
-
-
-def test_auto_restores_the_probe_when_fine_tuning_is_worse_on_validation():
-    # An absurd LR wrecks fine-tuning; auto must hand back the probe's weights.
-    result, changed, model = _run(strategy="auto", lr=1e3, optimizer="sgd")
-    assert result.strategy["strategy"] == "linear_probe"
-    assert "probe's weights were kept" in result.strategy["reason"]
-    assert "(36 validation examples)" in result.strategy["reason"]
-    accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
-    assert accuracy == pytest.approx(result.strategy["probe"]["val_accuracy"], abs=1e-6)
-    assert changed == {"head"}
 
 
 @pytest.mark.parametrize("probe, tuned, count, kept", [
