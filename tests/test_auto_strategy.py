@@ -285,6 +285,7 @@ def _train(tmp_path, *settings):
 AUTO = ("phases.first=null", "phases.per_step=null")  # smoke.yaml's schedule, unset
 
 
+@pytest.mark.slow
 def test_a_recipe_without_phases_strategy_runs_auto_as_lp_ft_on_cached_features(tmp_path,
                                                                                 monkeypatch):
     from tlkit import head_training
@@ -317,6 +318,7 @@ def test_a_recipe_without_phases_strategy_runs_auto_as_lp_ft_on_cached_features(
         assert {r["segment"] for r in history} == {"all groups + head, BN frozen"}
 
 
+@pytest.mark.slow
 def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(tmp_path,
                                                                               monkeypatch):
     from tlkit.data.features import feature_shards
@@ -370,6 +372,7 @@ def test_a_recipe_with_enough_labels_runs_auto_as_full_after_cached_head_epochs(
         (3, "fine", labels[1])]
 
 
+@pytest.mark.slow
 @pytest.mark.step_floor
 def test_smoke_recipe_with_its_schedule_runs_gradual_and_says_why(tmp_path):
     metrics, state, card, _ = _train(tmp_path)

@@ -33,6 +33,7 @@ def _error_line(capsys):
     return err[-1]
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_folder(smoke_run, capsys):
     run = RunDir(smoke_run)
     for name in (
@@ -71,6 +72,7 @@ def test_train_writes_the_run_folder(smoke_run, capsys):
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_completed_run_is_not_retrained(smoke_run, capsys):
     before = os.path.getmtime(os.path.join(smoke_run, "model.keras"))
     assert cli.main(["train", SMOKE, "--output", smoke_run, *FAST]) == 0
@@ -78,6 +80,7 @@ def test_completed_run_is_not_retrained(smoke_run, capsys):
     assert f"run: {smoke_run}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_different_recipe_never_overwrites_a_run(smoke_run, capsys):
     code = cli.main(["train", SMOKE, "--output", smoke_run, "--set", "seed=1"])
     assert code == 1
@@ -86,6 +89,7 @@ def test_a_different_recipe_never_overwrites_a_run(smoke_run, capsys):
     assert RunDir(smoke_run).complete
 
 
+@pytest.mark.slow
 def test_evaluate_rewrites_reports(smoke_run, capsys):
     os.remove(os.path.join(smoke_run, "reports", "confusion_matrix.png"))
     assert cli.main(["evaluate", smoke_run]) == 0
@@ -94,6 +98,7 @@ def test_evaluate_rewrites_reports(smoke_run, capsys):
     assert os.path.exists(os.path.join(smoke_run, "reports", "confusion_matrix.png"))
 
 
+@pytest.mark.slow
 def test_predict_images_and_json(smoke_run, tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -112,6 +117,7 @@ def test_predict_images_and_json(smoke_run, tmp_path, capsys):
     assert "input not found" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     out = str(tmp_path / "export")
     code = cli.main(
@@ -126,6 +132,7 @@ def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     assert os.path.exists(os.path.join(out, "savedmodel", "saved_model.pb"))
 
 
+@pytest.mark.slow
 def test_export_full_integer_tflite_calibrates_on_the_runs_training_data(smoke_run, tmp_path):
     out = str(tmp_path / "export")
     assert cli.main(["export", smoke_run, "--format", "tflite-int8", "--output", out]) == 0
@@ -218,6 +225,7 @@ def test_bench_finds_the_checkouts_benchmarks_from_any_directory(tmp_path, monke
     assert "lr_choice" in capsys.readouterr().out.split()
 
 
+@pytest.mark.slow
 def test_entry_point_exit_code_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: {name: tiny}\nphases: {schedule: sometimes}\n")
@@ -242,6 +250,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
     out = str(tmp_path / "resume")
     recipe = train.load_recipe(
@@ -269,6 +278,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
     assert [r for r in history if r["stage"] == "head"] == head_records  # not retrained
 
 
+@pytest.mark.slow
 def test_text_recipe_with_slices_and_string_serving(tmp_path, capsys):
     rng = np.random.default_rng(0)
     words = {"pos": ["great", "good", "fine", "happy"], "neg": ["bad", "awful", "sad", "poor"]}
@@ -328,6 +338,7 @@ def test_cli_leaves_logging_as_it_found_it():
     assert (list(logger.handlers), logger.level, logger.propagate) == before
 
 
+@pytest.mark.slow
 def test_evaluate_tta_writes_its_metrics_beside_the_plain_ones(smoke_run, capsys):
     with open(os.path.join(smoke_run, "metrics.json")) as f:
         plain = json.load(f)

@@ -106,6 +106,7 @@ def _tfds_recipe(path, data_dir, name="tiny_shapes"):
     return str(path)
 
 
+@pytest.mark.slow
 def test_tfds_recipe_trains_from_a_prepared_data_dir(tmp_path, capsys):
     """The recipe runner through TFDS's real builder/`as_dataset` path, offline."""
     from tlkit import cli

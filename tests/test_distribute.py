@@ -124,6 +124,7 @@ def test_shard_policy_is_set_on_dataset():
         distribute.distribute_dataset(tf.data.Dataset.range(4), "rows")
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_one_device():
     # keras#21069: fit under MirroredStrategy. Two replicas must train like one device.
     out = subprocess.run(

@@ -331,6 +331,7 @@ def test_a_failed_report_keeps_the_previous_page(tmp_path):
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium package")
 def test_report_renders_in_headless_chromium_without_network(tmp_path):
     import subprocess

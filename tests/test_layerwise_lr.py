@@ -242,6 +242,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_layerwise_and_unfreezing_under_mirrored_strategy(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)

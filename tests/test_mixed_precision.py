@@ -77,6 +77,7 @@ def test_hub_text_savedmodel_trains_on_strings(mixed_bfloat16, text_savedmodel):
     assert model.predict(texts, verbose=0).dtype == np.float32
 
 
+@pytest.mark.slow
 def test_keras_application_and_image_preprocessing_with_mean_std(mixed_bfloat16):
     # ImagePreprocessing with a resize and mean/std once mixed a bfloat16 resize with float32
     # constants (EfficientNet-Lite0 failed this way).
@@ -108,6 +109,7 @@ def test_offline_image_backbones_build_and_train_a_step(mixed_bfloat16, name, kw
     assert np.isfinite(model.predict(x, verbose=0)).all()
 
 
+@pytest.mark.slow
 def test_offline_minilm_builds_and_predicts(mixed_bfloat16):
     pytest.importorskip("tensorflow_text")
     try:
@@ -171,6 +173,7 @@ def test_exports_serve_float32_with_tflite_parity(mixed_bfloat16, image_savedmod
     assert hub(tf.zeros((1, 16, 16, 3)), training=False).dtype == tf.float32
 
 
+@pytest.mark.slow
 def test_recipe_with_mixed_precision_matches_float32(tmp_path, capsys):
     fast = ["--set", "phases.head_epochs=4", "--set", "phases.fine_epochs=1"]
     accuracy = {}

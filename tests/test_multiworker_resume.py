@@ -14,7 +14,7 @@ import pytest
 
 from tlkit.testing import free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.localhost_ports]
 
 
 def _start(tmp, tag, backup, die_worker=None, die_at=-1):

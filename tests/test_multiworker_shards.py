@@ -9,7 +9,7 @@ import pytest
 
 from tlkit.testing import free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.localhost_ports]
 
 
 def _run_two_workers(module, tmp_path, suffix):

@@ -168,6 +168,7 @@ def trained(photos, tmp_path_factory):
     return {"recipe": recipe, "run": run, "tmp": tmp, "photos": photos}
 
 
+@pytest.mark.slow
 def test_train_uses_the_backbones_size(trained):
     with open(os.path.join(trained["run"], "reports", "model_card.md"), encoding="utf-8") as f:
         card = f.read()
@@ -175,11 +176,13 @@ def test_train_uses_the_backbones_size(trained):
     assert os.path.exists(os.path.join(trained["run"], "report.html"))
 
 
+@pytest.mark.slow
 def test_evaluate(trained, capsys):
     assert cli.main(["evaluate", trained["run"]]) == 0  # TypeError on batch_size=None before
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report(trained):
     html = os.path.join(trained["run"], "report.html")
     os.remove(html)
@@ -187,6 +190,7 @@ def test_report(trained):
     assert os.path.getsize(html) > 0
 
 
+@pytest.mark.slow
 def test_export_tflite_at_the_backbones_size(trained, capsys):
     assert cli.main(["export", trained["run"], "--format", "tflite"]) == 0
     assert "top-1 agreement" in capsys.readouterr().out
@@ -196,6 +200,7 @@ def test_export_tflite_at_the_backbones_size(trained, capsys):
     assert list(interpreter.get_input_details()[0]["shape"][1:]) == [SIZE, SIZE, 3]
 
 
+@pytest.mark.slow
 def test_predict(trained, capsys):
     paths = [os.path.join(trained["photos"], name, "1.jpg") for name in CLASSES]
     assert cli.main(["predict", trained["run"], *paths]) == 0
@@ -214,6 +219,7 @@ def _resolved_batches(train_examples=12):
     return [((train_examples, SIZE, SIZE, 3), train_examples)]
 
 
+@pytest.mark.slow
 def test_lr_find(trained, monkeypatch, capsys):
     """The verb up to the range test (its sweep is `tests/test_lr_tools.py`'s): the model and
     the batches it would sweep over."""
@@ -234,6 +240,7 @@ def test_lr_find(trained, monkeypatch, capsys):
     assert "suggested learning rate" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_tune(trained, monkeypatch):
     """The verb up to the search (searches are `tests/test_tuning.py`'s): the batches and the
     model every trial gets."""

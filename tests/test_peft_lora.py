@@ -128,6 +128,7 @@ def test_lora_under_mixed_precision_keeps_float32_adapters_and_trains(mixed_bflo
     assert any(np.any(v.numpy()) for v in adapters if "lora_kernel_b" in v.path)
 
 
+@pytest.mark.slow
 def test_lora_under_mirrored_strategy_trains_like_one_device():
     out = subprocess.run(
         [sys.executable, "-m", "tlkit.testing.mirrored_check", "--lora"],

@@ -16,6 +16,8 @@ import tensorflow as tf  # noqa: E402
 
 import tlkit  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 def _model(cache):
     backbone = tlkit.backbones.get("minilm_l6", sequence_length=16, cache_dir=str(cache))

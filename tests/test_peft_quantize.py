@@ -8,6 +8,7 @@ from tlkit.peft import UnsupportedLayersError
 from tlkit.testing import tiny_model, tiny_transformer
 
 
+@pytest.mark.slow
 def test_lora_on_an_int8_base_trains_only_adapters_and_head():
     model = tiny_transformer()
     x = np.random.default_rng(0).uniform(0, 255, (12, 6, 8)).astype("float32")

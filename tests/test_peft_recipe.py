@@ -17,6 +17,7 @@ LORA = [
 ]
 
 
+@pytest.mark.slow
 def test_peft_recipe_trains_adapters_that_survive_the_saved_model(tmp_path):
     out = str(tmp_path / "run")
     assert cli.main(["train", SMOKE, "--output", out, *LORA]) == 0

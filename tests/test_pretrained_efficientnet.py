@@ -14,6 +14,8 @@ from tlkit.pretrained import efficientnet_lite as eff  # noqa: E402
 from tlkit.pretrained.registry import package_file  # noqa: E402
 from tlkit.pretrained.torch_pickle import load_torch_state_dict  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 # ImageNet-1k class indices.
 PALACE, PAGODA_LIKE = 698, {698, 832, 663, 442, 483, 497, 538, 668}  # palace, stupa, monastery,
 # bell cote, castle, church, dome, mosque

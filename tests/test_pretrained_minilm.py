@@ -21,6 +21,8 @@ from tlkit.backbones import KerasBackbone  # noqa: E402
 from tlkit.pretrained import minilm  # noqa: E402
 from tlkit.pretrained.registry import package_file  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 SENTENCES = [
     "A man is eating food.",
     "A man is eating a piece of bread.",

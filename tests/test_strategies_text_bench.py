@@ -13,6 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 import strategies  # noqa: E402
 import strategies_text  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 sys.path[:] = _PATH  # the scripts add benchmarks/ too: keep its modules from shadowing others
 
 WORDS = {0: ["awful", "bad", "crash"], 1: ["car", "road", "today"], 2: ["great", "love", "safe"]}

@@ -51,6 +51,7 @@ def test_scratch_baseline_skips_savedmodel_backbones(tmp_path):
     assert RunDir(str(tmp_path)).read_json("scratch_baseline.json")["skipped"] == result["skipped"]
 
 
+@pytest.mark.slow
 def test_scratch_baseline_trains_without_keras_warnings(tmp_path):
     """The baseline's `fit` on a shuffled tf.data pipeline passes no `shuffle=True` (Keras
     warns that it ignores it)."""
@@ -115,6 +116,7 @@ def test_distribute_strategy_values_are_checked():
         Recipe.from_dict({"distribute": {"strategy": "quantum"}})
 
 
+@pytest.mark.slow
 def test_smoke_recipe_under_mirrored_strategy(tmp_path):
     recipe = Recipe.from_dict({
         "name": "mirrored_smoke", "backbone": {"name": "tiny"},

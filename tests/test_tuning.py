@@ -162,6 +162,7 @@ def random_search(data, smoke_recipe, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_random_search_runs_each_trial_in_the_space(random_search):
     result = random_search
     assert [r["trial_id"] for r in result.trials] == ["0", "1", "2"]
@@ -179,6 +180,7 @@ def test_random_search_runs_each_trial_in_the_space(random_search):
     )
 
 
+@pytest.mark.slow
 def test_trials_run_both_phases_with_the_tuned_unfreezing(random_search):
     for entry, row in zip(random_search.trial_log, random_search.trials):
         assert entry["epochs"] == [0, 1]
@@ -187,11 +189,13 @@ def test_trials_run_both_phases_with_the_tuned_unfreezing(random_search):
         assert entry["resumed_from"] is None
 
 
+@pytest.mark.slow
 def test_best_model_is_compiled_with_the_best_weights(random_search, data):
     loss, accuracy = random_search.best_model.evaluate(data[1], verbose=0)
     assert accuracy == pytest.approx(random_search.best_score, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_reports_are_written(random_search):
     paths = random_search.paths
     with open(paths["summary_csv"], encoding="utf-8") as f:
@@ -206,6 +210,7 @@ def test_reports_are_written(random_search):
     assert os.path.getsize(paths["plot"]) > 10_000
 
 
+@pytest.mark.slow
 def test_best_recipe_is_the_input_recipe_with_the_best_values(random_search, smoke_recipe):
     with open(random_search.paths["recipe"], encoding="utf-8") as f:
         text = f.read()
@@ -223,6 +228,7 @@ def test_best_recipe_is_the_input_recipe_with_the_best_values(random_search, smo
     assert data["data"] == smoke_recipe["data"] and data["backbone"] == {"name": "tiny"}
 
 
+@pytest.mark.slow
 def test_bayesian_search_from_a_backbone_spec(image_savedmodel, data, tmp_path):
     train, val = data
     result = tune(image_savedmodel, train, val, {"lr": {"min": 1e-4, "max": 1e-2, "log": True}},
@@ -251,6 +257,7 @@ class _PreemptOnce(keras.callbacks.Callback):
             raise _Preempted()
 
 
+@pytest.mark.slow
 def test_interrupted_search_resumes_and_a_changed_space_fails(data, tmp_path):
     train, val = data
     space = {"lr": {"min": 1e-4, "max": 1e-2, "sampling": "log"}}
@@ -292,6 +299,7 @@ def test_interrupted_search_resumes_and_a_changed_space_fails(data, tmp_path):
 
 
 # -- Hyperband -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hyperband_rounds_continue_the_phase_schedule(data, tmp_path):
     train, val = data
     result = tune(
@@ -341,6 +349,7 @@ def test_round_without_a_backup_continues_from_the_loaded_weights(data):
 
 
 # -- recipes (what `tlkit tune RECIPE` runs) -------------------------------------------------------
+@pytest.mark.slow
 def test_tune_recipe_writes_a_ready_to_run_recipe(smoke_recipe, tmp_path):
     raw = dict(smoke_recipe)
     raw["tune"] = {
@@ -372,6 +381,7 @@ def test_tune_recipe_needs_a_tune_section(smoke_recipe):
         tune_recipe(load_recipe(raw))
 
 
+@pytest.mark.slow
 def test_trials_get_the_recipes_settings_that_are_not_searched(smoke_recipe, tmp_path,
                                                               monkeypatch):
     # ema_momentum, class_weight, swa_epochs, wise_ft_alphas are not tunable parameters; each

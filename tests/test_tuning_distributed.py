@@ -14,6 +14,8 @@ import tensorflow as tf
 from tlkit.testing.tuning_worker import RESULT_PREFIX, build_tiny, tiny_data
 from tlkit.tuning import tune
 
+pytestmark = [pytest.mark.slow, pytest.mark.localhost_ports]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -61,6 +61,7 @@ def test_wise_ft_needs_a_fine_phase_and_validation():
                         wise_ft_alphas=[0.5], verbose=0)
 
 
+@pytest.mark.slow
 def test_recipe_run_records_the_chosen_alpha_with_the_regularization_settings(tmp_path):
     import json
     import os

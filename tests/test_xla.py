@@ -76,6 +76,7 @@ def test_recipe_steps_per_execution_comes_from_the_plan(monkeypatch):
     assert resolve_execution(fixed, strategy).distribute.steps_per_execution == 4
 
 
+@pytest.mark.slow
 def test_recipe_jit_compile_and_steps_per_execution_reach_the_model(tmp_path):
     out = str(tmp_path / "xla")
     code = cli.main([
