@@ -14,7 +14,7 @@ import tlkit
 from tlkit import config as config_lib
 from tlkit.head_training import ProbeError
 from tlkit.recipes import Recipe
-from tlkit.testing import tiny_model
+from tlkit.testing import TestCase, tiny_model
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
 SMOKE = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
@@ -102,15 +102,15 @@ def test_auto_honours_an_explicit_unfreeze_schedule(caplog, settings, shown):
     _gradual_with(result, caplog, shown, "honoured (gradual)", "strategy='lp_ft'")
 
 
-def test_auto_keeps_a_head_only_run_head_only(caplog):
-    x, y = _images()
-    model = tiny_model(compile=False)
-    frozen = {v.path: v.numpy().copy() for v in model.weights if not v.path.startswith("head")}
-    with caplog.at_level(logging.INFO, logger="tlkit.training"):
-        result = _fine_tune(model, (x, y), batch_size=8, fine_epochs=0)
-    _gradual_with(result, caplog, "fine_epochs=0")
-    assert all(np.array_equal(v.numpy(), frozen[v.path]) for v in model.weights
-               if v.path in frozen)
+class TestAutoStrategy(TestCase):
+    def test_auto_keeps_a_head_only_run_head_only(self, caplog):
+        x, y = _images()
+        with caplog.at_level(logging.INFO, logger="tlkit.training"):
+            result, _ = self.run_strategy_test(
+                tiny_model(compile=False), (x, y), expected_strategy="gradual",
+                expected_trained={"head"}, batch_size=8, head_epochs=1, fine_epochs=0,
+                patience=None)
+        _gradual_with(result, caplog, "fine_epochs=0")
 
 
 def test_explicit_lp_ft_still_refuses_what_auto_falls_back_from():
