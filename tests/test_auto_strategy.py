@@ -123,6 +123,7 @@ def test_explicit_lp_ft_still_refuses_what_auto_falls_back_from():
                    strategy="lp_ft", batch_size=8)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_auto_under_a_mirrored_strategy():
     x, y = _images()
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
@@ -210,6 +211,7 @@ def test_auto_runs_full_from_the_label_budget(monkeypatch, caplog):
                    if p.startswith(block))
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_auto_below_the_label_budget_and_a_solved_probe_keep_their_choice(monkeypatch):
     from tlkit.training import strategies
 

@@ -167,6 +167,7 @@ def test_bad_input_gives_one_error_line_and_exit_1(argv, message, capsys):
     assert message in line
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_tune_runs_a_search(tmp_path, capsys):
     code = cli.main(
         [

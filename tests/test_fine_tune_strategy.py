@@ -96,6 +96,7 @@ class TestStrategies(TestCase):
         assert accuracy == pytest.approx(result.strategy["probe"]["val_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_surgical_auto_chooses_one_group_on_validation(caplog):
     with caplog.at_level(logging.INFO, logger="tlkit.training"):
         result, changed, _ = _run(strategy="surgical", surgical_group="auto")

@@ -65,6 +65,7 @@ def _fit(config):
     return model, plan
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_ema_weights_are_validated_and_kept():
     import keras
 
