@@ -136,6 +136,7 @@ def test_hub_export_of_a_hub_backbone_round_trips(image_savedmodel, tmp_path):
     assert len(reloaded_model.trainable_weights) > 2
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_export_model_writes_an_index(image_model, pixels, tmp_path):
     results = export.export_model(
         image_model, tmp_path / "out", ["keras", "tflite-dynamic", "hub"], sample_inputs=pixels

@@ -28,6 +28,7 @@ def _data(n=32):
 
 
 # -- LR finder ---------------------------------------------------------------------------------
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_lr_find_restores_model_and_optimizer(tmp_path):
     model = _model(freeze_backbone=False)
     x, y = _data()
@@ -138,6 +139,7 @@ def test_combined_schedule():
         CombinedSchedule([5, 6], [1e-2, 1e-3])
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 @pytest.mark.parametrize(
     "make,attribute",
     [

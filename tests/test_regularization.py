@@ -86,6 +86,7 @@ def test_mixup_with_a_sparse_loss_given_is_one_clear_error():
         tlkit.data.augmentation({"mixup": 0.2})
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_fine_tune_with_mixup_trains_and_evaluates_integer_labels_afterwards():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (24, 16, 16, 3)).astype("float32")
@@ -138,6 +139,7 @@ def _imbalanced():
     return x, y
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_class_weight_balanced_shifts_predictions_to_the_rare_class():
     x, y = _imbalanced()
     probs = {}

@@ -201,6 +201,7 @@ def test_cli_verbose_shows_debug_lines_and_restores_logging():
     assert cli.build_parser().parse_args(["--verbose", "list"]).verbose
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_summary_lines_count_the_epochs_that_ran(caplog):
     import logging
 
