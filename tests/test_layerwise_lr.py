@@ -78,6 +78,7 @@ def test_group_multipliers():
         group_lr_multipliers(model)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 @pytest.mark.parametrize(
     "make_optimizer",
     [lambda: keras.optimizers.SGD(0.05), lambda: keras.optimizers.Adam(1e-3)],

@@ -122,6 +122,7 @@ def test_one_default_split_for_python_and_recipes():
         assert params["test_fraction"].default == config.TEST_FRACTION, loader
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_no_shuffle_warning_and_verbose_0_prints_nothing(monkeypatch, capsys):
     """Keras warns when `shuffle=True` comes with a tf.data.Dataset; no fit in fine_tune passes
     it (the surgical group search did). `verbose=0` silences the outcome line."""

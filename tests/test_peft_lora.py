@@ -47,6 +47,7 @@ def test_default_rank_is_4_and_alpha_twice_the_rank():
     np.testing.assert_allclose(ffn.kernel.numpy() - ffn._kernel.numpy(), 2 * update, atol=1e-6)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_lora_leaves_outputs_unchanged_then_only_adapters_and_head_train():
     model = tiny_model()
     x, y = _data(model)
@@ -115,6 +116,7 @@ def test_bad_targets_and_ranks_name_what_exists():
         tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_lora_under_mixed_precision_keeps_float32_adapters_and_trains(mixed_bfloat16):
     model = tiny_transformer()
     tlkit.peft.lora(model, rank=2)

@@ -70,6 +70,7 @@ def test_similar_pairs_ivf_keeps_a_cluster_of_many_duplicates_whole():
     assert len(found) >= 300 * 299 // 2
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_similar_pairs_ivf_recall_on_unclustered_rows():
     # Rows without clear clusters (what makes k-means cells unequal) and 1% planted near copies:
     # the IVF search finds at least 95% of the exact search's pairs (all of them here).
