@@ -17,6 +17,7 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, 16, 16, 3)).astype("float32")
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_merged_lora_cnn_exports_full_integer_tflite_with_parity(tmp_path):
     model = tiny_model()
     tlkit.peft.lora(model, rank=2, targets=["Conv2D"])
@@ -51,6 +52,7 @@ def _dense_image_model():
                              input_shape=(16, 16, 3), dropout=0.0)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_savedmodel_int8_serves_int8_kernels_and_leaves_the_model_float(tmp_path):
     model = _dense_image_model()
     held_out = _images(16, seed=1)

@@ -25,6 +25,7 @@ def bert_preset(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_keras_hub_text_backbone_trains_on_raw_strings(bert_preset, tmp_path):
     backbone = tlkit.backbones.get(f"keras_hub:{bert_preset}")
     assert backbone.input_info.kind == "text" and backbone.preprocessor is not None
@@ -52,6 +53,7 @@ def test_missing_preset_folder_is_a_clear_error(tmp_path):
         tlkit.backbones.from_keras_hub(str(tmp_path / "nope"))
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_keras_hub_backbone_under_mixed_bfloat16(bert_preset, mixed_bfloat16):
     model = tlkit.build_model(tlkit.backbones.get(f"keras_hub:{bert_preset}"), num_classes=2)
     assert model.output.dtype == "float32"

@@ -92,6 +92,7 @@ def test_keras_application_and_image_preprocessing_with_mean_std(mixed_bfloat16)
     assert np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 @pytest.mark.parametrize(
     "name,kwargs",
     [("efficientnet_lite0", {"image_size": 32}), ("vgg16_hed", {"image_size": 32})],
@@ -152,6 +153,7 @@ def test_head_on_features_and_lr_find(mixed_bfloat16, image_savedmodel):
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(weights, model.weights))
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_exports_serve_float32_with_tflite_parity(mixed_bfloat16, image_savedmodel, tmp_path):
     x, _ = _images(4)
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))

@@ -57,6 +57,7 @@ def test_update_batch_norm_is_the_average_over_the_training_batches():
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_fine_tune_recomputes_batchnorm_statistics_only_when_they_train(caplog):
     import logging
 

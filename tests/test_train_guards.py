@@ -21,6 +21,7 @@ def _folder_recipe(path, allow):
     })
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_leaked_split_is_refused_unless_allowed(tmp_path):
     root = tmp_path / "images"
     tlkit.data.make_image_folder(root, per_class=4, splits=("train", "val"))

@@ -35,6 +35,7 @@ def _fine_tuned(build, jit):
     return [w.numpy() for w in model.weights], result.history.history["loss"]
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 @pytest.mark.parametrize("backbone", ["keras", "savedmodel"])
 def test_fine_tune_with_xla_matches_without(backbone, image_savedmodel):
     def build():
