@@ -19,7 +19,7 @@ from tlkit.testing import make_image_savedmodel, make_text_savedmodel, tiny_cnn 
 def _one_pass_per_epoch(request, monkeypatch):
     """Tests train their tiny data one pass per epoch, as they were written: the default step
     floor (`min_steps_per_epoch`, 8 steps per epoch: #36) would multiply their steps and the
-    suite's time. The floor itself is tested where marked `step_floor` (tests/test_budget.py,
+    suite's time. The floor itself is tested where marked `step_floor` (tests/training/test_budget.py,
     resume, the smoke recipe, the benchmark rows) and in CLI subprocesses."""
     if request.node.get_closest_marker("step_floor"):
         return

@@ -20,7 +20,7 @@ from tlkit.pretrained.registry import MissingPackageError
 from tlkit.runner.rundir import RunDir
 from tlkit.unfreeze import UnfreezeSchedule
 
-SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "recipes", "smoke.yaml")
 
 
 def _images(n=16, size=16, seed=0):

@@ -17,7 +17,7 @@ from tlkit.recipes import Recipe
 from tlkit.testing import TestCase, tiny_model
 from tlkit.unfreeze.schedule import UnfreezeSchedule
 
-SMOKE = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
+SMOKE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "smoke.yaml")
 
 
 def _images(n=24, seed=0):

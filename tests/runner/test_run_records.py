@@ -13,7 +13,7 @@ from tlkit.runner.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
 FAST = ["--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
         "--set", "output.tensorboard=false"]

@@ -15,7 +15,7 @@ from tlkit.testing.tuning_worker import build_tiny, tiny_data
 from tlkit.tuning import FineTuneHyperModel, SearchChangedError, SearchSpace, tune
 from tlkit.unfreeze import UnfreezeSchedule
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 2  # 32 training examples in batches of 16
 
 SPACE = {

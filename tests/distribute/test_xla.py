@@ -16,7 +16,7 @@ from tlkit.recipes import Recipe, RecipeError
 from tlkit.runner.train import resolve_execution
 from tlkit.testing import tiny_model
 
-SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "smoke.yaml")
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "recipes", "smoke.yaml")
 
 
 def _data(n=16):

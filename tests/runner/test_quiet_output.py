@@ -11,7 +11,7 @@ from tlkit import _native_log, cli
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 # What TensorFlow 2.21 prints at start-up on a CPU machine (absl and TSL formats).

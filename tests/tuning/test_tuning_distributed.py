@@ -16,7 +16,7 @@ from tlkit.tuning import tune
 
 pytestmark = [pytest.mark.slow, pytest.mark.localhost_ports]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 _build = build_tiny  # one tiny builder for the tests and the worker script

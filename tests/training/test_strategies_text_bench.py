@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 _PATH = list(sys.path)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "benchmarks"))
 import strategies  # noqa: E402
 import strategies_text  # noqa: E402
 

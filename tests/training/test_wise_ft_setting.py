@@ -69,7 +69,7 @@ def test_recipe_run_records_the_chosen_alpha_with_the_regularization_settings(tm
     from tlkit.recipes import load_recipe
     from tlkit.runner.train import train_recipe
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     recipe = load_recipe(os.path.join(root, "recipes", "smoke.yaml"), [
         "phases.head_epochs=2", "phases.fine_epochs=1", "phases.wise_ft_alphas=[0.5, 1.0]",
         "regularization.mixup=0.2", "regularization.class_weight=balanced",

@@ -238,7 +238,7 @@ def test_train_logs_the_pretrained_result_before_the_scratch_comparison(
         return {"accuracy": 0.125, "split": "test", "epochs": 1, "seconds": 3.0}
 
     monkeypatch.setattr(train, "scratch_baseline", fake_baseline)
-    smoke = os.path.join(os.path.dirname(__file__), "..", "recipes", "smoke.yaml")
+    smoke = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "smoke.yaml")
     assert cli.main(["train", smoke, "--output", str(run_dir), "--set",
                      "phases.head_epochs=1", "--set", "phases.fine_epochs=1", "--set",
                      "compare.scratch_epochs=1", "--set", "output.export=[keras,savedmodel]"]) == 0

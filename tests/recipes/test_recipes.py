@@ -15,7 +15,7 @@ from tlkit.recipes import (
     parse_override,
 )
 
-RECIPES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "recipes", "*.yaml")))
+RECIPES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "*.yaml")))
 MINIMAL = {"backbone": {"name": "tiny"}}
 
 

@@ -222,7 +222,7 @@ def _resolved_batches(train_examples=12):
 
 @pytest.mark.slow
 def test_lr_find(trained, monkeypatch, capsys):
-    """The verb up to the range test (its sweep is `tests/test_lr_tools.py`'s): the model and
+    """The verb up to the range test (its sweep is `tests/optimizers/test_lr_tools.py`'s): the model and
     the batches it would sweep over."""
     import types
 
@@ -243,7 +243,7 @@ def test_lr_find(trained, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_tune(trained, monkeypatch):
-    """The verb up to the search (searches are `tests/test_tuning.py`'s): the batches and the
+    """The verb up to the search (searches are `tests/tuning/test_tuning.py`'s): the batches and the
     model every trial gets."""
     import types
 
@@ -293,8 +293,7 @@ def test_errors_that_need_no_tensorflow_do_not_import_it(tmp_path):
             "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(
-                             os.path.abspath(__file__)))})
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))})
     assert out.stdout.strip().splitlines()[-1] == f"[{[1] * len(commands)}, false]", out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("tlkit: error:")]
     assert errors[:4] == [f"tlkit: error: run folder not found: {nope}"] * 4

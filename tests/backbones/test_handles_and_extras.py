@@ -13,7 +13,7 @@ from tlkit._handles import is_hub_handle, is_keras_hub_handle, keras_hub_preset
 from tlkit.backbones import hub, keras_apps, resolve
 from tlkit.recipes import preflight
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
 
 KAGGLE_PRESET = "kaggle://keras/bert/keras/bert_tiny_en_uncased/2"
