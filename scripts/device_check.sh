@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device check: what to run on the first machine with an accelerator, in at most 4 minutes.
 #
-# With a GPU visible to TensorFlow: the GPU tests (tests/test_gpu.py: MirroredStrategy,
+# With a GPU visible to TensorFlow: the GPU tests (tests/distribute/test_gpu.py: MirroredStrategy,
 # mixed_float16 with loss scaling, XLA) and the accelerator rows of benchmarks/scaling.py (full
 # fine-tune images/s: float32 vs mixed_float16, XLA off/on, tlkit.fine_tune vs plain Keras fit),
 # written to benchmarks/results/gpu.json.
@@ -35,14 +35,14 @@ case "$mode" in
   gpu)
     echo "device_check: GPU mode"
     # Budgets: tests <= 90 s, benchmark rows stop starting new runs after 100 s (<= 240 s in all).
-    timeout 90 "$PYTHON" -m pytest -q -m gpu tests/test_gpu.py
+    timeout 90 "$PYTHON" -m pytest -q -m gpu tests/distribute/test_gpu.py
     timeout 140 "$PYTHON" benchmarks/scaling.py --accelerator-only benchmarks/results/gpu.json \
       --budget-s 100
     ;;
   cpu)
     out="${DEVICE_CHECK_OUT:-$(mktemp -d)}"
     echo "device_check: no GPU visible, CPU fallback (results in $out)"
-    timeout 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py -rs
+    timeout 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/distribute/test_gpu.py -rs
     timeout 120 "$PYTHON" benchmarks/scaling.py --accelerator-only "$out/device_check_cpu.json" --tiny
     ;;
   *)

@@ -19,7 +19,7 @@ from tlkit.testing import make_image_savedmodel, make_text_savedmodel, tiny_cnn 
 def _one_pass_per_epoch(request, monkeypatch):
     """Tests train their tiny data one pass per epoch, as they were written: the default step
     floor (`min_steps_per_epoch`, 8 steps per epoch: #36) would multiply their steps and the
-    suite's time. The floor itself is tested where marked `step_floor` (tests/test_budget.py,
+    suite's time. The floor itself is tested where marked `step_floor` (tests/training/test_budget.py,
     resume, the smoke recipe, the benchmark rows) and in CLI subprocesses."""
     if request.node.get_closest_marker("step_floor"):
         return
@@ -31,6 +31,22 @@ def _one_pass_per_epoch(request, monkeypatch):
         return real(config.replace(min_steps_per_epoch=1), *args, **kwargs)
 
     monkeypatch.setattr(fine_tuning, "step_budget", step_budget)
+
+
+@pytest.fixture(autouse=True)
+def _localhost_ports(request):
+    """Tests marked `localhost_ports` start processes that listen on free localhost ports
+    (`tlkit.testing.free_ports` picks them, then the processes bind them). One such test runs at a
+    time across pytest-xdist workers (and concurrent suites on the machine): an inter-process
+    file lock, so two of them cannot be handed the same port between the pick and the bind."""
+    if not request.node.get_closest_marker("localhost_ports"):
+        yield
+        return
+    import fcntl
+
+    with open(os.path.join(tempfile.gettempdir(), "tlkit-tests-localhost-ports.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

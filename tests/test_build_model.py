@@ -124,6 +124,7 @@ def test_imagenet_download_fails_offline_with_clear_message(tmp_path, monkeypatc
         from_keras("MobileNetV2", weights="imagenet", input_shape=(96, 96, 3))
 
 
+@pytest.mark.slow
 def test_keras_application_with_local_weights(tmp_path):
     keras.utils.set_random_seed(1)
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -136,6 +137,7 @@ def test_keras_application_with_local_weights(tmp_path):
     assert not backbone.trainable
 
 
+@pytest.mark.slow
 def test_importing_tlkit_configures_nothing_global():
     import subprocess
     import sys

@@ -34,6 +34,7 @@ def _error_line(capsys):
     return err[-1]
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_folder(smoke_run, capsys):
     run = RunDir(smoke_run)
     for name in (
@@ -72,6 +73,7 @@ def test_train_writes_the_run_folder(smoke_run, capsys):
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_completed_run_is_not_retrained(smoke_run, capsys):
     before = os.path.getmtime(os.path.join(smoke_run, "model.keras"))
     assert cli.main(["train", SMOKE, "--output", smoke_run, *FAST]) == 0
@@ -79,6 +81,7 @@ def test_completed_run_is_not_retrained(smoke_run, capsys):
     assert f"run: {smoke_run}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_different_recipe_never_overwrites_a_run(smoke_run, capsys):
     code = cli.main(["train", SMOKE, "--output", smoke_run, "--set", "seed=1"])
     assert code == 1
@@ -87,6 +90,7 @@ def test_a_different_recipe_never_overwrites_a_run(smoke_run, capsys):
     assert RunDir(smoke_run).complete
 
 
+@pytest.mark.slow
 def test_evaluate_rewrites_reports(smoke_run, capsys):
     os.remove(os.path.join(smoke_run, "reports", "confusion_matrix.png"))
     assert cli.main(["evaluate", smoke_run]) == 0
@@ -95,6 +99,7 @@ def test_evaluate_rewrites_reports(smoke_run, capsys):
     assert os.path.exists(os.path.join(smoke_run, "reports", "confusion_matrix.png"))
 
 
+@pytest.mark.slow
 def test_predict_images_and_json(smoke_run, tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -113,6 +118,7 @@ def test_predict_images_and_json(smoke_run, tmp_path, capsys):
     assert "input not found" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     out = str(tmp_path / "export")
     code = cli.main(
@@ -129,6 +135,7 @@ def test_export_formats_with_parity(smoke_run, tmp_path, capsys):
     assert os.path.exists(os.path.join(out, "savedmodel", "saved_model.pb"))
 
 
+@pytest.mark.slow
 def test_export_full_integer_tflite_calibrates_on_the_runs_training_data(smoke_run, tmp_path):
     out = str(tmp_path / "export")
     assert cli.main(["export", smoke_run, "--format", "tflite-int8", "--output", out]) == 0
@@ -163,6 +170,7 @@ def test_bad_input_gives_one_error_line_and_exit_1(argv, message, capsys):
     assert message in line
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_tune_runs_a_search(tmp_path, capsys):
     code = cli.main(
         [
@@ -221,6 +229,7 @@ def test_bench_finds_the_checkouts_benchmarks_from_any_directory(tmp_path, monke
     assert "lr_choice" in capsys.readouterr().out.split()
 
 
+@pytest.mark.slow
 def test_entry_point_exit_code_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: {name: tiny}\nphases: {schedule: sometimes}\n")
@@ -245,6 +254,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
     out = str(tmp_path / "resume")
     recipe = load_recipe(
@@ -272,6 +282,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
     assert [r for r in history if r["stage"] == "head"] == head_records  # not retrained
 
 
+@pytest.mark.slow
 def test_text_recipe_with_slices_and_string_serving(tmp_path, capsys):
     rng = np.random.default_rng(0)
     words = {"pos": ["great", "good", "fine", "happy"], "neg": ["bad", "awful", "sad", "poor"]}
@@ -331,6 +342,7 @@ def test_cli_leaves_logging_as_it_found_it():
     assert (list(logger.handlers), logger.level, logger.propagate) == before
 
 
+@pytest.mark.slow
 def test_evaluate_tta_writes_its_metrics_beside_the_plain_ones(smoke_run, capsys):
     with open(os.path.join(smoke_run, "metrics.json")) as f:
         plain = json.load(f)

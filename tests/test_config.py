@@ -220,6 +220,7 @@ def test_cli_lists_the_registries(capsys):
     assert "sources:" not in out
 
 
+@pytest.mark.slow
 def test_import_contracts_hold():
     """The layers of pyproject.toml's import-linter contracts (library below runner below CLI,
     no cycles); `make test` runs `lint-imports` too, this keeps a plain pytest run honest."""

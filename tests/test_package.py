@@ -54,6 +54,7 @@ def _run(code, tmp_path):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_keras_then_tlkit_loads_a_tlkit_model_in_a_fresh_process(tmp_path):
     path = str(tmp_path / "m.keras")
     tiny_model().save(path)
@@ -68,6 +69,7 @@ def test_keras_then_tlkit_loads_a_tlkit_model_in_a_fresh_process(tmp_path):
     assert tlkit_first.stdout.strip() == "Head"
 
 
+@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
 def test_plain_keras_without_tlkit_cannot_load_a_tlkit_model(tmp_path):
     """The documented limit: Keras imports only keras / keras_hub modules by itself, so a
     process that never imports tlkit cannot rebuild tlkit's layers (the README says so and names

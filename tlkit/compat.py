@@ -1,8 +1,8 @@
 """Workarounds for Keras 3.15 (with TensorFlow 2.21), in one place.
 
 Each one says what fails without it and which test shows when Keras fixes (or breaks) it again:
-- `set_trainable_flag`: `layer.trainable = value` that always recurses (tests/test_unfreeze_callback.py).
-- `apply_keras_fixes`: `fit()` under `MultiWorkerMirroredStrategy` (tests/test_multiworker_resume.py).
+- `set_trainable_flag`: `layer.trainable = value` that always recurses (tests/unfreeze/test_unfreeze_callback.py).
+- `apply_keras_fixes`: `fit()` under `MultiWorkerMirroredStrategy` (tests/distribute/test_multiworker_resume.py).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def apply_keras_fixes(model):
       ("Invalid reduction dimension 0 for input with 0 dimensions"). The step outputs are given
       a leading axis of length 1, so that MEAN over axis 0 gives back the scalar (metric results
       are equal on every worker: sync-on-read variables). Both covered by
-      tests/test_multiworker_resume.py, so a Keras fix or regression shows.
+      tests/distribute/test_multiworker_resume.py, so a Keras fix or regression shows.
 
     Returns the model.
     """

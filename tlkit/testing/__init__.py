@@ -1,4 +1,5 @@
-"""Tiny, network-free SavedModels and data for tests, examples and the offline smoke run."""
+"""Tiny, network-free SavedModels and data for tests, examples and the offline smoke run, the
+reusable checks (`checks.py`) and `TestCase`, the base of the backbone and strategy tests."""
 
 from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel
 from tlkit.testing.checks import (
@@ -6,8 +7,10 @@ from tlkit.testing.checks import (
     check_serialization_round_trip,
     frozen_weights_unchanged,
 )
+from tlkit.testing.test_case import TestCase
 
 __all__ = [
+    "TestCase",
     "check_save_reload_parity",
     "check_serialization_round_trip",
     "free_ports",
