@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 from _common import write_json  # noqa: E402
 from install import _canonical, _export, _run, build_wheel, smoke  # noqa: E402
 
-TESTS = ["tests/test_export.py", "tests/test_distribution.py"]
+TESTS = ["tests/export/test_export.py", "tests/test_distribution.py"]
 """Checkout tests run in each venv (export formats, CLI init/version): seconds, not minutes."""
 REPORTED = ("tensorflow", "keras", "numpy", "ml-dtypes", "protobuf", "tensorboard", "tlkit")
 

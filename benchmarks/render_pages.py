@@ -624,7 +624,7 @@ def page_index() -> str:
         "# Benchmarks",
         "Every figure on these pages is rendered by `benchmarks/render_pages.py` from a "
         "results file in `benchmarks/results/`, written by the benchmark script named on each "
-        "page (`tlkit bench` runs them all). `tests/test_benchmark_pages.py` checks that the "
+        "page (`tlkit bench` runs them all). `tests/test_docs.py` checks that the "
         "pages are current. After re-running a benchmark: `python benchmarks/render_pages.py`.",
         "- [Fine-tuning strategies (images)](strategies.md): how `auto` was chosen",
         "- [Fine-tuning strategies (text)](strategies_text.md)",

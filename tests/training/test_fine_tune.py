@@ -148,7 +148,7 @@ def test_early_stopping_waits_for_fine_tuning():
     stopper.on_epoch_begin(3)  # patience restarts when fine-tuning begins
     stopper.on_epoch_end(3, {"val_loss": 4.0})
     # With restore_head_epoch="always" the best weights may be head-only (the default,
-    # "never": tests/test_early_stopping.py).
+    # "never": tests/training/test_early_stopping.py).
     assert model.stop_training and stopper.best_epoch == 0
 
 
