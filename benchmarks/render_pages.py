@@ -420,6 +420,17 @@ def page_quickstart(plots: bool) -> str:
                 scalars_table),
         section("install", "Install time", "`benchmarks/install.py`.",
                 lambda d: scalars_table(d, ["now"])),
+        section("install_matrix", "TensorFlow versions", "`benchmarks/install_matrix.py` "
+                "(`make install-matrix`): the built wheel in a fresh venv at the lowest and "
+                "highest TensorFlow minor `pyproject.toml` allows; the smoke recipe, the "
+                "missing-extra messages, the `onnx` extra and the export and distribution "
+                "tests in each.",
+                lambda d: table(["TensorFlow", "Keras", "numpy", "passed", "install s",
+                                 "smoke s", "tests"], [
+                    [get(d, m, "versions", "tensorflow"), get(d, m, "versions", "keras"),
+                     get(d, m, "versions", "numpy"), str(get(d, m, "passed")),
+                     num(get(d, m, "install_seconds"), 0), num(get(d, m, "smoke_seconds"), 0),
+                     get(d, m, "tests", "summary")] for m in get(d, "minors", default=[])])),
     ])
 
 
