@@ -60,7 +60,7 @@ def test_defaults_and_types():
         ({"phases": {"bn_policy": "train"}}, "phases.bn_policy: expected one of 'frozen'"),
         ({"data": {"per_class": {"trian": 3}}}, "did you mean 'train'?"),
         ({"data": {"image_size": [32, "x"]}}, "data.image_size[1]: expected an int"),
-        ({"output": {"export": ["onnx"]}}, "output.export[0]: expected one of 'keras'"),
+        ({"output": {"export": ["pdf"]}}, "output.export[0]: expected one of 'keras'"),
         ({"head": {"dropout": 1.0}}, "head.dropout: expected a float in [0, 1), got 1.0"),
         ({"data": {"source": "tfds"}}, "data.name: required when data.source is 'tfds'"),
         ({"phases": {"schedule": "table"}}, "phases.table: required"),
