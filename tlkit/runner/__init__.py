@@ -12,9 +12,11 @@ One module per verb, each entered once by one public function (its `run_lock` wr
 - `lr_find.py`: `lr_find_recipe` (`tlkit lr-find`).
 - `tune.py`: `tune_recipe` (`tlkit tune`), the recipe front end of `tlkit.tuning`.
 - `scratch.py`: `scratch_baseline`, the from-scratch comparison `train` runs (`compare:`).
+- `suggest.py`: `suggest_run` (`tlkit suggest`): which unlabelled examples to label next.
 
 Shared by the verbs:
 
+- `reopen.py`: a finished run's recipe, model and data, for the verbs that re-read a run.
 - `settings.py`: `resolve_settings`, the one way every verb fills a recipe's unset settings.
 - `build.py`: a recipe's model (`build`), backbone, optimizer and augmentation.
 - `evaluation.py`: predict the evaluation split once, derive and write the reports.

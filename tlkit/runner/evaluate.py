@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import logging
 
-import keras
 import numpy as np
 
 from tlkit.inference import predict_tta
-from tlkit.recipes import load_recipe, preflight
 from tlkit.reports import classification_metrics
-from tlkit.runner.data import load_data
 from tlkit.runner.evaluation import eval_split, evaluate
 from tlkit.runner.records import recorded_exports, training_record, write_card
+from tlkit.runner.reopen import reopen
 from tlkit.runner.run_lock import run_lock
 from tlkit.runner.run_model import load_run_model
 from tlkit.runner.rundir import RecordError, RunDir, open_run
-from tlkit.runner.settings import resolve_settings
-
-# The model card's Training section is derived from the train verb's plan of what ran, which
-# stays in runner/train.py until the fine-tuning strategies record it themselves (issue #31
-# item 1); the one arrow between two verbs, declared in pyproject.toml's contracts.
 
 logger = logging.getLogger("tlkit")
 
@@ -39,12 +32,7 @@ def evaluate_run(path, verbose="auto", tta=None) -> dict:
 
 def _evaluate_locked(path, verbose, tta) -> dict:
     run = open_run(path)
-    recipe = load_recipe(run.recipe_path)
-    preflight.check_ready(recipe, backbone=False)  # the model is in the run; its data may not be
-    recipe = resolve_settings(recipe)
-    keras.utils.set_random_seed(recipe.seed)
-    model = load_run_model(run, calibrated=False)
-    data = load_data(recipe.data, recipe.seed).for_model(model)
+    recipe, model, data = reopen(run)
     metrics = evaluate(recipe, run, model, data, verbose=verbose)
     # Merged into the run's records: the from-scratch comparison, training time and exports
     # (Files) stay in metrics.json and the model card.
