@@ -110,18 +110,3 @@ def forward_flops_per_example(model, input_shape) -> float:
     return float(info.total_float_ops)
 
 
-def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
-    """A small functional CNN with BatchNorm, randomly initialised (nothing to download); its
-    layer names give the groups `block1`, `block2`, ... (the test kit's model of the same name,
-    kept here because the benchmarks do not import `tlkit.testing`).
-
-    Example: `tlkit.backbones.from_keras(tiny_cnn((64, 64, 3), filters=(16, 32, 64)))`."""
-    import keras
-
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", name=f"block{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
-    return keras.Model(inputs, x, name=name)

@@ -129,9 +129,9 @@ def run_cpu(images=2048, size=32, batch=64, epochs=3, correctness_images=512):
 
 def _tlkit_model(backbone, size):
     import keras
-    from _common import tiny_cnn
 
     import tlkit
+    from tlkit.backbones.tiny_savedmodels import tiny_cnn
 
     keras.utils.set_random_seed(0)
     if backbone == "tiny":

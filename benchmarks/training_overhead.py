@@ -40,9 +40,8 @@ REGIMES = ("frozen", "full")
 
 # -- one arm, in a child process -----------------------------------------------------------------
 def _backbone(name, size, hub_dir):
-    from _common import tiny_cnn
-
     import tlkit
+    from tlkit.backbones.tiny_savedmodels import tiny_cnn
 
     if name == "tiny":
         return tlkit.backbones.from_keras(tiny_cnn((size, size, 3), filters=(16, 32, 64)))

@@ -174,8 +174,9 @@ def test_registries_are_read_by_backbones_get_schema_and_runner(tmp_path):
 
 
 def test_the_benchmarks_do_not_use_the_test_kit():
-    """Nothing outside the tests imports `tlkit.testing` (the benchmarks' tiny models live in
-    `benchmarks/_common.py`); import-linter sees only the package, so the scripts are read."""
+    """Nothing outside the tests imports `tlkit.testing` (the benchmarks' tiny models come from
+    `tlkit.backbones.tiny_savedmodels`); import-linter sees only the package, so the scripts
+    are read."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert _test_kit_users(os.path.join(root, "benchmarks")) == []
 

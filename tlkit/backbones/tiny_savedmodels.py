@@ -4,6 +4,7 @@ They follow the reusable SavedModel API (`__call__(inputs, training)`, `variable
 `trainable_variables`, `regularization_losses`) so they exercise exactly the code paths of a
 tfhub.dev model: a small CNN with a BatchNormalization (image feature vector) and a text encoder
 that takes raw strings and returns a dict with `pooled_output` and `sequence_output`.
+`tiny_cnn` is the same kind of small image network as a Keras model (for `from_keras`).
 """
 
 from __future__ import annotations
@@ -135,3 +136,19 @@ def tiny_text_backbone(folder=None, seed=0, **kwargs):
 
     kwargs.setdefault("input_info", InputInfo(kind="text", dtype="string"))
     return _tiny_backbone(make_text_savedmodel, folder, seed, **kwargs)
+
+
+def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
+    """A small functional Keras CNN with BatchNorm, randomly initialised (nothing to
+    download); its layer names give the groups `block1`, `block2`, ...
+
+    Example: `tlkit.backbones.from_keras(tiny_cnn((64, 64, 3), filters=(16, 32, 64)))`."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, f in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+    return keras.Model(inputs, x, name=name)

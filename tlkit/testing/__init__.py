@@ -1,7 +1,7 @@
 """Tiny, network-free SavedModels and data for tests, examples and the offline smoke run, the
 reusable checks (`checks.py`) and `TestCase`, the base of the backbone and strategy tests."""
 
-from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel
+from tlkit.backbones.tiny_savedmodels import make_image_savedmodel, make_text_savedmodel, tiny_cnn
 from tlkit.testing.checks import (
     check_save_reload_parity,
     check_serialization_round_trip,
@@ -22,19 +22,6 @@ __all__ = [
     "tiny_model",
     "tiny_transformer",
 ]
-
-
-def tiny_cnn(input_shape=(16, 16, 3), filters=(4, 8, 8), name="tiny_cnn"):
-    """A small functional CNN with BatchNorm; layer names give groups `block1`, `block2`, ...."""
-    import keras
-
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", name=f"block{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
-    return keras.Model(inputs, x, name=name)
 
 
 def tiny_image_data(n=24, size=16, seed=0):
