@@ -199,7 +199,7 @@ def _methods(summary: dict) -> list[str]:
     return methods
 
 
-def _mean_std(cell) -> str:
+def _summary_cell(cell) -> str:
     """`[mean, std]` as "0.500 ± 0.010"; one seed (std `None`) as "0.500 (1 seed)"."""
     if not isinstance(cell, list) or len(cell) < 2 or cell[0] is None:
         return ""
@@ -217,7 +217,7 @@ def strategies_clean(data: dict | None, metric: str = "clean_accuracy") -> str:
         row = [f"`{m}`"]
         for b in budgets:
             cell = get(summary, b, m, metric)
-            row.append(_mean_std(cell))
+            row.append(_summary_cell(cell))
         if any(row[1:]):
             rows.append(row)
     return table([metric.replace("_", " ")] + [f"{b}/class" for b in budgets], rows)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tlkit.config import ConfigError
 from tlkit.training import label_mixing
-from tlkit.training.strategies.base import segment
+from tlkit.training.strategies.base import bn_label, segment
 
 
 def as_dataset(data, batch_size=256):
@@ -99,7 +99,6 @@ def probe_segment(cached_features: bool) -> dict:
 
 def all_groups_segment(config, num_groups, batch_norm, kept=False) -> dict:
     """The fine-tuning segment after a probe: every group from the start."""
-    bn = f", BN {config.bn_policy}" if batch_norm else ""
-    label = f"all groups + head{bn}" + (
+    label = f"all groups + head{bn_label(config, batch_norm)}" + (
         " (then discarded: the probe's weights were kept)" if kept else "")
     return segment(1, 0, max(config.fine_epochs, 1), label, "all", num_groups, config.lr)
