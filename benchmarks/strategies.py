@@ -43,6 +43,7 @@ module's `run_fit` / `run_features` with its own model builder and reuses the st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -411,7 +412,27 @@ def run_selected(method, make, seed, cell, predict):
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
-def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None):
+def parse_overrides(pairs):
+    """`["min_steps_per_epoch=16", "patience=null"]` -> `{"min_steps_per_epoch": 16,
+    "patience": None}` (values read as YAML): `--defaults-config`, the `FineTuneConfig` fields
+    a candidate default changes in the `_defaults` rows."""
+    import yaml
+
+    import tlkit
+
+    fields = {f.name for f in dataclasses.fields(tlkit.FineTuneConfig)}
+    overrides = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--defaults-config {pair!r}: expected FIELD=VALUE with FIELD a "
+                             f"tlkit.FineTuneConfig field")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None,
+                 overrides=None):
     """A `DEFAULT_ROWS` row: `tlkit.fine_tune` on the cell's arrays with the library's defaults
     (`prepare`: a cell's x -> model inputs; default `as_input`). Returns `(probs, seconds,
     extra)`; `extra["steps"]`: the epochs and optimizer steps that ran per phase.
@@ -419,13 +440,14 @@ def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None)
     `accuracy` (model -> clean test accuracy), when given: every epoch's weights are kept (the
     time is not counted in `seconds`) and `extra["restore_rules"]` holds the test accuracy of
     the epoch each early-stopping restore rule would have handed back (`restore_rules`), on the
-    same run."""
+    same run. `overrides`: `FineTuneConfig` fields set for a candidate default
+    (`parse_overrides`)."""
     import tlkit
 
     prepare = prepare or as_input
     strategy = method.removesuffix("_defaults")
     model = make(seed)
-    kwargs = {}
+    kwargs = dict(overrides or {})
     if strategy.startswith("lora_"):
         strategy = strategy.removeprefix("lora_")
         tlkit.peft.lora(model)
@@ -846,6 +868,9 @@ def main(argv=None):
                         help="run every row for one seed before the next seed")
     parser.add_argument("--merge", nargs="+", default=None,
                         help="add the rows of these result files to --out (then --table)")
+    parser.add_argument("--defaults-config", nargs="+", default=None, metavar="FIELD=VALUE",
+                        help="_defaults rows: FineTuneConfig fields set to a candidate default "
+                        "(recorded as defaults_overrides)")
     parser.add_argument("--restore-rules", action="store_true",
                         help="_defaults rows: test accuracy after every epoch, and what each "
                         "early-stopping restore rule (RESTORE_RULES) would hand back")
@@ -937,6 +962,9 @@ def main(argv=None):
             "for tlkit rows (each epoch repeats the data), more epochs for keras_guide / "
             "scratch", "commit": git_commit()}
     meta["commands"] = commands + [meta["command"]]
+    overrides = parse_overrides(args.defaults_config)
+    if overrides:
+        meta["defaults_overrides"] = overrides
     cells = {}
     for seed in args.seeds:
         for budget in args.budgets:
@@ -960,7 +988,8 @@ def main(argv=None):
             x_val = None if cell["x_val"] is None else as_input(cell["x_val"])
             results = [(method, *run_defaults(method, make, seed, cell,
                                               functools.partial(predict, extra=x_val),
-                                              accuracy=accuracy if args.restore_rules else None))]
+                                              accuracy=accuracy if args.restore_rules else None,
+                                              overrides=overrides))]
         elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
             results = [(method, *run_features(method, make, seed, cell, cached))]
         elif method in SELECTED_ROWS:

@@ -56,6 +56,7 @@ from strategies import (  # noqa: E402
     budget_split,
     eval_dataset,
     fixed_probe_c,
+    parse_overrides,
     plot,
     rules_summary,
     run_defaults,
@@ -192,6 +193,9 @@ def main(argv=None):  # noqa: C901
                         help="tweets (3 sentiment classes) or fortunes (Debian's topical "
                         f"fortune databases: {', '.join(FORTUNE_CATEGORIES)})")
     parser.add_argument("--fortunes-dir", default=FORTUNES_DIR)
+    parser.add_argument("--defaults-config", nargs="+", default=None, metavar="FIELD=VALUE",
+                        help="_defaults rows: FineTuneConfig fields set to a candidate default "
+                        "(recorded as defaults_overrides)")
     parser.add_argument("--restore-rules", action="store_true",
                         help="_defaults rows: test accuracy after every epoch, and what each "
                         "early-stopping restore rule would hand back (strategies.RESTORE_RULES)")
@@ -270,6 +274,9 @@ def main(argv=None):  # noqa: C901
             "min_steps_by": "tlkit.fine_tune(min_steps_per_epoch) for tlkit rows (each epoch "
             "repeats the data), more epochs for keras_guide", "commit": git_commit(),
             "forward_ms_per_example": 1000 * forward_s, "estimated_seconds": estimate}
+    overrides = parse_overrides(args.defaults_config)
+    if overrides:
+        meta["defaults_overrides"] = overrides
     cells = {}
     for seed in args.seeds:
         for budget in args.budgets:
@@ -289,7 +296,7 @@ def main(argv=None):  # noqa: C901
         if method in DEFAULT_ROWS:
             results = [(method, *run_defaults(
                 method, make, seed, cell, predict, prepare=as_text,
-                accuracy=accuracy if args.restore_rules else None))]
+                accuracy=accuracy if args.restore_rules else None, overrides=overrides))]
         elif method in FEATURE_ROWS or fixed_probe_c(method) is not None:
             results = [(method, *run_features(method, make, seed, cell, cached))]
         else:
