@@ -182,6 +182,11 @@ class FineTuneConfig:
         "splits the head epoch's lower loss was noise and cost up to 19 points, "
         "benchmarks/results/strategies_budget_defaults.json, strategies_text_budget.json) or "
         "always (the best epoch of the run)", yaml="phases.restore_head_epoch")
+    restore_best_from: int = setting(
+        100, "early stopping chooses (stops at, restores) an epoch only on a validation split "
+        "of at least this many examples; below, the last epoch's weights stay (unless it "
+        "diverged); see docs/benchmarks/strategies.md; 0: always choose",
+        yaml="phases.restore_best_from", min=0, max=10**9)
     optimizer: Literal[OPTIMIZERS] = setting("adam", "optimizer class", yaml="optimizer.name")
     lr: float = setting(1e-4, "peak learning rate of fine-tuning (top group)",
                         yaml="optimizer.lr", min=0.0, max=MAX_LR, min_open=True)

@@ -4,12 +4,13 @@ reported with the budget."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tlkit
 from tlkit.config import FineTuneConfig
 from tlkit.reports.model_card import budget_sentence
 from tlkit.testing import tiny_model
-from tlkit.training.early_stopping import PhaseAwareEarlyStopping
+from tlkit.training.early_stopping import PhaseAwareEarlyStopping, count_examples
 
 
 def _run(stopper, model, losses):
@@ -56,9 +57,43 @@ def test_fine_tune_reports_the_restored_epoch_with_the_budget():
     x = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
     y = np.arange(12) % 3
     result = tlkit.fine_tune(tiny_model(), (x, y), (x[:3], y[:3]), strategy="full",
-                             head_epochs=1, fine_epochs=2, verbose=0)
+                             head_epochs=1, fine_epochs=2, verbose=0, restore_best_from=0)
     record = result.budget["early_stopping"]
     assert record["restore_head_epoch"] == "never"
     assert record["restored_epoch"] == result.best_epoch and result.best_epoch >= 1
     assert f"early stopping restored epoch {result.best_epoch + 1}" in budget_sentence(
         result.budget)
+
+
+def test_a_tiny_validation_split_keeps_the_last_epoch_unless_it_diverged():
+    # On a split below restore_best_from the lowest loss is noise: the last epoch stays, and
+    # the stopper does not stop either.
+    model = tiny_model()
+    stopper = PhaseAwareEarlyStopping(1, keep_last=True, monitor="val_loss", patience=1,
+                                      restore_best_weights=True)
+    assert _run(stopper, model, [1.0, 2.0, 3.0, 2.5]) == 3.0
+    assert (stopper.stopped_epoch, stopper.kept_last_epoch) == (0, 3)
+    assert stopper.best_weights is None
+    # A diverged last epoch is still replaced by the best finite one.
+    stopper = PhaseAwareEarlyStopping(1, keep_last=True, monitor="val_loss", patience=3,
+                                      restore_best_weights=True)
+    assert _run(stopper, model, [1.0, 2.0, 1.5, float("nan")]) == 2.0
+    assert stopper.kept_last_epoch is None
+
+
+def test_fine_tune_counts_the_validation_split_before_choosing_an_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    y = np.arange(12) % 3
+    assert count_examples((x[:5], y[:5]), 100) == 5
+    assert count_examples(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), 6) == 6
+    result = tlkit.fine_tune(tiny_model(), (x, y), (x[:3], y[:3]), strategy="full",
+                             head_epochs=1, fine_epochs=2, verbose=0, restore_best_from=4)
+    record = result.budget["early_stopping"]
+    assert (record["kept_last_epoch"], record["val_examples"], record["restore_best_from"]) == (
+        2, 3, 4)
+    assert record["restored_epoch"] is None and result.best_epoch is None
+    assert ("early stopping kept the last epoch, 3 (a validation split of 3 examples, under "
+            "restore_best_from=4" in budget_sentence(result.budget))
+    with pytest.raises(tlkit.config.ConfigError, match="restore_best_from"):
+        FineTuneConfig(restore_best_from=-1)

@@ -231,7 +231,14 @@ def restore_sentence(record: dict | None) -> str:
     """What early stopping handed back (`FineTuneResult.budget["early_stopping"]`, from
     `tlkit.training.early_stopping.restore_record`), e.g. "early stopping restored epoch 4 (the
     head phase's best, epoch 1, is not restorable: restore_head_epoch=never)"; `""` when it
-    restored nothing."""
+    restored nothing; "early stopping kept the last epoch, 4 (a validation split of 10
+    examples, under restore_best_from=100, is too small to choose an epoch on)" when it kept
+    the last epoch."""
+    if record and record.get("kept_last_epoch") is not None:
+        return (f"early stopping kept the last epoch, {record['kept_last_epoch'] + 1} (a "
+                f"validation split of {record.get('val_examples')} examples, under "
+                f"restore_best_from={record.get('restore_best_from')}, is too small to choose "
+                f"an epoch on)")
     if not record or record.get("restored_epoch") is None:
         return ""
     text = f"early stopping restored epoch {record['restored_epoch'] + 1}"

@@ -16,6 +16,12 @@ fine-tuning begins. Which epochs' weights it may restore is `FineTuneConfig.rest
 
 With `fine_epochs=0` the head epochs are all there is, and the best of them is restored.
 
+A validation split of fewer than `FineTuneConfig.restore_best_from` examples (default 100) is
+too small to choose an epoch on: there the stopper neither stops nor restores, and the last
+epoch's weights stay (`keep_last`). Only a last epoch whose monitored value is NaN or inf is
+replaced, by the best finite one, so a diverged run still hands back usable weights.
+`count_examples` counts the split (up to the threshold).
+
 Example:
 ```python
 stopper = PhaseAwareEarlyStopping(head_epochs=1, monitor="val_loss", patience=3,
@@ -45,24 +51,31 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     Args:
         head_epochs: epochs of the head phase (fine-tuning starts at this 0-based epoch).
         restore_head_epoch: `"never"` or `"always"` (`FineTuneConfig.restore_head_epoch`).
+        keep_last: never stop and keep the last epoch's weights unless its monitored value is
+            not finite (a validation split too small to choose an epoch on).
         **kwargs: `keras.callbacks.EarlyStopping`'s (`monitor`, `patience`,
             `restore_best_weights`, ...).
     """
 
-    def __init__(self, head_epochs, restore_head_epoch="never", **kwargs):
+    def __init__(self, head_epochs, restore_head_epoch="never", keep_last=False, **kwargs):
         super().__init__(**kwargs)
         if restore_head_epoch not in HEAD_EPOCH_RESTORE:
             raise ValueError(f"restore_head_epoch={restore_head_epoch!r}: expected one of "
                              f"{HEAD_EPOCH_RESTORE}")
         self.head_epochs = int(head_epochs)
         self.restore_head_epoch = restore_head_epoch
+        self.keep_last = bool(keep_last)
         self.forgot_head_epoch = None
         """The head-only best epoch set aside when fine-tuning began, else `None`."""
+        self.kept_last_epoch = None
+        """With `keep_last`: the last epoch, when its weights were kept (nothing restored)."""
         self._head_best = None
+        self._last_finite = None
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.forgot_head_epoch, self._head_best = None, None
+        self.forgot_head_epoch, self._head_best, self.kept_last_epoch = None, None, None
+        self._last_finite = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.head_epochs or epoch == 0:
@@ -76,6 +89,8 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
+        if current is not None:
+            self._last_finite = (epoch, math.isfinite(float(current)))
         if current is not None and not math.isfinite(float(current)):
             # A diverged epoch (NaN / inf) is never the best one.
             self.wait += 1
@@ -84,27 +99,68 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
                 self.model.stop_training = True
             return
         super().on_epoch_end(epoch, logs)
-        if epoch < self.head_epochs and self.stopped_epoch == epoch and epoch > 0:
+        if (self.keep_last or epoch < self.head_epochs) and self.stopped_epoch == epoch \
+                and epoch > 0:
             self.stopped_epoch = 0
             self.model.stop_training = False
 
     def on_train_end(self, logs=None):
+        if self.keep_last and self._last_finite is not None and self._last_finite[1]:
+            # The last epoch scored a finite value: its weights stay.
+            self.kept_last_epoch = self._last_finite[0]
+            self.best_weights, self._head_best, self.forgot_head_epoch = None, None, None
+            return
         if self.best_weights is None and self._head_best is not None:
             # No fine-tuning epoch scored a finite value: the head phase's best comes back.
             self.best, self.best_epoch, self.best_weights = self._head_best
             self.forgot_head_epoch = None
         super().on_train_end(logs)
 
-def restore_record(stopper, config) -> dict | None:
+def restore_record(stopper, config, val_examples=None) -> dict | None:
     """What early stopping handed back, for `FineTuneResult.budget["early_stopping"]` (and so
     metrics.json and the model card): the rule, the epoch restored (0-based) and the head-only
-    best epoch it dropped when fine-tuning began; `None` without early stopping.
+    best epoch it dropped when fine-tuning began, or the last epoch kept on a validation split
+    below `restore_best_from` examples; `None` without early stopping.
+
+    Args:
+        stopper: the run's `PhaseAwareEarlyStopping`, or `None`.
+        config: the run's `FineTuneConfig`.
+        val_examples: the validation examples counted (`count_examples`), if counted.
 
     Example: `{"restore_head_epoch": "never", "restored_epoch": 3, "head_epoch_dropped": 0}`.
     """
     if stopper is None:
         return None
     restored = int(stopper.best_epoch) if stopper.best_weights is not None else None
-    return {"restore_head_epoch": config.restore_head_epoch, "restored_epoch": restored,
-            "head_epoch_dropped": getattr(stopper, "forgot_head_epoch", None)}
+    record = {"restore_head_epoch": config.restore_head_epoch, "restored_epoch": restored,
+              "head_epoch_dropped": getattr(stopper, "forgot_head_epoch", None)}
+    if getattr(stopper, "keep_last", False):
+        record.update(kept_last_epoch=stopper.kept_last_epoch, val_examples=val_examples,
+                      restore_best_from=int(config.restore_best_from))
+    return record
+
+
+def count_examples(data, at_most: int) -> int:
+    """How many examples `data` holds, counted up to `at_most` (a dataset is read only until
+    then): arrays / `(x, y)` tuples by length, a batched `tf.data.Dataset` by its batches'
+    leading dimension.
+
+    Args:
+        data: `(x, y[, w])` arrays, or a batched `tf.data.Dataset` (what `fit` takes).
+        at_most: stop counting here.
+
+    Example: `count_examples((x_val, y_val), 100)` -> `min(len(x_val), 100)`.
+    """
+    import tensorflow as tf
+
+    if isinstance(data, (tuple, list)):
+        first = tf.nest.flatten(data[0])[0]
+        return min(int(len(first)), int(at_most))
+    count = 0
+    for batch in data:
+        first = tf.nest.flatten(batch)[0]
+        count += int(first.shape[0]) if first.shape.rank else 1
+        if count >= at_most:
+            break
+    return min(count, int(at_most))
 

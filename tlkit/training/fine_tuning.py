@@ -34,7 +34,7 @@ from tlkit.reports.model_card import restore_sentence
 from tlkit.training import strategies
 from tlkit.training.budget import repeated, step_budget
 from tlkit.training.class_weights import resolve_class_weight
-from tlkit.training.early_stopping import restore_record
+from tlkit.training.early_stopping import count_examples, restore_record
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import fine_tune_plan, num_backbone_groups
 from tlkit.training.swa import StochasticWeightAveraging
@@ -375,9 +375,14 @@ def fine_tune(
     if budget.repeats:
         fit_train = repeated(as_dataset(fit_train, batch_size, shuffle, seed=0,
                                         setting="min_steps_per_epoch"), budget)
+    # Early stopping chooses an epoch only on a validation split of restore_best_from examples.
+    val_examples = None
+    if config.patience is not None and config.restore_best_from and validation is not None:
+        val_examples = count_examples(fit_validation, config.restore_best_from)
     plan = fine_tune_plan(
         model, config, budget.steps_per_epoch, monitor="val_loss" if validation is not None else "loss",
         optimizer=optimizer, schedule=schedule or choice.schedule, verbose=verbose,
+        val_examples=val_examples,
     )
     with model.distribute_strategy.scope():
         model.compile(optimizer=plan.optimizer, **compile_args)
@@ -461,13 +466,14 @@ def fine_tune(
     head_ran = sum(1 for e in history.epoch if e < config.head_epochs)
     result.budget = budget.record(head_ran, ran - head_ran)
     if stopper is not None:  # which epoch's weights came back (restore_head_epoch)
-        result.budget["early_stopping"] = restore_record(stopper, config)
+        result.budget["early_stopping"] = restore_record(stopper, config, val_examples)
     logger.info(
         "fine_tune: %d epochs ran (%d head + %d fine), %d + %d optimizer steps (%s), "
         "unfreezing at epochs %s%s",
         ran, head_ran, ran - head_ran, result.budget["head"]["steps"],
         result.budget["fine"]["steps"], budget.describe(), result.unfreeze_epochs,
-        "" if best_epoch is None else ", " + restore_sentence(result.budget["early_stopping"]),
+        "".join(", " + text for text in [restore_sentence(result.budget.get("early_stopping"))]
+                if text),
     )
     if start_weights is not None:
         metric = "accuracy" if "val_accuracy" in history.history else "loss"

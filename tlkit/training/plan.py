@@ -62,7 +62,7 @@ def num_backbone_groups(model) -> int:
 
 
 def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimizer=None,
-                   schedule=None, verbose=1) -> FineTunePlan:
+                   schedule=None, verbose=1, val_examples=None) -> FineTunePlan:
     """tlkit's fine-tuning schedule for `model`, to run inside your own `model.fit`.
 
     Args:
@@ -74,6 +74,9 @@ def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimi
             `config.optimizer`'s (its learning rate is replaced by the phase schedule).
         schedule: an `UnfreezeSchedule` replacing the config's.
         verbose: 0 silences the unfreezing and early-stopping log lines.
+        val_examples: the validation split's size, when known; below
+            `config.restore_best_from` early stopping keeps the last epoch (`None`: the split
+            is taken as large enough).
 
     Returns:
         A `FineTunePlan`.
@@ -109,6 +112,7 @@ def fine_tune_plan(model, config, steps_per_epoch, *, monitor="val_loss", optimi
     if config.patience is not None:
         stopper = PhaseAwareEarlyStopping(
             config.head_epochs, restore_head_epoch=config.restore_head_epoch, monitor=monitor,
+            keep_last=val_examples is not None and val_examples < config.restore_best_from,
             patience=int(config.patience),
             restore_best_weights=True, verbose=verbose,
         )
