@@ -54,6 +54,7 @@ def test_yaml_sets_each_field():
               "wise_ft_alphas": [0.5, 1.0], "swa_epochs": 2,
               "strategy": "surgical", "surgical_group": "block2", "probe_c": 0.1,
               "probe_temperature": 2.0, "min_steps_per_epoch": 4, "restore_head_epoch": "always",
+              "restore_best_from": 50,
               "pseudo_label_threshold": 0.8, "pseudo_labels_per_class": 50}
     assert set(values) == set(config_lib.FIELDS)
     data = {"backbone": {"name": "tiny"}}

@@ -107,8 +107,9 @@ def test_killed_fine_tune_resumes_with_same_groups_and_weights(tmp_path):
     # Resumed at epoch 3 (index 2), where head + top 2 groups train, not re-frozen to head-only.
     assert events["history_epochs"] == [2, 3]
     assert events["first_batch"]["epoch"] == 2
-    # Optimizer state restored: 2 epochs x 8 steps (the 4 batches twice: min_steps_per_epoch).
-    assert events["first_batch"]["step"] == 16
+    # Optimizer state restored: 2 epochs x 16 steps (the 4 batches 4 times: gradual's floor,
+    # min_steps_per_epoch null -> UNTRAINED_HEAD_MIN_STEPS).
+    assert events["first_batch"]["step"] == 32
     assert events["first_batch"]["trainable"] == full_events["epochs"]["2"]
     assert any(p.startswith("block2_") for p in events["first_batch"]["trainable"])
     assert not any(p.startswith("block1_") for p in events["first_batch"]["trainable"])

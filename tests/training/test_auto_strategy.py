@@ -386,10 +386,11 @@ def test_smoke_recipe_with_its_schedule_runs_gradual_and_says_why(tmp_path):
     assert [s["label"] for s in state["segments"]][0] == "head only (cached features)"
     assert "- Strategy: `gradual` (requested `auto`): the unfreeze schedule is set" in card
     # The epochs and optimizer steps per phase (#36): the head's on cached features, then
-    # fine-tuning with at least min_steps_per_epoch (8) steps per epoch.
+    # fine-tuning with at least gradual's floor (16 steps) per epoch.
     budget = metrics["budget"]
     assert budget["head"]["epochs"] == 2 and budget["head"]["on_cached_features"]
-    assert budget["fine"] == {"epochs": 2, "steps": 2 * max(budget["batches_per_epoch"], 8)}
+    assert budget["fine"] == {"epochs": 2, "steps": 2 * max(budget["batches_per_epoch"], 16)}
+    assert budget["min_steps_per_epoch"] == 16
     assert (f"- Optimizer steps: head 2 epochs, {budget['head']['steps']} steps on cached "
             f"features; fine-tuning 2 epochs, {budget['fine']['steps']} steps") in card
 

@@ -26,7 +26,10 @@ def _arrays(n=12, seed=0):
 
 def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger_data():
     config = FineTuneConfig()
-    assert config.min_steps_per_epoch == 8
+    assert config.min_steps_per_epoch is None  # the strategy's floor
+    assert step_budget(config, 1, default_floor=16).steps_per_epoch == 16
+    assert step_budget(config.replace(min_steps_per_epoch=4), 1,
+                       default_floor=16).steps_per_epoch == 4  # the config's wins
     tiny = step_budget(config, 1)
     assert (tiny.steps_per_epoch, tiny.repeats) == (8, True)
     assert tiny.record(head_epochs=1, fine_epochs=3)["head"] == {"epochs": 1, "steps": 8}
@@ -50,16 +53,22 @@ def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog)
     with caplog.at_level(logging.INFO, logger="tlkit.training"):
         result = tlkit.fine_tune(model, (x, y), (x, y), strategy="full", head_epochs=1,
                                  fine_epochs=2, patience=None, verbose=0)
-    assert int(model.optimizer.iterations.numpy()) == 8 + 16
-    assert result.budget["head"] == {"epochs": 1, "steps": 8}
-    assert result.budget["fine"] == {"epochs": 2, "steps": 16}
-    assert (result.budget["batches_per_epoch"], result.budget["steps_per_epoch"]) == (1, 8)
+    # `full` starts from an untrained head: its floor is 16 steps per epoch.
+    assert int(model.optimizer.iterations.numpy()) == 16 + 32
+    assert result.budget["head"] == {"epochs": 1, "steps": 16}
+    assert result.budget["fine"] == {"epochs": 2, "steps": 32}
+    assert (result.budget["batches_per_epoch"], result.budget["steps_per_epoch"]) == (1, 16)
     assert len(result.history.epoch) == 3  # the epochs stay as configured
-    assert "3 epochs ran (1 head + 2 fine), 8 + 16 optimizer steps" in caplog.text
-    assert "repeated to min_steps_per_epoch=8" in caplog.text
+    assert "3 epochs ran (1 head + 2 fine), 16 + 32 optimizer steps" in caplog.text
+    assert "repeated to min_steps_per_epoch=16" in caplog.text
     assert budget_sentence(result.budget) == (
-        "head 1 epoch, 8 steps; fine-tuning 2 epochs, 16 steps (8 per epoch: 1 batch(es) per "
-        "pass, the data repeated to min_steps_per_epoch 8)")
+        "head 1 epoch, 16 steps; fine-tuning 2 epochs, 32 steps (16 per epoch: 1 batch(es) per "
+        "pass, the data repeated to min_steps_per_epoch 16)")
+    # A converged probe starts LP-FT's head: its floor is 8.
+    result = tlkit.fine_tune(tiny_model(), (x, y), (x, y), strategy="lp_ft", fine_epochs=2,
+                             patience=None, verbose=0)
+    assert result.budget["fine"] == {"epochs": 2, "steps": 16}
+    assert result.budget["min_steps_per_epoch"] == 8
 
 
 def test_linear_probe_on_a_tiny_validation_split_fits_at_probe_c_and_says_why(monkeypatch):

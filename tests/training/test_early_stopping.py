@@ -10,7 +10,7 @@ import tlkit
 from tlkit.config import FineTuneConfig
 from tlkit.reports.model_card import budget_sentence
 from tlkit.testing import tiny_model
-from tlkit.training.early_stopping import PhaseAwareEarlyStopping, count_examples
+from tlkit.training.early_stopping import DIVERGED, PhaseAwareEarlyStopping, count_examples
 
 
 def _run(stopper, model, losses):
@@ -79,6 +79,13 @@ def test_a_tiny_validation_split_keeps_the_last_epoch_unless_it_diverged():
                                       restore_best_weights=True)
     assert _run(stopper, model, [1.0, 2.0, 1.5, float("nan")]) == 2.0
     assert stopper.kept_last_epoch is None
+    # So is one beyond DIVERGED x the best (a blow-up, not noise); noise of +60% is kept.
+    stopper = PhaseAwareEarlyStopping(1, keep_last=True, monitor="val_loss", patience=3,
+                                      restore_best_weights=True)
+    assert _run(stopper, model, [1.0, 2.0, 1.5, 1.5 * DIVERGED + 0.1]) == 2.0
+    stopper = PhaseAwareEarlyStopping(1, keep_last=True, monitor="val_loss", patience=3,
+                                      restore_best_weights=True)
+    assert _run(stopper, model, [1.0, 2.0, 1.5, 2.4]) == 3.0
 
 
 def test_fine_tune_counts_the_validation_split_before_choosing_an_epoch():

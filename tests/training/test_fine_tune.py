@@ -69,8 +69,9 @@ def test_gradual_fine_tune_in_one_fit():
     )
     assert isinstance(result, FineTuneResult) and result.model is model
     assert probe.train_begins == 1  # one fit(): callbacks and optimizer continue
-    # 3 epochs of 8 steps: min_steps_per_epoch (8) repeats the 2 batches within each epoch.
-    assert int(model.optimizer.iterations) == 3 * 8
+    # 3 epochs of 16 steps: gradual's step floor (16; min_steps_per_epoch null) repeats the 2
+    # batches within each epoch.
+    assert int(model.optimizer.iterations) == 3 * 16
     # 3 groups over 2 fine epochs: 2 then all 3.
     assert probe.groups == [
         ["head"],
@@ -165,6 +166,7 @@ def test_early_stopping_restores_best_weights():
         lr=50.0,
         lr_schedule="constant",
         early_stopping_patience=1,
+        restore_best_from=0,  # the subject is restoring: choose on this small split
         verbose=0,
     )
     assert result.best_epoch is not None

@@ -2,7 +2,8 @@
 
 With the defaults (1 head + 3 fine epochs, batch 32), 25 training examples are 1 batch, so a
 whole run would be 1 head step and 3 fine-tuning steps: the head is nearly random when the
-backbone unfreezes (#36). `FineTuneConfig.min_steps_per_epoch` (default 8;
+backbone unfreezes (#36). `FineTuneConfig.min_steps_per_epoch` (default null: the strategy's
+floor, 16 where the head starts untrained and 8 where a converged probe starts it;
 docs/benchmarks/strategies.md) makes every epoch run at least that many optimizer steps by repeating
 the training data within the epoch (`Dataset.repeat()` and `fit(steps_per_epoch=...)`), so a
 phase of E epochs runs at least E x `min_steps_per_epoch` steps. The number of epochs stays as
@@ -12,9 +13,9 @@ passes keep their meaning; only the LR schedule (per step) stretches with the ep
 
 Example:
 ```python
-budget = step_budget(FineTuneConfig(), batches_per_epoch=1)
+budget = step_budget(FineTuneConfig(), batches_per_epoch=1, default_floor=16)
 budget.steps_per_epoch, budget.record(head_epochs=1, fine_epochs=3)["fine"]
-# 8, {"epochs": 3, "steps": 24}
+# 16, {"epochs": 3, "steps": 48}
 ```
 """
 
@@ -31,7 +32,7 @@ class StepBudget:
 
     Attributes:
         batches_per_epoch: batches in one pass over the training data.
-        min_steps_per_epoch: the config's floor.
+        min_steps_per_epoch: the floor applied (the config's, else the strategy's).
         steps_per_epoch: the steps each epoch runs (`fit`'s `steps_per_epoch`).
         note: why the floor was not applied (explicit `steps_per_epoch`, data that cannot be
             repeated), else `""`.
@@ -74,18 +75,21 @@ class StepBudget:
         return text
 
 
-def step_budget(config, batches_per_epoch: int, *, steps_per_epoch=None,
+def step_budget(config, batches_per_epoch: int, *, default_floor: int = 8, steps_per_epoch=None,
                 repeatable: bool = True, data_kind: str = "") -> StepBudget:
     """The `StepBudget` of a run with `batches_per_epoch` batches per pass.
 
     Args:
         config: a `tlkit.FineTuneConfig` (its `min_steps_per_epoch`).
         batches_per_epoch: batches in one pass over the training data.
+        default_floor: the floor when `config.min_steps_per_epoch` is null (the strategy's
+            `Strategy.min_steps_per_epoch`).
         steps_per_epoch: the caller's own `steps_per_epoch` (wins: no floor).
         repeatable: whether the training data can be repeated (a `tf.data.Dataset` or arrays).
         data_kind: the training data's type name, for the note when it cannot be repeated.
     """
-    floor = int(config.min_steps_per_epoch)
+    floor = int(config.min_steps_per_epoch if config.min_steps_per_epoch is not None
+                else default_floor)
     batches = max(int(batches_per_epoch), 1)
     if steps_per_epoch is not None:
         return StepBudget(batches, floor, int(steps_per_epoch),

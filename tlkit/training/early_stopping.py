@@ -18,8 +18,9 @@ With `fine_epochs=0` the head epochs are all there is, and the best of them is r
 
 A validation split of fewer than `FineTuneConfig.restore_best_from` examples (default 100) is
 too small to choose an epoch on: there the stopper neither stops nor restores, and the last
-epoch's weights stay (`keep_last`). Only a last epoch whose monitored value is NaN or inf is
-replaced, by the best finite one, so a diverged run still hands back usable weights.
+epoch's weights stay (`keep_last`). Only a diverged last epoch is replaced by the best one: a
+monitored value that is NaN or inf, or more than `DIVERGED` times the best (noise on a small
+split moves the loss by tens of percent, a blow-up by orders of magnitude).
 `count_examples` counts the split (up to the threshold).
 
 Example:
@@ -39,6 +40,10 @@ import keras
 
 from tlkit.config import HEAD_EPOCH_RESTORE
 
+DIVERGED = 2.0
+"""With `keep_last`, a last epoch whose monitored loss is more than this many times the best
+epoch's counts as diverged, and the best epoch comes back instead."""
+
 
 class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     """`EarlyStopping` that never stops during the head phase, restarts its patience when
@@ -51,8 +56,9 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     Args:
         head_epochs: epochs of the head phase (fine-tuning starts at this 0-based epoch).
         restore_head_epoch: `"never"` or `"always"` (`FineTuneConfig.restore_head_epoch`).
-        keep_last: never stop and keep the last epoch's weights unless its monitored value is
-            not finite (a validation split too small to choose an epoch on).
+        keep_last: never stop and keep the last epoch's weights unless it diverged (its
+            monitored value not finite, or over `DIVERGED` x the best): a validation split
+            too small to choose an epoch on.
         **kwargs: `keras.callbacks.EarlyStopping`'s (`monitor`, `patience`,
             `restore_best_weights`, ...).
     """
@@ -90,7 +96,7 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is not None:
-            self._last_finite = (epoch, math.isfinite(float(current)))
+            self._last_finite = (epoch, float(current))
         if current is not None and not math.isfinite(float(current)):
             # A diverged epoch (NaN / inf) is never the best one.
             self.wait += 1
@@ -104,9 +110,20 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
             self.stopped_epoch = 0
             self.model.stop_training = False
 
+    def _diverged(self) -> bool:
+        """Whether the last epoch's monitored value is not finite or beyond `DIVERGED` x the
+        best (a loss; a monitor that grows, e.g. accuracy, is judged on finiteness only)."""
+        last = self._last_finite[1]
+        if not math.isfinite(last):
+            return True
+        best = self.best
+        if best is None or not math.isfinite(float(best)) or "loss" not in self.monitor:
+            return False
+        return float(best) > 0 and last > DIVERGED * float(best)
+
     def on_train_end(self, logs=None):
-        if self.keep_last and self._last_finite is not None and self._last_finite[1]:
-            # The last epoch scored a finite value: its weights stay.
+        if self.keep_last and self._last_finite is not None and not self._diverged():
+            # The last epoch did not diverge: its weights stay.
             self.kept_last_epoch = self._last_finite[0]
             self.best_weights, self._head_best, self.forgot_head_epoch = None, None, None
             return

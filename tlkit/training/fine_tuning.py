@@ -368,8 +368,10 @@ def fine_tune(
         # Class indices, before the data may be repeated into a dataset; regression targets and
         # multi-hot labels pass as given.
         check_labels(fit_train[1], num_classes)
-    # Tiny data: each epoch repeats the training set up to `min_steps_per_epoch` steps.
+    # Tiny data: each epoch repeats the training set up to `min_steps_per_epoch` steps (null:
+    # the floor of the strategy that runs).
     budget = step_budget(config, steps, steps_per_epoch=steps_per_epoch,
+                         default_floor=strategies.get(choice.name).min_steps_per_epoch,
                          repeatable=isinstance(fit_train, (tf.data.Dataset, tuple, list)),
                          data_kind=type(fit_train).__name__)
     if budget.repeats:

@@ -106,6 +106,15 @@ class StrategyChoice:
             logger.info("strategy %s%s: %s", self.name, came, self.reason)
 
 
+UNTRAINED_HEAD_MIN_STEPS = 16
+"""Step floor per epoch of strategies whose head starts untrained (full, gradual, surgical): at 5
+examples per class 8 steps left the head and the fine-tuned model short (#36;
+docs/benchmarks/strategies.md, "Step budget of the defaults")."""
+PROBE_HEAD_MIN_STEPS = 8
+"""Step floor per epoch of strategies a converged linear probe starts (auto, lp_ft,
+self_training): more steps did not help them, and 8 leaves 100-per-class runs unchanged."""
+
+
 class Strategy:
     """A fine-tuning strategy: subclass it, set `name`, implement `prepare`, register the
     class in `registry.STRATEGIES`.
@@ -114,10 +123,17 @@ class Strategy:
         name: the `FineTuneConfig.strategy` value.
         uses_probe: whether the head starts from the converged linear probe (no head epochs;
             a run's cached-feature head stage is skipped).
+        min_steps_per_epoch: the step floor of an epoch when `FineTuneConfig.min_steps_per_epoch`
+            is null: `PROBE_HEAD_MIN_STEPS` where a converged probe starts the head
+            (`uses_probe`), else `UNTRAINED_HEAD_MIN_STEPS`.
     """
 
     name: str = ""
     uses_probe: bool = False
+
+    @property
+    def min_steps_per_epoch(self) -> int:
+        return PROBE_HEAD_MIN_STEPS if self.uses_probe else UNTRAINED_HEAD_MIN_STEPS
 
     def planned(self, config, head=None, *, distribution=None, examples_per_class=None) -> str:
         """The strategy a run expects to run, decided before any data is read (`auto`
@@ -172,3 +188,4 @@ def segment(i, start, end, label, short, unfrozen, lr) -> dict:
     """One entry of `Strategy.segments`."""
     return {"name": f"s{i}", "label": label, "short": short, "start": start, "end": end,
             "unfrozen": unfrozen, "lr": lr}
+
