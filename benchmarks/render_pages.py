@@ -223,6 +223,62 @@ def strategies_clean(data: dict | None, metric: str = "clean_accuracy") -> str:
     return table([metric.replace("_", " ")] + [f"{b}/class" for b in budgets], rows)
 
 
+def restore_rules_table(data: dict | None) -> str:
+    """Per budget and `_defaults` row, the test accuracy of the epoch each early-stopping rule
+    hands back on the same runs (`strategies.restore_rules`): `never` (the best fine-tuning
+    epoch), `last` (the last epoch: `restore_best_from` on a small split), `always` (any
+    epoch), and `last` - `never` paired over seeds with its 95% t-interval."""
+    rules = get(data, "restore_rules")
+    if not isinstance(rules, dict) or not rules:
+        return ""
+    rows = []
+    for budget in _budgets(rules):
+        for method, cell in rules[budget].items():
+            diff = cell.get("last_vs_never") or [None]
+            interval = ("" if len(diff) < 3 or diff[1] is None
+                        else f" [{diff[1]:+.3f}, {diff[2]:+.3f}]")
+            rows.append([f"`{method}`", f"{budget}/class", str(cell.get("seeds", "")),
+                         _summary_cell(cell.get("never")), _summary_cell(cell.get("last")),
+                         _summary_cell(cell.get("always")),
+                         "" if diff[0] is None else f"{diff[0]:+.3f}{interval}"])
+    return table(["early-stopping rule (clean accuracy)", "budget", "seeds", "never",
+                  "last", "always", "last - never [95% CI]"], rows)
+
+
+def paired_rows_table(before_name: str, after_name: str, label_before: str,
+                      label_after: str) -> str:
+    """Rows present in both results files (same budget, seed and method: the same cells),
+    clean accuracy mean ± std of each and the paired difference with its 95% t-interval."""
+    before, after = load(before_name), load(after_name)
+    if before is None or after is None:
+        return ""
+    index = {(r["budget"], r["seed"], r["method"]): r["clean"]["accuracy"]
+             for r in before.get("rows", [])}
+    groups = {}
+    for r in after.get("rows", []):
+        key = (r["budget"], r["seed"], r["method"])
+        if key in index:
+            groups.setdefault((r["budget"], r["method"]), []).append(
+                (index[key], r["clean"]["accuracy"]))
+    rows = []
+    for (budget, method), pairs in sorted(groups.items()):
+        old = [a for a, _ in pairs]
+        new = [b for _, b in pairs]
+        diffs = [b - a for a, b in pairs]
+        mean = sum(diffs) / len(diffs)
+        cell = f"{mean:+.3f}"
+        if len(diffs) > 1:
+            from scipy import stats
+
+            sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
+            half = stats.t.ppf(0.975, len(diffs) - 1) * sd / len(diffs) ** 0.5
+            cell += f" [{mean - half:+.3f}, {mean + half:+.3f}]"
+        rows.append([f"`{method}`", f"{budget}/class", str(len(pairs)),
+                     mean_std(old).split(" (n=")[0], mean_std(new).split(" (n=")[0], cell])
+    return table(["paired cells (clean accuracy)", "budget", "seeds", label_before,
+                  label_after, "difference [95% CI]"], rows)
+
+
 def strategies_shifted(data: dict | None) -> str:
     """Shifted-test accuracy with the paired difference to `full` and its 95% interval."""
     summary = get(data, "summary")
@@ -352,9 +408,26 @@ def page_strategies(plots: bool) -> str:
         strategies_section("strategies_budget", "Step budget on small data",
                            "`fine_tune(min_steps_per_epoch=...)`: tiny training sets repeat "
                            "their data within an epoch.", plots, plot=False),
+        "## Step budget of the defaults (#36)",
+        "`fine_tune`'s step floor (`min_steps_per_epoch`, null by default) is the strategy's: "
+        "16 optimizer steps per epoch where the head starts untrained (`full`, `gradual`, "
+        "`surgical`), 8 where a converged linear probe starts it (`auto`, `lp_ft`, "
+        "`self_training`). Early stopping chooses an epoch only on a validation split of "
+        "`restore_best_from` (100) examples or more; below, the last epoch stays unless it "
+        "diverged. The paired cells below (same subsets, seeds and test images) compare 8 "
+        "and 16 steps per epoch; the rule table compares, on the 16-step runs, which epoch "
+        "each early-stopping rule hands back (`last` is the new default on these 10-image "
+        "validation splits). 100 per class is not affected: 800 training images are 25 "
+        "batches, above either floor, and `auto` keeps 8.",
+        provenance("strategies_budget_floor8", load("strategies_budget_floor8")),
+        provenance("strategies_budget_floor16", load("strategies_budget_floor16")),
+        paired_rows_table("strategies_budget_floor8", "strategies_budget_floor16",
+                          "8 steps per epoch", "16 steps per epoch"),
+        restore_rules_table(load("strategies_budget_floor16")),
         strategies_section("strategies_budget_defaults", "Every setting at its default",
-                           "Each tlkit row calls `fine_tune` with nothing but the data.",
-                           plots, plot=False),
+                           "Each tlkit row calls `fine_tune` with nothing but the data, at "
+                           "the defaults above.", plots, plot=False)
+        + "\n\n" + restore_rules_table(load("strategies_budget_defaults")),
         strategies_section("strategies_budget_lora", "LoRA under `auto` and `full`",
                            "LoRA adapters (`tlkit.peft.lora`) fine-tuned under each strategy.",
                            plots, plot=False),
@@ -374,8 +447,18 @@ def page_strategies_text(plots: bool) -> str:
                            plot=False),
         strategies_section("strategies_text_scale", "Feature scaling on text", "", plots,
                            plot=False),
-        strategies_section("strategies_text_budget", "Step budget on small text data", "",
-                           plots, plot=False),
+        "## Step budget of the defaults on text (#36)",
+        "Debian's topical fortune databases (computers, food, law, politics, science; "
+        "`--data fortunes`), MiniLM, 100 test texts per class. At 5 per class the training "
+        "set is one batch and the validation split 5 texts. The paired cells compare the "
+        "step floor of 8 and 16 steps per epoch (with 8, early stopping restored the lowest "
+        "validation loss; with 16, the last epoch stays: `restore_best_from`).",
+        provenance("strategies_text_budget_floor8", load("strategies_text_budget_floor8")),
+        paired_rows_table("strategies_text_budget_floor8", "strategies_text_budget",
+                          "8 steps, best epoch", "16 steps, last epoch"),
+        strategies_section("strategies_text_budget", "Every setting at its default (text)",
+                           "", plots, plot=False)
+        + "\n\n" + restore_rules_table(load("strategies_text_budget")),
     ])
 
 

@@ -181,9 +181,8 @@ class FineTuneConfig:
         "restored (null: off)", yaml="phases.patience", min=1, max=MAX_EPOCHS)
     restore_head_epoch: Literal[HEAD_EPOCH_RESTORE] = setting(
         "never", "whether early stopping may hand back a head-only epoch's weights when "
-        "fine-tuning epochs follow: never (the best fine-tuning epoch; on tiny validation "
-        "splits the head epoch's lower loss was noise and cost up to 19 points, "
-        "benchmarks/results/strategies_budget_defaults.json, strategies_text_budget.json) or "
+        "fine-tuning epochs follow: never (the best fine-tuning epoch; on small validation "
+        "splits the head epoch's lower loss was noise; see docs/benchmarks/strategies.md) or "
         "always (the best epoch of the run)", yaml="phases.restore_head_epoch")
     restore_best_from: int = setting(
         100, "early stopping chooses (stops at, restores) an epoch only on a validation split "

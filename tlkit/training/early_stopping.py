@@ -9,9 +9,8 @@ fine-tuning begins. Which epochs' weights it may restore is `FineTuneConfig.rest
   two while accuracy climbs, so restoring "the best epoch" handed back the head-only weights:
   Fashion-MNIST at 5 per class (10 validation images), `full` at the defaults, 0.352 test
   accuracy with the head epoch restored against 0.538 without (#36;
-  benchmarks/results/strategies_budget_defaults.json and strategies_text_budget.json measure
-  the rule). Where fine-tuning really loses to the head alone, `auto` already hands back its
-  probe (`strategies.keep_probe_if_better`, beyond validation noise).
+  docs/benchmarks/strategies.md). Where fine-tuning really loses to the head alone, `auto`
+  already hands back its probe (`strategies.keep_probe_if_better`, beyond validation noise).
 - `"always"`: the best epoch of the whole run, head-only epochs included (tlkit before #36).
 
 With `fine_epochs=0` the head epochs are all there is, and the best of them is restored.
