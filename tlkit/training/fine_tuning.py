@@ -523,7 +523,7 @@ def _probe_only(model, config, choice, compile_args, data, batch_size, validatio
         model=model, history=history, unfreeze_events=[], head_epochs=0, fine_epochs=0,
         schedule=unfreeze_lib.UnfreezeSchedule.constant(0), config=config,
         strategy=choice.to_record(),
-        budget={"min_steps_per_epoch": int(config.min_steps_per_epoch),
+        budget={"min_steps_per_epoch": config.min_steps_per_epoch,
                 "head": {"epochs": 0, "steps": 0}, "fine": {"epochs": 0, "steps": 0},
                 "note": "the converged linear probe (L-BFGS), no optimizer steps"},
     )
