@@ -479,6 +479,33 @@ def run_defaults(method, make, seed, cell, predict, prepare=None, accuracy=None,
     return probs, seconds, extra
 
 
+def merge_results(out, paths):
+    """Rows of runs split over processes (same protocol) from `paths` into `out` (`out`'s rows
+    win): the commands of every run, the summary and the restore rules recomputed; the
+    other fields (commit, machine, ...) are `out`'s."""
+    import json
+
+    merged, seen, meta, commands = [], set(), None, []
+    for path in [out, *paths]:
+        with open(path, encoding="utf-8") as f:
+            loaded = json.load(f)
+        if meta is None:
+            meta = {k: v for k, v in loaded.items()
+                    if k not in ("rows", "summary", "targets", "restore_rules")}
+        commands += [c for c in loaded.get("commands") or [loaded.get("command")]
+                     if c and c not in commands]
+        for row in loaded["rows"]:
+            if (row["budget"], row["seed"], row["method"]) not in seen:
+                seen.add((row["budget"], row["seed"], row["method"]))
+                merged.append(row)
+    meta["merged_from"] = list(paths)
+    meta["commands"] = commands
+    summary = summarize(merged)
+    write_json_to(out, {**meta, "rows": merged, "summary": summary,
+                        "restore_rules": rules_summary(merged),
+                        "targets": targets(summary, merged)})
+
+
 def EpochWeights():  # noqa: N802 (a Keras callback class built lazily: no TF at import)
     """A Keras callback keeping every epoch's weights (`.weights[epoch]`), taken before early
     stopping restores anything; `.seconds`: the time it took."""
@@ -891,22 +918,7 @@ def main(argv=None):
     import json
 
     if args.merge:
-        # Rows of runs split over processes (same protocol), into --out; --out's rows win.
-        merged, seen, meta = [], set(), None
-        for path in [out, *args.merge]:
-            with open(path, encoding="utf-8") as f:
-                loaded = json.load(f)
-            if meta is None:
-                meta = {k: v for k, v in loaded.items()
-                        if k not in ("rows", "summary", "targets", "machine")}
-            for row in loaded["rows"]:
-                if (row["budget"], row["seed"], row["method"]) not in seen:
-                    seen.add((row["budget"], row["seed"], row["method"]))
-                    merged.append(row)
-        meta["merged_from"] = args.merge
-        summary = summarize(merged)
-        write_json_to(out, {**meta, "rows": merged, "summary": summary,
-                            "targets": targets(summary, merged)})
+        merge_results(out, args.merge)
         args.table = True
     if args.table:
         show(out)

@@ -56,6 +56,7 @@ from strategies import (  # noqa: E402
     budget_split,
     eval_dataset,
     fixed_probe_c,
+    merge_results,
     parse_overrides,
     plot,
     rules_summary,
@@ -202,6 +203,8 @@ def main(argv=None):  # noqa: C901
     parser.add_argument("--out", default=None,
                         help="JSON path (default: results/strategies_text[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="results files of the same protocol whose rows join --out's")
     parser.add_argument("--table", action="store_true",
                         help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)
@@ -218,6 +221,9 @@ def main(argv=None):  # noqa: C901
                      "split; the image task covers budget 1)")
     out = args.out or os.path.join(RESULTS, "strategies_text_quick.json" if args.quick
                                    else "strategies_text.json")
+    if args.merge:
+        merge_results(out, args.merge)
+        args.table = True
     if args.table:
         show(out, methods=ROWS, unit="tweets")
         return

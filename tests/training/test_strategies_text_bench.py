@@ -207,3 +207,20 @@ def test_fortunes_are_read_one_class_per_topic_file(tmp_path):
     assert "computers saying 1 second line" in set(x_pool) | set(x_test)  # whitespace collapsed
     with pytest.raises(SystemExit, match="no fortune file 'computers'"):
         strategies_text.load_fortunes(2, str(tmp_path / "missing"))
+
+
+def test_merged_results_keep_every_run_and_recompute_the_summary(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"command": "run a", "commit": "abc", "defaults_overrides": {},
+                                 "rows": [_row("full_defaults", 0, 0.5), _row("auto", 0, 0.7)]}))
+    later = {**_row("full_defaults", 1, 0.6), "budget": 25}
+    second.write_text(json.dumps({"command": "run b", "commit": "def",
+                                  "rows": [_row("full_defaults", 0, 0.9), later]}))
+    strategies.merge_results(str(first), [str(second)])
+    merged = json.loads(first.read_text())
+    assert merged["commands"] == ["run a", "run b"] and merged["commit"] == "abc"
+    assert [(r["budget"], r["seed"], r["method"]) for r in merged["rows"]] == [
+        (5, 0, "full_defaults"), (5, 0, "auto"), (25, 1, "full_defaults")]
+    assert merged["rows"][0]["clean"]["accuracy"] == 0.5  # the first file's row wins
+    assert merged["summary"]["25"]["full_defaults"]["clean_accuracy"][0] == pytest.approx(0.6)
+    assert merged["merged_from"] == [str(second)]
