@@ -272,3 +272,26 @@ def test_callback_config_round_trip():
     assert restored.schedule == callback.schedule and restored.bn_policy == "train_affine"
     with pytest.raises(ValueError, match="bn_policy"):
         GradualUnfreezing({0: 0}, bn_policy="train")
+
+
+
+def test_step_schedule_walks_the_layer_groups_once_per_fit(monkeypatch):
+    # A step schedule is checked before every batch; the model's layer groups do not change
+    # during a fit, so they are walked at its start (and at each change), not per batch (#32).
+    from tlkit import trainability
+
+    original = trainability.layer_groups
+    walks = []
+    monkeypatch.setattr(trainability, "layer_groups", lambda m: walks.append(1) or original(m))
+
+    def walks_in_fit(epochs):
+        model = _model(optimizer="sgd")
+        x, y = _data(48)  # 6 batches per epoch
+        unfreezing = GradualUnfreezing(UnfreezeSchedule.by_step({0: 0, 3: 1, 6: "all"}), verbose=0)
+        walks.clear()
+        model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=[unfreezing])
+        assert [c["step"] for c in unfreezing.changes] == [0, 3, 6]
+        return len(walks)
+
+    assert walks_in_fit(epochs=4) == walks_in_fit(epochs=2)  # 24 batches walk as much as 12
