@@ -14,7 +14,7 @@ with the load average around each run. Run it on an idle machine: the rows diffe
 percent, far less than a shared machine's noise.
 
     .venv/bin/python benchmarks/cpu_defaults.py [--backbone efficientnet_lite0] [--size 64] \
-        [--n 512] [--epochs 3] [--repeats 5] [--rows baseline intra1_inter1 ...]
+        [--n 512] [--epochs 3] [--repeats 5] [--rows baseline intra1_inter1 ...] [--quick]
 """
 
 from __future__ import annotations
@@ -156,8 +156,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", default="cpu_defaults")
+    parser.add_argument("--quick", action="store_true",
+                        help="256 images, 2 epochs, 2 repeats of baseline, intra1_inter1, spe4, batch64")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.epochs, args.repeats = 256, 2, 2
+        args.rows = ["baseline", "intra1_inter1", "spe4", "batch64"]
     if args.child:
         print(json.dumps(run_row(json.loads(args.child), args.backbone, args.size, args.n,
                                  args.epochs)))
