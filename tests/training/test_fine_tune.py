@@ -215,12 +215,12 @@ def test_full_fine_tune_runs_plain_fits_step_traced_once_per_phase():
     train, _, _ = _data()
     plain = tiny_model(freeze_backbone=False)  # the same model, every group trainable
     plain_traces, _ = _traces_and_fit_callbacks(plain)
-    plain.fit(train, epochs=2, verbose=0, shuffle=False)
+    plain.fit(train, epochs=1, verbose=0, shuffle=False)
     assert len(plain_traces) == 2  # Keras: the metrics' variables made in the first trace
 
     model = _model()
     traces, callbacks = _traces_and_fit_callbacks(model)
-    fine_tune(model, train, epochs=(1, 2), unfreeze="all", lr_schedule="constant",
+    fine_tune(model, train, epochs=(1, 1), unfreeze="all", lr_schedule="constant",
               early_stopping_patience=None, min_steps_per_epoch=1, verbose=0)
     assert type(model.optimizer) is keras.optimizers.Adam
     assert traces == [2, len(plain.trainable_weights)]  # head kernel + bias, then every group

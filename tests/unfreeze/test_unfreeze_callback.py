@@ -283,15 +283,12 @@ def test_step_schedule_walks_the_layer_groups_once_per_fit(monkeypatch):
     original = trainability.layer_groups
     walks = []
     monkeypatch.setattr(trainability, "layer_groups", lambda m: walks.append(1) or original(m))
-
-    def walks_in_fit(epochs):
-        model = _model(optimizer="sgd")
-        x, y = _data(48)  # 6 batches per epoch
-        unfreezing = GradualUnfreezing(UnfreezeSchedule.by_step({0: 0, 3: 1, 6: "all"}), verbose=0)
-        walks.clear()
-        model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0,
-                  callbacks=[unfreezing])
-        assert [c["step"] for c in unfreezing.changes] == [0, 3, 6]
-        return len(walks)
-
-    assert walks_in_fit(epochs=4) == walks_in_fit(epochs=2)  # 24 batches walk as much as 12
+    model = _model(optimizer="sgd")
+    x, y = _data(64)  # 8 batches
+    unfreezing = GradualUnfreezing(UnfreezeSchedule.by_step({0: 0, 3: 1, 6: "all"}), verbose=0)
+    seen = []  # walks so far, after GradualUnfreezing's check of each batch
+    spy = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda b, logs: seen.append(len(walks)))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[unfreezing, spy])
+    assert [c["step"] for c in unfreezing.changes] == [0, 3, 6]
+    walked = [later - earlier for earlier, later in zip(seen, seen[1:])]  # batches 1..7
+    assert [b for b, n in enumerate(walked, start=1) if n] == [3, 6], walked
