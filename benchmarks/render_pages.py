@@ -575,6 +575,15 @@ def page_speed(plots: bool) -> str:
             [k, num(get(d, k, "keras_img_per_s"), 0), num(get(d, k, "tlkit_img_per_s"), 0),
              num(get(d, k, "ratio"), 2)] for k in ("frozen", "full") if k in d])
 
+    def cpu_defaults(d):
+        rows = get(d, "rows", default={})
+        return table(["row", "img/s", "CPU s / image", "vs today: median [95% CI]",
+                      "of matmul peak"], [
+            [name, num(get(r, "img_per_s"), 1), num(get(r, "cpu_s_per_image"), 4),
+             f"{num(get(r, 'ratio_to_baseline', 'median'), 3)} "
+             f"[{', '.join(num(v, 3) for v in get(r, 'ratio_to_baseline', 'ci95', default=[]))}]",
+             num(get(r, "fraction_of_matmul_peak"), 3)] for name, r in rows.items()])
+
     def audit(d):
         runs = get(d, "runs", default={})
         records = [r for rs in runs.values() if isinstance(rs, list) for r in rs]
@@ -598,6 +607,11 @@ def page_speed(plots: bool) -> str:
                 "`benchmarks/training_overhead.py`: plain Keras `fit` vs `tlkit.fine_tune` on "
                 "the same model and data. These figures come from an earlier version of the "
                 "script and did not reproduce (#32).", overhead),
+        section("cpu_defaults", "CPU defaults", "`benchmarks/cpu_defaults.py`: thread pools, "
+                "batch per replica, steps_per_execution, the input pipeline and oneDNN against "
+                "`tlkit.distribute.distribution_plan`'s CPU defaults (the `baseline` row), on "
+                "the full fine-tune; each row in a fresh process, interleaved (#32).",
+                cpu_defaults),
         section("input_pipeline", "Input pipeline", "`benchmarks/input_pipeline.py`.",
                 scalars_table),
         section("audit_scale", "Audit at scale", "`benchmarks/audit_scale.py`: near-duplicate "

@@ -107,8 +107,67 @@ class StepTimer:
         self.callback = CB()
 
 
+def _watch(model):
+    """Records every train function Keras makes for `model` (each is traced on first use) and
+    the callbacks each `fit` is given: `(made, callbacks)`, lists filled as training runs."""
+    made, callbacks = [], []
+    make, fit = model.make_train_function, model.fit
+
+    def make_train_function(force=False):
+        before = model.train_function
+        result = make(force)
+        if model.train_function is not before:
+            made.append(model.train_function)
+        return result
+
+    def watched_fit(*args, **kwargs):
+        callbacks.extend(kwargs.get("callbacks") or [])
+        return fit(*args, **kwargs)
+
+    model.make_train_function, model.fit = make_train_function, watched_fit
+    return made, callbacks
+
+
+def step_structure(model, made, callbacks):
+    """What an arm's training step is, independent of the machine's load: the optimizer, the
+    variables it differentiates and updates, how often the train step was traced, the ops in the
+    traced step, and the callbacks run around every batch. Reads Keras 3's TF trainer closures
+    (`one_step_on_data`); a field it cannot read is left out."""
+    import keras
+
+    out = {
+        "optimizer": type(model.optimizer).__name__,
+        "optimizer_variables": len(model.optimizer.variables),
+        "trainable_variables": len(model.trainable_weights),
+        "learning_rate": type(getattr(model.optimizer, "_learning_rate", None)).__name__,
+        "jit_compile": bool(model.jit_compile),
+        "steps_per_execution": int(model.steps_per_execution),
+        "train_functions_made": len(made),
+        "batch_hooks": sorted(
+            type(c).__name__ for c in callbacks
+            if any(getattr(type(c), hook) is not getattr(keras.callbacks.Callback, hook)
+                   for hook in ("on_train_batch_begin", "on_train_batch_end"))),
+    }
+    try:
+        steps = []
+        for function in made:
+            cells = dict(zip(function.__code__.co_freevars,
+                             (c.cell_contents for c in function.__closure__)))
+            step = cells["one_step_on_data"]
+            steps.append(getattr(step, "__wrapped__", step))
+        out["train_step_traces"] = sum(s.experimental_get_tracing_count() for s in steps)
+        counts = []
+        for concrete in steps[-1]._list_all_concrete_functions():
+            graph = concrete.graph.as_graph_def()
+            counts.append(len(graph.node) + sum(len(f.node_def) for f in graph.library.function))
+        out["train_step_ops"] = sorted(counts)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        pass
+    return out
+
+
 def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
-    """Trains one arm; returns its per-step figures."""
+    """Trains one arm; returns its per-step figures and the structure of its step."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -126,6 +185,7 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
         freeze_backbone=True if arm == "tlkit" else freeze,
     )
     timer = StepTimer()
+    made, callbacks = _watch(model)
     if arm == "keras":
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
     else:
@@ -140,6 +200,8 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
         "img_per_s": batch / step,
         "cpu_s_per_step": timer.cpu_seconds / max(timer.steps, 1),
         "timed_steps": timer.steps,
+        "structure": step_structure(model, made,
+                                    [c for c in callbacks if c is not timer.callback]),
     }
     if regime == "full" and arm == "tlkit":
         backbone = tlkit.trainability.find_backbone(model)
@@ -197,6 +259,7 @@ def run(args):
                     values = [p[key] for p in pairs]
                     low, high = bootstrap_ci(values, np.median)
                     summary[key] = {"median": float(np.median(values)), "ci95": [low, high]}
+                summary["structure"] = {arm: pairs[0][arm].get("structure") for arm in ARMS}
                 summary["keras_img_per_s"] = float(np.median([p["keras"]["img_per_s"] for p in pairs]))
                 summary["tlkit_img_per_s"] = float(np.median([p["tlkit"]["img_per_s"] for p in pairs]))
                 per[regime] = {"summary": summary, "pairs": pairs}
@@ -245,6 +308,10 @@ def main(argv=None):
             w, c = s["ratio_wall"], s["ratio_cpu"]
             print(f"{backbone:<18} {regime:<7} {s['keras_img_per_s']:>11.1f} {s['tlkit_img_per_s']:>11.1f} "
                   f"{w['median']:>6.3f} [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}] {c['median']:>10.3f}")
+            st = per[regime]["summary"]["structure"]
+            differ = {k: (st["keras"].get(k), st["tlkit"].get(k)) for k in st["tlkit"]
+                      if st["keras"].get(k) != st["tlkit"].get(k)}
+            print(f"  {regime} step structure, keras vs tlkit where they differ: {differ}")
         f = per["flops"]
         print(f"{backbone}: full fine-tune {f['train_gflop_per_s']:.1f} GFLOP/s = "
               f"{100 * f['fraction_of_peak']:.1f}% of matmul peak {f['matmul_peak_gflop_per_s']:.1f}")

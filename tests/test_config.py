@@ -141,6 +141,20 @@ def test_fine_tune_plan_in_own_fit():
     assert not np.array_equal(before["block1_conv/kernel"], after["block1_conv/kernel"])
 
 
+
+def test_head_only_plan_trains_at_a_constant_head_lr():
+    # fine_epochs=0: the head LR as a float (what plain `fit` compiles), not a CombinedSchedule
+    # switching to `lr` at a step the run never reaches (#32: per-step ops that buy nothing).
+    model = tiny_model(compile=False)
+    config = tlkit.FineTuneConfig(head_epochs=2, fine_epochs=0, lr=1e-3, patience=None)
+    plan = tlkit.fine_tune_plan(model, config, steps_per_epoch=2, verbose=0)
+    assert isinstance(plan.learning_rate, float) and plan.learning_rate == pytest.approx(1e-2)
+    assert not isinstance(plan.optimizer._learning_rate,
+                          keras.optimizers.schedules.LearningRateSchedule)
+    x = np.zeros((16, 16, 16, 3), "float32")
+    tlkit.fine_tune(model, (x, np.arange(16) % 3), config, batch_size=8, verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2)  # after its 4 steps
+
 def test_fine_tune_result_records_the_config():
     model = tiny_model()
     x = np.zeros((8, 16, 16, 3), "float32")

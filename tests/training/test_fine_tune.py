@@ -188,3 +188,60 @@ def test_errors():
     unknown = train.filter(lambda x, y: True)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         fine_tune(model, unknown)
+
+
+def _traces_and_fit_callbacks(model):
+    """Counts traces of `model.train_step` and records the callbacks `fit` is given."""
+    traces, callbacks = [], []
+    step, fit = model.train_step, model.fit
+
+    def train_step(data):
+        traces.append(len(model.trainable_weights))
+        return step(data)
+
+    def watched_fit(*args, **kwargs):
+        callbacks.extend(kwargs.get("callbacks") or [])
+        return fit(*args, **kwargs)
+
+    model.train_step, model.fit = train_step, watched_fit
+    return traces, callbacks
+
+
+def test_full_fine_tune_runs_plain_fits_step_traced_once_per_phase():
+    # #32: with one LR (no layer-wise decay), every group unfrozen at once and a constant LR,
+    # the step `fine_tune` runs is plain Keras' for the same trainable variables: a plain Adam,
+    # and no callback that waits on every batch's logs (Keras dispatches batch ends
+    # asynchronously then). The train step is traced once per phase (the head, then all
+    # groups): the compiled metrics are built before `fit`, where a plain `fit` builds them in
+    # its first trace and TensorFlow traces that step a second time.
+    train, _, _ = _data()
+    plain = tiny_model(freeze_backbone=False)  # the same model, every group trainable
+    plain_traces, _ = _traces_and_fit_callbacks(plain)
+    plain.fit(train, epochs=1, verbose=0, shuffle=False)
+    assert len(plain_traces) == 2  # Keras: the metrics' variables made in the first trace
+
+    model = _model()
+    traces, callbacks = _traces_and_fit_callbacks(model)
+    fine_tune(model, train, epochs=(1, 1), unfreeze="all", lr_schedule="constant",
+              early_stopping_patience=None, min_steps_per_epoch=1, verbose=0)
+    assert type(model.optimizer) is keras.optimizers.Adam
+    assert traces == [2, len(plain.trainable_weights)]  # head kernel + bias, then every group
+    assert [v.path for v in model.trainable_weights] == [v.path for v in plain.trainable_weights]
+    batch_end = keras.callbacks.Callback.on_train_batch_end
+    assert callbacks and not [c for c in callbacks if type(c).on_train_batch_end is not batch_end]
+
+
+def test_compiled_state_built_before_fit_from_arrays_and_datasets():
+    from tlkit.training.step_build import batch_spec, build_before_fit
+
+    _, x, y = _data()
+    assert batch_spec((x, y))[0].shape.as_list() == [None, 16, 16, 3]
+    assert batch_spec(keras.utils.PyDataset()) is None
+    model = _model()
+    assert not model._compile_metrics.built
+    assert build_before_fit(model, (x, y))
+    assert model._compile_metrics.built and model._compile_loss.built
+    assert not build_before_fit(model, (x, y))  # nothing left to build
+    traces, _ = _traces_and_fit_callbacks(model)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert len(traces) == 1

@@ -272,3 +272,23 @@ def test_callback_config_round_trip():
     assert restored.schedule == callback.schedule and restored.bn_policy == "train_affine"
     with pytest.raises(ValueError, match="bn_policy"):
         GradualUnfreezing({0: 0}, bn_policy="train")
+
+
+
+def test_step_schedule_walks_the_layer_groups_once_per_fit(monkeypatch):
+    # A step schedule is checked before every batch; the model's layer groups do not change
+    # during a fit, so they are walked at its start (and at each change), not per batch (#32).
+    from tlkit import trainability
+
+    original = trainability.layer_groups
+    walks = []
+    monkeypatch.setattr(trainability, "layer_groups", lambda m: walks.append(1) or original(m))
+    model = _model(optimizer="sgd")
+    x, y = _data(64)  # 8 batches
+    unfreezing = GradualUnfreezing(UnfreezeSchedule.by_step({0: 0, 3: 1, 6: "all"}), verbose=0)
+    seen = []  # walks so far, after GradualUnfreezing's check of each batch
+    spy = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda b, logs: seen.append(len(walks)))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[unfreezing, spy])
+    assert [c["step"] for c in unfreezing.changes] == [0, 3, 6]
+    walked = [later - earlier for earlier, later in zip(seen, seen[1:])]  # batches 1..7
+    assert [b for b, n in enumerate(walked, start=1) if n] == [3, 6], walked

@@ -407,12 +407,17 @@ def from_config(config, steps_per_epoch: int):
     The head phase trains at `config.resolved_head_lr` (constant); fine-tuning at `config.lr`,
     constant, cosine-decayed to `lr / 100`, or a one-cycle (`config.lr_schedule`).
 
+    A head-only run (`fine_epochs=0`) trains at the head LR throughout: a float, as plain
+    `fit` would, not a switch to `lr` at a step the run never reaches (#32).
+
     Returns:
         A float (constant) or a `LearningRateSchedule`.
     """
     head_steps = config.head_epochs * int(steps_per_epoch)
     fine_steps = config.fine_epochs * int(steps_per_epoch)
-    if config.lr_schedule == "constant" or fine_steps == 0:
+    if fine_steps == 0:
+        return float(config.resolved_head_lr)
+    if config.lr_schedule == "constant":
         fine = float(config.lr)
     elif config.lr_schedule == "cosine":
         fine = keras.optimizers.schedules.CosineDecay(float(config.lr), fine_steps, alpha=0.01)

@@ -37,6 +37,7 @@ from tlkit.training.class_weights import resolve_class_weight
 from tlkit.training.early_stopping import count_examples, restore_record
 from tlkit.training.label_mixing import as_dataset, mix_batches, one_hot_labels
 from tlkit.training.plan import fine_tune_plan, num_backbone_groups
+from tlkit.training.step_build import build_before_fit
 from tlkit.training.swa import StochasticWeightAveraging
 from tlkit.training.training_loss import mixing_setting, training_loss
 from tlkit.training.weight_interpolation import FineTuneStartWeights, wise_ft
@@ -422,6 +423,7 @@ def fine_tune(
         fit_kwargs["shuffle"] = False  # datasets come shuffled (or not) as the user made them
     if steps_per_epoch is not None or budget.repeats:
         fit_kwargs["steps_per_epoch"] = budget.steps_per_epoch
+    build_before_fit(model, fit_train)  # the first train step traced once, not twice
     try:
         history = model.fit(
             x,
