@@ -1,6 +1,7 @@
 """Shared fixtures: tiny SavedModels and Keras backbones built here, no network."""
 
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,6 +48,36 @@ def _localhost_ports(request):
     with open(os.path.join(tempfile.gettempdir(), "tlkit-tests-localhost-ports.lock"), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes",
+                     "smoke.yaml")
+# The shortest finished smoke run: one head epoch, one fine-tuning epoch, no TensorBoard.
+SMOKE_FAST = ["--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
+              "--set", "output.tensorboard=false"]
+
+
+@pytest.fixture(scope="session")
+def smoke_run_template(tmp_path_factory):
+    """A finished `tlkit -q train recipes/smoke.yaml` run with `SMOKE_FAST`, trained once per
+    test process (xdist worker). Tests never touch it: they take a copy (`copy_smoke_run`)."""
+    from tlkit import cli
+
+    out = str(tmp_path_factory.mktemp("smoke_template") / "run")
+    assert cli.main(["-q", "train", SMOKE, "--output", out, *SMOKE_FAST]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def copy_smoke_run(smoke_run_template):
+    """`copy_smoke_run(dest)` copies the finished smoke run to the folder `dest` (which must not
+    exist) and returns `dest` as a string: a run the test may change, without training again."""
+
+    def copy(dest):
+        shutil.copytree(smoke_run_template, dest)
+        return str(dest)
+
+    return copy
 
 
 @pytest.fixture(scope="session")
