@@ -16,6 +16,39 @@ import pytest  # noqa: E402
 from tlkit.testing import make_image_savedmodel, make_text_savedmodel, tiny_cnn  # noqa: E402
 
 
+def _recorded_seconds():
+    """Seconds per test id from tests/test_durations.json (scripts/record_test_durations.py)."""
+    import json
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_durations.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["seconds"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected: weigh only the tests that run
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the longest test files first (by their selected tests' recorded
+    seconds, a test not recorded counting as the median one), each file's tests in their
+    order. `make test` hands the files out in this order (`--dist loadfile
+    --no-loadscope-reorder`), so the last ones to start are short and the workers finish
+    together; xdist's own order (most tests first) left the one-test files that spawn processes
+    for the end. Every worker sorts the same way, as xdist requires. A plain `pytest` run keeps
+    the usual order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not items:
+        return
+    recorded = _recorded_seconds()
+    known = sorted(recorded.values())
+    default = known[len(known) // 2] if known else 1.0
+    weight = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        weight[path] = weight.get(path, 0.0) + recorded.get(item.nodeid, default)
+    items.sort(key=lambda item: -weight[item.nodeid.split("::")[0]])
+
+
 @pytest.fixture(autouse=True)
 def _one_pass_per_epoch(request, monkeypatch):
     """Tests train their tiny data one pass per epoch, as they were written: the default step
