@@ -44,6 +44,7 @@ def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger
         FineTuneConfig(min_steps_per_epoch=0)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog):
     x, y = _arrays()  # 12 examples: 1 batch of 32, so 1 step per epoch without the floor
     model = tiny_model()

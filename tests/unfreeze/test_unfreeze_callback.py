@@ -68,6 +68,7 @@ def _group_of(path):
     return path.split("_")[0] if path.startswith("block") else "head"
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_gradual_unfreezing_in_one_fit(caplog, capsys):
     model = _model()
     x, y = _data()
