@@ -141,6 +141,7 @@ def test_mixed_float16_wraps_the_layerwise_optimizer_in_loss_scaling():
         keras.config.set_dtype_policy("float32")
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_head_on_features_and_lr_find(mixed_bfloat16, image_savedmodel):
     x, y = _images()
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))
