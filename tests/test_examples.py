@@ -37,6 +37,7 @@ def test_text_classification(capsys):
     assert "'what a great ride': " in capsys.readouterr().out
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_lora_int8(tmp_path):
     results = _example("lora_int8").main(["--tiny", "--out", str(tmp_path)])
     int8 = results["tflite-int8"]

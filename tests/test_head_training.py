@@ -26,6 +26,7 @@ def _model(augment=False):
     )
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_cached_head_training_matches_uncached(image_batch, tmp_path):
     x, y = image_batch
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -60,6 +61,7 @@ def test_refuses_augmentation_and_unfrozen_backbone(image_batch):
     assert feature_model(model).output_shape == (None, 8)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_streamed_shards_train_the_same_head_as_in_memory_features(image_batch, tmp_path):
     x, y = image_batch
     ds = tf.data.Dataset.from_tensor_slices((x, y))

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tlkit
+from tlkit.testing import TestCase
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -25,27 +26,34 @@ def bert_preset(tmp_path_factory):
     return path
 
 
-@pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
-def test_keras_hub_text_backbone_trains_on_raw_strings(bert_preset, tmp_path):
-    backbone = tlkit.backbones.get(f"keras_hub:{bert_preset}")
-    assert backbone.input_info.kind == "text" and backbone.preprocessor is not None
-    model = tlkit.build_model(backbone, num_classes=2)
-    names = tlkit.trainability.group_names(model)
-    assert names[:3] == ["embeddings", "transformer_layer_0", "transformer_layer_1"]
-    assert names[-1] == "head"
-    tlkit.unfreeze_top(model, 1)
-    texts = tf.constant(["good movie", "bad plot", "the good plot", "a bad movie"])
-    labels = np.array([1, 0, 1, 0])
-    layer0 = [v.numpy().copy() for g in tlkit.layer_groups(model) if g.name == "transformer_layer_0"
-              for v in g.variables]
-    model.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(2), epochs=1, verbose=0)
-    after = [v.numpy() for g in tlkit.layer_groups(model) if g.name == "transformer_layer_0"
-             for v in g.variables]
-    assert all(np.array_equal(a, b) for a, b in zip(layer0, after))  # frozen group untouched
-    model.save(tmp_path / "bert.keras")
-    reloaded = keras.models.load_model(tmp_path / "bert.keras")
-    np.testing.assert_allclose(reloaded.predict(texts, verbose=0), model.predict(texts, verbose=0),
-                               atol=1e-6)
+class TestKerasHubBackbone(TestCase):
+    @pytest.mark.slow  # over 5 CPU-seconds (tests/ timings, #31)
+    def test_text_backbone_trains_on_raw_strings(self, bert_preset, tmp_path):
+        # The checks every backbone owes (`tlkit.testing.TestCase.run_backbone_test`): a text
+        # backbone whose preprocessor makes the model take raw strings; its head trains while
+        # every backbone group stays bit-identical; the model saves and reloads in safe mode
+        # with the same predictions on the strings.
+        backbone = tlkit.backbones.get(f"keras_hub:{bert_preset}")
+        assert backbone.preprocessor is not None
+        texts = tf.constant(["good movie", "bad plot", "the good plot", "a bad movie"])
+        labels = np.array([1, 0, 1, 0])
+        model = self.run_backbone_test(
+            backbone, texts, (4, 8), expected_kind="text",
+            expected_groups=["embeddings", "transformer_layer_0", "transformer_layer_1", "top"],
+            expected_num_params=1456, build_kwargs={"num_classes": 2},
+            train_data=(texts, labels), saving_folder=tmp_path)
+        assert tlkit.trainability.group_names(model)[-1] == "head"
+        # With the top group unfrozen, it trains and the groups below it stay put.
+        tlkit.unfreeze_top(model, 1)
+        model.compile(optimizer="adam", loss=model.loss)  # a new optimizer for the new variables
+        before = {g.name: [v.numpy().copy() for v in g.variables]
+                  for g in tlkit.layer_groups(model)}
+        model.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(2), epochs=1,
+                  verbose=0)
+        moved = {g.name for g in tlkit.layer_groups(model)
+                 if any(not np.array_equal(a, v.numpy()) for a, v in zip(before[g.name],
+                                                                          g.variables))}
+        assert moved == {"top", "head"}, moved
 
 
 def test_missing_preset_folder_is_a_clear_error(tmp_path):

@@ -81,6 +81,7 @@ def test_text_savedmodel_serves_strings(text_savedmodel, tmp_path):
 
 
 @pytest.mark.parametrize("quantize, tolerance", [(None, 1e-5), ("dynamic", 0.05)])
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_tflite_parity(image_model, pixels, tmp_path, quantize, tolerance):
     result = export.export_tflite(
         image_model, tmp_path / "m.tflite", quantize=quantize, sample_inputs=pixels

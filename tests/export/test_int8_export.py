@@ -84,6 +84,7 @@ def test_model_inputs_gives_predict_the_string_arrays_it_accepts():
     assert model_inputs(pixels) is pixels
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_tflite_dynamic_reports_its_int8_size_next_to_float32(tmp_path):
     model = _dense_image_model()  # int8 weights shrink the 98k-parameter Dense
     held_out = _images(16, seed=1)
@@ -97,6 +98,7 @@ def test_tflite_dynamic_reports_its_int8_size_next_to_float32(tmp_path):
     assert results["tflite-dynamic"]["size_bytes"] == (tmp_path / "model_dynamic.tflite").stat().st_size
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_tflite_predict_runs_large_inputs_in_slices_with_the_same_outputs(tmp_path):
     model = tiny_model()
     path = tlkit.export.export_tflite(model, tmp_path / "m.tflite")["path"]

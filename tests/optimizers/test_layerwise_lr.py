@@ -138,6 +138,7 @@ def test_schedule_times_multiplier():
         np.testing.assert_allclose(before_a - a.numpy(), 0.1 * lr, rtol=1e-5)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_loss_scale_optimizer_is_rewrapped():
     plain, _ = _one_step_deltas(
         lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
@@ -150,6 +151,7 @@ def test_loss_scale_optimizer_is_rewrapped():
     _assert_ratio(scaled["block2_conv/kernel"], plain["block2_conv/kernel"], 0.25)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_serialization_and_saved_model(tmp_path):
     model = _model()
     optimizer = layerwise(

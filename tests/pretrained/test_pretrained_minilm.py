@@ -133,7 +133,7 @@ class TestMiniLMBackbone(TestCase):
         assert isinstance(backbone, KerasBackbone) and backbone.input_info.dtype == "string"
         assert isinstance(backbone.preprocessor, keras.layers.Layer)
         self.run_backbone_test(
-            backbone, backbone.preprocessor(SENTENCES[:2]), (2, 384), expected_kind="text",
+            backbone, SENTENCES[:2], (2, 384), expected_kind="text",
             expected_groups=["embeddings"] + [f"transformer_layer_{i}" for i in range(6)],
             expected_num_params=backbone.model.count_params(), run_serialization_check=False,
         )

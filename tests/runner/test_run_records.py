@@ -15,15 +15,16 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SMOKE = os.path.join(ROOT, "recipes", "smoke.yaml")
+# The settings of the session's smoke run (tests/conftest.py SMOKE_FAST): a retrain with them
+# is the same recipe.
 FAST = ["--set", "phases.head_epochs=1", "--set", "phases.fine_epochs=1",
         "--set", "output.tensorboard=false"]
 
 
 @pytest.fixture
-def smoke_run(tmp_path):
-    out = str(tmp_path / "smoke")
-    assert cli.main(["-q", "train", SMOKE, "--output", out, *FAST]) == 0
-    return RunDir(out)
+def smoke_run(tmp_path, copy_smoke_run):
+    """A copy of the session's finished smoke run (tests/conftest.py: trained with `FAST`)."""
+    return RunDir(copy_smoke_run(tmp_path / "smoke"))
 
 
 def _card(run):

@@ -37,6 +37,7 @@ def test_build_model_rejects_non_labeled_data():
         tlkit.build_model(_backbone(), data=[1, 2, 3])
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_fine_tune_on_labeled_data_evaluates_the_test_split():
     data = _data()
     model = tlkit.build_model(_backbone(), data)
@@ -170,6 +171,7 @@ def test_reloading_a_model_raises_no_build_warning(tmp_path):
     assert not [w for w in caught if "build()" in str(w.message)], [str(w.message) for w in caught]
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_unfreezing_prints_one_line_and_logs_the_table_at_debug(capsys, caplog):
     import logging
 

@@ -47,6 +47,7 @@ def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger
         FineTuneConfig(min_steps_per_epoch=0)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog):
     x, y = _arrays()  # 12 examples: 1 batch of 32, so 1 step per epoch without the floor
     model = tiny_model()
@@ -71,6 +72,7 @@ def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog)
     assert result.budget["min_steps_per_epoch"] == 8
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_linear_probe_on_a_tiny_validation_split_fits_at_probe_c_and_says_why(monkeypatch):
     x, y = _arrays()
     xv, yv = _arrays(6, seed=1)

@@ -52,6 +52,7 @@ def test_a_head_only_best_epoch_is_not_restored_when_fine_tuning_follows():
         FineTuneConfig(restore_head_epoch="sometimes")
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_fine_tune_reports_the_restored_epoch_with_the_budget():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")

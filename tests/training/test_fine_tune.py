@@ -50,6 +50,7 @@ class _Probe(keras.callbacks.Callback):
 
 
 @pytest.mark.step_floor
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_gradual_fine_tune_in_one_fit():
     train, _, _ = _data()
     model = _model()
@@ -153,6 +154,7 @@ def test_early_stopping_waits_for_fine_tuning():
     assert model.stop_training and stopper.best_epoch == 0
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_early_stopping_restores_best_weights():
     train, _, _ = _data()
     model = _model()

@@ -38,6 +38,7 @@ def _assert_mixed(model):
     assert tlkit.trainability.find_backbone(model).compute_dtype == "bfloat16"
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_hub_image_savedmodel_fine_tunes_layerwise_and_reloads(
     mixed_bfloat16, image_savedmodel, tmp_path
 ):
@@ -123,6 +124,7 @@ def test_offline_minilm_builds_and_predicts(mixed_bfloat16):
     assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_mixed_float16_wraps_the_layerwise_optimizer_in_loss_scaling():
     # float16 runs on CPU too (slowly): one fine-tune step shows the loss-scaled layer-wise path.
     keras.config.set_dtype_policy("mixed_float16")
@@ -139,6 +141,7 @@ def test_mixed_float16_wraps_the_layerwise_optimizer_in_loss_scaling():
         keras.config.set_dtype_policy("float32")
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_head_on_features_and_lr_find(mixed_bfloat16, image_savedmodel):
     x, y = _images()
     model = tlkit.build_model(image_savedmodel, num_classes=3, input_shape=(16, 16, 3))

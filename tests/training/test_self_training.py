@@ -17,6 +17,7 @@ def test_pseudo_labels_are_confident_and_class_balanced():
     assert keep.size == 0
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_self_training_teacher_labels_the_pool_and_the_student_trains_on_it():
     from tlkit.testing import tiny_image_data, tiny_model
 

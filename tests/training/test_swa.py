@@ -19,6 +19,7 @@ class _EpochEnds(keras.callbacks.Callback):
         self.weights.append(self.model.get_weights())
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_final_weights_are_the_mean_of_the_last_epochs():
     x, y = tiny_image_data()
     model = tiny_model(num_classes=2, compile=False)

@@ -68,6 +68,7 @@ def _group_of(path):
     return path.split("_")[0] if path.startswith("block") else "head"
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_gradual_unfreezing_in_one_fit(caplog, capsys):
     model = _model()
     x, y = _data()
@@ -137,6 +138,7 @@ def test_verbose_zero_prints_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_step_schedule_unfreezes_mid_epoch():
     model = _model(optimizer="sgd")
     x, y = _data(32)
@@ -221,6 +223,7 @@ def test_built_but_unstepped_optimizer_is_rebuilt():
     assert len(model.optimizer._trainable_variables) == 8
 
 
+@pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_loss_scale_optimizer():
     model = _model(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2)))
     x, y = _data(8)

@@ -84,7 +84,9 @@ class TestCase:
           `expected_num_params` parameters together;
         - its config round-trips (`run_serialization_test`), unless `run_serialization_check`
           is False (a backbone whose config holds a whole model is slow to rebuild);
-        - called eagerly on `input_data`, the output has `expected_output_shape`;
+        - called eagerly on `input_data`, the output has `expected_output_shape` (a backbone
+          with a `preprocessor`, a KerasHub text preset, is called on
+          `backbone.preprocessor(input_data)`: `input_data` is what the built model takes);
         - with `train_data` (`(x, y)`), `tlkit.build_model(backbone, **build_kwargs)` (backbone
           frozen, the default) trains its head for one epoch while every backbone group stays
           bit-identical (`frozen_weights_unchanged`);
@@ -93,7 +95,7 @@ class TestCase:
 
         Args:
             backbone: the `Backbone` layer under test.
-            input_data: a batch the backbone takes (images or strings).
+            input_data: a batch the built model takes (images or strings).
             expected_output_shape: the shape of `backbone(input_data)`.
             expected_groups: group names, input to output (default: not checked).
             expected_num_params: the parameters of all groups together (default: not checked).
@@ -118,7 +120,8 @@ class TestCase:
             assert sum(g.num_params for g in groups) == expected_num_params
         if run_serialization_check:
             self.run_serialization_test(backbone)
-        output = backbone(input_data)
+        preprocessor = getattr(backbone, "preprocessor", None)
+        output = backbone(input_data if preprocessor is None else preprocessor(input_data))
         assert tuple(output.shape) == tuple(expected_output_shape), (
             f"backbone output {tuple(output.shape)}, expected {tuple(expected_output_shape)}")
         if train_data is None and saving_folder is None:
