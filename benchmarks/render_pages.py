@@ -418,7 +418,9 @@ def page_strategies(plots: bool) -> str:
         "and 16 steps per epoch; the rule table compares, on the 16-step runs, which epoch "
         "each early-stopping rule hands back (`last` is the new default on these 10-image "
         "validation splits). 100 per class is not affected: 800 training images are 25 "
-        "batches, above either floor, and `auto` keeps 8.",
+        "batches, above either floor, and `auto` keeps 8. (`strategies_budget_floor8.json` and "
+        "`strategies_text_budget_floor8.json` are the earlier default rows, renamed from "
+        "`strategies_budget_defaults.json` and `strategies_text_budget.json`.)",
         provenance("strategies_budget_floor8", load("strategies_budget_floor8")),
         provenance("strategies_budget_floor16", load("strategies_budget_floor16")),
         paired_rows_table("strategies_budget_floor8", "strategies_budget_floor16",
