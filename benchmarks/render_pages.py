@@ -245,18 +245,27 @@ def restore_rules_table(data: dict | None) -> str:
                   "last", "always", "last - never [95% CI]"], rows)
 
 
-def paired_rows_table(before_name: str, after_name: str, label_before: str,
-                      label_after: str) -> str:
+def paired_rows_table(before_name, after_name: str, label_before: str,
+                      label_after: str, methods: dict | None = None) -> str:
     """Rows present in both results files (same budget, seed and method: the same cells),
-    clean accuracy mean ± std of each and the paired difference with its 95% t-interval."""
-    before, after = load(before_name), load(after_name)
-    if before is None or after is None:
+    clean accuracy mean ± std of each and the paired difference with its 95% t-interval.
+    `before_name` may be a list of files (the first holding a cell wins); `methods` maps an
+    `after` row's method to the `before` row it is paired with (default: the same name)."""
+    names = [before_name] if isinstance(before_name, str) else list(before_name)
+    befores, after = [load(n) for n in names], load(after_name)
+    if any(b is None for b in befores) or after is None:
         return ""
-    index = {(r["budget"], r["seed"], r["method"]): r["clean"]["accuracy"]
-             for r in before.get("rows", [])}
+    index = {}
+    for before in befores:
+        for r in before.get("rows", []):
+            index.setdefault((r["budget"], r["seed"], r["method"]), r["clean"]["accuracy"])
     groups = {}
     for r in after.get("rows", []):
-        key = (r["budget"], r["seed"], r["method"])
+        paired = (methods or {}).get(r["method"], r["method"]) if methods is not None \
+            else r["method"]
+        if methods is not None and r["method"] not in methods:
+            continue
+        key = (r["budget"], r["seed"], paired)
         if key in index:
             groups.setdefault((r["budget"], r["method"]), []).append(
                 (index[key], r["clean"]["accuracy"]))
@@ -428,8 +437,16 @@ def page_strategies(plots: bool) -> str:
         restore_rules_table(load("strategies_budget_floor16")),
         strategies_section("strategies_budget_defaults", "Every setting at its default",
                            "Each tlkit row calls `fine_tune` with nothing but the data, at "
-                           "the defaults above.", plots, plot=False)
-        + "\n\n" + restore_rules_table(load("strategies_budget_defaults")),
+                           "the defaults above. The last table pairs the `full` and `auto` "
+                           "rows with the hand-tuned rows of the current round "
+                           "(strategies_round7: batch 16, 2 + 4 epochs, at least 8 steps per "
+                           "epoch, no early stopping) on the same seeds and subsets; those "
+                           "are scored on 2,000 test images, the defaults rows on the first "
+                           "1,000 of them.", plots, plot=False)
+        + "\n\n" + restore_rules_table(load("strategies_budget_defaults"))
+        + "\n\n" + paired_rows_table("strategies_round7", "strategies_budget_defaults",
+                                      "hand-tuned row", "defaults",
+                                      {"full_defaults": "full", "auto_defaults": "auto"}),
         strategies_section("strategies_budget_lora", "LoRA under `auto` and `full`",
                            "LoRA adapters (`tlkit.peft.lora`) fine-tuned under each strategy.",
                            plots, plot=False),
