@@ -245,6 +245,15 @@ def restore_rules_table(data: dict | None) -> str:
                   "last", "always", "last - never [95% CI]"], rows)
 
 
+def _sample_mean_std(values) -> str:
+    """"0.500 ± 0.010": the mean and the sample standard deviation (ddof 1), as the summaries'."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.3f} (1 seed)"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.3f} ± {std:.3f}"
+
+
 def paired_rows_table(before_name, after_name: str, label_before: str,
                       label_after: str, methods: dict | None = None) -> str:
     """Rows present in both results files (same budget, seed and method: the same cells),
@@ -283,7 +292,7 @@ def paired_rows_table(before_name, after_name: str, label_before: str,
             half = stats.t.ppf(0.975, len(diffs) - 1) * sd / len(diffs) ** 0.5
             cell += f" [{mean - half:+.3f}, {mean + half:+.3f}]"
         rows.append([f"`{method}`", f"{budget}/class", str(len(pairs)),
-                     mean_std(old).split(" (n=")[0], mean_std(new).split(" (n=")[0], cell])
+                     _sample_mean_std(old), _sample_mean_std(new), cell])
     return table(["paired cells (clean accuracy)", "budget", "seeds", label_before,
                   label_after, "difference [95% CI]"], rows)
 

@@ -485,10 +485,11 @@ def merge_results(out, paths):
     other fields (commit, machine, ...) are `out`'s."""
     import json
 
-    merged, seen, meta, commands = [], set(), None, []
+    merged, seen, meta, commands, commits = [], set(), None, [], []
     for path in [out, *paths]:
         with open(path, encoding="utf-8") as f:
             loaded = json.load(f)
+        commits.append(loaded.get("commit"))
         if meta is None:
             meta = {k: v for k, v in loaded.items()
                     if k not in ("rows", "summary", "targets", "restore_rules")}
@@ -500,6 +501,7 @@ def merge_results(out, paths):
                 merged.append(row)
     meta["merged_from"] = list(paths)
     meta["commands"] = commands
+    meta["commits"] = commits  # of `out`, then of each file merged
     summary = summarize(merged)
     write_json_to(out, {**meta, "rows": merged, "summary": summary,
                         "restore_rules": rules_summary(merged),
