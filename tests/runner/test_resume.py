@@ -114,7 +114,7 @@ def test_killed_fine_tune_resumes_with_same_groups_and_weights(tmp_path):
     assert any(p.startswith("block2_") for p in events["first_batch"]["trainable"])
     assert not any(p.startswith("block1_") for p in events["first_batch"]["trainable"])
     assert events["epochs"]["3"] == full_events["epochs"]["3"]
-    assert events["iterations"] == full_events["iterations"] == 32
+    assert events["iterations"] == full_events["iterations"] == 64  # 4 epochs x 16 steps
 
     full_weights = np.load(tmp_path / "full.npz")
     resumed_weights = np.load(tmp_path / "resumed.npz")

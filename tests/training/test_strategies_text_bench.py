@@ -45,16 +45,19 @@ def test_text_rows_run_end_to_end_and_pair_the_methods(tmp_path, monkeypatch):
     assert [r["method"] for r in result["rows"]] == ["prototype", "linear_probe", "full", "auto",
                                                      "full_defaults", "linear_probe_C4"]
     rows = {r["method"]: r for r in result["rows"]}
-    # 12 training tweets are one batch: the library's floor makes each epoch 8 steps, for the
-    # benchmark's (1, 2) epochs and for the defaults' (1, 3) alike.
+    # 12 training tweets are one batch: the benchmark's rows pass the floor of 8 steps per
+    # epoch for their (1, 2) epochs; the defaults' (1, 3) get `full`'s own floor, 16.
     assert rows["full"]["steps"]["fine"] == {"epochs": 2, "steps": 16}
-    assert rows["full_defaults"]["steps"]["head"] == {"epochs": 1, "steps": 8}
-    assert rows["full_defaults"]["steps"]["fine"] == {"epochs": 3, "steps": 24}
+    assert rows["full_defaults"]["steps"]["head"] == {"epochs": 1, "steps": 16}
+    assert rows["full_defaults"]["steps"]["fine"] == {"epochs": 3, "steps": 48}
     assert rows["linear_probe_C4"]["C"] == 4.0
     rules = rows["full_defaults"]["restore_rules"]  # the rules on the run's 4 epochs
     assert len(rules["losses"]) == 4 and rules["never"]["epoch"] >= 1
-    assert rules["never"]["accuracy"] == pytest.approx(rows["full_defaults"]["clean"]["accuracy"],
-                                                       abs=1e-6)  # the library's rule ran
+    # The library's rule ran: on this 3-tweet validation split (< restore_best_from), the last
+    # epoch stays.
+    assert rows["full_defaults"]["steps"]["early_stopping"]["kept_last_epoch"] == 3
+    assert rules["last"]["accuracy"] == pytest.approx(rows["full_defaults"]["clean"]["accuracy"],
+                                                      abs=1e-6)
     assert result["restore_rules"]["5"]["full_defaults"]["seeds"] == 1
     assert all(r["shifted"] is None and 0 <= r["clean"]["accuracy"] <= 1 for r in result["rows"])
     assert rows["auto"]["strategy"] in ("lp_ft", "linear_probe")  # auto says what it ran
