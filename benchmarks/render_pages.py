@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -247,11 +248,10 @@ def restore_rules_table(data: dict | None) -> str:
 
 def _sample_mean_std(values) -> str:
     """"0.500 ± 0.010": the mean and the sample standard deviation (ddof 1), as the summaries'."""
-    mean = sum(values) / len(values)
+    mean = statistics.mean(values)
     if len(values) < 2:
         return f"{mean:.3f} (1 seed)"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
 
 
 def paired_rows_table(before_name, after_name: str, label_before: str,
@@ -270,11 +270,9 @@ def paired_rows_table(before_name, after_name: str, label_before: str,
             index.setdefault((r["budget"], r["seed"], r["method"]), r["clean"]["accuracy"])
     groups = {}
     for r in after.get("rows", []):
-        paired = (methods or {}).get(r["method"], r["method"]) if methods is not None \
-            else r["method"]
         if methods is not None and r["method"] not in methods:
             continue
-        key = (r["budget"], r["seed"], paired)
+        key = (r["budget"], r["seed"], (methods or {}).get(r["method"], r["method"]))
         if key in index:
             groups.setdefault((r["budget"], r["method"]), []).append(
                 (index[key], r["clean"]["accuracy"]))
@@ -283,13 +281,12 @@ def paired_rows_table(before_name, after_name: str, label_before: str,
         old = [a for a, _ in pairs]
         new = [b for _, b in pairs]
         diffs = [b - a for a, b in pairs]
-        mean = sum(diffs) / len(diffs)
+        mean = statistics.mean(diffs)
         cell = f"{mean:+.3f}"
         if len(diffs) > 1:
             from scipy import stats
 
-            sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
-            half = stats.t.ppf(0.975, len(diffs) - 1) * sd / len(diffs) ** 0.5
+            half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
             cell += f" [{mean - half:+.3f}, {mean + half:+.3f}]"
         rows.append([f"`{method}`", f"{budget}/class", str(len(pairs)),
                      _sample_mean_std(old), _sample_mean_std(new), cell])

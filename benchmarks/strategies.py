@@ -412,6 +412,20 @@ def run_selected(method, make, seed, cell, predict):
         str(k): v for k, v in scored.items()}, "retrain_seconds": spent}
 
 
+def add_defaults_arguments(parser):
+    """The options both strategies benchmarks share for the `_defaults` rows and their files:
+    `--merge`, `--defaults-config` (`parse_overrides`) and `--restore-rules`."""
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="add the rows of these result files (same protocol) to --out, "
+                        "then --table")
+    parser.add_argument("--defaults-config", nargs="+", default=None, metavar="FIELD=VALUE",
+                        help="_defaults rows: FineTuneConfig fields set to a candidate default "
+                        "(recorded as defaults_overrides)")
+    parser.add_argument("--restore-rules", action="store_true",
+                        help="_defaults rows: test accuracy after every epoch, and what each "
+                        "early-stopping restore rule (RESTORE_RULES) would hand back")
+
+
 def parse_overrides(pairs):
     """`["min_steps_per_epoch=16", "patience=null"]` -> `{"min_steps_per_epoch": 16,
     "patience": None}` (values read as YAML): `--defaults-config`, the `FineTuneConfig` fields
@@ -895,14 +909,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
     parser.add_argument("--seed-major", action="store_true",
                         help="run every row for one seed before the next seed")
-    parser.add_argument("--merge", nargs="+", default=None,
-                        help="add the rows of these result files to --out (then --table)")
-    parser.add_argument("--defaults-config", nargs="+", default=None, metavar="FIELD=VALUE",
-                        help="_defaults rows: FineTuneConfig fields set to a candidate default "
-                        "(recorded as defaults_overrides)")
-    parser.add_argument("--restore-rules", action="store_true",
-                        help="_defaults rows: test accuracy after every epoch, and what each "
-                        "early-stopping restore rule (RESTORE_RULES) would hand back")
+    add_defaults_arguments(parser)
     parser.add_argument("--table", action="store_true",
                         help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)

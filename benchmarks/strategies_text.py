@@ -52,6 +52,7 @@ from strategies import (  # noqa: E402
     BATCH,
     DEFAULT_ROWS,
     MIN_STEPS,
+    add_defaults_arguments,
     base_row,
     budget_split,
     eval_dataset,
@@ -194,17 +195,10 @@ def main(argv=None):  # noqa: C901
                         help="tweets (3 sentiment classes) or fortunes (Debian's topical "
                         f"fortune databases: {', '.join(FORTUNE_CATEGORIES)})")
     parser.add_argument("--fortunes-dir", default=FORTUNES_DIR)
-    parser.add_argument("--defaults-config", nargs="+", default=None, metavar="FIELD=VALUE",
-                        help="_defaults rows: FineTuneConfig fields set to a candidate default "
-                        "(recorded as defaults_overrides)")
-    parser.add_argument("--restore-rules", action="store_true",
-                        help="_defaults rows: test accuracy after every epoch, and what each "
-                        "early-stopping restore rule would hand back (strategies.RESTORE_RULES)")
+    add_defaults_arguments(parser)
     parser.add_argument("--out", default=None,
                         help="JSON path (default: results/strategies_text[_quick].json)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in --out")
-    parser.add_argument("--merge", nargs="+", default=None,
-                        help="results files of the same protocol whose rows join --out's")
     parser.add_argument("--table", action="store_true",
                         help="print the table of --out, draw its plot (.png beside it), stop")
     args = parser.parse_args(argv)

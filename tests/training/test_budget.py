@@ -30,18 +30,19 @@ def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger
     assert step_budget(config, 1, default_floor=16).steps_per_epoch == 16
     assert step_budget(config.replace(min_steps_per_epoch=4), 1,
                        default_floor=16).steps_per_epoch == 4  # the config's wins
-    tiny = step_budget(config, 1)
+    tiny = step_budget(config, 1, default_floor=8)
     assert (tiny.steps_per_epoch, tiny.repeats) == (8, True)
     assert tiny.record(head_epochs=1, fine_epochs=3)["head"] == {"epochs": 1, "steps": 8}
     assert tiny.record(head_epochs=1, fine_epochs=3)["fine"] == {"epochs": 3, "steps": 24}
     assert tiny.record(1, 3)["passes_per_epoch"] == 8.0
-    assert step_budget(config, 3).record(0, 3)["fine"]["steps"] == 24  # 2.67 passes per epoch
-    large = step_budget(config, 25)  # e.g. 800 images at batch 32: untouched
+    assert step_budget(config, 3, default_floor=8).record(0, 3)["fine"]["steps"] == 24  # 2.67 passes per epoch
+    large = step_budget(config, 25, default_floor=8)  # e.g. 800 images at batch 32: untouched
     assert (large.steps_per_epoch, large.repeats) == (25, False)
-    assert step_budget(config.replace(min_steps_per_epoch=1), 1).steps_per_epoch == 1
-    given = step_budget(config, 1, steps_per_epoch=2)
+    assert step_budget(config.replace(min_steps_per_epoch=1), 1, default_floor=8).steps_per_epoch == 1
+    given = step_budget(config, 1, default_floor=8, steps_per_epoch=2)
     assert given.steps_per_epoch == 2 and "steps_per_epoch given" in given.note
-    fixed = step_budget(config, 1, repeatable=False, data_kind="PyDataset")
+    fixed = step_budget(config, 1, default_floor=8, repeatable=False,
+                        data_kind="PyDataset")
     assert fixed.steps_per_epoch == 1 and "PyDataset cannot be repeated" in fixed.note
     with pytest.raises(tlkit.config.ConfigError, match="min_steps_per_epoch"):
         FineTuneConfig(min_steps_per_epoch=0)

@@ -75,7 +75,7 @@ class StepBudget:
         return text
 
 
-def step_budget(config, batches_per_epoch: int, *, default_floor: int = 8, steps_per_epoch=None,
+def step_budget(config, batches_per_epoch: int, *, default_floor: int, steps_per_epoch=None,
                 repeatable: bool = True, data_kind: str = "") -> StepBudget:
     """The `StepBudget` of a run with `batches_per_epoch` batches per pass.
 

@@ -75,12 +75,12 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
         self.kept_last_epoch = None
         """With `keep_last`: the last epoch, when its weights were kept (nothing restored)."""
         self._head_best = None
-        self._last_finite = None
+        self._last = None  # (epoch, monitored value) of the latest epoch that reported one
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.forgot_head_epoch, self._head_best, self.kept_last_epoch = None, None, None
-        self._last_finite = None
+        self._last = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.head_epochs or epoch == 0:
@@ -95,7 +95,7 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is not None:
-            self._last_finite = (epoch, float(current))
+            self._last = (epoch, float(current))
         if current is not None and not math.isfinite(float(current)):
             # A diverged epoch (NaN / inf) is never the best one.
             self.wait += 1
@@ -112,7 +112,7 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
     def _diverged(self) -> bool:
         """Whether the last epoch's monitored value is not finite or beyond `DIVERGED` x the
         best (a loss; a monitor that grows, e.g. accuracy, is judged on finiteness only)."""
-        last = self._last_finite[1]
+        last = self._last[1]
         if not math.isfinite(last):
             return True
         best = self.best
@@ -121,9 +121,9 @@ class PhaseAwareEarlyStopping(keras.callbacks.EarlyStopping):
         return float(best) > 0 and last > DIVERGED * float(best)
 
     def on_train_end(self, logs=None):
-        if self.keep_last and self._last_finite is not None and not self._diverged():
+        if self.keep_last and self._last is not None and not self._diverged():
             # The last epoch did not diverge: its weights stay.
-            self.kept_last_epoch = self._last_finite[0]
+            self.kept_last_epoch = self._last[0]
             self.best_weights, self._head_best, self.forgot_head_epoch = None, None, None
             return
         if self.best_weights is None and self._head_best is not None:

@@ -471,13 +471,13 @@ def fine_tune(
     result.budget = budget.record(head_ran, ran - head_ran)
     if stopper is not None:  # which epoch's weights came back (restore_head_epoch)
         result.budget["early_stopping"] = restore_record(stopper, config, val_examples)
+    restored = restore_sentence(result.budget.get("early_stopping"))
     logger.info(
         "fine_tune: %d epochs ran (%d head + %d fine), %d + %d optimizer steps (%s), "
         "unfreezing at epochs %s%s",
         ran, head_ran, ran - head_ran, result.budget["head"]["steps"],
         result.budget["fine"]["steps"], budget.describe(), result.unfreeze_epochs,
-        "".join(", " + text for text in [restore_sentence(result.budget.get("early_stopping"))]
-                if text),
+        ", " + restored if restored else "",
     )
     if start_weights is not None:
         metric = "accuracy" if "val_accuracy" in history.history else "loss"
