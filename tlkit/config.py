@@ -154,9 +154,10 @@ class FineTuneConfig:
         None, "floor on the optimizer steps of an epoch: a training set of fewer batches is "
         "repeated within the epoch, so each phase runs at least its epochs x this many steps "
         "(1 head epoch + 3 fine epochs at 1 batch per pass would be 1 + 3 steps); null: the "
-        "strategy's floor, 16 where the head starts untrained (full, gradual, surgical) and 8 "
-        "where a converged linear probe starts it (auto, lp_ft, self_training); how they were "
-        "chosen: docs/benchmarks/strategies.md; epochs, early stopping, unfreezing and the "
+        "strategy's floor, 16 where the head starts untrained (full, gradual, surgical) or where "
+        "a converged linear probe starts it (auto, lp_ft, self_training) on fewer than 50 "
+        "labelled examples per class, else 8; how they were chosen: "
+        "docs/benchmarks/strategies.md; epochs, early stopping, unfreezing and the "
         "validation passes keep their meaning; 1: off",
         yaml="phases.min_steps_per_epoch", min=1, max=1_000_000,
         expected="an int >= 1 or null")

@@ -48,6 +48,27 @@ def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger
         FineTuneConfig(min_steps_per_epoch=0)
 
 
+def test_each_strategy_floor_follows_its_head_and_the_labels_per_class():
+    from tlkit import config as config_lib
+    from tlkit.training import strategies
+    from tlkit.training.strategies.base import (FEW_LABELS_PER_CLASS, PROBE_HEAD_MIN_STEPS,
+                                                UNTRAINED_HEAD_MIN_STEPS)
+
+    few, many = FEW_LABELS_PER_CLASS - 1, FEW_LABELS_PER_CLASS
+    for name in ("full", "gradual", "surgical"):  # an untrained head: 16 at any budget
+        floors = [strategies.get(name).min_steps_per_epoch(n) for n in (None, few, many, 10**6)]
+        assert floors == [UNTRAINED_HEAD_MIN_STEPS] * 4, name
+    for name in ("auto", "lp_ft", "self_training"):  # a probe-started head: 16 only on few labels
+        floor = strategies.get(name).min_steps_per_epoch
+        assert (floor(few), floor(many), floor(None)) == (
+            UNTRAINED_HEAD_MIN_STEPS, PROBE_HEAD_MIN_STEPS, PROBE_HEAD_MIN_STEPS), name
+    # The setting's description (recipes/README.md, the CLI) states the same numbers.
+    described = config_lib.settings_table()
+    assert (f"{UNTRAINED_HEAD_MIN_STEPS} where the head starts untrained" in described
+            and f"fewer than {FEW_LABELS_PER_CLASS} labelled examples per class, else "
+                f"{PROBE_HEAD_MIN_STEPS}" in described)
+
+
 @pytest.mark.slow  # over ~3 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog):
     x, y = _arrays()  # 12 examples: 1 batch of 32, so 1 step per epoch without the floor
@@ -66,10 +87,17 @@ def test_fine_tune_runs_the_floor_and_reports_epochs_and_steps_per_phase(caplog)
     assert budget_sentence(result.budget) == (
         "head 1 epoch, 16 steps; fine-tuning 2 epochs, 32 steps (16 per epoch: 1 batch(es) per "
         "pass, the data repeated to min_steps_per_epoch 16)")
-    # A converged probe starts LP-FT's head: its floor is 8.
+    # A converged probe starts LP-FT's head; on 4 examples per class (< FEW_LABELS_PER_CLASS)
+    # its floor is still 16, from 50 per class it is 8.
     result = tlkit.fine_tune(tiny_model(), (x, y), (x, y), strategy="lp_ft", fine_epochs=2,
                              patience=None, verbose=0)
-    assert result.budget["fine"] == {"epochs": 2, "steps": 16}
+    assert result.strategy["examples_per_class"] == 4
+    assert result.budget["fine"] == {"epochs": 2, "steps": 32}
+    assert result.budget["min_steps_per_epoch"] == 16
+    x50, y50 = _arrays(150)  # 50 per class: 5 batches of 32
+    result = tlkit.fine_tune(tiny_model(), (x50, y50), (x, y), strategy="lp_ft", fine_epochs=1,
+                             patience=None, verbose=0)
+    assert result.budget["fine"] == {"epochs": 1, "steps": 8}
     assert result.budget["min_steps_per_epoch"] == 8
 
 

@@ -372,7 +372,8 @@ def fine_tune(
     # Tiny data: each epoch repeats the training set up to `min_steps_per_epoch` steps (null:
     # the floor of the strategy that runs).
     budget = step_budget(config, steps, steps_per_epoch=steps_per_epoch,
-                         default_floor=strategies.get(choice.name).min_steps_per_epoch,
+                         default_floor=strategies.get(choice.name).min_steps_per_epoch(
+                             choice.examples_per_class),
                          repeatable=isinstance(fit_train, (tf.data.Dataset, tuple, list)),
                          data_kind=type(fit_train).__name__)
     if budget.repeats:

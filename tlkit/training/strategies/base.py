@@ -112,7 +112,11 @@ examples per class 8 steps left the head and the fine-tuned model short (#36;
 docs/benchmarks/strategies.md, "Step budget of the defaults")."""
 PROBE_HEAD_MIN_STEPS = 8
 """Step floor per epoch of strategies a converged linear probe starts (auto, lp_ft,
-self_training): more steps did not help them, and 8 leaves 100-per-class runs unchanged."""
+self_training) from `FEW_LABELS_PER_CLASS` labelled examples per class."""
+FEW_LABELS_PER_CLASS = 50
+"""Below this many labelled training examples in the smallest class, a probe-started head gets
+`UNTRAINED_HEAD_MIN_STEPS` too (how it was chosen: docs/benchmarks/strategies.md, "Step budget
+of the defaults")."""
 
 
 class Strategy:
@@ -123,17 +127,31 @@ class Strategy:
         name: the `FineTuneConfig.strategy` value.
         uses_probe: whether the head starts from the converged linear probe (no head epochs;
             a run's cached-feature head stage is skipped).
-        min_steps_per_epoch: the step floor of an epoch when `FineTuneConfig.min_steps_per_epoch`
-            is null: `PROBE_HEAD_MIN_STEPS` where a converged probe starts the head
-            (`uses_probe`), else `UNTRAINED_HEAD_MIN_STEPS`.
     """
 
     name: str = ""
     uses_probe: bool = False
 
-    @property
-    def min_steps_per_epoch(self) -> int:
-        return PROBE_HEAD_MIN_STEPS if self.uses_probe else UNTRAINED_HEAD_MIN_STEPS
+    def min_steps_per_epoch(self, examples_per_class: int | None = None) -> int:
+        """The step floor of an epoch when `FineTuneConfig.min_steps_per_epoch` is null.
+
+        Args:
+            examples_per_class: labelled training examples in the smallest class, when counted
+                (the probe counts them; `StrategyChoice.examples_per_class`).
+
+        Returns:
+            `UNTRAINED_HEAD_MIN_STEPS` where the head starts untrained, or where a converged
+            probe starts it (`uses_probe`) on fewer than `FEW_LABELS_PER_CLASS` examples per
+            class; `PROBE_HEAD_MIN_STEPS` otherwise (also when the count is unknown).
+
+        Example:
+        ```python
+        strategies.get("auto").min_steps_per_epoch(4)    # 16
+        strategies.get("auto").min_steps_per_epoch(100)  # 8
+        ```
+        """
+        few = examples_per_class is not None and examples_per_class < FEW_LABELS_PER_CLASS
+        return PROBE_HEAD_MIN_STEPS if self.uses_probe and not few else UNTRAINED_HEAD_MIN_STEPS
 
     def planned(self, config, head=None, *, distribution=None, examples_per_class=None) -> str:
         """The strategy a run expects to run, decided before any data is read (`auto`
