@@ -595,10 +595,45 @@ def page_peft(plots: bool) -> str:
 
 
 def page_speed(plots: bool) -> str:
+    def interval(summary, key):
+        low, high = get(summary, key, "ci95", default=[None, None])
+        return f"{num(get(summary, key, 'median'), 3)} [{num(low, 3)}, {num(high, 3)}]"
+
     def overhead(d):
-        return table(["regime", "plain fit img/s", "tlkit.fine_tune img/s", "ratio"], [
-            [k, num(get(d, k, "keras_img_per_s"), 0), num(get(d, k, "tlkit_img_per_s"), 0),
-             num(get(d, k, "ratio"), 2)] for k in ("frozen", "full") if k in d])
+        rows, peaks = [], []
+        for backbone, per in get(d, "backbones", default={}).items():
+            for regime in ("frozen", "full"):
+                summary = get(per, regime, "summary", default={})
+                pairs = get(per, regime, "pairs", default=[])
+                loads = [p[k] for p in pairs for k in ("load_before", "load_after") if k in p]
+                rows.append([f"`{backbone}`", regime, num(summary.get("keras_img_per_s"), 0),
+                             num(summary.get("tlkit_img_per_s"), 0),
+                             interval(summary, "ratio_wall"), interval(summary, "ratio_cpu"),
+                             num(len(pairs)),
+                             f"{min(loads):.1f}–{max(loads):.1f}" if loads else ""])
+            flops = get(per, "flops", default={})
+            peaks.append([f"`{backbone}`", num(flops.get("forward_gflop_per_image"), 3),
+                          num(flops.get("train_gflop_per_s"), 1),
+                          num(flops.get("matmul_peak_gflop_per_s"), 1),
+                          pct(flops.get("fraction_of_peak"))])
+        return "\n\n".join([
+            table(["backbone", "regime", "plain fit img/s", "tlkit img/s",
+                   "speed ratio, wall: median [95% CI]", "CPU-time ratio: median [95% CI]",
+                   "pairs", "load"], rows),
+            table(["backbone", "forward GFLOP / image", "full fine-tune GFLOP/s",
+                   "matmul peak GFLOP/s", "of peak"], peaks)])
+
+    def op_breakdown(d):
+        groups = get(d, "groups", default={})
+        return "\n\n".join([
+            table(["layer group", "kernel ms / step", "of kernel time", "of FLOPs", "GFLOP/s",
+                   "of matmul peak"], [
+                [g, num(r.get("kernel_ms_per_step"), 1), pct(r.get("share_of_kernel_time")),
+                 pct(r.get("share_of_flops")), num(r.get("gflop_per_s"), 1),
+                 pct(r.get("fraction_of_peak"))] for g, r in groups.items()]),
+            scalars_table(d, ["step_ms", "kernel_ms_per_step", "threads_busy",
+                              "train_gflop_per_s", "matmul_peak_gflop_per_s",
+                              "fraction_of_peak"])])
 
     def cpu_defaults(d):
         rows = get(d, "rows", default={})
@@ -630,8 +665,18 @@ def page_speed(plots: bool) -> str:
                                             "cached_val_accuracy", "extraction_batch"])),
         section("training_overhead", "Training-loop overhead",
                 "`benchmarks/training_overhead.py`: plain Keras `fit` vs `tlkit.fine_tune` on "
-                "the same model and data. These figures come from an earlier version of the "
-                "script and did not reproduce (#32).", overhead),
+                "the same model and data, head only (`frozen`) and every group trainable "
+                "(`full`). Each arm runs in its own process; the two arms of a pair run back "
+                "to back in alternating order. Ratios are tlkit's speed over plain Keras's "
+                "(above 1: tlkit faster), from the median step after a warm-up epoch (wall) "
+                "and from CPU seconds per step; the interval is a bootstrap over pairs. The "
+                "second table is the full fine-tune's arithmetic rate against a large float32 "
+                "matmul timed in the same run.", overhead),
+        section("op_breakdown", "Where the full fine-tune's time goes",
+                "`benchmarks/op_breakdown.py`: the TensorFlow profiler's trace of tlkit's full "
+                "fine-tune (Keras's `TensorBoard(profile_batch=...)`), kernel time summed by "
+                "layer group; FLOPs counted from the layers' shapes (3x forward for training).",
+                op_breakdown),
         section("cpu_defaults", "CPU defaults", "`benchmarks/cpu_defaults.py`: thread pools, "
                 "batch per replica, steps_per_execution, the input pipeline and oneDNN against "
                 "`tlkit.distribute.distribution_plan`'s CPU defaults (the `baseline` row), on "

@@ -5,19 +5,22 @@ Two regimes:
 - full: full fine-tune (all groups trainable): tlkit (`unfreeze="all"`) vs `fit`.
 
 A robust A/B: each arm runs in its own fresh process (no shared graph caches or allocator
-state); the two arms of a pair run back to back, in alternating order, for `--pairs` interleaved
-pairs. Each process times every training step with a callback after a warm-up epoch (tracing,
-the phase switch) and reports the median step's wall time and the CPU time per step. The ratio
-(tlkit speed / Keras speed, >1 = tlkit faster) is reported per pair and as a median with a
-bootstrap 95% interval over pairs; the load average is recorded around each pair. The full
-fine-tune's achieved GFLOP/s is compared with a large-matmul peak measured in the same run
-(training FLOPs ~= 3x forward FLOPs).
+state). The two processes of a pair live side by side and take turns: each blocks between
+epochs until the parent tells it to go, so arm A's epoch k, then arm B's epoch k, then B's
+epoch k+1, then A's (the order alternates), and never both at once. What the machine does in
+the background then falls on both arms alike, epoch by epoch. The first epoch (tracing, the
+phase switch) is a warm-up; each later epoch reports its median step's wall time (a callback
+times every step) and its CPU time per step. A pair's ratio (tlkit speed / Keras speed, >1 =
+tlkit faster) is the median over its epochs; `--pairs` pairs of fresh processes give the
+median and a bootstrap 95% interval over pairs; the load average is recorded around each pair.
+The full fine-tune's achieved GFLOP/s is compared with a large-matmul peak measured in the same
+run (training FLOPs ~= 3x forward FLOPs).
 
 Backbones: `efficientnet_lite0` (Keras), `hub_lite0` (the same network exported as a reusable
 SavedModel and loaded with `tlkit.backbones.from_hub`), `tiny`.
 
     .venv/bin/python benchmarks/training_overhead.py [--backbones efficientnet_lite0 hub_lite0] \
-        [--size 64] [--n 512] [--epochs 3] [--pairs 7]
+        [--size 64] [--n 512] [--epochs 5] [--pairs 7]
 """
 
 from __future__ import annotations
@@ -80,29 +83,41 @@ def export_hub_lite0(folder, size):
 
 
 class StepTimer:
-    """Keras callback: wall time of each training step and CPU time of each epoch, after the
-    first (warm-up) epoch."""
+    """Keras callback: wall time of each training step and CPU time of each epoch. With
+    `gate`, the process blocks before every epoch and after the last one until a line arrives
+    on stdin, after printing `@wait <JSON>` (the figures of the epoch just ended, or null) on
+    stdout: the parent's turn-taking protocol."""
 
-    def __init__(self):
+    def __init__(self, epochs, gate=False):
         import keras
 
         outer = self
-        self.step_seconds, self.cpu_seconds, self.steps = [], 0.0, 0
+        self.epochs, self.gate, self.per_epoch = epochs, gate, []
+
+        def wait(payload):
+            if outer.gate:
+                print("@wait", json.dumps(payload), flush=True)
+                sys.stdin.readline()
 
         class CB(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                outer._epoch, outer._cpu, outer._last = epoch, time.process_time(), time.perf_counter()
+                wait(outer.per_epoch[-1] if outer.per_epoch else None)
+                outer._steps, outer._cpu, outer._last = [], time.process_time(), time.perf_counter()
 
             def on_train_batch_end(self, batch, logs=None):
                 now = time.perf_counter()
-                if outer._epoch > 0:
-                    outer.step_seconds.append(now - outer._last)
-                    outer.steps += 1
+                outer._steps.append(now - outer._last)
                 outer._last = now
 
             def on_epoch_end(self, epoch, logs=None):
-                if epoch > 0:
-                    outer.cpu_seconds += time.process_time() - outer._cpu
+                import numpy as np
+
+                outer.per_epoch.append({
+                    "epoch": int(epoch), "steps": len(outer._steps),
+                    "median_step_s": float(np.median(outer._steps)),
+                    "cpu_s_per_step": (time.process_time() - outer._cpu) / max(len(outer._steps), 1)})
+                if len(outer.per_epoch) == outer.epochs:
+                    wait(outer.per_epoch[-1])
 
         self.callback = CB()
 
@@ -166,8 +181,9 @@ def step_structure(model, made, callbacks):
     return out
 
 
-def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
-    """Trains one arm; returns its per-step figures and the structure of its step."""
+def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None, gate=False):
+    """Trains one arm; returns its per-epoch figures and the structure of its step (`gate`:
+    take turns with the parent, `StepTimer`)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -184,7 +200,7 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
         _backbone(backbone_name, size, hub_dir), num_classes=10, input_shape=(size, size, 3),
         freeze_backbone=True if arm == "tlkit" else freeze,
     )
-    timer = StepTimer()
+    timer = StepTimer(epochs, gate=gate)
     made, callbacks = _watch(model)
     if arm == "keras":
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer.callback])
@@ -194,12 +210,14 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
             lr_schedule="constant", verbose=0, early_stopping_patience=None,
             callbacks=[timer.callback],
         )
-    step = float(np.median(timer.step_seconds))
+    timed = timer.per_epoch[1:]  # the first epoch is the warm-up
+    step = float(np.median([e["median_step_s"] for e in timed]))
     out = {
         "median_step_s": step,
         "img_per_s": batch / step,
-        "cpu_s_per_step": timer.cpu_seconds / max(timer.steps, 1),
-        "timed_steps": timer.steps,
+        "cpu_s_per_step": float(np.median([e["cpu_s_per_step"] for e in timed])),
+        "timed_steps": sum(e["steps"] for e in timed),
+        "epochs": timer.per_epoch,
         "structure": step_structure(model, made,
                                     [c for c in callbacks if c is not timer.callback]),
     }
@@ -210,17 +228,50 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None):
 
 
 # -- the parent: interleaved pairs of fresh processes --------------------------------------------
-def _child(args, arm, regime, backbone, hub_dir):
-    cmd = [
-        sys.executable, os.path.abspath(__file__), "--child", arm, regime, "--backbones", backbone,
-        "--size", str(args.size), "--n", str(args.n), "--batch", str(args.batch),
-        "--epochs", str(args.epochs), "--hub-dir", hub_dir or "",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{arm}/{regime} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+def _expect(proc, arm, errors):
+    """The next `@wait` payload (or, with `final`, the last JSON line) from a child."""
+    for line in proc.stdout:
+        if line.startswith("@wait "):
+            return json.loads(line[len("@wait "):])
+        if line.startswith("{"):
+            return json.loads(line)
+    proc.wait()
+    errors.seek(0)
+    raise RuntimeError(f"{arm} failed:\n{errors.read()[-3000:]}")
+
+
+def gated_pair(args, regime, backbone, hub_dir, order):
+    """One pair of fresh processes taking turns epoch by epoch (see the module docstring):
+    `{arm: run_arm's figures}`, each with the per-epoch figures collected in turn."""
+    procs, errors = {}, {}
+    try:
+        for arm in order:
+            errors[arm] = tempfile.TemporaryFile("w+")
+            procs[arm] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--child", arm, regime,
+                 "--backbones", backbone, "--size", str(args.size), "--n", str(args.n),
+                 "--batch", str(args.batch), "--epochs", str(args.epochs),
+                 "--hub-dir", hub_dir or "", "--gated"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[arm], text=True)
+        for arm in order:  # built, waiting before the first epoch
+            _expect(procs[arm], arm, errors[arm])
+        for epoch in range(args.epochs):
+            for arm in (order if epoch % 2 == 0 else order[::-1]):
+                procs[arm].stdin.write("go\n")
+                procs[arm].stdin.flush()
+                _expect(procs[arm], arm, errors[arm])
+        out = {}
+        for arm in order:  # what follows training (FLOPs, structure), one at a time
+            procs[arm].stdin.write("go\n")
+            procs[arm].stdin.flush()
+            out[arm] = _expect(procs[arm], arm, errors[arm])
+            procs[arm].wait()
+        return out
+    finally:
+        for arm, proc in procs.items():
+            if proc.poll() is None:
+                proc.kill()
+            errors[arm].close()
 
 
 def run(args):
@@ -242,14 +293,17 @@ def run(args):
                 for i in range(args.pairs):
                     order = ARMS if i % 2 == 0 else ARMS[::-1]
                     load_before = os.getloadavg()[0]
-                    arms = {arm: _child(args, arm, regime, backbone, hub_dir) for arm in order}
+                    arms = gated_pair(args, regime, backbone, hub_dir, list(order))
+                    epochs = list(zip(arms["keras"]["epochs"], arms["tlkit"]["epochs"]))[1:]
                     pairs.append({
                         "order": list(order),
                         "load_before": load_before,
                         "load_after": os.getloadavg()[0],
                         **arms,
-                        "ratio_wall": arms["keras"]["median_step_s"] / arms["tlkit"]["median_step_s"],
-                        "ratio_cpu": arms["keras"]["cpu_s_per_step"] / arms["tlkit"]["cpu_s_per_step"],
+                        "ratio_wall": float(np.median([k["median_step_s"] / t["median_step_s"]
+                                                       for k, t in epochs])),
+                        "ratio_cpu": float(np.median([k["cpu_s_per_step"] / t["cpu_s_per_step"]
+                                                      for k, t in epochs])),
                     })
                     print(f"{backbone} {regime} pair {i + 1}/{args.pairs}: "
                           f"ratio {pairs[-1]['ratio_wall']:.3f} (cpu {pairs[-1]['ratio_cpu']:.3f}), "
@@ -282,12 +336,13 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per arm, the first a warm-up")
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--out", default="training_overhead")
     parser.add_argument("--child", nargs=2, metavar=("ARM", "REGIME"), help=argparse.SUPPRESS)
     parser.add_argument("--hub-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--export-hub", help=argparse.SUPPRESS)
+    parser.add_argument("--gated", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.export_hub:
         export_hub_lite0(args.export_hub, args.size)
@@ -295,8 +350,8 @@ def main(argv=None):
     if args.child:
         arm, regime = args.child
         figures = run_arm(arm, regime, args.backbones[0], args.size, args.n, args.batch,
-                          args.epochs, args.hub_dir or None)
-        print(json.dumps(figures))
+                          args.epochs, args.hub_dir or None, gate=args.gated)
+        print(json.dumps(figures), flush=True)
         return
     results = run(args)
     print(f"images={args.n} batch={args.batch} size={args.size} pairs={args.pairs}")
