@@ -110,3 +110,70 @@ def forward_flops_per_example(model, input_shape) -> float:
     return float(info.total_float_ops)
 
 
+
+
+# -- fresh processes taking turns, epoch by epoch ------------------------------------------------
+# Written by hand: timing A/B arms in separate processes one after another lets the machine's
+# background load fall on one arm and not the other; no benchmark library here interleaves
+# training processes at the epoch level.
+def wait_turn(payload) -> None:
+    """Child side of `take_turns`: prints `@wait <JSON payload>` and blocks until the parent
+    says go. Call it before every epoch and after the last (a Keras callback)."""
+    print("@wait", json.dumps(payload), flush=True)
+    sys.stdin.readline()
+
+
+def take_turns(commands: dict, epochs: int) -> dict:
+    """Runs one fresh process per command side by side, never two at once: all start and
+    build, then epoch k of every process runs in turn (the order rotates each epoch), then
+    each finishes alone.
+
+    Args:
+        commands: name -> `(argv, env)`; each process calls `wait_turn` before each of its
+            `epochs` epochs and after the last, then prints its result as one JSON line.
+        epochs: the epochs each process trains.
+
+    Returns:
+        name -> `{"epochs": [the payload each process gave after each epoch], "result": its
+        JSON result}`.
+    """
+    import tempfile
+
+    names, procs, errors = list(commands), {}, {}
+
+    def expect(name):
+        for line in procs[name].stdout:
+            if line.startswith("@wait "):
+                return json.loads(line[len("@wait "):])
+            if line.startswith("{"):
+                return json.loads(line)
+        procs[name].wait()
+        errors[name].seek(0)
+        raise RuntimeError(f"{name} failed:\n{errors[name].read()[-3000:]}")
+
+    def go(name):
+        procs[name].stdin.write("go\n")
+        procs[name].stdin.flush()
+        return expect(name)
+
+    out = {name: {"epochs": []} for name in names}
+    try:
+        for name, (argv, env) in commands.items():
+            errors[name] = tempfile.TemporaryFile("w+")
+            procs[name] = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=errors[name], text=True, env=env)
+        for name in names:  # built, waiting before the first epoch
+            expect(name)
+        for epoch in range(epochs):
+            shift = epoch % len(names)
+            for name in names[shift:] + names[:shift]:
+                out[name]["epochs"].append(go(name))
+        for name in names:  # what follows training, one process at a time
+            out[name]["result"] = go(name)
+            procs[name].wait()
+        return out
+    finally:
+        for name, proc in procs.items():
+            if proc.poll() is None:
+                proc.kill()
+            errors[name].close()

@@ -5,16 +5,17 @@ What tlkit sets on a CPU today (`distribution_plan`): 32 examples per replica, s
 1, XLA off, float32, and no thread settings (TensorFlow's defaults: intra- and inter-op pools
 sized to the cores). Each row below changes one of those for `tlkit.fine_tune` (every group
 trainable, constant LR, no validation) on the same model and data; the first row is today's
-defaults. Each row runs in its own fresh process (thread pools are fixed at TensorFlow's start),
-rows are interleaved within a repeat (in a rotated order), and each row's throughput is divided
-by the baseline's of the same repeat: the median ratio over `--repeats` with a bootstrap 95%
-interval (>1: faster than today). Throughput is images per wall second over the epochs after a
-warm-up epoch; CPU seconds per image and the fraction of a large-matmul peak are recorded too,
-with the load average around each run. Run it on an idle machine: the rows differ by a few
-percent, far less than a shared machine's noise.
+defaults. Each row runs in its own fresh process (thread pools are fixed at TensorFlow's start);
+within a repeat all rows' processes live side by side and take turns epoch by epoch, never two
+at once (`_common.take_turns`), so the machine's background load falls on every row alike.
+Each timed epoch's throughput (images per wall second, after a warm-up epoch) is divided by the
+baseline's in the same round of turns; a repeat's ratio is the median over its epochs, and the
+row's the median over `--repeats` with a bootstrap 95% interval (>1: faster than today). CPU
+seconds per image and the fraction of a large-matmul peak are recorded too, with the load
+average around each repeat.
 
     .venv/bin/python benchmarks/cpu_defaults.py [--backbone efficientnet_lite0] [--size 64] \
-        [--n 512] [--epochs 3] [--repeats 5] [--rows baseline intra1_inter1 ...] [--quick]
+        [--n 512] [--epochs 5] [--repeats 3] [--rows baseline intra1_inter1 ...] [--quick]
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import bootstrap_ci, forward_flops_per_example, matmul_peak_gflops, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    bootstrap_ci,
+    forward_flops_per_example,
+    matmul_peak_gflops,
+    take_turns,
+    wait_turn,
+    write_json,
+)
 
 # name -> settings; unset keys keep today's defaults (threads 0 = TensorFlow's choice).
 ROWS = {
@@ -71,74 +78,77 @@ def run_row(settings, backbone_name, size, n, epochs):
         ds = ds.cache().prefetch(tf.data.AUTOTUNE)
     model = tlkit.build_model(_backbone(backbone_name, size, None), num_classes=10,
                               input_shape=(size, size, 3))
-    timed = {"images": 0, "wall": 0.0, "cpu": 0.0}
+    per_epoch = []
 
-    class EpochTimer(keras.callbacks.Callback):
+    class EpochTimer(keras.callbacks.Callback):  # takes turns with the other rows' processes
         def on_epoch_begin(self, epoch, logs=None):
+            wait_turn(per_epoch[-1] if per_epoch else None)
             self.wall, self.cpu = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch > 0:  # the first epoch traces the step
-                timed["wall"] += time.perf_counter() - self.wall
-                timed["cpu"] += time.process_time() - self.cpu
-                timed["images"] += n
+            per_epoch.append({"img_per_s": n / (time.perf_counter() - self.wall),
+                              "cpu_s_per_image": (time.process_time() - self.cpu) / n})
+            if len(per_epoch) == epochs:
+                wait_turn(per_epoch[-1])
 
     tlkit.fine_tune(model, ds, epochs=(0, epochs), unfreeze="all", lr_schedule="constant",
                     verbose=0, early_stopping_patience=None, min_steps_per_epoch=1,
                     steps_per_execution=settings["steps_per_execution"],
                     callbacks=[EpochTimer()])
     backbone = tlkit.trainability.find_backbone(model)
+    timed = per_epoch[1:]  # the first epoch traces the step
     return {
-        "img_per_s": timed["images"] / timed["wall"],
-        "cpu_s_per_image": timed["cpu"] / timed["images"],
+        "img_per_s": float(np.median([e["img_per_s"] for e in timed])),
+        "cpu_s_per_image": float(np.median([e["cpu_s_per_image"] for e in timed])),
+        "epochs": per_epoch,
         "threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads(),
                     "inter": tf.config.threading.get_inter_op_parallelism_threads()},
         "forward_flops": forward_flops_per_example(backbone, (size, size, 3)),
     }
 
 
-def _child(args, name):
+def _command(args, name):
     settings = {**DEFAULTS, **ROWS[name]}
     env = dict(os.environ)
     if settings["onednn"] is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = settings["onednn"]
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(settings),
-           "--backbone", args.backbone, "--size", str(args.size), "--n", str(args.n),
-           "--epochs", str(args.epochs)]
-    load_before = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"row {name} failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(lines[-1]), "load_before": load_before,
-            "load_after": os.getloadavg()[0]}
+    return ([sys.executable, os.path.abspath(__file__), "--child", json.dumps(settings),
+             "--backbone", args.backbone, "--size", str(args.size), "--n", str(args.n),
+             "--epochs", str(args.epochs)], env)
 
 
 def run(args):
     import numpy as np
 
     names = ["baseline", *[r for r in args.rows if r != "baseline"]]
-    runs = {name: [] for name in names}
+    runs, ratios = {name: [] for name in names}, {name: [] for name in names}
     for repeat in range(args.repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]  # rotated
-        for name in order:
-            runs[name].append(_child(args, name))
+        load_before = os.getloadavg()[0]
+        ran = take_turns({name: _command(args, name) for name in order}, args.epochs)
+        load_after = os.getloadavg()[0]
+        base = ran["baseline"]["epochs"][1:]
+        for name in names:
+            runs[name].append({**ran[name]["result"], "load_before": load_before,
+                               "load_after": load_after})
+            ratios[name].append(float(np.median([
+                e["img_per_s"] / b["img_per_s"]
+                for e, b in zip(ran[name]["epochs"][1:], base)])))
             print(f"repeat {repeat + 1}/{args.repeats} {name}: "
-                  f"{runs[name][-1]['img_per_s']:.1f} img/s, load {runs[name][-1]['load_before']:.1f}",
-                  flush=True)
+                  f"{runs[name][-1]['img_per_s']:.1f} img/s, {ratios[name][-1]:.3f} x baseline, "
+                  f"load {load_before:.1f}", flush=True)
     peak = matmul_peak_gflops()
     rows = {}
     for name in names:
-        ratios = [r["img_per_s"] / b["img_per_s"] for r, b in zip(runs[name], runs["baseline"])]
-        low, high = bootstrap_ci(ratios, np.median)
+        low, high = bootstrap_ci(ratios[name], np.median)
         img_s = float(np.median([r["img_per_s"] for r in runs[name]]))
         flops = float(np.median([r["forward_flops"] for r in runs[name]]))
         rows[name] = {
             "settings": {**DEFAULTS, **ROWS[name]},
             "img_per_s": img_s,
             "cpu_s_per_image": float(np.median([r["cpu_s_per_image"] for r in runs[name]])),
-            "ratio_to_baseline": {"median": float(np.median(ratios)), "ci95": [low, high],
-                                  "per_repeat": ratios},
+            "ratio_to_baseline": {"median": float(np.median(ratios[name])),
+                                  "ci95": [low, high], "per_repeat": ratios[name]},
             "fraction_of_matmul_peak": 3 * flops * img_s / 1e9 / peak,
             "runs": runs[name],
         }
@@ -152,16 +162,16 @@ def main(argv=None):
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per row, the first a warm-up")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", default="cpu_defaults")
     parser.add_argument("--quick", action="store_true",
-                        help="256 images, 2 epochs, 2 repeats of baseline, intra1_inter1, spe4, batch64")
+                        help="256 images, 3 epochs, 2 repeats of baseline, intra1_inter1, spe4, batch64")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.epochs, args.repeats = 256, 2, 2
+        args.n, args.epochs, args.repeats = 256, 3, 2
         args.rows = ["baseline", "intra1_inter1", "spe4", "batch64"]
     if args.child:
         print(json.dumps(run_row(json.loads(args.child), args.backbone, args.size, args.n,

@@ -35,7 +35,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import bootstrap_ci, forward_flops_per_example, matmul_peak_gflops, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    bootstrap_ci,
+    forward_flops_per_example,
+    matmul_peak_gflops,
+    take_turns,
+    wait_turn,
+    write_json,
+)
 
 ARMS = ("keras", "tlkit")
 REGIMES = ("frozen", "full")
@@ -84,9 +91,8 @@ def export_hub_lite0(folder, size):
 
 class StepTimer:
     """Keras callback: wall time of each training step and CPU time of each epoch. With
-    `gate`, the process blocks before every epoch and after the last one until a line arrives
-    on stdin, after printing `@wait <JSON>` (the figures of the epoch just ended, or null) on
-    stdout: the parent's turn-taking protocol."""
+    `gate`, it waits for its turn (`_common.wait_turn`) before every epoch and after the last,
+    handing over the figures of the epoch just ended (or null)."""
 
     def __init__(self, epochs, gate=False):
         import keras
@@ -96,8 +102,7 @@ class StepTimer:
 
         def wait(payload):
             if outer.gate:
-                print("@wait", json.dumps(payload), flush=True)
-                sys.stdin.readline()
+                wait_turn(payload)
 
         class CB(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -228,50 +233,14 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None, ga
 
 
 # -- the parent: interleaved pairs of fresh processes --------------------------------------------
-def _expect(proc, arm, errors):
-    """The next `@wait` payload (or, with `final`, the last JSON line) from a child."""
-    for line in proc.stdout:
-        if line.startswith("@wait "):
-            return json.loads(line[len("@wait "):])
-        if line.startswith("{"):
-            return json.loads(line)
-    proc.wait()
-    errors.seek(0)
-    raise RuntimeError(f"{arm} failed:\n{errors.read()[-3000:]}")
-
-
 def gated_pair(args, regime, backbone, hub_dir, order):
-    """One pair of fresh processes taking turns epoch by epoch (see the module docstring):
-    `{arm: run_arm's figures}`, each with the per-epoch figures collected in turn."""
-    procs, errors = {}, {}
-    try:
-        for arm in order:
-            errors[arm] = tempfile.TemporaryFile("w+")
-            procs[arm] = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--child", arm, regime,
-                 "--backbones", backbone, "--size", str(args.size), "--n", str(args.n),
-                 "--batch", str(args.batch), "--epochs", str(args.epochs),
-                 "--hub-dir", hub_dir or "", "--gated"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[arm], text=True)
-        for arm in order:  # built, waiting before the first epoch
-            _expect(procs[arm], arm, errors[arm])
-        for epoch in range(args.epochs):
-            for arm in (order if epoch % 2 == 0 else order[::-1]):
-                procs[arm].stdin.write("go\n")
-                procs[arm].stdin.flush()
-                _expect(procs[arm], arm, errors[arm])
-        out = {}
-        for arm in order:  # what follows training (FLOPs, structure), one at a time
-            procs[arm].stdin.write("go\n")
-            procs[arm].stdin.flush()
-            out[arm] = _expect(procs[arm], arm, errors[arm])
-            procs[arm].wait()
-        return out
-    finally:
-        for arm, proc in procs.items():
-            if proc.poll() is None:
-                proc.kill()
-            errors[arm].close()
+    """One pair of fresh processes taking turns epoch by epoch (`_common.take_turns`):
+    `{arm: run_arm's figures}`."""
+    commands = {arm: ([sys.executable, os.path.abspath(__file__), "--child", arm, regime,
+                       "--backbones", backbone, "--size", str(args.size), "--n", str(args.n),
+                       "--batch", str(args.batch), "--epochs", str(args.epochs),
+                       "--hub-dir", hub_dir or "", "--gated"], None) for arm in order}
+    return {arm: ran["result"] for arm, ran in take_turns(commands, args.epochs).items()}
 
 
 def run(args):
