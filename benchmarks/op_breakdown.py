@@ -57,7 +57,7 @@ def layer_flops(model) -> dict:
             continue
         out = layer.output.shape
         if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw, channels, mult = layer.depthwise_kernel.shape
+            kh, kw, channels, mult = layer.kernel.shape
             flops["depthwise"] += 2 * out[1] * out[2] * kh * kw * channels * mult
         elif isinstance(layer, keras.layers.Conv2D):
             kh, kw, cin, cout = layer.kernel.shape
@@ -72,8 +72,13 @@ def layer_flops(model) -> dict:
 
 
 def _leaf_layers(model):
+    """Every layer without sublayers, inside nested models and tlkit's backbone layers (which
+    hold their Keras model as `.model`)."""
     for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
+        inner = getattr(layer, "model", None)
+        if inner is not None and hasattr(inner, "layers"):
+            yield from _leaf_layers(inner)
+        elif getattr(layer, "layers", None):
             yield from _leaf_layers(layer)
         else:
             yield layer
@@ -140,10 +145,7 @@ def run(args) -> dict:
     groups = collections.Counter()
     for op, s in seconds.items():
         groups[GROUPS.get(op, "other")] += s
-    forward = layer_flops(tlkit.trainability.find_backbone(model))
-    head = tlkit.heads.find_head(model)
-    forward["dense"] = forward.get("dense", 0) + (layer_flops(head) if head is not None
-                                                  else {}).get("dense", 0)
+    forward = layer_flops(model)
     peak = matmul_peak_gflops()
     per_step = {g: s / max(steps, 1) for g, s in groups.items()}
     rows = {}

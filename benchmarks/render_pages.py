@@ -857,7 +857,8 @@ def headline() -> str:
     if lora and isinstance(lora.get("minus_full"), dict):
         rows.append(["LoRA rank 4 on MiniLM (tweets)",
                      f"{pct(lora['trainable_fraction'])} of the weights trained, "
-                     f"{100 * lora['minus_full']['mean']:+.1f} points vs full fine-tuning",
+                     f"{100 * lora['minus_full']['mean']:+.1f} points vs full fine-tuning (same "
+                     "schedule and steps: a head epoch, then every group)",
                      f"[peft]({base}/peft.md)"])
     fmt = get(load("peft_efficientnet"), "int8", "efficientnet", "formats", "tflite-dynamic")
     if isinstance(fmt, dict):
