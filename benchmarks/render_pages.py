@@ -474,11 +474,12 @@ def page_strategies_text(plots: bool) -> str:
         "Debian's topical fortune databases (computers, food, law, politics, science; "
         "`--data fortunes`), MiniLM, 100 test texts per class. At 5 per class the training "
         "set is one batch and the validation split 5 texts. The paired cells compare the "
-        "step floor of 8 and 16 steps per epoch (with 8, early stopping restored the lowest "
-        "validation loss; with 16, the last epoch stays: `restore_best_from`).",
+        "earlier default, 8 steps per epoch, with today's 16 (at 5 per class, with 8, early "
+        "stopping also restored the lowest validation loss; with 16, the last epoch stays: "
+        "`restore_best_from`). `auto` at 25 per class gets 16 now (under 50 per class).",
         provenance("strategies_text_budget_floor8", load("strategies_text_budget_floor8")),
         paired_rows_table("strategies_text_budget_floor8", "strategies_text_budget",
-                          "8 steps, best epoch", "16 steps, last epoch"),
+                          "8 steps per epoch", "16 steps per epoch"),
         strategies_section("strategies_text_budget", "Every setting at its default (text)",
                            "", plots, plot=False)
         + "\n\n" + restore_rules_table(load("strategies_text_budget")),
