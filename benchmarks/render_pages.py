@@ -452,8 +452,21 @@ def page_strategies(plots: bool) -> str:
                                       "hand-tuned row", "defaults",
                                       {"full_defaults": "full", "auto_defaults": "auto"}),
         strategies_section("strategies_budget_lora", "LoRA under `auto` and `full`",
-                           "LoRA adapters (`tlkit.peft.lora`) fine-tuned under each strategy.",
-                           plots, plot=False),
+                           "LoRA adapters (`tlkit.peft.lora`) fine-tuned under each strategy "
+                           "at its defaults. `lora_auto_defaults` runs LP-FT (the probe, then "
+                           "the adapters), `lora_full_defaults` a head epoch then the "
+                           "adapters. The tables below pair each with the rows of "
+                           "`strategies_budget_defaults.json` on the same seeds and subsets, "
+                           "at the same epochs and optimizer steps: LoRA vs the same strategy "
+                           "without LoRA (LP-FT and full fine-tuning), and LoRA under `auto` "
+                           "vs full fine-tuning.", plots, plot=False)
+        + "\n\n" + paired_rows_table("strategies_budget_defaults", "strategies_budget_lora",
+                                      "same strategy, no LoRA", "LoRA",
+                                      {"lora_auto_defaults": "auto_defaults",
+                                       "lora_full_defaults": "full_defaults"})
+        + "\n\n" + paired_rows_table("strategies_budget_defaults", "strategies_budget_lora",
+                                      "full fine-tuning (`full_defaults`)", "LoRA under `auto`",
+                                      {"lora_auto_defaults": "full_defaults"}),
     ])
 
 
