@@ -49,6 +49,7 @@ ROWS = {
     "spe16": {"steps_per_execution": 16},
     "no_prefetch": {"pipeline": "no_prefetch"},
     "onednn_off": {"onednn": "0"},
+    "onednn_on": {"onednn": "1"},
 }
 DEFAULTS = {"intra": 0, "inter": 0, "batch": 32, "steps_per_execution": 1,
             "pipeline": "cache_prefetch", "onednn": None}

@@ -143,8 +143,8 @@ def run(args) -> dict:
     seconds, wall, steps = op_times(logdir)
     total = sum(seconds.values())
     groups = collections.Counter()
-    for op, s in seconds.items():
-        groups[GROUPS.get(op, "other")] += s
+    for op, s in seconds.items():  # oneDNN's kernels are "_MklNative<op>" / "_Mkl<op>"
+        groups[GROUPS.get(op.removeprefix("_MklNative").removeprefix("_Mkl"), "other")] += s
     forward = layer_flops(model)
     peak = matmul_peak_gflops()
     per_step = {g: s / max(steps, 1) for g, s in groups.items()}
@@ -165,6 +165,7 @@ def run(args) -> dict:
     achieved = 3 * sum(forward.values()) * args.batch / step_s / 1e9
     return {
         "backbone": args.backbone, "size": args.size, "batch": args.batch,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "the build's default"),
         "profiled_steps": steps, "step_ms": 1e3 * step_s,
         "kernel_ms_per_step": 1e3 * total / max(steps, 1),
         "threads_busy": total / wall if wall else None,
@@ -184,8 +185,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="profiled training steps")
     parser.add_argument("--logdir", default="", help="keep the TensorBoard trace here")
+    parser.add_argument("--onednn", choices=("default", "on", "off"), default="default",
+                        help="TF_ENABLE_ONEDNN_OPTS for this run (default: the build's)")
     parser.add_argument("--out", default="op_breakdown")
     args = parser.parse_args(argv)
+    if args.onednn != "default":  # read when TensorFlow starts, which run() imports
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
     results = run(args)
     for group, row in results["groups"].items():
         fraction = row["fraction_of_peak"]

