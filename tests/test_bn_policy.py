@@ -40,6 +40,7 @@ def _changed(bn_policy, backbone=None, schedule=None):
     return {p for p in before if not np.array_equal(before[p], after[p])}
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_frozen_keeps_bn_in_inference_mode():
     changed = _changed("frozen")
     assert {"block3_conv/kernel", "block3_conv/bias"} <= changed
@@ -56,6 +57,7 @@ def test_update_trains_bn_of_unfrozen_groups():
     assert not any(p.startswith(("block1", "block2")) for p in changed)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_train_affine_trains_gamma_beta_of_unfrozen_groups_but_not_statistics():
     changed = _changed("train_affine")
     for name in AFFINE:
@@ -68,6 +70,7 @@ def test_train_affine_trains_gamma_beta_of_unfrozen_groups_but_not_statistics():
     assert "block3_conv/kernel" in changed
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("bn_policy,stats_move", [("frozen", False), ("update", True)])
 def test_savedmodel_backbone_statistics(image_savedmodel, bn_policy, stats_move):
     changed = _changed(
@@ -77,6 +80,7 @@ def test_savedmodel_backbone_statistics(image_savedmodel, bn_policy, stats_move)
     assert any("moving_mean" in p for p in changed) == stats_move
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize(
     "bn_policy,affine_top,affine_bottom",
     [("frozen", False, False), ("train_affine", True, False), ("update", True, False)],

@@ -9,6 +9,7 @@ from tlkit.backbones import InputInfo, WeightsUnavailableError, from_keras
 from tlkit.testing import check_save_reload_parity, tiny_cnn
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize(
     "head,num_classes,loss",
     [
@@ -41,6 +42,7 @@ def test_heads_build_and_fit(tiny_cnn_model, head, num_classes, loss):
         assert ((out >= 0) & (out <= 1)).all() and not np.allclose(out.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_groups_freeze_and_unfreeze(tiny_cnn_model, image_batch):
     model = tlkit.build_model(from_keras(tiny_cnn_model), num_classes=3, input_shape=(16, 16, 3))
     assert tlkit.trainability.group_names(model) == ["block1", "block2", "block3", "head"]
@@ -80,6 +82,7 @@ def test_preprocessing_rescales_to_backbone_range():
     np.testing.assert_allclose(out, -1.0)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_keras_backbone_save_reload(tiny_cnn_model, image_batch, tmp_path):
     model = tlkit.build_model(
         from_keras(tiny_cnn_model),

@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 _PATH = list(sys.path)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
@@ -12,6 +13,7 @@ import probe_c  # noqa: E402
 sys.path[:] = _PATH  # the scripts add benchmarks/ too: keep its modules from shadowing others
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_cv_rule_takes_the_best_mean_fold_accuracy_and_falls_back_at_one_per_class():
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score

@@ -15,7 +15,9 @@ SCRIPT = os.path.join(ROOT, "scripts", "device_check.sh")
 
 def _run(tmp_path, **env):
     env = dict(os.environ, PYTHON=sys.executable, DEVICE_CHECK_OUT=str(tmp_path), **env)
-    return subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    # Above the script's own limits (the GPU probe, then 300 s per CPU-fallback step): on a
+    # loaded machine a step can take minutes (a failure shows the output tail below).
+    return subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=720)
 
 
 @pytest.mark.slow

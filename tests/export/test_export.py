@@ -57,6 +57,7 @@ def test_savedmodel_serves_raw_image_bytes(image_model, pixels, tmp_path):
     np.testing.assert_allclose(served.serve_pixels(pixels)["probabilities"], expected, atol=1e-5)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_savedmodel_resizes_jpeg_of_another_size(image_model, tmp_path):
     path = export.export_savedmodel(image_model, tmp_path / "sm")
     served = tf.saved_model.load(path)
@@ -101,6 +102,7 @@ def test_tflite_refuses_text_and_dynamic_shapes(text_savedmodel, tmp_path):
         export.export_tflite(model, tmp_path / "m.tflite")
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_hub_export_of_a_keras_backbone_round_trips(image_model, pixels, tmp_path):
     original = tlkit.trainability.find_backbone(image_model)
     storage = [v.value for v in original.variables]

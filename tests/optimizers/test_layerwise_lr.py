@@ -93,6 +93,7 @@ def test_update_ratio_equals_multiplier(make_optimizer):
         _assert_ratio(scaled[path], delta, expected[path])
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_adam_scales_the_update_not_the_gradient():
     # Adam's first step moves every weight by ~lr whatever the gradient's scale, so a scaled
     # gradient would leave group updates equal; the multiplier must show in the update itself.

@@ -173,6 +173,7 @@ def test_momentum_scheduler_needs_momentum():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[MomentumScheduler(lambda s: 0.9)])
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_one_cycle_composes_with_layerwise_and_unfreezing():
     x, y = _data(16)
     model = _model()

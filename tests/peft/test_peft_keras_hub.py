@@ -42,6 +42,7 @@ def _trained_lora(preset, targets):
     return model
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("targets,defaults,num_layers", [
     (["query", "value"], True, 4),  # KerasHub's default layers: a bare load_lora_weights
     (None, False, 13),  # tlkit's default, every Dense / EinsumDense (6 a layer + pooler)

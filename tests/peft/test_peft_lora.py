@@ -72,6 +72,7 @@ def test_lora_leaves_outputs_unchanged_then_only_adapters_and_head_train():
     )
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_layerwise_lr_and_groups_cover_adapters():
     model = tiny_model()
     tlkit.peft.lora(model, rank=2, targets=["block3", "block1_conv"])

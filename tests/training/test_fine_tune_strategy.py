@@ -54,6 +54,7 @@ class TestStrategies(TestCase):
         keras.utils.set_random_seed(0)
         return tiny_model(compile=False)
 
+    @pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
     @pytest.mark.parametrize("strategy, unfrozen", [
         ("gradual", [0, 2, 3]), ("full", [0, 3, 3]), ("lp_ft", [3, 3]),
     ])
@@ -77,6 +78,7 @@ class TestStrategies(TestCase):
         accuracy = model.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
         assert accuracy == pytest.approx(result.strategy["probe"]["train_accuracy"], abs=1e-6)
 
+    @pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
     @pytest.mark.parametrize("group, trained", [(0, "block1"), (-1, "block3"),
                                                 ("block2", "block2")])
     def test_surgical_trains_exactly_one_group(self, group, trained):
@@ -86,6 +88,7 @@ class TestStrategies(TestCase):
                                            expected_unfrozen=[0, 1, 1], **SETTINGS)
         assert result.strategy["surgical_group"] == trained
 
+    @pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
     def test_auto_restores_the_probe_when_fine_tuning_is_worse_on_validation(self):
         # An absurd LR wrecks fine-tuning; auto must hand back the probe's weights.
         model, data = self._model(), _data()

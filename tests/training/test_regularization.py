@@ -22,6 +22,7 @@ def _constant_images(values, size=16):
     return np.stack([np.full((size, size, 3), v, "float32") for v in values])
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("setting", [{"mixup": 0.4}, {"cutmix": 1.0}])
 def test_mixed_labels_are_the_convex_combination_of_the_mixed_images(setting):
     values = np.array([10.0, 60.0, 130.0, 250.0], "float32")
@@ -151,6 +152,7 @@ def test_class_weight_balanced_shifts_predictions_to_the_rare_class():
     assert probs["balanced"] > probs[None] + 0.05
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_focal_loss_in_fine_tune_and_its_sparse_form():
     x, y = _imbalanced()
     model = tiny_model(num_classes=2, compile=False)

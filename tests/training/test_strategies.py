@@ -261,6 +261,7 @@ def _probe_cs(monkeypatch):
     return seen
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("strategy,probe_c,expected", [
     ("lp_ft", 4.0, (4.0,)),  # the default: one strongly regularized probe starts LP-FT
     ("lp_ft", 0.5, (0.5,)),
@@ -301,6 +302,7 @@ def test_probe_c_in_recipes_and_its_errors():
         Recipe.from_dict({"backbone": {"name": "tiny"}, "phases": {"probe_c": -1}})
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("strategy,temperature,divided_by", [
     ("lp_ft", 4.0, 4.0),  # fine-tuning starts from the probe's logits / 4
     ("lp_ft", 1.0, 1.0),
@@ -410,6 +412,7 @@ def test_predict_tta_averages_the_views():
         predict_tta(model, x, crops=1.5)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_label_smoothing_reaches_the_loss():
     import keras
 

@@ -25,6 +25,7 @@ class _Record(keras.callbacks.Callback):
         self.end = self.model.get_weights()
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 @pytest.mark.parametrize("head_epochs", [0, 1])
 def test_final_weights_interpolate_the_start_and_end_of_fine_tuning(head_epochs):
     x, y = tiny_image_data()

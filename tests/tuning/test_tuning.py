@@ -335,6 +335,7 @@ def test_hyperband_rounds_continue_the_phase_schedule(data, tmp_path):
     assert all(r["status"] == "COMPLETED" for r in result.trials)
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_round_without_a_backup_continues_from_the_loaded_weights(data):
     train, val = data
     hypermodel = FineTuneHyperModel(build, {"lr": [1e-3]}, epochs=3)

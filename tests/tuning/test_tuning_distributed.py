@@ -14,7 +14,7 @@ import tensorflow as tf
 from tlkit.testing.tuning_worker import RESULT_PREFIX, build_tiny, tiny_data
 from tlkit.tuning import tune
 
-pytestmark = [pytest.mark.slow, pytest.mark.localhost_ports]
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,7 +93,7 @@ def _wait_all(procs, timeout):
                 raise AssertionError(f"{proc.args} exited with {rc}:\n{f.read()[-3000:]}")
 
 
-@pytest.mark.slow
+@pytest.mark.localhost_ports  # the chief listens on a free port (the one-device test: none)
 def test_chief_and_two_mirrored_workers_run_each_trial_exactly_once(tmp_path):
     """keras-tuner's parallel mode: one chief (the oracle) and two workers, each worker running
     its trials under MirroredStrategy over 2 logical CPUs (a one-machine, several-device worker,

@@ -124,6 +124,7 @@ def test_gradual_unfreezing_in_one_fit(caplog, capsys):
     assert printed.count("Unfreezing:") == 3 and "block1" in printed
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_verbose_zero_prints_nothing(capsys):
     model = _model()
     x, y = _data(8)
@@ -183,6 +184,7 @@ def test_initial_epoch_derives_the_state_from_the_epoch():
     assert seen == [["block2", "block3", "head"]]
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_stepped_optimizer_over_fewer_variables_is_a_clear_error():
     model = _model()
     x, y = _data(8)
@@ -206,6 +208,7 @@ def test_stepped_optimizer_over_fewer_variables_is_a_clear_error():
     assert {_group_of(p) for p in _changed(before, _weights(model))} == {"block3", "head"}
 
 
+@pytest.mark.slow  # over ~2 CPU-seconds (tests/test_durations.json; the fast tier < 3 min, #31)
 def test_built_but_unstepped_optimizer_is_rebuilt():
     model = _model()
     model.optimizer.build(model.trainable_variables)  # head only, no step yet
