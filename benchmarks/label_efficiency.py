@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import write_json  # noqa: E402
 
-METHODS = ("random", "margin", "entropy", "kcenter", "typiclust")
+METHODS = ("random", "margin", "entropy", "kcenter", "typiclust", "uncertainty_herding")
 PER_CLASS_ROUNDS = (5, 15, 25)
 """Labels per class after rounds 1, 2 and 3 (the initial set has 1 per class)."""
 CLASSES = 10
