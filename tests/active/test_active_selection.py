@@ -81,6 +81,10 @@ def test_uncertainty_herding_covers_dense_regions_and_weighs_uncertainty():
                                class_names=["a", "b"]), 2, "uncertainty_herding")
     assert int(weighted.indices[0]) // 20 == 1 and int(weighted.indices[1]) // 20 == 2
     assert "margin 0.100: a 0.55 vs b 0.45" in weighted.why[0]
+    # Once every example is covered (all identical), the rest come at random, all of them.
+    same = select(PoolView(embeddings=np.ones((4, 2))), 4, "uncertainty_herding", seed=0)
+    assert sorted(same.indices.tolist()) == [0, 1, 2, 3]
+    assert same.why[1:] == ["at random (every example is covered)"] * 3
 
 
 def test_random_is_seeded_and_without_repeats():

@@ -91,8 +91,7 @@ def uncertainty_herding(view: PoolView, n: int, rng: np.random.Generator) -> Pic
         if g <= 0.0:  # nothing adds coverage any more: the rest at random
             rest = sorted([c] + [item[1] for item in heap])
             c = int(rest[int(rng.integers(len(rest)))])
-            heap = [item for item in heap if item[1] != c]
-            heapq.heapify(heap)
+            heap = [(0.0, r) for r in rest if r != c]  # already a heap: equal keys, sorted
             why.append("at random (every example is covered)")
         else:
             near = int(np.sum((kernel[c] > covered[neighbours[c]])
@@ -110,8 +109,9 @@ def _kernel(distance: np.ndarray) -> np.ndarray:
 
 
 def _why(view: PoolView, i: int, g: float, near: int, gap) -> str:
-    text = (f"adds coverage {g:.2f}; {near} examples within {2 * KERNEL_WIDTH:g} of it are "
-            "nearer to it than to any label or earlier pick")
+    text = (f"adds coverage {g:.2f}; {near} example{'' if near == 1 else 's'} within "
+            f"{2 * KERNEL_WIDTH:g} of it {'is' if near == 1 else 'are'} nearer to it than to any "
+            "label or earlier pick")
     if gap is None:
         return text
     p = view.probabilities[i]
