@@ -124,11 +124,13 @@ def _se(values) -> float:
 
 
 def table(summary, budgets) -> str:
-    lines = ["method      " + "".join(f"{b:>16}" for b in budgets) + "   reach@60%  below-1SE"]
+    width = max(12, *(len(m) + 1 for m in summary))
+    lines = [f"{'method':<{width}}" + "".join(f"{b:>16}" for b in budgets)
+             + "   reach@60%  below-1SE"]
     for m, e in summary.items():
         cells = "".join(
             f"{e['accuracy'][b]['mean']:>9.3f}±{e['accuracy'][b]['se']:.3f}" for b in budgets)
-        lines.append(f"{m:<12}{cells}   {str(e.get('reaches_random_at_25_with_60pct', '-')):>9}"
+        lines.append(f"{m:<{width}}{cells}   {str(e.get('reaches_random_at_25_with_60pct', '-')):>9}"
                      f"  {e.get('below_random_by_more_than_1se_at', '-')}")
     return "\n".join(lines)
 
