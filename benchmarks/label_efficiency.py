@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import write_json  # noqa: E402
 
-METHODS = ("random", "margin", "entropy", "kcenter", "typiclust")
+METHODS = ("random", "margin", "entropy", "kcenter", "typiclust", "uncertainty_herding")
 PER_CLASS_ROUNDS = (5, 15, 25)
 """Labels per class after rounds 1, 2 and 3 (the initial set has 1 per class)."""
 CLASSES = 10
@@ -124,11 +124,13 @@ def _se(values) -> float:
 
 
 def table(summary, budgets) -> str:
-    lines = ["method      " + "".join(f"{b:>16}" for b in budgets) + "   reach@60%  below-1SE"]
+    width = max(12, *(len(m) + 1 for m in summary))
+    lines = [f"{'method':<{width}}" + "".join(f"{b:>16}" for b in budgets)
+             + "   reach@60%  below-1SE"]
     for m, e in summary.items():
         cells = "".join(
             f"{e['accuracy'][b]['mean']:>9.3f}±{e['accuracy'][b]['se']:.3f}" for b in budgets)
-        lines.append(f"{m:<12}{cells}   {str(e.get('reaches_random_at_25_with_60pct', '-')):>9}"
+        lines.append(f"{m:<{width}}{cells}   {str(e.get('reaches_random_at_25_with_60pct', '-')):>9}"
                      f"  {e.get('below_random_by_more_than_1se_at', '-')}")
     return "\n".join(lines)
 

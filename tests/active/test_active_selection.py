@@ -55,6 +55,38 @@ def test_typiclust_picks_typical_points_of_uncovered_clusters():
     assert "cluster" in chosen.why[0] and "0 labelled" in chosen.why[0]
 
 
+def test_uncertainty_herding_covers_dense_regions_and_weighs_uncertainty():
+    rng = np.random.default_rng(2)
+    # Three tight blobs 3 apart (kernel width 0.3) and two isolated outliers; blob 0 labelled.
+    centres = np.array([[0, 0], [3, 0], [0, 3]], dtype="float32")
+    blobs = [c + rng.normal(0, 0.05, (20, 2)) for c in centres]
+    outliers = np.array([[3.0, 3.0], [-3.0, -3.0]], dtype="float32")
+    pool = np.concatenate(blobs + [outliers])  # rows 0-19, 20-39, 40-59, outliers 60-61
+    labelled = blobs[0][:1] + 0.01
+    plain = select(PoolView(embeddings=pool, labelled=labelled), 3, "uncertainty_herding")
+    # One pick per uncovered blob, the blob's central point; never the covered blob or an
+    # outlier; the third pick covers only itself (an outlier), so it gains least.
+    assert sorted(int(i) // 20 for i in plain.indices[:2]) == [1, 2]
+    for i in plain.indices[:2]:
+        group = pool[int(i) // 20 * 20:(int(i) // 20 + 1) * 20]
+        distances = np.linalg.norm(group - group.mean(0), axis=1)
+        assert np.linalg.norm(pool[i] - group.mean(0)) <= np.quantile(distances, 0.5)
+    assert plain.indices[2] in (60, 61) and np.all(np.diff(plain.scores) <= 0)
+    assert "nearer to it than to any label or earlier pick" in plain.why[0] and "margin" not in plain.why[0]
+    # The model is unsure about blob 1 only: it is covered first (without weights, blob 2 is).
+    assert int(plain.indices[0]) // 20 == 2
+    p = np.tile([0.98, 0.02], (len(pool), 1))
+    p[20:40] = [0.55, 0.45]
+    weighted = select(PoolView(embeddings=pool, probabilities=p, labelled=labelled,
+                               class_names=["a", "b"]), 2, "uncertainty_herding")
+    assert int(weighted.indices[0]) // 20 == 1 and int(weighted.indices[1]) // 20 == 2
+    assert "margin 0.100: a 0.55 vs b 0.45" in weighted.why[0]
+    # Once every example is covered (all identical), the rest come at random, all of them.
+    same = select(PoolView(embeddings=np.ones((4, 2))), 4, "uncertainty_herding", seed=0)
+    assert sorted(same.indices.tolist()) == [0, 1, 2, 3]
+    assert same.why[1:] == ["at random (every example is covered)"] * 3
+
+
 def test_random_is_seeded_and_without_repeats():
     view = PoolView(embeddings=np.zeros((50, 2)))
     a, b, c = (select(view, 10, "random", seed=s) for s in (3, 3, 4))

@@ -1,7 +1,8 @@
 """Which examples to label next (active learning), on the embeddings a tlkit model computes.
 
 `select_to_label(model, pool, n, method=...)` ranks an unlabelled pool with one of the
-registered methods (`random`, `margin`, `entropy`, `kcenter`, `typiclust`; see
+registered methods (`random`, `margin`, `entropy`, `kcenter`, `typiclust`,
+`uncertainty_herding`; see
 `tlkit.active.methods`) and says why each example was picked; `simulate` replays labelling
 rounds on a pool whose labels are known, for benchmarks.
 

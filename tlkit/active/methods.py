@@ -17,6 +17,7 @@ from tlkit.active.kcenter import kcenter
 from tlkit.active.random_sampling import random
 from tlkit.active.typiclust import typiclust
 from tlkit.active.uncertainty import entropy, margin
+from tlkit.active.uncertainty_herding import uncertainty_herding
 
 METHODS: dict[str, Callable] = {}
 """Selection methods by name (`select_to_label(method=...)`, `tlkit suggest --method`)."""
@@ -44,5 +45,6 @@ def get_method(name: str) -> Callable:
 
 
 for _name, _fn in (("random", random), ("margin", margin), ("entropy", entropy),
-                   ("kcenter", kcenter), ("typiclust", typiclust)):
+                   ("kcenter", kcenter), ("typiclust", typiclust),
+                   ("uncertainty_herding", uncertainty_herding)):
     register_method(_name)(_fn)

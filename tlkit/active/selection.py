@@ -3,7 +3,8 @@
 The model computes, in one pass over the pool, the backbone's pooled embedding (what its head
 reads, as `tlkit.fit_linear_probe` does) and the predicted probabilities of every example; a
 selection method (`tlkit.active.methods.METHODS`) ranks the pool from them. The embeddings are
-L2-normalised, so distance-based methods (`kcenter`, `typiclust`) work in cosine geometry.
+L2-normalised, so distance-based methods (`kcenter`, `typiclust`, `uncertainty_herding`) work in
+cosine geometry.
 """
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ def select_to_label(model, pool, n: int, method: str = DEFAULT_METHOD, labelled=
             `tf.data.Dataset` of `x` (or of `(x, y)`, labels ignored).
         n: examples to pick.
         method: `"random"`, `"margin"`, `"entropy"` (uncertainty of the model's predictions),
-            `"kcenter"` (k-center greedy core-set on the embeddings) or `"typiclust"`
-            (typical examples of uncovered k-means clusters); default `"typiclust"`.
-        labelled: the examples labelled already (seeds `kcenter` and `typiclust`: they pick
-            away from them): a `LabeledData` (its train split), an array or a dataset.
+            `"kcenter"` (k-center greedy core-set on the embeddings), `"typiclust"`
+            (typical examples of uncovered k-means clusters) or `"uncertainty_herding"` (the
+            most uncertainty-weighted kernel coverage of the pool); default `"typiclust"`.
+        labelled: the examples labelled already (seeds `kcenter`, `typiclust` and
+            `uncertainty_herding`: they pick away from them): a `LabeledData` (its train
+            split), an array or a dataset.
             Default: `pool`'s train split when `pool` is a `LabeledData`, else none.
         seed: seed of random choices.
         batch_size: batch size of the model's pass over the pool.
