@@ -166,9 +166,11 @@ def test_concurrent_train_is_refused_and_a_terminated_run_resumes(tmp_path, caps
     """`tlkit train` in a subprocess: a second `train` on its folder gets one line naming the
     process; SIGTERM mid-training exits 143 after clean-up (lock released, no temporaries),
     leaving a resumable run (resuming is tested above; SIGKILL of a lock holder too)."""
+    # 50 fine epochs: still training when SIGTERM comes however fast the machine (it ends the
+    # run early, so they cost nothing); with 2 an idle machine could finish first.
     run = str(tmp_path / "run")
     argv = ["train", SMOKE, "--output", run, "--set", "phases.head_epochs=1", "--set",
-            "phases.fine_epochs=2", "--set", "output.tensorboard=false"]
+            "phases.fine_epochs=50", "--set", "output.tensorboard=false"]
     proc = subprocess.Popen([sys.executable, "-m", "tlkit.cli", "-q", *argv],
                             env={**os.environ, "PYTHONPATH": ROOT},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
