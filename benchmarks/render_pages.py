@@ -634,12 +634,16 @@ def page_speed(plots: bool) -> str:
                           num(flops.get("train_gflop_per_s"), 1),
                           num(flops.get("matmul_peak_gflop_per_s"), 1),
                           pct(flops.get("fraction_of_peak"))])
-        return "\n\n".join([
+        runs = "\n".join(
+            f"- {', '.join(f'`{b}`' for b in r.get('backbones', []))}: `{r.get('command')}` at "
+            f"`{str(r.get('commit'))[:12]}`" for r in get(d, "runs", default=[]))
+        return "\n\n".join(p for p in [
+            runs and "Merged from these runs:\n\n" + runs,
             table(["backbone", "regime", "plain fit img/s", "tlkit img/s",
                    "speed ratio, wall: median [95% CI]", "CPU-time ratio: median [95% CI]",
                    "pairs", "load"], rows),
             table(["backbone", "forward GFLOP / image", "full fine-tune GFLOP/s",
-                   "matmul peak GFLOP/s", "of peak"], peaks)])
+                   "matmul peak GFLOP/s", "of peak"], peaks)] if p)
 
     def op_breakdown(d):
         groups = get(d, "groups", default={})
@@ -690,7 +694,9 @@ def page_speed(plots: bool) -> str:
                 "(wall) and from CPU seconds per step, a pair's ratio the median over its "
                 "epochs after a warm-up, the interval a bootstrap over pairs. The "
                 "second table is the full fine-tune's arithmetic rate against a large float32 "
-                "matmul timed in the same run.", overhead),
+                "matmul timed in the same run; it means something only for a run on an idle "
+                "machine (the load column), since a matmul timed under load reads low.",
+                overhead),
         section("op_breakdown", "Where the full fine-tune's time goes",
                 "`benchmarks/op_breakdown.py`: the TensorFlow profiler's trace of tlkit's full "
                 "fine-tune (Keras's `TensorBoard(profile_batch=...)`), kernel time summed by "

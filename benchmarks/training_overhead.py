@@ -312,7 +312,22 @@ def main(argv=None):
     parser.add_argument("--hub-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--export-hub", help=argparse.SUPPRESS)
     parser.add_argument("--gated", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--merge", nargs="+", metavar="FILE",
+                        help="write results/<--out>.json from these results files (a later "
+                        "file's backbones win), recording every run's command and commit")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = {"backbones": {}, "runs": []}
+        for path in args.merge:
+            with open(path, encoding="utf-8") as f:
+                part = json.load(f)
+            merged["backbones"].update(part["backbones"])
+            merged["runs"].append({k: part.get(k) for k in ("command", "commit", "machine",
+                                                           "pairs", "args")}
+                                  | {"backbones": sorted(part["backbones"])})
+        merged["pairs"] = merged["runs"][-1]["pairs"]
+        print("wrote", write_json(args.out, merged))
+        return
     if args.export_hub:
         export_hub_lite0(args.export_hub, args.size)
         return
