@@ -257,7 +257,7 @@ def run(args):
                      "--size", str(args.size)], check=True, capture_output=True,
                 )
             per = {}
-            for regime in REGIMES:
+            for regime in args.regimes:
                 pairs = []
                 for i in range(args.pairs):
                     order = ARMS if i % 2 == 0 else ARMS[::-1]
@@ -286,6 +286,9 @@ def run(args):
                 summary["keras_img_per_s"] = float(np.median([p["keras"]["img_per_s"] for p in pairs]))
                 summary["tlkit_img_per_s"] = float(np.median([p["tlkit"]["img_per_s"] for p in pairs]))
                 per[regime] = {"summary": summary, "pairs": pairs}
+            if "full" not in per:
+                results["backbones"][backbone] = per
+                continue
             flops = float(np.median([p["tlkit"]["forward_flops"] for p in per["full"]["pairs"]]))
             peak = matmul_peak_gflops()
             achieved = 3 * flops * per["full"]["summary"]["tlkit_img_per_s"] / 1e9
@@ -307,6 +310,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=5, help="epochs per arm, the first a warm-up")
     parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--out", default="training_overhead")
     parser.add_argument("--child", nargs=2, metavar=("ARM", "REGIME"), help=argparse.SUPPRESS)
     parser.add_argument("--hub-dir", default="", help=argparse.SUPPRESS)
@@ -314,14 +318,15 @@ def main(argv=None):
     parser.add_argument("--gated", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--merge", nargs="+", metavar="FILE",
                         help="write results/<--out>.json from these results files (a later "
-                        "file's backbones win), recording every run's command and commit")
+                        "file's backbones and regimes win), recording every run's command and commit")
     args = parser.parse_args(argv)
     if args.merge:
         merged = {"backbones": {}, "runs": []}
         for path in args.merge:
             with open(path, encoding="utf-8") as f:
                 part = json.load(f)
-            merged["backbones"].update(part["backbones"])
+            for backbone, per in part["backbones"].items():  # a later file's regimes win
+                merged["backbones"].setdefault(backbone, {}).update(per)
             merged["runs"].append({k: part.get(k) for k in ("command", "commit", "machine",
                                                            "pairs", "args")}
                                   | {"backbones": sorted(part["backbones"])})
@@ -342,7 +347,7 @@ def main(argv=None):
     print(f"{'backbone':<18} {'regime':<7} {'keras img/s':>11} {'tlkit img/s':>11} "
           f"{'ratio [95% CI]':>22} {'cpu ratio':>10}")
     for backbone, per in results["backbones"].items():
-        for regime in REGIMES:
+        for regime in args.regimes:
             s = per[regime]["summary"]
             w, c = s["ratio_wall"], s["ratio_cpu"]
             print(f"{backbone:<18} {regime:<7} {s['keras_img_per_s']:>11.1f} {s['tlkit_img_per_s']:>11.1f} "
@@ -351,9 +356,11 @@ def main(argv=None):
             differ = {k: (st["keras"].get(k), st["tlkit"].get(k)) for k in st["tlkit"]
                       if st["keras"].get(k) != st["tlkit"].get(k)}
             print(f"  {regime} step structure, keras vs tlkit where they differ: {differ}")
-        f = per["flops"]
-        print(f"{backbone}: full fine-tune {f['train_gflop_per_s']:.1f} GFLOP/s = "
-              f"{100 * f['fraction_of_peak']:.1f}% of matmul peak {f['matmul_peak_gflop_per_s']:.1f}")
+        f = per.get("flops")
+        if f:
+            print(f"{backbone}: full fine-tune {f['train_gflop_per_s']:.1f} GFLOP/s = "
+                  f"{100 * f['fraction_of_peak']:.1f}% of matmul peak "
+                  f"{f['matmul_peak_gflop_per_s']:.1f}")
     results["args"] = {k: v for k, v in vars(args).items() if k not in ("child", "hub_dir", "export_hub")}
     print("wrote", write_json(args.out, results))
 
