@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     bootstrap_ci,
     forward_flops_per_example,
     matmul_peak_gflops,
+    synthetic_images,
     take_turns,
     wait_turn,
     write_json,
@@ -70,13 +71,8 @@ def run_row(settings, backbone_name, size, n, epochs):
     import tlkit
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-    y = rng.integers(0, 10, n)
-    batch = settings["batch"]
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-    if settings["pipeline"] == "cache_prefetch":
-        ds = ds.cache().prefetch(tf.data.AUTOTUNE)
+    ds = synthetic_images(n, size, settings["batch"],
+                          cache_prefetch=settings["pipeline"] == "cache_prefetch")
     model = tlkit.build_model(_backbone(backbone_name, size, None), num_classes=10,
                               input_shape=(size, size, 3))
     per_epoch = []

@@ -86,11 +86,21 @@ def _cache_path(name):
     return os.path.join(cache_dir, "benchmarks", name)
 
 
-def _save(path, pool, test):
+def _embedded(path, pool, test, embed_fn):
+    """`(pool embeddings, test embeddings, seconds to embed or 0)` of the inputs `pool` and
+    `test`, read from the cache file `path` or embedded once with `embed_fn` and written there
+    atomically."""
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["pool"], f["test"], 0.0
+    start = time.perf_counter()
+    both = embed_fn(np.concatenate([pool, test]))
+    seconds = time.perf_counter() - start
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, pool=pool, test=test)
+    np.savez(tmp, pool=both[:len(pool)], test=both[len(pool):])
     os.replace(tmp, path)
+    return both[:len(pool)], both[len(pool):], seconds
 
 
 def embed_texts(texts, batch_size=64):
@@ -119,15 +129,9 @@ def cached_tweet_embeddings(args):
     pool = rest[stratified(y[rest], args.pool_per_class, seed=2024)]
     key = hashlib.sha1(f"{BACKBONE}-{len(y)}-{pool.tobytes().hex()}-{test.tobytes().hex()}"
                        .encode()).hexdigest()[:16]
-    path = _cache_path(f"label_efficiency_tweets_{key}.npz")
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return f["pool"], y[pool], f["test"], y[test], 0.0
-    start = time.perf_counter()
-    both = embed_texts(np.concatenate([x[pool], x[test]]))
-    seconds = time.perf_counter() - start
-    _save(path, both[:len(pool)], both[len(pool):])
-    return both[:len(pool)], y[pool], both[len(pool):], y[test], seconds
+    pool_x, test_x, seconds = _embedded(
+        _cache_path(f"label_efficiency_tweets_{key}.npz"), x[pool], x[test], embed_texts)
+    return pool_x, y[pool], test_x, y[test], seconds
 
 
 def cached_embeddings(args):
@@ -143,15 +147,10 @@ def cached_embeddings(args):
     test = stratified(y_test, args.test_per_class, seed=12345)
     key = hashlib.sha1(f"lite0-{args.size}-{pool.tobytes().hex()}-{test.tobytes().hex()}"
                        .encode()).hexdigest()[:16]
-    path = _cache_path(f"label_efficiency_{key}.npz")
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return f["pool"], y_train[pool], f["test"], y_test[test], 0.0
-    start = time.perf_counter()
-    both = embed(np.concatenate([x_train[pool], x_test[test]]), args.size)
-    seconds = time.perf_counter() - start
-    _save(path, both[:len(pool)], both[len(pool):])
-    return both[:len(pool)], y_train[pool], both[len(pool):], y_test[test], seconds
+    pool_x, test_x, seconds = _embedded(
+        _cache_path(f"label_efficiency_{key}.npz"), x_train[pool], x_test[test],
+        lambda images: embed(images, args.size))
+    return pool_x, y_train[pool], test_x, y_test[test], seconds
 
 
 def summarize(rows, budgets):

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import matmul_peak_gflops, write_json  # noqa: E402
+from _common import matmul_peak_gflops, synthetic_images, write_json  # noqa: E402
 
 GROUPS = {
     # op type (the part after ":" in the trace's kernel event names) -> layer group
@@ -118,18 +118,12 @@ def op_times(logdir: str) -> tuple[dict, float, int]:
 
 def run(args) -> dict:
     import keras
-    import numpy as np
-    import tensorflow as tf
 
     import tlkit
 
     keras.utils.set_random_seed(0)
     n = args.batch * (args.steps + 10)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (n, args.size, args.size, 3)).astype("float32")
-    y = rng.integers(0, 10, n)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch).cache().prefetch(
-        tf.data.AUTOTUNE)
+    ds = synthetic_images(n, args.size, args.batch)
     backbone = tlkit.backbones.get(args.backbone, image_size=args.size)
     model = tlkit.build_model(backbone, num_classes=10, input_shape=(args.size, args.size, 3))
     logdir = args.logdir or tempfile.mkdtemp(prefix="op_breakdown_")

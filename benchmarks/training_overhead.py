@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     bootstrap_ci,
     forward_flops_per_example,
     matmul_peak_gflops,
+    synthetic_images,
     take_turns,
     wait_turn,
     write_json,
@@ -191,15 +192,11 @@ def run_arm(arm, regime, backbone_name, size, n, batch, epochs, hub_dir=None, ga
     take turns with the parent, `StepTimer`)."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import tlkit
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-    y = rng.integers(0, 10, n)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(tf.data.AUTOTUNE)
+    ds = synthetic_images(n, size, batch)
     freeze = regime == "frozen"
     model = tlkit.build_model(
         _backbone(backbone_name, size, hub_dir), num_classes=10, input_shape=(size, size, 3),
